@@ -1,0 +1,107 @@
+"""The one `eventfed` console script: a subcommand per deployable or tool.
+
+Each subcommand lives in its own module and is imported only when chosen, so `eventfed api`
+does not pay for Faust and `eventfed listen` never loads asyncio code next to oslo.messaging.
+Options are declared here for the same reason; everything else comes from settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from bridge import __version__
+from bridge.settings import SettingsError
+
+# subcommand -> (module, help). The module provides `run(args: argparse.Namespace) -> int`.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "listen": ("bridge.listener", "read Nova notifications from RabbitMQ into the raw Kafka topic"),
+    "stream": ("streams.worker", "normalise, keep VM state, filter per subscription, forward"),
+    "api": ("bridge.api.server", "serve the VM state table and check_vim_status over HTTP"),
+    "simulate": ("bridge.simulate", "publish a simulated cloud's Nova notifications to RabbitMQ"),
+    "schema": ("streams.tools", "print the VM status event schema and its fingerprint"),
+    "decode": ("streams.tools", "decode an event (Avro single-object, Confluent or JSON) to JSON"),
+    "topics": ("bridge.topics", "create eventfed's Kafka topics with the configured partitions"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eventfed",
+        description="OpenStack Nova VM status events to Kafka and ONAP DMaaP. "
+        "Settings come from EVENTFED_* environment variables or the YAML file in EVENTFED_CONFIG_FILE.",
+    )
+    parser.add_argument("--version", action="version", version=f"eventfed {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(_module=module_name)
+        _ARGUMENTS.get(name, lambda _p: None)(command)
+    return parser
+
+
+def _decode_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", nargs="?", default="-", help="message file ('-' = stdin)")
+    parser.add_argument(
+        "--format", choices=["auto", "avro", "confluent", "json"], default="auto",
+        help="wire format of the message (auto detects it from the first bytes)",
+    )
+    parser.add_argument("--schema-registry-url", default=None, help="needed for --format confluent")
+
+
+def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--transport-url", default="rabbit://guest:guest@127.0.0.1:5672/")
+    parser.add_argument("--vims", default="demo-owner_region-one,demo-owner_region-two",
+                        help="comma-separated VIM ids; each gets its own RabbitMQ virtual host")
+    parser.add_argument("--vms", type=int, default=24, help="VMs per VIM")
+    parser.add_argument("--rate", type=float, default=0.0, help="notifications/s, 0 = as fast as possible")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--format", choices=["both", "legacy", "versioned"], default="both")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _topics_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--partitions", type=int, default=None, help="default: EVENTFED_PARTITIONS")
+    parser.add_argument("--subscriptions-file", default=None,
+                        help="also create every subscription's topic")
+
+
+_ARGUMENTS = {
+    "decode": _decode_arguments,
+    "simulate": _simulate_arguments,
+    "topics": _topics_arguments,
+}
+
+
+def _load(module_name: str):  # type: ignore[no-untyped-def]
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    module = _load(args._module)
+    if module is None:
+        print(f"eventfed: '{args.command}' is not available in this build", file=sys.stderr)
+        return 2
+    try:
+        return int(module.run(args) or 0)
+    except SettingsError as exc:
+        print(f"eventfed {args.command}: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Typed settings for every eventfed deployable.
+
+Each deployable reads its settings once at start-up from environment variables prefixed
+``EVENTFED_`` and, optionally, from a YAML file named by ``EVENTFED_CONFIG_FILE``; the
+environment wins over the file. A bad value stops the program with one line naming the setting
+(see :func:`load`). Secrets are ``SecretStr`` so they never show in ``repr`` or logs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "EVENTFED_"
+CONFIG_FILE_ENV = "EVENTFED_CONFIG_FILE"
+
+# ONAP names a VIM "{cloud-owner}_{cloud-region-id}"; '/' would break state-topic keys and URLs.
+VIM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*_[A-Za-z0-9._-]+$"
+
+
+class SettingsError(Exception):
+    """A setting is missing or has a bad value; the message names it."""
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    """Values from the YAML file named by EVENTFED_CONFIG_FILE (keys are field names)."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self._data = self._read()
+
+    @staticmethod
+    def _read() -> dict[str, Any]:
+        path = os.environ.get(CONFIG_FILE_ENV)
+        if not path:
+            return {}
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = yaml.safe_load(handle) or {}
+        except OSError as exc:
+            raise SettingsError(f"{CONFIG_FILE_ENV}: cannot read {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"{CONFIG_FILE_ENV}: {path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise SettingsError(f"{CONFIG_FILE_ENV}: {path} must hold a mapping of settings")
+        return {str(k).lower(): v for k, v in data.items()}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        fields = self.settings_cls.model_fields
+        return {k: v for k, v in self._data.items() if k in fields}
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class CommonSettings(BaseSettings):
+    """Settings every deployable shares: Kafka connection, topic names, logging, metrics."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="ignore",
+        case_sensitive=False,
+        hide_input_in_errors=True,
+    )
+
+    kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", min_length=1)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: Path | None = None
+    kafka_client_id: str = "eventfed"
+
+    raw_topic: str = Field(default="eventfed.nova.raw", min_length=1, max_length=249)
+    dlq_topic: str = Field(default="eventfed.dlq", min_length=1, max_length=249)
+    events_topic: str = Field(default="eventfed.vm.events", min_length=1, max_length=249)
+    state_topic: str = Field(default="eventfed.vm.state", min_length=1, max_length=249)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    # 0 disables the metrics/health HTTP endpoint of a deployable that has no web server of its own.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlFileSource(settings_cls), file_secret_settings)
+
+    def check(self) -> None:
+        """Cross-field rules that a single field validator cannot express."""
+        if self.kafka_security_protocol.startswith("SASL"):
+            if not self.kafka_sasl_username or self.kafka_sasl_password is None:
+                raise SettingsError(
+                    f"{ENV_PREFIX}KAFKA_SASL_USERNAME and {ENV_PREFIX}KAFKA_SASL_PASSWORD are required "
+                    f"when {ENV_PREFIX}KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"
+                )
+        if self.kafka_ssl_ca_location is not None and not self.kafka_ssl_ca_location.is_file():
+            raise SettingsError(
+                f"{ENV_PREFIX}KAFKA_SSL_CA_LOCATION: no such file {self.kafka_ssl_ca_location}"
+            )
+
+
+class ListenerSettings(CommonSettings):
+    """`eventfed listen`: one process per VIM, RabbitMQ (oslo.messaging) to the raw Kafka topic."""
+
+    transport_url: SecretStr
+    vim_id: str = Field(pattern=VIM_ID_PATTERN, max_length=200)
+    exchange: str = Field(default="nova", min_length=1)
+    topics: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["notifications", "versioned_notifications"], min_length=1
+    )
+    pool: str = Field(default="eventfed", min_length=1)
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    batch_timeout: float = Field(default=0.2, gt=0, le=60)
+    # Largest raw record written to Kafka; bigger ones are dead-lettered (Kafka's default
+    # max.message.bytes is about 1 MiB).
+    max_message_bytes: int = Field(default=1_000_000, ge=1024)
+    requeue_backoff_initial: float = Field(default=0.5, gt=0, le=60)
+    requeue_backoff_max: float = Field(default=30.0, gt=0, le=3600)
+    delivery_timeout: float = Field(default=30.0, gt=0, le=3600)
+
+    _split_topics = field_validator("topics", mode="before")(_split_csv)
+
+
+class StreamSettings(CommonSettings):
+    """`eventfed stream`: the Faust worker."""
+
+    app_id: str = Field(default="eventfed-stream", min_length=1)
+    partitions: int = Field(default=8, ge=1, le=10_000)
+    replication_factor: int = Field(default=1, ge=1, le=10)
+    subscriptions_file: Path | None = None
+    subscriptions_reload_seconds: float = Field(default=2.0, gt=0, le=3600)
+    dedup_window_seconds: float = Field(default=600.0, ge=0)
+    tombstone_seconds: float = Field(default=3600.0, ge=0)
+    data_dir: Path = Path("/tmp/eventfed-stream")
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    schema_registry_url: str | None = None
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    batch_timeout: float = Field(default=0.05, gt=0, le=60)
+
+
+class ApiSettings(CommonSettings):
+    """`eventfed api`: the state table and check_vim_status over HTTP."""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=1, le=65535)
+    api_threads: int = Field(default=8, ge=1, le=256)
+    api_auth_token: SecretStr | None = None
+    api_basic_user: str | None = None
+    api_basic_password: SecretStr | None = None
+    api_max_body_bytes: int = Field(default=65_536, ge=256)
+    api_page_limit_max: int = Field(default=1000, ge=1)
+
+
+SettingsT = TypeVar("SettingsT", bound=CommonSettings)
+
+ALL_SETTINGS: tuple[type[CommonSettings], ...] = (ListenerSettings, StreamSettings, ApiSettings)
+
+
+def env_names(settings_cls: type[CommonSettings]) -> set[str]:
+    """Every environment variable a settings class reads."""
+    return {ENV_PREFIX + name.upper() for name in settings_cls.model_fields} | {CONFIG_FILE_ENV}
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else "?"
+    message = first["msg"]
+    if first["type"] == "missing":
+        message = "is required"
+    elif first["type"] == "string_pattern_mismatch":
+        message = f"does not match {first.get('ctx', {}).get('pattern', '')}"
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more)" if more else ""
+    return f"{ENV_PREFIX}{field.upper()} {message}{suffix}"
+
+
+def load(settings_cls: type[SettingsT], **overrides: Any) -> SettingsT:
+    """Build and validate settings; raise SettingsError with one line naming the bad setting."""
+    try:
+        settings = settings_cls(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+    settings.check()
+    return settings
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a transport URL for logging."""
+    return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)

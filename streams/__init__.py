@@ -1,0 +1,1 @@
+"""eventfed streams: the normaliser, codecs and the Faust app."""
