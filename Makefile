@@ -1,0 +1,54 @@
+# eventfed: `make demo` runs it, `make test` tests it. Every target installs what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install up down test unit integration helm-check lint demo bench clean
+
+$(INSTALLED): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "eventfed needs Python 3.11+"'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade 'pip==26.3'
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+up: install
+	scripts/kafka start
+	scripts/rabbitmq start
+
+down:
+	-scripts/demo stop
+	scripts/kafka stop
+	scripts/rabbitmq stop
+
+test: install up
+	$(PY) -m pytest -m "not helm" $(PYTEST_ARGS)
+	scripts/helm-check
+
+unit: install
+	$(PY) -m pytest -m "not integration and not helm" $(PYTEST_ARGS)
+
+integration: install up
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+helm-check: install
+	scripts/helm-check
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+demo: install up
+	scripts/demo start
+
+bench: install up
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

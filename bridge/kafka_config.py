@@ -1,0 +1,82 @@
+"""Kafka client defaults, in one place for every eventfed component.
+
+Producers are idempotent with acks=all and the murmur2 partitioner, which is what the Java
+clients and aiokafka (Faust) use, so a key lands on the same partition whoever writes it: the
+listener (librdkafka) and the stream worker (aiokafka) must agree for per-VM order to hold.
+Consumers never auto-commit: an offset is committed only after the message is handled.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bridge.settings import CommonSettings
+
+LOG = logging.getLogger(__name__)
+
+
+def security_config(settings: CommonSettings) -> dict[str, Any]:
+    """librdkafka security properties for the configured protocol."""
+    config: dict[str, Any] = {"security.protocol": settings.kafka_security_protocol.lower()}
+    if settings.kafka_security_protocol.startswith("SASL"):
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl.username"] = settings.kafka_sasl_username
+        assert settings.kafka_sasl_password is not None  # enforced by CommonSettings.check()
+        config["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
+    if settings.kafka_ssl_ca_location is not None:
+        config["ssl.ca.location"] = str(settings.kafka_ssl_ca_location)
+    return config
+
+
+def _log_client_error(error: Any) -> None:
+    # librdkafka reports broker disconnects here; they are retried internally, so a warning.
+    LOG.warning("kafka client error: %s", error)
+
+
+def common_config(settings: CommonSettings, client_suffix: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "client.id": f"{settings.kafka_client_id}-{client_suffix}",
+        "error_cb": _log_client_error,
+        **security_config(settings),
+    }
+
+
+def producer_config(settings: CommonSettings, client_suffix: str, **overrides: Any) -> dict[str, Any]:
+    """An idempotent, ordered, durable producer."""
+    config = {
+        **common_config(settings, client_suffix),
+        "enable.idempotence": True,
+        "acks": "all",
+        "partitioner": "murmur2_random",
+        "compression.type": "lz4",
+        "linger.ms": 5,
+        "batch.num.messages": 10_000,
+        # Bounded so a caller waiting on delivery reports hears about an outage; the listener
+        # then requeues to RabbitMQ instead of holding the batch forever.
+        "message.timeout.ms": 30_000,
+    }
+    config.update(overrides)
+    return config
+
+
+def consumer_config(
+    settings: CommonSettings, client_suffix: str, group_id: str | None, **overrides: Any
+) -> dict[str, Any]:
+    """A consumer that commits only what the caller says it has handled."""
+    config: dict[str, Any] = {
+        **common_config(settings, client_suffix),
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+    }
+    # librdkafka requires a group.id even for a consumer that only uses assign().
+    config["group.id"] = group_id or f"{settings.kafka_client_id}-{client_suffix}-nogroup"
+    config.update(overrides)
+    return config
+
+
+def admin_config(settings: CommonSettings, client_suffix: str = "admin") -> dict[str, Any]:
+    return common_config(settings, client_suffix)

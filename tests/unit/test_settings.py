@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import pytest
+
+from bridge.cli import main
+from bridge.settings import ApiSettings, ListenerSettings, SettingsError, StreamSettings, load, redact_url
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("EVENTFED_"):
+            monkeypatch.delenv(name)
+
+
+def test_listener_reads_environment(monkeypatch):
+    monkeypatch.setenv("EVENTFED_TRANSPORT_URL", "rabbit://nova:s3cret@10.0.0.1:5672/")
+    monkeypatch.setenv("EVENTFED_VIM_ID", "vmware_vio-1")
+    monkeypatch.setenv("EVENTFED_TOPICS", "notifications, versioned_notifications")
+    monkeypatch.setenv("EVENTFED_BATCH_SIZE", "250")
+    settings = load(ListenerSettings)
+    assert settings.vim_id == "vmware_vio-1"
+    assert settings.topics == ["notifications", "versioned_notifications"]
+    assert settings.batch_size == 250
+    assert settings.transport_url.get_secret_value() == "rabbit://nova:s3cret@10.0.0.1:5672/"
+    assert "s3cret" not in repr(settings)
+    assert "s3cret" not in str(settings.model_dump())
+
+
+def test_missing_required_setting_names_it(monkeypatch):
+    monkeypatch.setenv("EVENTFED_TRANSPORT_URL", "rabbit://x")
+    with pytest.raises(SettingsError, match="EVENTFED_VIM_ID is required"):
+        load(ListenerSettings)
+
+
+def test_bad_value_names_the_setting_and_hides_the_input(monkeypatch):
+    monkeypatch.setenv("EVENTFED_PARTITIONS", "many")
+    with pytest.raises(SettingsError) as info:
+        load(StreamSettings)
+    assert str(info.value).startswith("EVENTFED_PARTITIONS ")
+    monkeypatch.setenv("EVENTFED_PARTITIONS", "4")
+    monkeypatch.setenv("EVENTFED_API_PORT", "70000")
+    with pytest.raises(SettingsError, match="EVENTFED_API_PORT"):
+        load(ApiSettings)
+
+
+def test_bad_vim_id_is_rejected(monkeypatch):
+    monkeypatch.setenv("EVENTFED_TRANSPORT_URL", "rabbit://x")
+    monkeypatch.setenv("EVENTFED_VIM_ID", "owner/region")
+    with pytest.raises(SettingsError, match="EVENTFED_VIM_ID does not match"):
+        load(ListenerSettings)
+
+
+def test_sasl_needs_credentials(monkeypatch):
+    monkeypatch.setenv("EVENTFED_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    with pytest.raises(SettingsError, match="EVENTFED_KAFKA_SASL_USERNAME"):
+        load(ApiSettings)
+    monkeypatch.setenv("EVENTFED_KAFKA_SASL_USERNAME", "eventfed-ku")
+    monkeypatch.setenv("EVENTFED_KAFKA_SASL_PASSWORD", "hunter2")
+    settings = load(ApiSettings)
+    assert "hunter2" not in repr(settings)
+
+
+def test_yaml_file_is_read_and_environment_wins(monkeypatch, tmp_path):
+    config = tmp_path / "eventfed.yaml"
+    config.write_text("partitions: 12\napp_id: from-file\n")
+    monkeypatch.setenv("EVENTFED_CONFIG_FILE", str(config))
+    monkeypatch.setenv("EVENTFED_APP_ID", "from-env")
+    settings = load(StreamSettings)
+    assert settings.partitions == 12
+    assert settings.app_id == "from-env"
+
+
+def test_unreadable_or_invalid_yaml_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("EVENTFED_CONFIG_FILE", str(tmp_path / "missing.yaml"))
+    with pytest.raises(SettingsError, match="cannot read"):
+        load(StreamSettings)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a\n- b\n")
+    monkeypatch.setenv("EVENTFED_CONFIG_FILE", str(bad))
+    with pytest.raises(SettingsError, match="mapping"):
+        load(StreamSettings)
+
+
+def test_redact_url():
+    assert redact_url("rabbit://nova:s3cret@host:5672/") == "rabbit://nova:***@host:5672/"
+
+
+def test_cli_version_and_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("eventfed ")
+    assert main([]) == 2
+    assert "listen" in capsys.readouterr().out
