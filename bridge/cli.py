@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _decode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", default="-", help="message file ('-' = stdin)")
     parser.add_argument(
-        "--format", choices=["auto", "avro", "confluent", "json"], default="auto",
+        "--format",
+        choices=["auto", "avro", "confluent", "json"],
+        default="auto",
         help="wire format of the message (auto detects it from the first bytes)",
     )
     parser.add_argument("--schema-registry-url", default=None, help="needed for --format confluent")
@@ -53,8 +55,11 @@ def _decode_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transport-url", default="rabbit://guest:guest@127.0.0.1:5672/")
-    parser.add_argument("--vims", default="demo-owner_region-one,demo-owner_region-two",
-                        help="comma-separated VIM ids; each gets its own RabbitMQ virtual host")
+    parser.add_argument(
+        "--vims",
+        default="demo-owner_region-one,demo-owner_region-two",
+        help="comma-separated VIM ids; each gets its own RabbitMQ virtual host",
+    )
     parser.add_argument("--vms", type=int, default=24, help="VMs per VIM")
     parser.add_argument("--rate", type=float, default=0.0, help="notifications/s, 0 = as fast as possible")
     parser.add_argument("--seed", type=int, default=7)
@@ -64,8 +69,7 @@ def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _topics_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partitions", type=int, default=None, help="default: EVENTFED_PARTITIONS")
-    parser.add_argument("--subscriptions-file", default=None,
-                        help="also create every subscription's topic")
+    parser.add_argument("--subscriptions-file", default=None, help="also create every subscription's topic")
 
 
 _ARGUMENTS = {

@@ -89,6 +89,11 @@ class CommonSettings(BaseSettings):
     events_topic: str = Field(default="eventfed.vm.events", min_length=1, max_length=249)
     state_topic: str = Field(default="eventfed.vm.state", min_length=1, max_length=249)
 
+    # Partition count for the topics eventfed creates; the raw topic and the stream worker's
+    # table changelogs must have the same count (Faust co-partitioning).
+    partitions: int = Field(default=8, ge=1, le=10_000)
+    replication_factor: int = Field(default=1, ge=1, le=10)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
     # 0 disables the metrics/health HTTP endpoint of a deployable that has no web server of its own.
@@ -113,12 +118,13 @@ class CommonSettings(BaseSettings):
 
     def check(self) -> None:
         """Cross-field rules that a single field validator cannot express."""
-        if self.kafka_security_protocol.startswith("SASL"):
-            if not self.kafka_sasl_username or self.kafka_sasl_password is None:
-                raise SettingsError(
-                    f"{ENV_PREFIX}KAFKA_SASL_USERNAME and {ENV_PREFIX}KAFKA_SASL_PASSWORD are required "
-                    f"when {ENV_PREFIX}KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"
-                )
+        if self.kafka_security_protocol.startswith("SASL") and (
+            not self.kafka_sasl_username or self.kafka_sasl_password is None
+        ):
+            raise SettingsError(
+                f"{ENV_PREFIX}KAFKA_SASL_USERNAME and {ENV_PREFIX}KAFKA_SASL_PASSWORD are required "
+                f"when {ENV_PREFIX}KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"
+            )
         if self.kafka_ssl_ca_location is not None and not self.kafka_ssl_ca_location.is_file():
             raise SettingsError(
                 f"{ENV_PREFIX}KAFKA_SSL_CA_LOCATION: no such file {self.kafka_ssl_ca_location}"
@@ -140,9 +146,11 @@ class ListenerSettings(CommonSettings):
     # Largest raw record written to Kafka; bigger ones are dead-lettered (Kafka's default
     # max.message.bytes is about 1 MiB).
     max_message_bytes: int = Field(default=1_000_000, ge=1024)
-    requeue_backoff_initial: float = Field(default=0.5, gt=0, le=60)
-    requeue_backoff_max: float = Field(default=30.0, gt=0, le=3600)
+    retry_backoff_initial: float = Field(default=0.5, gt=0, le=60)
+    retry_backoff_max: float = Field(default=30.0, gt=0, le=3600)
     delivery_timeout: float = Field(default=30.0, gt=0, le=3600)
+    # How long a batch is held unacked while Kafka refuses it before it goes back to RabbitMQ.
+    hold_max_seconds: float = Field(default=900.0, gt=0, le=86_400)
 
     _split_topics = field_validator("topics", mode="before")(_split_csv)
 
@@ -151,8 +159,6 @@ class StreamSettings(CommonSettings):
     """`eventfed stream`: the Faust worker."""
 
     app_id: str = Field(default="eventfed-stream", min_length=1)
-    partitions: int = Field(default=8, ge=1, le=10_000)
-    replication_factor: int = Field(default=1, ge=1, le=10)
     subscriptions_file: Path | None = None
     subscriptions_reload_seconds: float = Field(default=2.0, gt=0, le=3600)
     dedup_window_seconds: float = Field(default=600.0, ge=0)

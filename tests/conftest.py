@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import uuid
@@ -77,7 +78,5 @@ def kafka_topic_factory(kafka_bootstrap: str) -> Iterator:
     yield create
     if created:
         for future in admin.delete_topics(created).values():
-            try:
+            with contextlib.suppress(Exception):
                 future.result(timeout=30)
-            except Exception:
-                pass

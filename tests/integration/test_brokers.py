@@ -108,7 +108,9 @@ def test_aiokafka_produces_and_consumes_on_the_same_broker(kafka_bootstrap, kafk
     # librdkafka's murmur2 partitioner agrees with aiokafka's default partitioner for the same key.
     producer = Producer(producer_config(_settings(kafka_bootstrap), "test"))
     partitions: list[int] = []
-    producer.produce(topic, key=b"vm-1", value=b"x", on_delivery=lambda e, m: partitions.append(m.partition()))
+    producer.produce(
+        topic, key=b"vm-1", value=b"x", on_delivery=lambda e, m: partitions.append(m.partition())
+    )
     producer.flush(30)
     assert partitions == [records[0][1]]
 
@@ -127,14 +129,23 @@ def test_oslo_notifier_configured_as_nova_reaches_a_pooled_listener(rabbit_url, 
 
     class Endpoint:
         def info(self, ctxt, publisher_id, event_type, payload, metadata):
-            received.append({"publisher_id": publisher_id, "event_type": event_type, "payload": payload,
-                             "metadata": metadata})
+            received.append(
+                {
+                    "publisher_id": publisher_id,
+                    "event_type": event_type,
+                    "payload": payload,
+                    "metadata": metadata,
+                }
+            )
             done.set()
             return oslo_messaging.NotificationResult.HANDLED
 
     listener = oslo_messaging.get_notification_listener(
-        transport, [oslo_messaging.Target(topic=topic, exchange="nova")], [Endpoint()],
-        executor="threading", pool=f"eventfed-test-{unique}",
+        transport,
+        [oslo_messaging.Target(topic=topic, exchange="nova")],
+        [Endpoint()],
+        executor="threading",
+        pool=f"eventfed-test-{unique}",
     )
     listener.start()
     try:

@@ -1,0 +1,80 @@
+"""A small HTTP endpoint for probes and Prometheus: /healthz, /readyz, /metrics.
+
+Liveness answers as long as the process serves HTTP; readiness asks the deployable's own check
+(brokers reachable, state caught up), which returns (ready, reason).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+LOG = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], tuple[bool, str]]
+
+
+class HealthServer:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        readiness: ReadinessCheck,
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self._readiness = readiness
+        self._registry = registry
+        handler = self._handler_class()
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> HealthServer:
+        self._thread.start()
+        LOG.info("health and metrics on http://%s:%s", *self._server.server_address[:2])
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/healthz":
+                    self._send(200, "application/json", b'{"status": "alive"}')
+                elif path == "/readyz":
+                    try:
+                        ready, reason = outer._readiness()
+                    except Exception as exc:  # a failing check means not ready, never a crash
+                        ready, reason = False, f"readiness check failed: {exc}"
+                    body = json.dumps({"ready": ready, "reason": reason}).encode()
+                    self._send(200 if ready else 503, "application/json", body)
+                elif path == "/metrics":
+                    self._send(200, CONTENT_TYPE_LATEST, generate_latest(outer._registry))
+                else:
+                    self._send(404, "application/json", b'{"error": "not found"}')
+
+            def _send(self, status: int, content_type: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                LOG.debug("health http: %s", format % args)
+
+        return Handler

@@ -1,0 +1,363 @@
+"""`eventfed listen`: Nova notifications from one cloud's RabbitMQ into the raw Kafka topic.
+
+Every batch is produced to Kafka and acked on RabbitMQ only once Kafka has acknowledged every
+record of it. A batch with any failed delivery is requeued after an exponential, capped backoff
+(oslo requeues instantly and would loop hot), so while Kafka is unreachable the notifications
+wait in RabbitMQ, unacked. A message that can never be written (not serialisable, oversize) goes
+to the dead-letter topic and is acked, so a poison message neither blocks nor loops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import signal
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+from prometheus_client import Counter, Histogram
+
+from bridge.health import HealthServer
+from bridge.kafka_config import producer_config
+from bridge.logs import setup_logging
+from bridge.raw import DeadLetter, RawRecord, build_raw_record
+from bridge.settings import ListenerSettings, load, redact_url
+from bridge.topics import TopicSpec, core_topics, ensure_topics
+
+LOG = logging.getLogger(__name__)
+
+RECEIVED = Counter("eventfed_listener_notifications_received_total", "Notifications received from RabbitMQ")
+WRITTEN = Counter("eventfed_listener_records_written_total", "Raw records Kafka acknowledged")
+REQUEUED = Counter(
+    "eventfed_listener_requeued_total", "Notifications requeued to RabbitMQ (shutdown, long outage)"
+)
+RETRIES = Counter("eventfed_listener_write_retries_total", "Batch writes retried after Kafka refused records")
+DEAD_LETTERED = Counter(
+    "eventfed_listener_dead_lettered_total", "Notifications written to the dead-letter topic", ["reason"]
+)
+DELIVERY_FAILURES = Counter(
+    "eventfed_listener_delivery_failures_total", "Kafka delivery reports with an error"
+)
+BATCH_SIZE = Histogram(
+    "eventfed_listener_batch_size", "Notifications per batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 5000)
+)
+BATCH_SECONDS = Histogram("eventfed_listener_batch_seconds", "Time to write and confirm one batch")
+
+PRIORITIES = ("audit", "debug", "info", "warn", "error", "critical", "sample")
+
+
+@dataclass
+class BatchResult:
+    written: int = 0
+    dead_lettered: int = 0
+    failed: list[RawRecord | DeadLetter] = field(default_factory=list)
+    first_error: str = ""
+
+
+class KafkaBatchWriter:
+    """Produces a batch and waits until Kafka has acknowledged (or refused) every record."""
+
+    def __init__(self, producer: Producer, raw_topic: str, dlq_topic: str, delivery_timeout: float) -> None:
+        self._producer = producer
+        self._raw_topic = raw_topic
+        self._dlq_topic = dlq_topic
+        self._delivery_timeout = delivery_timeout
+
+    def write(self, records: Sequence[RawRecord | DeadLetter]) -> BatchResult:
+        """Returns the records Kafka refused, in their original order."""
+        result = BatchResult()
+        failed_at: set[int] = set()
+
+        def reporter(index: int) -> Any:
+            def on_delivery(error: KafkaError | None, message: Message) -> None:
+                if error is not None:
+                    failed_at.add(index)
+                    result.first_error = result.first_error or str(error)
+                elif message.topic() == self._dlq_topic:
+                    result.dead_lettered += 1
+                else:
+                    result.written += 1
+
+            return on_delivery
+
+        for index, record in enumerate(records):
+            topic = self._dlq_topic if isinstance(record, DeadLetter) else self._raw_topic
+            self._produce(topic, record, reporter(index))
+        # Delivery reports arrive within message.timeout.ms (set to the delivery timeout), so this
+        # returns with every record either acknowledged or failed.
+        remaining = self._producer.flush(self._delivery_timeout + 5)
+        if remaining:
+            # Unconfirmed records count as failed; a later success makes a duplicate, never a loss.
+            result.first_error = result.first_error or f"{remaining} records unconfirmed after flush"
+            confirmed = result.written + result.dead_lettered
+            failed_at.update(range(confirmed, len(records)))
+        result.failed = [records[i] for i in sorted(failed_at)]
+        return result
+
+    def _produce(self, topic: str, record: RawRecord | DeadLetter, on_delivery: Any) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    topic, key=record.key, value=record.value, headers=record.headers, on_delivery=on_delivery
+                )
+                return
+            except BufferError:
+                # The local queue is full: serve delivery reports to make room, then retry.
+                self._producer.poll(0.1)
+
+
+class Backoff:
+    """Exponential backoff with jitter, capped, interruptible by a stop event."""
+
+    def __init__(self, initial: float, maximum: float, stop: threading.Event) -> None:
+        self._initial = initial
+        self._maximum = maximum
+        self._stop = stop
+        self._attempt = 0
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+    def next_delay(self) -> float:
+        delay = min(self._maximum, self._initial * (2**self._attempt))
+        self._attempt += 1
+        return delay * random.uniform(0.8, 1.0)
+
+    def wait(self) -> float:
+        delay = self.next_delay()
+        self._stop.wait(delay)
+        return delay
+
+
+class NotificationEndpoint:
+    """Writes one batch, in arrival order, and says what to do with it: HANDLED or REQUEUE."""
+
+    def __init__(self, settings: ListenerSettings, writer: KafkaBatchWriter, stop: threading.Event) -> None:
+        import oslo_messaging
+
+        self._handled = oslo_messaging.NotificationResult.HANDLED
+        self._requeue = oslo_messaging.NotificationResult.REQUEUE
+        self._settings = settings
+        self._writer = writer
+        self._backoff = Backoff(settings.retry_backoff_initial, settings.retry_backoff_max, stop)
+        self._stop = stop
+
+    def _write_holding_the_batch(self, records: list[RawRecord | DeadLetter]) -> Any:
+        """Write until Kafka has every record, holding the batch unacked in between.
+
+        Retrying in place keeps each VM's order: a requeued batch would be overtaken by the
+        messages RabbitMQ already delivered behind it. The batch is requeued only to shut down
+        or after hold_max_seconds (RabbitMQ closes a channel whose deliveries stay unacked for
+        its consumer_timeout, 30 minutes by default).
+        """
+        held_since = time.monotonic()
+        pending = records
+        while True:
+            result = self._writer.write(pending)
+            WRITTEN.inc(result.written)
+            if not result.failed:
+                self._backoff.reset()
+                return self._handled
+            DELIVERY_FAILURES.inc(len(result.failed))
+            pending = result.failed
+            if self._stop.is_set() or time.monotonic() - held_since > self._settings.hold_max_seconds:
+                LOG.warning("requeueing %d notifications to RabbitMQ: %s", len(records), result.first_error)
+                return self._requeue
+            delay = self._backoff.wait()
+            RETRIES.inc()
+            LOG.warning(
+                "kafka refused %d of %d records (%s); holding the batch, retry after %.1fs",
+                len(result.failed),
+                len(records),
+                result.first_error,
+                delay,
+            )
+
+    def handle(self, messages: Sequence[tuple[str, dict[str, Any]]]) -> Any:
+        """messages: (priority, oslo message dict) pairs in the order RabbitMQ delivered them."""
+        started = time.monotonic()
+        RECEIVED.inc(len(messages))
+        BATCH_SIZE.observe(len(messages))
+        received_at = datetime.now(UTC)
+        records = [
+            build_raw_record(
+                m, priority, self._settings.vim_id, received_at, self._settings.max_message_bytes
+            )
+            for priority, m in messages
+        ]
+        outcome = self._write_holding_the_batch(records)
+        BATCH_SECONDS.observe(time.monotonic() - started)
+        if outcome is self._requeue:
+            REQUEUED.inc(len(messages))
+            return outcome
+        for record in records:
+            if isinstance(record, DeadLetter):
+                DEAD_LETTERED.labels(record.reason).inc()
+                LOG.warning("dead-lettered a notification: %s", record.reason)
+        return self._handled
+
+
+def ordered_batch_listener(
+    transport: Any,
+    targets: list[Any],
+    endpoint: NotificationEndpoint,
+    pool: str,
+    batch_size: int,
+    batch_timeout: float,
+) -> Any:
+    """A batch notification server that hands each batch over in arrival order.
+
+    oslo's own batch dispatcher sorts a batch by priority before calling the endpoints, so an
+    instance's ERROR notification would overtake the INFO ones received before it (a pooled
+    listener reads every priority from one queue, in order). This dispatcher keeps the order and
+    requeues the whole batch when the endpoint says REQUEUE (or raises).
+    """
+    from oslo_messaging.notify import dispatcher as notify_dispatcher
+    from oslo_messaging.notify import listener as notify_listener
+
+    class OrderedBatchDispatcher(notify_dispatcher.BatchNotificationDispatcher):
+        def dispatch(self, incoming: list[Any]) -> set[Any]:
+            messages = []
+            for raw in incoming:
+                priority, _, message = self._extract_user_message(raw)
+                messages.append((priority or "info", message))
+            try:
+                outcome = endpoint.handle(messages)
+            except Exception:
+                LOG.exception("batch handling failed; requeueing it")
+                outcome = notify_dispatcher.NotificationResult.REQUEUE
+            return set(incoming) if outcome == notify_dispatcher.NotificationResult.REQUEUE else set()
+
+    # The endpoint object only declares which priorities the queue binds to.
+    class Priorities:
+        pass
+
+    for priority in PRIORITIES:
+        setattr(Priorities, priority, lambda *_args: None)
+    dispatcher = OrderedBatchDispatcher([Priorities()], None)
+    return notify_listener.BatchNotificationServer(
+        transport, targets, dispatcher, "threading", True, pool, batch_size, batch_timeout
+    )
+
+
+class Listener:
+    """The oslo batch listener, the Kafka producer and their readiness, for one VIM."""
+
+    def __init__(self, settings: ListenerSettings) -> None:
+        import oslo_messaging
+        from oslo_config import cfg
+
+        self.settings = settings
+        self.stop_event = threading.Event()
+        self.producer = Producer(
+            producer_config(
+                settings,
+                f"listen-{settings.vim_id}",
+                **{"message.timeout.ms": int(settings.delivery_timeout * 1000)},
+            )
+        )
+        writer = KafkaBatchWriter(
+            self.producer, settings.raw_topic, settings.dlq_topic, settings.delivery_timeout
+        )
+        self.endpoint = NotificationEndpoint(settings, writer, self.stop_event)
+        self._conf = cfg.ConfigOpts()
+        self._conf([], project="eventfed", default_config_files=[], default_config_dirs=[])
+        oslo_messaging.set_transport_defaults(control_exchange=settings.exchange)
+        url = settings.transport_url.get_secret_value()
+        self._rabbit_hosts = [
+            (h.hostname or "127.0.0.1", int(h.port or 5672))
+            for h in oslo_messaging.TransportURL.parse(self._conf, url).hosts
+        ]
+        self.transport = oslo_messaging.get_notification_transport(self._conf, url=url)
+        targets = [
+            oslo_messaging.Target(topic=topic, exchange=settings.exchange) for topic in settings.topics
+        ]
+        self.server = ordered_batch_listener(
+            self.transport, targets, self.endpoint, settings.pool, settings.batch_size, settings.batch_timeout
+        )
+        # One batch at a time: concurrent batches would reorder a VM's notifications.
+        self._conf.set_override("executor_thread_pool_size", 1)
+        self._kafka_checked_at = 0.0
+        self._kafka_ok: tuple[bool, str] = (False, "not checked yet")
+        LOG.info(
+            "listening for vim %s on %s exchange=%s topics=%s pool=%s -> kafka %s topic %s",
+            settings.vim_id,
+            redact_url(url),
+            settings.exchange,
+            ",".join(settings.topics),
+            settings.pool,
+            settings.kafka_bootstrap_servers,
+            settings.raw_topic,
+        )
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self) -> None:
+        """Stop consuming, let the batch in hand finish, flush Kafka."""
+        self.stop_event.set()
+        self.server.stop()
+        self.server.wait()
+        self.producer.flush(self.settings.delivery_timeout)
+        self.transport.cleanup()
+
+    def readiness(self) -> tuple[bool, str]:
+        now = time.monotonic()
+        if now - self._kafka_checked_at > 5:
+            self._kafka_checked_at = now
+            try:
+                self.producer.list_topics(self.settings.raw_topic, timeout=3)
+                self._kafka_ok = (True, "")
+            except Exception as exc:
+                self._kafka_ok = (False, f"kafka unreachable: {exc}")
+        if not self._kafka_ok[0]:
+            return self._kafka_ok
+        for host, port in self._rabbit_hosts:
+            try:
+                socket.create_connection((host, port), timeout=2).close()
+                return True, "connected"
+            except OSError:
+                continue
+        return False, "rabbitmq unreachable"
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load(ListenerSettings)
+    setup_logging(settings, "listen")
+    try:
+        ensure_topics(
+            settings, [s for s in core_topics(settings) if s.name in (settings.raw_topic, settings.dlq_topic)]
+        )
+    except Exception as exc:
+        # Not fatal: Kafka may be down at start-up; batches then wait in RabbitMQ until it is back.
+        LOG.warning("could not check the raw and dead-letter topics: %s", exc)
+    listener = Listener(settings)
+    health = None
+    if settings.metrics_port:
+        health = HealthServer(settings.metrics_host, settings.metrics_port, listener.readiness).start()
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        LOG.info("signal %d: stopping after the batch in hand", signum)
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    listener.start()
+    while not stop_requested.wait(1.0):
+        pass
+    listener.stop()
+    if health is not None:
+        health.stop()
+    LOG.info("stopped")
+    return 0
+
+
+__all__ = ["KafkaBatchWriter", "Listener", "NotificationEndpoint", "TopicSpec", "run"]

@@ -1,0 +1,102 @@
+"""eventfed's Kafka topics, created up front with the configured partitions and configs.
+
+In Kubernetes with Strimzi the chart declares them as KafkaTopic resources instead; creating a
+topic that exists is a no-op, and a user without the Create permission gets a warning, not a stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from bridge.kafka_config import admin_config
+from bridge.settings import CommonSettings, StreamSettings, load
+
+LOG = logging.getLogger(__name__)
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def core_topics(settings: CommonSettings) -> list[TopicSpec]:
+    """The raw log, the canonical events, the compacted state and the dead letters."""
+    partitions = settings.partitions
+    return [
+        # The raw topic is the replayable audit log of everything the clouds said.
+        TopicSpec(settings.raw_topic, partitions, {"retention.ms": str(7 * DAY_MS)}),
+        TopicSpec(settings.events_topic, partitions, {"retention.ms": str(7 * DAY_MS)}),
+        TopicSpec(
+            settings.state_topic,
+            partitions,
+            {"cleanup.policy": "compact", "delete.retention.ms": str(DAY_MS), "segment.ms": str(3600 * 1000)},
+        ),
+        TopicSpec(settings.dlq_topic, 1, {"retention.ms": str(14 * DAY_MS)}),
+    ]
+
+
+def ensure_topics(settings: CommonSettings, specs: list[TopicSpec], timeout: float = 30.0) -> list[str]:
+    """Create the topics that do not exist yet; return the names created."""
+    admin = AdminClient(admin_config(settings))
+    new = [
+        NewTopic(
+            s.name,
+            num_partitions=s.partitions,
+            replication_factor=settings.replication_factor,
+            config=s.config,
+        )
+        for s in specs
+    ]
+    if not new:
+        return []
+    created: list[str] = []
+    for name, future in admin.create_topics(new, request_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+            created.append(name)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            if error.code() in (
+                KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+            ):
+                LOG.warning("not allowed to create topic %s; it must be declared (KafkaTopic)", name)
+                continue
+            raise
+    if created:
+        LOG.info("created topics %s", ", ".join(created))
+    return created
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {"partitions": args.partitions} if args.partitions else {}
+    settings = load(StreamSettings, **overrides)
+    specs = core_topics(settings)
+    sub_file = args.subscriptions_file or settings.subscriptions_file
+    if sub_file:
+        from streams.subscriptions import load_subscriptions
+
+        with open(sub_file, encoding="utf-8") as handle:
+            subscriptions = load_subscriptions(handle.read(), str(sub_file))
+        specs += [TopicSpec(t, settings.partitions) for t in sorted({s.sink.topic for s in subscriptions})]
+    try:
+        created = ensure_topics(settings, specs)
+    except KafkaException as exc:
+        print(f"eventfed topics: {exc.args[0]}", file=sys.stderr)
+        return 1
+    for spec in specs:
+        state = "created" if spec.name in created else "exists"
+        print(f"{spec.name}\t{spec.partitions} partitions\t{state}")
+    return 0
