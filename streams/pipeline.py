@@ -1,0 +1,259 @@
+"""What the stream stage does with one raw record. Pure: no Kafka, no Faust, no clock.
+
+For each record the processor decides an explicit outcome and the records it causes:
+
+applied     a new latest state for the VM: canonical event, matching subscriptions, new state
+replayed    the record that produced the current state, read again after a restart: its outputs
+            are written again (at-least-once), the state stays
+stale       older than the state already applied, or about a VM deleted before: it goes to the
+            canonical events topic (it did happen) but neither moves the state backwards nor
+            reaches subscribers, who act on the latest state
+duplicate   the same notification seen again (RabbitMQ requeue, listener restart): dropped
+ignored     not an instance status event (aggregate.*, compute.metrics.update, ...)
+dead        malformed: to the dead-letter topic with the reason and where it came from
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.raw import (
+    HEADER_ERROR,
+    HEADER_REASON,
+    HEADER_SOURCE_OFFSET,
+    HEADER_SOURCE_PARTITION,
+    HEADER_SOURCE_TOPIC,
+    HEADER_STAGE,
+    Headers,
+)
+from streams import codecs
+from streams.normalise import MalformedNotification, normalise
+from streams.subscriptions import Subscription
+
+APPLIED = "applied"
+REPLAYED = "replayed"
+STALE = "stale"
+DUPLICATE = "duplicate"
+IGNORED = "ignored"
+DEAD = "dead"
+
+META = "eventfed"  # the state record's own bookkeeping: version and source offset
+DELETED_STATE = "deleted"
+
+CONTENT_TYPES = {
+    "json": b"application/json",
+    "avro": b"application/vnd.apache.avro+binary; encoding=single-object",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    topic: str
+    partition: int
+    offset: int
+
+    def ref(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    partition: int | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    kind: str
+    reason: str = ""
+    event: Mapping[str, Any] | None = None
+    outputs: list[Output] = field(default_factory=list)
+    state_key: bytes | None = None
+    new_state: dict[str, Any] | None = None
+    matched: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Topics:
+    events: str
+    dlq: str
+
+
+class DedupWindow:
+    """message_ids seen in the last `window` seconds, bounded in size (oldest forgotten first)."""
+
+    def __init__(self, window: float, max_entries: int = 1_000_000) -> None:
+        self._window = window
+        self._max = max_entries
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def seen_before(self, message_id: str, now: float) -> bool:
+        if self._window <= 0:
+            return False
+        seen = self._seen
+        while seen:
+            oldest_id, seen_at = next(iter(seen.items()))
+            if now - seen_at <= self._window and len(seen) < self._max:
+                break
+            del seen[oldest_id]
+        if message_id in seen:
+            return True
+        seen[message_id] = now
+        return False
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+def state_key(vim_id: str, instance_id: str) -> bytes:
+    return f"{vim_id}/{instance_id}".encode()
+
+
+def version_of(event_json: Mapping[str, Any]) -> list[str]:
+    """Searchlight's ordering: the instance's updated_at, then the notification time (ISO, UTC)."""
+    occurred = str(event_json.get("occurred_at") or "")
+    return [str(event_json.get("updated_at") or occurred), occurred]
+
+
+class Processor:
+    """Decides the outcome of raw records; keeps only the dedup window between calls."""
+
+    def __init__(
+        self,
+        topics: Topics,
+        subscriptions: Callable[[], Sequence[Subscription]],
+        dedup_window: float,
+        confluent: codecs.ConfluentCodec | None = None,
+    ) -> None:
+        self._topics = topics
+        self._subscriptions = subscriptions
+        self._dedup = DedupWindow(dedup_window)
+        self._confluent = confluent
+
+    def process(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        source: Source,
+        current_state: Callable[[bytes], Mapping[str, Any] | None],
+        now: float,
+    ) -> Outcome:
+        try:
+            raw = json.loads(value) if value is not None else None
+            event = normalise(raw) if raw is not None else None
+            if raw is None:
+                raise MalformedNotification("not_an_object", "the record has no value")
+        except MalformedNotification as exc:
+            return self._dead(key, value, source, exc.reason, str(exc))
+        except (ValueError, UnicodeDecodeError) as exc:
+            return self._dead(key, value, source, "bad_json", f"not JSON: {exc}")
+        except RecursionError:
+            return self._dead(key, value, source, "bad_json", "nested too deeply")
+        if event is None:
+            return Outcome(IGNORED)
+
+        skey = state_key(event["vim_id"], event["instance_id"])
+        state = current_state(skey)
+        message_id = event.get("message_id")
+        meta = state.get(META) if state else None
+        if message_id and meta and state and state.get("message_id") == message_id:
+            if meta.get("source") == source.ref():
+                return self._publish(event, REPLAYED, skey, None)
+            return Outcome(DUPLICATE, "same_as_state", event)
+        if message_id and self._dedup.seen_before(message_id, now):
+            return Outcome(DUPLICATE, "window", event)
+
+        event_json = codecs.event_to_json_dict(event)
+        version = version_of(event_json)
+        if state is not None:
+            if state.get("state") == DELETED_STATE and event_json.get("state") != DELETED_STATE:
+                return self._publish(event, STALE, skey, None, reason="after_delete")
+            if meta and version < list(meta.get("version") or []):
+                return self._publish(event, STALE, skey, None, reason="older")
+        new_state = {**event_json, META: {"version": version, "source": source.ref()}}
+        return self._publish(event, APPLIED, skey, new_state)
+
+    def _publish(
+        self,
+        event: Mapping[str, Any],
+        kind: str,
+        skey: bytes,
+        new_state: dict[str, Any] | None,
+        reason: str = "",
+    ) -> Outcome:
+        instance_key = str(event["instance_id"]).encode()
+        headers: Headers = [
+            ("vim_id", str(event["vim_id"]).encode()),
+            ("status", str(event["status"]).encode()),
+            ("phase", str(event["phase"]).encode()),
+            ("message_id", str(event.get("message_id") or "").encode()),
+        ]
+        encoded: dict[str, bytes] = {}
+
+        def encoded_as(fmt: str) -> bytes:
+            if fmt not in encoded:
+                if fmt == "avro" and self._confluent is not None:
+                    encoded[fmt] = self._confluent.encode(event)
+                else:
+                    encoded[fmt] = codecs.encode(event, fmt)
+            return encoded[fmt]
+
+        outcome = Outcome(kind, reason, event, state_key=skey, new_state=new_state)
+        stale_header: Headers = [("eventfed.stale", reason.encode())] if kind == STALE else []
+        outcome.outputs.append(
+            Output(
+                self._topics.events,
+                instance_key,
+                encoded_as("avro"),
+                [*headers, ("content-type", CONTENT_TYPES["avro"]), *stale_header],
+            )
+        )
+        if kind == STALE:
+            return outcome
+        for subscription in self._subscriptions():
+            if subscription.matches(event):
+                fmt = subscription.sink.format
+                outcome.matched.append(subscription.name)
+                outcome.outputs.append(
+                    Output(
+                        subscription.sink.topic,
+                        instance_key,
+                        encoded_as(fmt),
+                        [*headers, ("subscription", subscription.name.encode()), ("content-type", CONTENT_TYPES[fmt])],
+                    )
+                )
+        return outcome
+
+    def _dead(self, key: bytes | None, value: bytes | None, source: Source, reason: str, detail: str) -> Outcome:
+        headers: Headers = [
+            (HEADER_REASON, reason.encode()),
+            (HEADER_ERROR, detail[:500].encode()),
+            (HEADER_STAGE, b"stream"),
+            (HEADER_SOURCE_TOPIC, source.topic.encode()),
+            (HEADER_SOURCE_PARTITION, str(source.partition).encode()),
+            (HEADER_SOURCE_OFFSET, str(source.offset).encode()),
+        ]
+        return Outcome(DEAD, reason, outputs=[Output(self._topics.dlq, key, value, headers)])
+
+
+def tombstone_due(state: Mapping[str, Any], now_epoch: float, retention: float) -> bool:
+    """A deleted VM's state is removed (a Kafka tombstone) once `retention` seconds have passed."""
+    if state.get("state") != DELETED_STATE:
+        return False
+    deleted = state.get("occurred_at")
+    if not isinstance(deleted, str):
+        return True
+    from datetime import datetime
+
+    try:
+        deleted_epoch = datetime.fromisoformat(deleted.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return True
+    return now_epoch - deleted_epoch >= retention

@@ -1,0 +1,158 @@
+"""Subscriptions: who receives which VM status events, and where. Pure: parse, validate, match.
+
+A subscription matches an event when every list in its `match` section matches (a missing or
+empty list matches anything). Patterns are globs. `events` follows Ceilometer's pipeline rules:
+`!KIND` excludes; with only exclusions, everything else is included. Phases default to end and
+error, since a `start` only says that Nova began an action.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Literal
+
+import jsonschema
+import yaml
+
+DEFAULT_PHASES = frozenset({"end", "error"})
+
+
+class SubscriptionError(ValueError):
+    """The subscriptions document is invalid; the message names the line and the field."""
+
+
+@dataclass(frozen=True)
+class Patterns:
+    """A compiled list of globs with optional `!` exclusions; empty matches everything."""
+
+    include: re.Pattern[str] | None = None
+    exclude: re.Pattern[str] | None = None
+    case_insensitive: bool = False
+
+    @classmethod
+    def compile(cls, patterns: Sequence[str] | None, case_insensitive: bool = False) -> Patterns:
+        if not patterns:
+            return cls()
+        flags = re.IGNORECASE if case_insensitive else 0
+        include = [fnmatch.translate(p) for p in patterns if not p.startswith("!")]
+        exclude = [fnmatch.translate(p[1:]) for p in patterns if p.startswith("!")]
+        return cls(
+            re.compile("|".join(include), flags) if include else None,
+            re.compile("|".join(exclude), flags) if exclude else None,
+            case_insensitive,
+        )
+
+    def matches(self, value: str | None) -> bool:
+        if self.include is None and self.exclude is None:
+            return True
+        text = value or ""
+        if self.exclude is not None and self.exclude.match(text):
+            return False
+        return self.include is None or bool(self.include.match(text))
+
+
+@dataclass(frozen=True)
+class Sink:
+    type: Literal["kafka"]
+    topic: str
+    format: Literal["json", "avro"] = "json"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    name: str
+    sink: Sink
+    vims: Patterns = field(default_factory=Patterns)
+    events: Patterns = field(default_factory=Patterns)
+    phases: frozenset[str] = DEFAULT_PHASES
+    states: Patterns = field(default_factory=Patterns)
+    tenants: Patterns = field(default_factory=Patterns)
+    hosts: Patterns = field(default_factory=Patterns)
+
+    def matches(self, event: Mapping[str, Any]) -> bool:
+        return (
+            (event.get("phase") or "none") in self.phases
+            and self.events.matches(event.get("status"))
+            and self.vims.matches(event.get("vim_id"))
+            and self.states.matches(event.get("state"))
+            and self.tenants.matches(event.get("tenant_id"))
+            and self.hosts.matches(event.get("host"))
+        )
+
+
+def matching(subscriptions: Sequence[Subscription], event: Mapping[str, Any]) -> list[Subscription]:
+    return [s for s in subscriptions if s.matches(event)]
+
+
+@lru_cache(maxsize=1)
+def _validator() -> jsonschema.protocols.Validator:
+    schema = json.loads(resources.files("schemas").joinpath("subscriptions.schema.json").read_text())
+    validator_cls = jsonschema.validators.validator_for(schema)
+    return validator_cls(schema)  # type: ignore[no-any-return]
+
+
+def _line_of(node: yaml.Node | None, path: Sequence[Any]) -> int | None:
+    """The 1-based line of the YAML node at a JSON path, as close as the document allows."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for step in path:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if key_node.value == step:
+                    node = value_node
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+            node = node.value[step]
+        else:
+            return line
+        line = node.start_mark.line + 1
+    return line
+
+
+def load_subscriptions(text: str, source: str = "<subscriptions>") -> list[Subscription]:
+    """Parse and validate a subscriptions YAML document."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        raise SubscriptionError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if document is None:
+        document = {"subscriptions": []}
+    errors = sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        error = errors[0]
+        path = list(error.absolute_path)
+        field_name = "/".join(str(p) for p in path) or "(document)"
+        line = _line_of(node, path)
+        where = f"{source}:{line}" if line else source
+        raise SubscriptionError(f"{where}: {field_name}: {error.message}")
+    subscriptions = [_build(item) for item in document["subscriptions"]]
+    names = [s.name for s in subscriptions]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SubscriptionError(f"{source}: subscription names must be unique: {', '.join(duplicates)}")
+    return subscriptions
+
+
+def _build(item: Mapping[str, Any]) -> Subscription:
+    match = item.get("match") or {}
+    sink = item["sink"]
+    return Subscription(
+        name=item["name"],
+        sink=Sink(type=sink["type"], topic=sink["topic"], format=sink.get("format", "json")),
+        vims=Patterns.compile(match.get("vims")),
+        events=Patterns.compile(match.get("events"), case_insensitive=True),
+        phases=frozenset(match["phases"]) if match.get("phases") else DEFAULT_PHASES,
+        states=Patterns.compile(match.get("states"), case_insensitive=True),
+        tenants=Patterns.compile(match.get("tenants")),
+        hosts=Patterns.compile(match.get("hosts")),
+    )
