@@ -152,6 +152,7 @@ class StreamRunner:
             confluent,
         )
         self.processed = 0
+        self.health: tuple[bool, str, float] = (False, "starting", 0.0)
 
     async def handle_batch(self, events: Sequence[Any]) -> None:
         started = time.monotonic()
@@ -327,6 +328,15 @@ def build_app(settings: StreamSettings, subscriptions: SubscriptionSource) -> tu
     async def reload_subscriptions() -> None:
         subscriptions.reload_if_changed()
 
+    @app.timer(interval=1.0)
+    async def observe_health() -> None:
+        # Read Faust's state here, on its own event loop; the probe thread only reads the result.
+        actives = app.assignor.assigned_actives()
+        if app.tables.recovery.in_recovery:
+            runner.health = (False, "recovering state", time.monotonic())
+        else:
+            runner.health = (True, f"{len(actives)} partitions active", time.monotonic())
+
     @app.timer(interval=max(1.0, min(60.0, settings.tombstone_seconds / 4)))
     async def expire_deleted() -> None:
         actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.raw_topic}
@@ -342,13 +352,12 @@ def prepare_topics(settings: StreamSettings, subscriptions: SubscriptionSource) 
     ensure_topics(settings, specs)
 
 
-def readiness_check(app: Any, runner: StreamRunner) -> Any:
+def readiness_check(runner: StreamRunner) -> Any:
     def check() -> tuple[bool, str]:
-        if not app.consumer or not app.assignor.assigned_actives() and not app.assignor.assigned_standbys():
-            return False, "no partitions assigned yet"
-        if app.tables.recovery.in_recovery:
-            return False, "recovering state"
-        return True, f"processed {runner.processed}"
+        ready, reason, observed_at = runner.health
+        if observed_at and time.monotonic() - observed_at > 30:
+            return False, "the worker's event loop has not reported for 30s"
+        return ready, f"{reason}; processed {runner.processed}"
 
     return check
 
@@ -365,7 +374,7 @@ def run(args: argparse.Namespace) -> int:
     app, runner = build_app(settings, subscriptions)
     health = None
     if settings.metrics_port:
-        health = HealthServer(settings.metrics_host, settings.metrics_port, readiness_check(app, runner)).start()
+        health = HealthServer(settings.metrics_host, settings.metrics_port, readiness_check(runner)).start()
     from faust.worker import Worker
 
     worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
