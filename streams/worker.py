@@ -326,7 +326,10 @@ def build_app(settings: StreamSettings, subscriptions: SubscriptionSource) -> tu
 
     @app.timer(interval=settings.subscriptions_reload_seconds)
     async def reload_subscriptions() -> None:
-        subscriptions.reload_if_changed()
+        if subscriptions.reload_if_changed():
+            # A new subscription's topic must exist before the first event is sent to it.
+            specs = [TopicSpec(s.sink.topic, settings.partitions) for s in subscriptions()]
+            await asyncio.get_running_loop().run_in_executor(None, ensure_topics, settings, specs)
 
     @app.timer(interval=1.0)
     async def observe_health() -> None:

@@ -149,20 +149,20 @@ def test_duplicates_out_of_order_and_late_updates_after_delete(stream_run):
     u = stream_run.unique
     cloud = SimulatedCloud(seed=2)
     vm = cloud.new_vm(0)
-    create = [cloud.action(vm, "create", p, "versioned") for p in ("start", "end")]
-    power_off_end = cloud.action(vm, "power_off", "end", "versioned")
-    t_off = cloud.tick()
-    power_on_end = cloud.action(vm, "power_on", "end", "versioned")
-    t_on = cloud.tick()
-    records = [(vm.uuid, raw_record(n, VIM, cloud.tick())) for n in create]
+    timed = []
+    for action, phase in (("create", "start"), ("create", "end"), ("power_off", "end"), ("power_on", "end")):
+        note = cloud.action(vm, action, phase, "versioned")
+        timed.append((note, cloud.tick()))
+    (c1, t1), (c2, t2), (power_off_end, t_off), (power_on_end, t_on) = timed
+    records = [(vm.uuid, raw_record(c1, VIM, t1)), (vm.uuid, raw_record(c2, VIM, t2))]
     on = raw_record(power_on_end, VIM, t_on, message_id="m-on")
     off = raw_record(power_off_end, VIM, t_off, message_id="m-off")
-    # The newer event first, then the older one; then the newer one again (a requeue).
-    records += [(vm.uuid, on), (vm.uuid, off), (vm.uuid, on)]
+    # The newer event first, then the older one; then both again (requeues).
+    records += [(vm.uuid, on), (vm.uuid, off), (vm.uuid, on), (vm.uuid, off)]
     stream_run.start()
     stream_run.send(records)
     events = stream_run.read(stream_run.events_topic, expected=4)
-    assert len(events) == 4  # create x2, power_on, power_off (stale but recorded); the repeat dropped
+    assert len(events) == 4  # create x2, power_on, power_off (stale but recorded); the repeats dropped
     state = stream_run.latest_state()
     assert state[f"{VIM}/{vm.uuid}"]["status"] == "POWER_ON"
     assert state[f"{VIM}/{vm.uuid}"]["state"] == "active"
@@ -180,6 +180,7 @@ def test_duplicates_out_of_order_and_late_updates_after_delete(stream_run):
     assert state[f"{VIM}/{vm.uuid}"]["state"] == "deleted"
     metrics = _metrics(stream_run.procs[0])
     assert 'eventfed_stream_duplicates_total{reason="window"} 1.0' in metrics
+    assert 'eventfed_stream_duplicates_total{reason="same_as_state"} 1.0' in metrics
     assert 'eventfed_stream_stale_total{reason="older"} 1.0' in metrics
     assert 'eventfed_stream_stale_total{reason="after_delete"} 1.0' in metrics
 
@@ -237,7 +238,7 @@ def _check_complete(stream_run, records, u):
     assert not missing, f"lost {sum(missing.values())} closed-loop events, e.g. {list(missing)[:3]}"
     duplicates = sum((got - expected["closed"]).values())
     events = stream_run.read(stream_run.events_topic, expected=len(records), timeout=180)
-    got_events = Counter((m.key().decode(), headers_of(m)["message_id"]) for m in events)
+    got_events = Counter((m.key().decode(), headers_of(m)["message_id"].decode()) for m in events)
     want_events = Counter((k, r["message_id"]) for k, r in records)
     assert not (want_events - got_events), "events missing from the canonical topic"
     state = stream_run.latest_state()
