@@ -1,0 +1,373 @@
+{{/*
+Names
+*/}}
+{{- define "eventfed.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Full name: the release name, plus the chart name unless the release name already holds it.
+*/}}
+{{- define "eventfed.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of a component's objects: (dict "root" $ "component" "stream") */}}
+{{- define "eventfed.componentName" -}}
+{{- printf "%s-%s" (include "eventfed.fullname" .root) .component | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "eventfed.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Labels. Call with (dict "root" $ "component" "api"); component may be empty.
+*/}}
+{{- define "eventfed.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "eventfed.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{- define "eventfed.labels" -}}
+helm.sh/chart: {{ include "eventfed.chart" .root }}
+{{ include "eventfed.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: eventfed
+{{- end -}}
+
+{{/*
+VIM helpers. Call with (dict "root" $ "vim" $vim).
+*/}}
+{{- define "eventfed.vimId" -}}
+{{- printf "%s_%s" .vim.cloudOwner .vim.cloudRegionId -}}
+{{- end -}}
+
+{{/* A DNS-1123 label for the VIM, used in object names and the eventfed.onap.org/vim label. */}}
+{{- define "eventfed.vimSlug" -}}
+{{- regexReplaceAll "[^a-z0-9-]+" (printf "%s-%s" .vim.cloudOwner .vim.cloudRegionId | lower) "-" | trunc 40 | trimAll "-" -}}
+{{- end -}}
+
+{{- define "eventfed.listenerName" -}}
+{{- printf "%s-listener-%s" (include "eventfed.fullname" .root) (include "eventfed.vimSlug" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Image
+*/}}
+{{- define "eventfed.image" -}}
+{{- $registry := .Values.image.repositoryOverride | default .Values.global.repository | default "" -}}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion -}}
+{{- if $registry -}}
+{{- printf "%s/%s:%s" (trimSuffix "/" $registry) .Values.image.name $tag -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.name $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "eventfed.pullPolicy" -}}
+{{- .Values.image.pullPolicy | default .Values.global.pullPolicy | default "IfNotPresent" -}}
+{{- end -}}
+
+{{/*
+Resources of a component for the chosen flavor: (dict "root" $ "component" "listener")
+*/}}
+{{- define "eventfed.flavor" -}}
+{{- .Values.flavor | default .Values.global.flavor | default "small" -}}
+{{- end -}}
+
+{{- define "eventfed.resources" -}}
+{{- $flavor := include "eventfed.flavor" .root -}}
+{{- $byFlavor := index .root.Values.resources $flavor -}}
+{{- toYaml (index $byFlavor .component) -}}
+{{- end -}}
+
+{{/*
+Kafka
+*/}}
+{{- define "eventfed.kafkaBootstrap" -}}
+{{- if .Values.kafka.bootstrapServers -}}
+{{- .Values.kafka.bootstrapServers -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Values.global.kafkaBootstrap -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "eventfed.strimziCluster" -}}
+{{- .Values.strimzi.cluster | default (printf "%s-strimzi" .Release.Name) -}}
+{{- end -}}
+
+{{/* ONAP names a component's KafkaUser "<component>-ku"; Strimzi uses it as the SCRAM user name. */}}
+{{- define "eventfed.kafkaUserName" -}}
+{{- printf "%s-ku" (include "eventfed.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* "true" when the Kafka protocol authenticates with SASL, else empty. */}}
+{{- define "eventfed.kafkaSasl" -}}
+{{- if hasPrefix "SASL_" .Values.kafka.securityProtocol }}true{{ end -}}
+{{- end -}}
+
+{{/* "true" when the Kafka connection uses TLS, else empty. */}}
+{{- define "eventfed.kafkaTls" -}}
+{{- if has .Values.kafka.securityProtocol (list "SSL" "SASL_SSL") }}true{{ end -}}
+{{- end -}}
+
+{{- define "eventfed.kafkaSaslUsername" -}}
+{{- if .Values.kafka.sasl.username -}}
+{{- .Values.kafka.sasl.username -}}
+{{- else if .Values.strimzi.enabled -}}
+{{- include "eventfed.kafkaUserName" . -}}
+{{- else -}}
+{{- fail "kafka.sasl.username is required when kafka.securityProtocol is SASL_* and strimzi.enabled is false" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "eventfed.kafkaPasswordSecretName" -}}
+{{- if .Values.kafka.sasl.passwordSecret.name -}}
+{{- .Values.kafka.sasl.passwordSecret.name -}}
+{{- else if .Values.strimzi.enabled -}}
+{{- include "eventfed.kafkaUserName" . -}}
+{{- else -}}
+{{- fail "kafka.sasl.passwordSecret.name is required when kafka.securityProtocol is SASL_* and strimzi.enabled is false" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "eventfed.kafkaCaSecretName" -}}
+{{- .Values.kafka.caSecret.name | default (printf "%s-cluster-ca-cert" (include "eventfed.strimziCluster" .)) -}}
+{{- end -}}
+
+{{- define "eventfed.kafkaCaDir" -}}/var/run/secrets/eventfed/kafka-ca{{- end -}}
+
+{{/*
+Every subscription's sink topic that is not one of the chart's own topics, each once.
+Rendered as a YAML list so callers can `fromYamlArray` it.
+*/}}
+{{- define "eventfed.subscriptionTopics" -}}
+{{- $own := list -}}
+{{- range $role, $topic := .Values.kafka.topics -}}
+{{- $own = append $own $topic.name -}}
+{{- end -}}
+{{- $topics := list -}}
+{{- range .Values.subscriptions -}}
+{{- if and (eq .sink.type "kafka") (not (has .sink.topic $own)) -}}
+{{- $topics = append $topics .sink.topic -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (uniq $topics) -}}
+{{- end -}}
+
+{{/*
+Checks that the schema cannot express.
+*/}}
+{{- define "eventfed.validate" -}}
+{{- if gt (int .Values.stream.replicas) (int .Values.kafka.partitions) -}}
+{{- fail (printf "stream.replicas (%d) must not exceed kafka.partitions (%d): a worker without a partition sits idle" (int .Values.stream.replicas) (int .Values.kafka.partitions)) -}}
+{{- end -}}
+{{- $ids := dict -}}
+{{- $names := dict -}}
+{{- range $i, $vim := .Values.vims -}}
+{{- $id := include "eventfed.vimId" (dict "root" $ "vim" $vim) -}}
+{{- if not (regexMatch "^[A-Za-z0-9][A-Za-z0-9._-]*_[A-Za-z0-9._-]+$" $id) -}}
+{{- fail (printf "vims[%d]: VIM id %q must look like <cloudOwner>_<cloudRegionId>" $i $id) -}}
+{{- end -}}
+{{- if hasKey $ids $id -}}
+{{- fail (printf "vims[%d]: VIM %q is listed twice" $i $id) -}}
+{{- end -}}
+{{- $_ := set $ids $id true -}}
+{{- $name := include "eventfed.listenerName" (dict "root" $ "vim" $vim) -}}
+{{- if hasKey $names $name -}}
+{{- fail (printf "vims[%d]: VIM %q gives the listener name %q, which VIM %q already has; rename one" $i $id $name (get $names $name)) -}}
+{{- end -}}
+{{- $_ := set $names $name $id -}}
+{{- end -}}
+{{- $subs := dict -}}
+{{- range $i, $sub := .Values.subscriptions -}}
+{{- if hasKey $subs $sub.name -}}
+{{- fail (printf "subscriptions[%d]: the name %q is used twice" $i $sub.name) -}}
+{{- end -}}
+{{- $_ := set $subs $sub.name true -}}
+{{- end -}}
+{{- if and .Values.strimzi.enabled (include "eventfed.kafkaSasl" .) (ne .Values.kafka.saslMechanism "SCRAM-SHA-512") -}}
+{{- fail (printf "kafka.saslMechanism %s: a Strimzi KafkaUser authenticates with SCRAM-SHA-512 only" .Values.kafka.saslMechanism) -}}
+{{- end -}}
+{{- if include "eventfed.kafkaSasl" . -}}
+{{- $_ := include "eventfed.kafkaSaslUsername" . -}}
+{{- $_ := include "eventfed.kafkaPasswordSecretName" . -}}
+{{- end -}}
+{{- if and .Values.api.auth.basic.user (not .Values.api.auth.basic.passwordSecret.name) -}}
+{{- fail "api.auth.basic.passwordSecret.name is required when api.auth.basic.user is set" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Pod security: the "restricted" Pod Security Standard.
+*/}}
+{{- define "eventfed.podSecurityContext" -}}
+runAsNonRoot: true
+{{- with .Values.podSecurity }}
+{{- if not (kindIs "invalid" .runAsUser) }}
+runAsUser: {{ .runAsUser }}
+{{- end }}
+{{- if not (kindIs "invalid" .runAsGroup) }}
+runAsGroup: {{ .runAsGroup }}
+{{- end }}
+{{- if not (kindIs "invalid" .fsGroup) }}
+fsGroup: {{ .fsGroup }}
+{{- end }}
+{{- end }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "eventfed.containerSecurityContext" -}}
+runAsNonRoot: true
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/*
+Pod spec fields shared by every Deployment: (dict "root" $)
+*/}}
+{{- define "eventfed.podCommon" -}}
+{{- $root := .root -}}
+serviceAccountName: {{ include "eventfed.serviceAccountName" $root }}
+automountServiceAccountToken: false
+{{- /* Service links would inject <SERVICE>_PORT variables; the chart's own services are named
+       eventfed-*, so they would collide with EVENTFED_* settings such as EVENTFED_API_PORT. */}}
+enableServiceLinks: false
+securityContext:
+  {{- include "eventfed.podSecurityContext" $root | nindent 2 }}
+{{- with $root.Values.global.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  {{- if kindIs "string" . }}
+  - name: {{ . }}
+  {{- else }}
+  - {{ toYaml . | nindent 4 | trim }}
+  {{- end }}
+  {{- end }}
+{{- end }}
+{{- with $root.Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with $root.Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $root.Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $root.Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{- define "eventfed.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- .Values.serviceAccount.name | default (include "eventfed.fullname" .) -}}
+{{- else -}}
+{{- .Values.serviceAccount.name | default "default" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Pod template annotations: the env ConfigMap's checksum, so a settings change rolls the pods
+(environment variables are read once at start-up). The subscriptions ConfigMap is left out on
+purpose: the stream worker reloads that file while it runs.
+*/}}
+{{- define "eventfed.podAnnotations" -}}
+checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- with .Values.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Probes: (dict "probe" .Values.x.liveness "path" "/healthz" "port" "metrics")
+*/}}
+{{- define "eventfed.probe" -}}
+httpGet:
+  path: {{ .path }}
+  port: {{ .port }}
+initialDelaySeconds: {{ .probe.initialDelaySeconds | default 0 }}
+periodSeconds: {{ .probe.periodSeconds | default 10 }}
+timeoutSeconds: {{ .probe.timeoutSeconds | default 1 }}
+failureThreshold: {{ .probe.failureThreshold | default 3 }}
+{{- end -}}
+
+{{- define "eventfed.probes" -}}
+{{- if .liveness.enabled }}
+livenessProbe:
+  {{- include "eventfed.probe" (dict "probe" .liveness "path" "/healthz" "port" .port) | nindent 2 }}
+{{- end }}
+{{- if .readiness.enabled }}
+readinessProbe:
+  {{- include "eventfed.probe" (dict "probe" .readiness "path" "/readyz" "port" .port) | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Kafka settings every container needs beyond the env ConfigMap: the SASL password from its
+Secret. (dict "root" $ "clientId" "...")
+*/}}
+{{- define "eventfed.kafkaEnv" -}}
+- name: EVENTFED_KAFKA_CLIENT_ID
+  value: {{ .clientId | quote }}
+{{- if include "eventfed.kafkaSasl" .root }}
+- name: EVENTFED_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "eventfed.kafkaPasswordSecretName" .root }}
+      key: {{ .root.Values.kafka.sasl.passwordSecret.key }}
+{{- end }}
+{{- end -}}
+
+{{- define "eventfed.envFrom" -}}
+- configMapRef:
+    name: {{ include "eventfed.componentName" (dict "root" . "component" "config") }}
+{{- end -}}
+
+{{/* Volumes every pod has: /tmp (the root filesystem is read-only) and the Kafka CA. */}}
+{{- define "eventfed.commonVolumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- if include "eventfed.kafkaTls" . }}
+- name: kafka-ca
+  secret:
+    secretName: {{ include "eventfed.kafkaCaSecretName" . }}
+    items:
+      - key: {{ .Values.kafka.caSecret.key }}
+        path: ca.crt
+{{- end }}
+{{- end -}}
+
+{{- define "eventfed.commonVolumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if include "eventfed.kafkaTls" . }}
+- name: kafka-ca
+  mountPath: {{ include "eventfed.kafkaCaDir" . }}
+  readOnly: true
+{{- end }}
+{{- end -}}

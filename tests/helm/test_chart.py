@@ -1,0 +1,895 @@
+"""The Helm chart, rendered by the real helm binary (scripts/helm) and checked offline.
+
+Built-in kinds are validated against the Kubernetes OpenAPI schemas shipped by
+kubernetes-validate; the custom resources (Strimzi KafkaUser/KafkaTopic, Prometheus Operator
+ServiceMonitor) are not in those schemas, so each is checked against a small structural schema
+below. The drift tests tie the chart to the code: every EVENTFED_* variable a container gets must
+be a setting its subcommand reads, with a value that setting accepts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from pydantic import SecretStr
+
+from bridge.cli import SUBCOMMANDS
+from bridge.settings import (
+    ALL_SETTINGS,
+    VIM_ID_PATTERN,
+    ApiSettings,
+    CommonSettings,
+    ListenerSettings,
+    StreamSettings,
+    env_names,
+)
+
+pytestmark = pytest.mark.helm
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "eventfed"
+MULTI_VIM_VALUES = CHART / "ci" / "onap-multi-vim-values.yaml"
+K8S_VERSION = "1.30.0"
+
+SETTINGS_BY_SUBCOMMAND: dict[str, type[CommonSettings]] = {
+    "listen": ListenerSettings,
+    "stream": StreamSettings,
+    "api": ApiSettings,
+}
+
+Manifest = dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "helm")], capture_output=True, text=True, timeout=1200, check=False
+    )
+    if result.returncode != 0:
+        pytest.fail(f"scripts/helm could not provide a helm binary:\n{result.stderr}")
+    return result.stdout.strip().splitlines()[-1]
+
+
+def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([helm, *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def value_args(values_files: tuple[Path, ...], sets: tuple[str, ...]) -> list[str]:
+    args: list[str] = []
+    for path in values_files:
+        args += ["-f", str(path)]
+    for item in sets:
+        args += ["--set", item]
+    return args
+
+
+@pytest.fixture(scope="session")
+def render(helm: str) -> Callable[..., list[Manifest]]:
+    cache: dict[tuple[Any, ...], list[Manifest]] = {}
+
+    def _render(
+        *values_files: Path, sets: tuple[str, ...] = (), release: str = "eventfed", namespace: str = "onap"
+    ) -> list[Manifest]:
+        key = (values_files, sets, release, namespace)
+        if key not in cache:
+            result = run_helm(
+                helm,
+                "template",
+                release,
+                str(CHART),
+                "--namespace",
+                namespace,
+                *value_args(values_files, sets),
+            )
+            assert result.returncode == 0, result.stderr
+            cache[key] = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+        return cache[key]
+
+    return _render
+
+
+@pytest.fixture(scope="session")
+def default_manifests(render: Callable[..., list[Manifest]]) -> list[Manifest]:
+    return render()
+
+
+@pytest.fixture(scope="session")
+def multi_manifests(render: Callable[..., list[Manifest]]) -> list[Manifest]:
+    return render(MULTI_VIM_VALUES, release="onap")
+
+
+@pytest.fixture(scope="session")
+def variant_values(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Kafka outside Strimzi with its own credentials, API auth on, one VIM, small flavor."""
+    path = tmp_path_factory.mktemp("values") / "no-strimzi.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "strimzi": {"enabled": False},
+                "kafka": {
+                    "bootstrapServers": "kafka-0.kafka:9093,kafka-1.kafka:9093",
+                    "securityProtocol": "SASL_SSL",
+                    "sasl": {"username": "eventfed", "passwordSecret": {"name": "kafka-creds", "key": "pw"}},
+                    "caSecret": {"name": "kafka-ca", "key": "ca.pem"},
+                },
+                "vims": [
+                    {
+                        "cloudOwner": "owner",
+                        "cloudRegionId": "r1",
+                        "transportUrlSecret": {"name": "r1-rabbit", "key": "url"},
+                    }
+                ],
+                "api": {
+                    "auth": {
+                        "tokenSecret": {"name": "api-auth", "key": "token"},
+                        "basic": {"user": "onap", "passwordSecret": {"name": "api-auth", "key": "basic"}},
+                    }
+                },
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def variant_manifests(render: Callable[..., list[Manifest]], variant_values: Path) -> list[Manifest]:
+    return render(variant_values, release="dev")
+
+
+@pytest.fixture(scope="session", params=["default", "multi-vim", "no-strimzi"])
+def manifests(request: pytest.FixtureRequest) -> list[Manifest]:
+    fixture = {
+        "default": "default_manifests",
+        "multi-vim": "multi_manifests",
+        "no-strimzi": "variant_manifests",
+    }
+    return request.getfixturevalue(fixture[request.param])
+
+
+def of_kind(docs: list[Manifest], kind: str) -> list[Manifest]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def component(docs: list[Manifest], kind: str, name: str) -> list[Manifest]:
+    return [
+        doc
+        for doc in of_kind(docs, kind)
+        if doc["metadata"]["labels"].get("app.kubernetes.io/component") == name
+    ]
+
+
+def containers(deployment: Manifest) -> list[Manifest]:
+    spec = deployment["spec"]["template"]["spec"]
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def env_of(container: Manifest, docs: list[Manifest]) -> dict[str, Manifest]:
+    """name -> env entry, with envFrom ConfigMap keys resolved into plain value entries."""
+    config_maps = {cm["metadata"]["name"]: cm.get("data", {}) for cm in of_kind(docs, "ConfigMap")}
+    env: dict[str, Manifest] = {}
+    for source in container.get("envFrom", []):
+        ref = source.get("configMapRef")
+        assert ref, f"unexpected envFrom source {source}"
+        assert ref["name"] in config_maps, f"envFrom names a ConfigMap the chart does not render: {ref}"
+        for key, value in config_maps[ref["name"]].items():
+            env[key] = {"name": key, "value": value}
+    for entry in container.get("env", []):
+        env[entry["name"]] = entry
+    return env
+
+
+def subcommand(container: Manifest) -> str:
+    args = container.get("args") or []
+    assert args, f"container {container['name']} has no args: which eventfed subcommand does it run?"
+    return str(args[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Lint and schema validation
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [None, MULTI_VIM_VALUES], ids=["default", "multi-vim"])
+def test_lint_strict(helm: str, values: Path | None) -> None:
+    result = run_helm(helm, "lint", "--strict", str(CHART), *(["-f", str(values)] if values else []))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+CRD_SCHEMAS: dict[str, Manifest] = {
+    "KafkaUser": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "kafka.strimzi.io/v1beta2"},
+            "metadata": {
+                "type": "object",
+                "required": ["name", "labels"],
+                "properties": {"labels": {"type": "object", "required": ["strimzi.io/cluster"]}},
+            },
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["authentication", "authorization"],
+                "properties": {
+                    "authentication": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"type": {"const": "scram-sha-512"}},
+                    },
+                    "authorization": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["type", "acls"],
+                        "properties": {
+                            "type": {"const": "simple"},
+                            "acls": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["resource", "operations"],
+                                    "properties": {
+                                        "resource": {
+                                            "type": "object",
+                                            "additionalProperties": False,
+                                            "required": ["type"],
+                                            "properties": {
+                                                "type": {
+                                                    "enum": ["topic", "group", "cluster", "transactionalId"]
+                                                },
+                                                "name": {"type": "string", "minLength": 1},
+                                                "patternType": {"enum": ["literal", "prefix"]},
+                                            },
+                                        },
+                                        "operations": {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "uniqueItems": True,
+                                            "items": {
+                                                "enum": [
+                                                    "Read",
+                                                    "Write",
+                                                    "Create",
+                                                    "Delete",
+                                                    "Alter",
+                                                    "Describe",
+                                                    "ClusterAction",
+                                                    "AlterConfigs",
+                                                    "DescribeConfigs",
+                                                    "IdempotentWrite",
+                                                    "All",
+                                                ]
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "KafkaTopic": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "kafka.strimzi.io/v1beta2"},
+            "metadata": {
+                "type": "object",
+                "required": ["name", "labels"],
+                "properties": {
+                    "name": {
+                        "type": "string",
+                        "pattern": r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+                        "maxLength": 253,
+                    },
+                    "labels": {"type": "object", "required": ["strimzi.io/cluster"]},
+                },
+            },
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["topicName", "partitions", "replicas"],
+                "properties": {
+                    "topicName": {"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,249}$"},
+                    "partitions": {"type": "integer", "minimum": 1},
+                    "replicas": {"type": "integer", "minimum": 1, "maximum": 32767},
+                    "config": {
+                        "type": "object",
+                        "additionalProperties": {"type": ["string", "integer", "number", "boolean"]},
+                    },
+                },
+            },
+        },
+    },
+    "ServiceMonitor": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "spec": {
+                "type": "object",
+                "required": ["selector", "endpoints"],
+                "properties": {
+                    "selector": {
+                        "type": "object",
+                        "required": ["matchLabels"],
+                        "properties": {"matchLabels": {"type": "object", "minProperties": 1}},
+                    },
+                    "namespaceSelector": {"type": "object"},
+                    "endpoints": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "required": ["port", "path"],
+                            "properties": {
+                                "port": {"type": "string"},
+                                "path": {"type": "string", "pattern": "^/"},
+                                "interval": {"type": "string", "pattern": r"^([0-9]+(ms|s|m|h))+$"},
+                                "scrapeTimeout": {"type": "string", "pattern": r"^([0-9]+(ms|s|m|h))+$"},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def test_every_manifest_is_valid(manifests: list[Manifest]) -> None:
+    for doc in manifests:
+        where = f"{doc['kind']}/{doc['metadata']['name']}"
+        if doc["kind"] in CRD_SCHEMAS:
+            jsonschema.validate(doc, CRD_SCHEMAS[doc["kind"]])
+            continue
+        try:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = ".".join(str(part) for part in exc.path)
+            pytest.fail(f"{where}: {path}: {exc.message}")
+
+
+def test_standard_labels(manifests: list[Manifest]) -> None:
+    for doc in manifests:
+        labels = doc["metadata"]["labels"]
+        for key in (
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/version",
+            "app.kubernetes.io/managed-by",
+            "helm.sh/chart",
+        ):
+            assert key in labels, f"{doc['kind']}/{doc['metadata']['name']} lacks label {key}"
+
+
+def test_kinds(default_manifests: list[Manifest], multi_manifests: list[Manifest]) -> None:
+    kinds = Counter(doc["kind"] for doc in default_manifests)
+    # No VIMs by default: stream and API only, plus five topics (four own, one subscription).
+    assert kinds["Deployment"] == 2
+    assert kinds["KafkaTopic"] == 5
+    assert kinds["KafkaUser"] == 1
+    assert kinds["ServiceMonitor"] == 0
+    multi = Counter(doc["kind"] for doc in multi_manifests)
+    assert multi["Deployment"] == 5
+    assert multi["ServiceMonitor"] == 1
+    assert multi["PodDisruptionBudget"] == 2
+    names = [f"{doc['kind']}/{doc['metadata']['name']}" for doc in multi_manifests]
+    assert len(names) == len(set(names)), "two objects share a kind and name"
+
+
+# --------------------------------------------------------------------------------------------
+# Pods: security, probes, volumes
+# --------------------------------------------------------------------------------------------
+
+
+def test_restricted_pod_security(manifests: list[Manifest]) -> None:
+    for deployment in of_kind(manifests, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        name = deployment["metadata"]["name"]
+        pod_sc = pod.get("securityContext", {})
+        assert pod_sc.get("runAsNonRoot") is True, name
+        assert pod_sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", name
+        assert pod.get("automountServiceAccountToken") is False, name
+        assert pod.get("enableServiceLinks") is False, name
+        for key in ("hostNetwork", "hostPID", "hostIPC"):
+            assert not pod.get(key), f"{name}: {key}"
+        for container in containers(deployment):
+            where = f"{name}/{container['name']}"
+            sc = container.get("securityContext", {})
+            assert sc.get("allowPrivilegeEscalation") is False, where
+            assert sc.get("readOnlyRootFilesystem") is True, where
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], where
+            assert not sc.get("capabilities", {}).get("add"), where
+            assert sc.get("privileged", False) is False, where
+            assert sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True, where
+            assert sc.get("seccompProfile", pod_sc.get("seccompProfile", {})).get("type") == "RuntimeDefault"
+            assert container.get("resources", {}).get("requests"), f"{where}: no resource requests"
+            mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
+            assert "/tmp" in mounts, f"{where}: no writable /tmp on a read-only root filesystem"
+
+
+def test_probes(manifests: list[Manifest]) -> None:
+    for deployment in of_kind(manifests, "Deployment"):
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            where = f"{deployment['metadata']['name']}/{container['name']}"
+            ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+            liveness = container.get("livenessProbe", {}).get("httpGet")
+            readiness = container.get("readinessProbe", {}).get("httpGet")
+            assert liveness and liveness["path"] == "/healthz", where
+            assert readiness and readiness["path"] == "/readyz", where
+            for probe in (liveness, readiness):
+                assert probe["port"] in ports, f"{where}: probe port {probe['port']} is not a container port"
+            expected = {"api": ("http", 8080)}.get(subcommand(container), ("metrics", 9100))
+            assert liveness["port"] == expected[0] and ports[expected[0]] == expected[1], where
+
+
+def test_stream_volumes(manifests: list[Manifest]) -> None:
+    (stream,) = component(manifests, "Deployment", "stream")
+    (container,) = stream["spec"]["template"]["spec"]["containers"]
+    env = env_of(container, manifests)
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in stream["spec"]["template"]["spec"]["volumes"]}
+    # Directory mount, no subPath: kubelet swaps the files in place when the ConfigMap changes.
+    subs = mounts["/etc/eventfed"]
+    assert "subPath" not in subs
+    assert "configMap" in volumes[subs["name"]]
+    assert env["EVENTFED_SUBSCRIPTIONS_FILE"]["value"] == "/etc/eventfed/subscriptions.yaml"
+    data_dir = env["EVENTFED_DATA_DIR"]["value"]
+    assert "emptyDir" in volumes[mounts[data_dir]["name"]]
+
+
+def test_checksum_follows_env_config_not_subscriptions(render: Callable[..., list[Manifest]]) -> None:
+    def checksums(*sets: str) -> dict[str, str]:
+        return {
+            d["metadata"]["name"]: d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            for d in of_kind(render(sets=sets), "Deployment")
+        }
+
+    base = checksums()
+    assert (
+        checksums(
+            "subscriptions[0].name=other",
+            "subscriptions[0].sink.type=kafka",
+            "subscriptions[0].sink.topic=other.topic",
+        )
+        == base
+    )
+    changed = checksums("logLevel=DEBUG")
+    assert all(changed[name] != base[name] for name in base)
+
+
+# --------------------------------------------------------------------------------------------
+# VIMs, topics, ACLs
+# --------------------------------------------------------------------------------------------
+
+
+def test_one_listener_per_vim(multi_manifests: list[Manifest], default_manifests: list[Manifest]) -> None:
+    vims = yaml.safe_load(MULTI_VIM_VALUES.read_text())["vims"]
+    listeners = component(multi_manifests, "Deployment", "listener")
+    assert len(listeners) == len(vims) == 3
+    by_vim: dict[str, Manifest] = {}
+    for deployment in listeners:
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert subcommand(container) == "listen"
+        env = env_of(container, multi_manifests)
+        by_vim[env["EVENTFED_VIM_ID"]["value"]] = env
+    for vim in vims:
+        vim_id = f"{vim['cloudOwner']}_{vim['cloudRegionId']}"
+        assert re.match(VIM_ID_PATTERN, vim_id)
+        env = by_vim[vim_id]
+        ref = env["EVENTFED_TRANSPORT_URL"]["valueFrom"]["secretKeyRef"]
+        assert ref == vim["transportUrlSecret"]
+    replicas = {
+        d["metadata"]["annotations"]["eventfed.onap.org/vim-id"]: d["spec"]["replicas"] for d in listeners
+    }
+    assert replicas == {"CloudOwner_RegionOne": 1, "CloudOwner_RegionTwo": 1, "edge-owner_edge_site_7": 2}
+    selectors = [tuple(sorted(d["spec"]["selector"]["matchLabels"].items())) for d in listeners]
+    assert len(set(selectors)) == 3, "listener selectors overlap"
+    assert component(default_manifests, "Deployment", "listener") == []
+
+
+def topics_by_name(docs: list[Manifest]) -> dict[str, Manifest]:
+    return {doc["spec"]["topicName"]: doc for doc in of_kind(docs, "KafkaTopic")}
+
+
+def configured(docs: list[Manifest]) -> dict[str, str]:
+    (config,) = [cm for cm in of_kind(docs, "ConfigMap") if "EVENTFED_RAW_TOPIC" in cm.get("data", {})]
+    return dict(config["data"])
+
+
+def subscription_sink_topics(docs: list[Manifest]) -> set[str]:
+    (cm,) = [cm for cm in of_kind(docs, "ConfigMap") if "subscriptions.yaml" in cm.get("data", {})]
+    subs = yaml.safe_load(cm["data"]["subscriptions.yaml"])["subscriptions"]
+    return {sub["sink"]["topic"] for sub in subs}
+
+
+@pytest.mark.parametrize("fixture", ["default_manifests", "multi_manifests"])
+def test_topics(fixture: str, request: pytest.FixtureRequest) -> None:
+    docs: list[Manifest] = request.getfixturevalue(fixture)
+    topics = topics_by_name(docs)
+    env = configured(docs)
+    own = {env[f"EVENTFED_{role}_TOPIC"] for role in ("RAW", "EVENTS", "STATE", "DLQ")}
+    assert set(topics) == own | subscription_sink_topics(docs)
+    for name, topic in topics.items():
+        policy = topic["spec"].get("config", {}).get("cleanup.policy", "delete")
+        assert policy == ("compact" if name == env["EVENTFED_STATE_TOPIC"] else "delete"), name
+        assert int(topic["spec"]["config"]["min.insync.replicas"]) <= topic["spec"]["replicas"]
+    # The dead-letter topic may have fewer partitions; everything the workers consume or key by
+    # VM has the workers' partition count.
+    partitions = {t["spec"]["partitions"] for name, t in topics.items() if name != env["EVENTFED_DLQ_TOPIC"]}
+    (stream,) = component(docs, "Deployment", "stream")
+    stream_env = env_of(stream["spec"]["template"]["spec"]["containers"][0], docs)
+    assert partitions == {int(stream_env["EVENTFED_PARTITIONS"]["value"])}
+    assert stream["spec"]["replicas"] <= min(partitions)
+
+
+@pytest.mark.parametrize("fixture", ["default_manifests", "multi_manifests"])
+def test_kafka_topics_match_what_eventfed_topics_would_create(
+    fixture: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The KafkaTopics carry the partitions and configs bridge.topics gives the same topics."""
+    from bridge.topics import core_topics
+
+    docs: list[Manifest] = request.getfixturevalue(fixture)
+    (stream,) = component(docs, "Deployment", "stream")
+    settings = settings_from_env(
+        stream["spec"]["template"]["spec"]["containers"][0], docs, StreamSettings, monkeypatch
+    )
+    topics = topics_by_name(docs)
+    for spec in core_topics(settings):
+        topic = topics[spec.name]["spec"]
+        assert topic["partitions"] == spec.partitions, spec.name
+        assert topic["replicas"] == settings.replication_factor, spec.name
+        config = {key: str(value) for key, value in topic.get("config", {}).items()}
+        assert spec.config.items() <= config.items(), spec.name
+
+
+def test_subscriptions_configmap_is_what_the_worker_loads(manifests: list[Manifest]) -> None:
+    from streams.subscriptions import load_subscriptions
+
+    (cm,) = [cm for cm in of_kind(manifests, "ConfigMap") if "subscriptions.yaml" in cm.get("data", {})]
+    loaded = load_subscriptions(cm["data"]["subscriptions.yaml"], source="chart")
+    assert loaded, "the chart ships no example subscription"
+    assert {s.sink.topic for s in loaded} == subscription_sink_topics(manifests)
+
+
+def acl_table(docs: list[Manifest]) -> dict[tuple[str, str, str], set[str]]:
+    (user,) = of_kind(docs, "KafkaUser")
+    table: dict[tuple[str, str, str], set[str]] = {}
+    for acl in user["spec"]["authorization"]["acls"]:
+        res = acl["resource"]
+        key = (res["type"], res.get("patternType", "literal"), res.get("name", ""))
+        assert key not in table, f"ACL for {key} appears twice"
+        table[key] = set(acl["operations"])
+    return table
+
+
+@pytest.mark.parametrize("fixture", ["default_manifests", "multi_manifests"])
+def test_kafka_user_acls_are_exactly_the_apps(fixture: str, request: pytest.FixtureRequest) -> None:
+    docs: list[Manifest] = request.getfixturevalue(fixture)
+    env = configured(docs)
+    (stream,) = component(docs, "Deployment", "stream")
+    app_id = env_of(stream["spec"]["template"]["spec"]["containers"][0], docs)["EVENTFED_APP_ID"]["value"]
+    expected = {
+        # Create on the two topics Faust declares: the agent's source and the table's changelog.
+        ("topic", "literal", env["EVENTFED_RAW_TOPIC"]): {"Create", "Describe", "Read", "Write"},
+        ("topic", "literal", env["EVENTFED_DLQ_TOPIC"]): {"Describe", "Write"},
+        ("topic", "literal", env["EVENTFED_EVENTS_TOPIC"]): {"Describe", "Write"},
+        ("topic", "literal", env["EVENTFED_STATE_TOPIC"]): {"Create", "Describe", "Read", "Write"},
+        ("topic", "prefix", f"{app_id}-"): {"Create", "Describe", "DescribeConfigs", "Read", "Write"},
+        ("group", "literal", app_id): {"Describe", "Read"},
+    }
+    for topic in subscription_sink_topics(docs):
+        expected[("topic", "literal", topic)] = {"Describe", "Write"}
+    assert acl_table(docs) == expected
+    (user,) = of_kind(docs, "KafkaUser")
+    assert env["EVENTFED_KAFKA_SASL_USERNAME"] == user["metadata"]["name"]
+
+
+def test_strimzi_cluster_label(default_manifests: list[Manifest], multi_manifests: list[Manifest]) -> None:
+    for docs, cluster in ((default_manifests, "eventfed-strimzi"), (multi_manifests, "onap-strimzi")):
+        for doc in of_kind(docs, "KafkaUser") + of_kind(docs, "KafkaTopic"):
+            assert doc["metadata"]["labels"]["strimzi.io/cluster"] == cluster
+
+
+def test_kafka_bootstrap_prefixed_with_release(render: Callable[..., list[Manifest]]) -> None:
+    assert configured(render(release="onap"))["EVENTFED_KAFKA_BOOTSTRAP_SERVERS"] == (
+        "onap-strimzi-kafka-bootstrap:9092"
+    )
+    docs = render(sets=("global.kafkaBootstrap=kafka:9092",), release="dev")
+    assert configured(docs)["EVENTFED_KAFKA_BOOTSTRAP_SERVERS"] == "dev-kafka:9092"
+
+
+def test_sasl_password_from_the_kafka_users_secret(default_manifests: list[Manifest]) -> None:
+    (user,) = of_kind(default_manifests, "KafkaUser")
+    for deployment in of_kind(default_manifests, "Deployment"):
+        for container in containers(deployment):
+            ref = env_of(container, default_manifests)["EVENTFED_KAFKA_SASL_PASSWORD"]["valueFrom"]
+            assert ref["secretKeyRef"] == {"name": user["metadata"]["name"], "key": "password"}
+
+
+def test_strimzi_off(variant_manifests: list[Manifest]) -> None:
+    assert not of_kind(variant_manifests, "KafkaUser")
+    assert not of_kind(variant_manifests, "KafkaTopic")
+    env = configured(variant_manifests)
+    assert env["EVENTFED_KAFKA_BOOTSTRAP_SERVERS"] == "kafka-0.kafka:9093,kafka-1.kafka:9093"
+    assert env["EVENTFED_KAFKA_SASL_USERNAME"] == "eventfed"
+    for deployment in of_kind(variant_manifests, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        (ca,) = [v for v in pod["volumes"] if "secret" in v]
+        assert ca["secret"]["secretName"] == "kafka-ca"
+        (container,) = pod["containers"]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == ca["name"])
+        assert env["EVENTFED_KAFKA_SSL_CA_LOCATION"] == f"{mount['mountPath']}/ca.crt"
+
+
+def test_flavors(render: Callable[..., list[Manifest]], multi_manifests: list[Manifest]) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def resources(docs: list[Manifest]) -> dict[str, Any]:
+        return {subcommand(c): c["resources"] for d in of_kind(docs, "Deployment") for c in containers(d)}
+
+    large, small = values["resources"]["large"], values["resources"]["small"]
+    assert resources(multi_manifests) == {
+        "listen": large["listener"],
+        "stream": large["stream"],
+        "api": large["api"],
+    }
+    # The chart's own `flavor` wins over global.flavor.
+    overridden = resources(render(sets=("global.flavor=large", "flavor=small")))
+    assert overridden == {"stream": small["stream"], "api": small["api"]}
+
+
+def test_pod_disruption_budgets(manifests: list[Manifest]) -> None:
+    budgets = {
+        doc["metadata"]["labels"]["app.kubernetes.io/component"]: doc
+        for doc in of_kind(manifests, "PodDisruptionBudget")
+    }
+    assert set(budgets) == {"stream", "api"}
+    for name, budget in budgets.items():
+        (deployment,) = component(manifests, "Deployment", name)
+        assert budget["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_service_monitor_scrapes_every_metrics_port(multi_manifests: list[Manifest]) -> None:
+    (monitor,) = of_kind(multi_manifests, "ServiceMonitor")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    ports = {e["port"] for e in monitor["spec"]["endpoints"]}
+    scraped = set()
+    for service in of_kind(multi_manifests, "Service"):
+        if selector.items() <= service["metadata"]["labels"].items():
+            named = {p["name"] for p in service["spec"]["ports"]} & ports
+            assert named, f"{service['metadata']['name']} is selected but has no scraped port"
+            scraped.add(service["metadata"]["labels"]["app.kubernetes.io/component"])
+    assert scraped == {"listener", "stream", "api"}
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+
+
+def test_api_service(manifests: list[Manifest]) -> None:
+    (service,) = component(manifests, "Service", "api")
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == 8080 and port["targetPort"] == "http"
+    (api,) = component(manifests, "Deployment", "api")
+    assert service["spec"]["selector"] == api["spec"]["selector"]["matchLabels"]
+
+
+def test_multi_vim_example_is_what_it_says() -> None:
+    values = yaml.safe_load(MULTI_VIM_VALUES.read_text())
+    assert len(values["vims"]) == 3
+    assert values["kafka"]["securityProtocol"] == "SASL_SSL"
+    assert values["kafka"]["saslMechanism"] == "SCRAM-SHA-512"
+    assert values["global"]["flavor"] == "large"
+    assert values["metrics"]["serviceMonitor"]["enabled"] is True
+
+
+@pytest.mark.parametrize("case", ["default", "multi-vim", "no-strimzi"])
+def test_notes_render(
+    helm: str, tmp_path: Path, case: str, variant_values: Path, multi_manifests: list[Manifest]
+) -> None:
+    """`helm template` skips NOTES.txt, so render a copy of it as an ordinary template."""
+    chart = tmp_path / "eventfed"
+    shutil.copytree(CHART, chart)
+    (chart / "NOTES.src").write_text((chart / "templates" / "NOTES.txt").read_text())
+    (chart / "templates" / "notes-check.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: |\n"
+        '    {{- tpl (.Files.Get "NOTES.src") . | nindent 4 }}\n'
+    )
+    values = {
+        "default": [],
+        "multi-vim": ["-f", str(MULTI_VIM_VALUES)],
+        "no-strimzi": ["-f", str(variant_values)],
+    }
+    result = run_helm(
+        helm, "template", "onap", str(chart), "--show-only", "templates/notes-check.yaml", *values[case]
+    )
+    assert result.returncode == 0, result.stderr
+    notes = yaml.safe_load(result.stdout)["data"]["notes"]
+    assert "onap-eventfed-api" in notes
+    if case == "multi-vim":
+        for listener in component(multi_manifests, "Deployment", "listener"):
+            assert f"deployment/{listener['metadata']['name']}" in notes
+
+
+# --------------------------------------------------------------------------------------------
+# Drift: the chart against bridge/settings.py and bridge/cli.py
+# --------------------------------------------------------------------------------------------
+
+
+def is_secret_field(settings_cls: type[CommonSettings], env_name: str) -> bool:
+    field = settings_cls.model_fields[env_name.removeprefix("EVENTFED_").lower()]
+    return SecretStr in getattr(field.annotation, "__args__", (field.annotation,))
+
+
+def app_containers(docs: list[Manifest]) -> Iterator[tuple[str, Manifest, type[CommonSettings]]]:
+    for deployment in of_kind(docs, "Deployment"):
+        for container in containers(deployment):
+            command = subcommand(container)
+            assert command in SUBCOMMANDS, f"{deployment['metadata']['name']}: unknown subcommand {command}"
+            assert command in SETTINGS_BY_SUBCOMMAND, f"no settings class known for `eventfed {command}`"
+            where = f"{deployment['metadata']['name']}/{container['name']}"
+            yield where, container, SETTINGS_BY_SUBCOMMAND[command]
+
+
+def test_settings_classes_are_all_known() -> None:
+    assert set(SETTINGS_BY_SUBCOMMAND.values()) <= set(ALL_SETTINGS)
+    assert set(SETTINGS_BY_SUBCOMMAND) <= set(SUBCOMMANDS)
+
+
+def test_env_names_are_settings_the_subcommand_reads(manifests: list[Manifest]) -> None:
+    for where, container, settings_cls in app_containers(manifests):
+        env = env_of(container, manifests)
+        ours = {name for name in env if name.startswith("EVENTFED_")}
+        unknown = ours - env_names(settings_cls)
+        assert not unknown, f"{where} sets {sorted(unknown)}, which {settings_cls.__name__} does not read"
+        fields = settings_cls.model_fields
+        required = {f"EVENTFED_{name.upper()}" for name, field in fields.items() if field.is_required()}
+        assert required <= ours, f"{where} lacks required settings {sorted(required - ours)}"
+
+
+def test_secrets_are_wired_to_secret_settings(manifests: list[Manifest]) -> None:
+    for where, container, settings_cls in app_containers(manifests):
+        for name, entry in env_of(container, manifests).items():
+            if name not in env_names(settings_cls):
+                continue  # an unknown name is test_env_names_are_settings_the_subcommand_reads' failure
+            from_secret = "secretKeyRef" in entry.get("valueFrom", {})
+            secret_field = is_secret_field(settings_cls, name)
+            assert from_secret == secret_field, (
+                f"{where}: {name} is {'a Secret reference' if from_secret else 'a plain value'} "
+                f"but the setting is {'secret' if secret_field else 'not secret'}"
+            )
+
+
+def settings_from_env(
+    container: Manifest,
+    docs: list[Manifest],
+    settings_cls: type[CommonSettings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
+    """Build the settings class from the container's environment, with stand-ins for Secrets."""
+    with monkeypatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("EVENTFED_"):
+                patch.delenv(name)
+        for name, entry in env_of(container, docs).items():
+            if "value" in entry:
+                patch.setenv(name, str(entry["value"]))
+            else:
+                patch.setenv(name, "rabbit://user:secret@rabbitmq:5672/")
+        return settings_cls()
+
+
+def test_values_parse_as_settings(manifests: list[Manifest], monkeypatch: pytest.MonkeyPatch) -> None:
+    for where, container, settings_cls in app_containers(manifests):
+        try:
+            settings_from_env(container, manifests, settings_cls, monkeypatch)
+        except Exception as exc:  # pydantic's ValidationError names the bad field
+            pytest.fail(f"{where}: {settings_cls.__name__} rejects the chart's environment: {exc}")
+
+
+def test_listener_and_stream_serve_health_on_the_metrics_port(manifests: list[Manifest]) -> None:
+    for where, container, settings_cls in app_containers(manifests):
+        env = env_of(container, manifests)
+        if settings_cls is ApiSettings:
+            assert env["EVENTFED_API_HOST"]["value"] == "0.0.0.0", where
+            assert env["EVENTFED_API_PORT"]["value"] == "8080", where
+        else:
+            assert env["EVENTFED_METRICS_HOST"]["value"] == "0.0.0.0", where
+            assert env["EVENTFED_METRICS_PORT"]["value"] == "9100", where
+
+
+# --------------------------------------------------------------------------------------------
+# Bad values fail with a message naming the problem
+# --------------------------------------------------------------------------------------------
+
+# (id, values, message, who rejects them). Schema errors fail `helm lint` and `helm template`;
+# the cross-field checks in templates/_helpers.tpl ("eventfed.validate") are template `fail`s,
+# which `helm template`/`install` turn into errors and `helm lint` only reports as [INFO].
+SCHEMA, TEMPLATE = "schema", "template"
+A_VIM = {"cloudOwner": "o", "cloudRegionId": "r", "transportUrlSecret": {"name": "s", "key": "k"}}
+BAD_VALUES: list[tuple[str, Manifest, str, str]] = [
+    ("wrong-type", {"stream": {"replicas": "two"}}, r"/stream/replicas.*want integer", SCHEMA),
+    ("wrong-type-bool", {"strimzi": {"enabled": "yes"}}, r"/strimzi/enabled.*want boolean", SCHEMA),
+    (
+        "missing-vim-field",
+        {"vims": [{"cloudOwner": "CloudOwner", "transportUrlSecret": {"name": "s", "key": "url"}}]},
+        r"/vims/0.*missing propert.*cloudRegionId",
+        SCHEMA,
+    ),
+    (
+        "missing-vim-secret",
+        {"vims": [{"cloudOwner": "CloudOwner", "cloudRegionId": "RegionOne"}]},
+        r"/vims/0.*missing propert.*transportUrlSecret",
+        SCHEMA,
+    ),
+    ("unknown-key", {"replicaCount": 3}, r"additional propert.*replicaCount.*not allowed", SCHEMA),
+    (
+        "unknown-nested-key",
+        {"listener": {"replica": 2}},
+        r"/listener.*additional propert.*replica.*not allowed",
+        SCHEMA,
+    ),
+    ("bad-vim-id", {"vims": [{**A_VIM, "cloudRegionId": "Region/One"}]}, r"/vims/0/cloudRegionId", SCHEMA),
+    ("bad-protocol", {"kafka": {"securityProtocol": "TLS"}}, r"/kafka/securityProtocol", SCHEMA),
+    (
+        "bad-sink-format",
+        {"subscriptions": [{"name": "x", "sink": {"type": "kafka", "topic": "t", "format": "xml"}}]},
+        r"/subscriptions/0/sink/format",
+        SCHEMA,
+    ),
+    ("no-credentials-without-strimzi", {"strimzi": {"enabled": False}}, r"/kafka/sasl/username", SCHEMA),
+    ("strimzi-needs-scram-512", {"kafka": {"saslMechanism": "PLAIN"}}, r"/kafka/saslMechanism", SCHEMA),
+    (
+        "basic-auth-without-password",
+        {"api": {"auth": {"basic": {"user": "onap"}}}},
+        r"/api/auth/basic/passwordSecret",
+        SCHEMA,
+    ),
+    (
+        "too-many-workers",
+        {"stream": {"replicas": 9}},
+        r"stream\.replicas \(9\) must not exceed kafka\.partitions \(8\)",
+        TEMPLATE,
+    ),
+    ("duplicate-vim", {"vims": [A_VIM, A_VIM]}, r'VIM "o_r" is listed twice', TEMPLATE),
+]
+
+
+@pytest.mark.parametrize("command", ["lint", "template"])
+@pytest.mark.parametrize(
+    ("values", "message", "enforced_by"),
+    [case[1:] for case in BAD_VALUES],
+    ids=[case[0] for case in BAD_VALUES],
+)
+def test_bad_values_fail_with_a_message(
+    helm: str, tmp_path: Path, command: str, values: Manifest, message: str, enforced_by: str
+) -> None:
+    path = tmp_path / "bad-values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    args = ["lint", "--strict", str(CHART)] if command == "lint" else ["template", "x", str(CHART)]
+    result = run_helm(helm, *args, "-f", str(path))
+    output = result.stdout + result.stderr
+    assert re.search(message, output, re.DOTALL), output
+    if command == "lint" and enforced_by == TEMPLATE:
+        assert "[INFO] Fail:" in output, output
+    else:
+        assert result.returncode != 0, f"helm {command} accepted {values}"
