@@ -125,11 +125,35 @@ class SimulatedCloud:
                 yield self.action(vm, action, "start", fmt)
                 yield self.action(vm, action, "end", fmt)
 
+    def varied_lifecycle(self, vm: SimulatedVm, index: int, fmt: str) -> Iterator[Notification]:
+        """A lifecycle that ends in one of several states, with an occasional failed action.
+
+        A quarter of the VMs stay stopped, a quarter paused, a quarter soft-deleted and the rest are
+        deleted; every fifth VM's reboot fails (an `.error` notification, the VM stays active).
+        """
+        ending = ("power_off", "pause", "soft_delete", None)[index % 4]
+        for action in LIFECYCLE:
+            if action == "shutdown":
+                continue
+            if action == "delete":
+                yield self.action(vm, "delete", "start", fmt)
+                yield self.action(vm, "shutdown", "start", fmt)
+                yield self.action(vm, "shutdown", "end", fmt)
+                yield self.action(vm, "delete", "end", fmt)
+                return
+            yield self.action(vm, action, "start", fmt)
+            failed = action == "reboot" and index % 5 == 4
+            yield self.action(vm, action, "error" if failed else "end", fmt)
+            if action == ending:
+                return
+
     def action(self, vm: SimulatedVm, action: str, phase: str, fmt: str) -> Notification:
         task_state, vm_state, power_state = ACTIONS[action]
         now = self.tick()
         if phase == "start":
             vm.task_state = task_state
+        elif phase == "error":
+            vm.task_state = None
         elif phase == "end":
             vm.task_state = None if action != "shutdown" else vm.task_state
             vm.vm_state = vm_state
@@ -182,8 +206,12 @@ class SimulatedCloud:
             "access_ip_v4": vm.ip,
             "access_ip_v6": None,
         }
+        if phase == "error":
+            payload["exception"] = "InstanceFaultRollback"
+            payload["message"] = f"{action} failed on {vm.host}"
+            payload["code"] = 500
         return Notification(
-            f"compute.{vm.host}", f"{_LEGACY_PREFIX}{action}.{phase}", "INFO", payload, vm.uuid
+            f"compute.{vm.host}", f"{_LEGACY_PREFIX}{action}.{phase}", _priority(phase), payload, vm.uuid
         )
 
     def _versioned(self, vm: SimulatedVm, action: str, phase: str) -> Notification:
@@ -221,7 +249,15 @@ class SimulatedCloud:
             "key_name": "ops-key",
             "auto_disk_config": "MANUAL",
             "metadata": dict(vm.metadata),
-            "fault": None,
+            "fault": None if phase != "error" else {
+                "nova_object.name": "ExceptionPayload",
+                "nova_object.namespace": "nova",
+                "nova_object.version": "1.1",
+                "nova_object.data": {
+                    "exception": "InstanceFaultRollback", "exception_message": f"{action} failed on {vm.host}",
+                    "function_name": action, "module_name": "nova.compute.manager", "traceback": "",
+                },
+            },
             "flavor": {
                 "nova_object.name": "FlavorPayload",
                 "nova_object.namespace": "nova",
@@ -254,8 +290,12 @@ class SimulatedCloud:
             "nova_object.data": data,
         }
         return Notification(
-            f"nova-compute:{vm.host}", f"{_VERSIONED_PREFIX}{action}.{phase}", "INFO", payload, vm.uuid
+            f"nova-compute:{vm.host}", f"{_VERSIONED_PREFIX}{action}.{phase}", _priority(phase), payload, vm.uuid
         )
+
+
+def _priority(phase: str) -> str:
+    return "ERROR" if phase == "error" else "INFO"
 
 
 def raw_record(

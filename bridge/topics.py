@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException
@@ -80,6 +81,20 @@ def ensure_topics(settings: CommonSettings, specs: list[TopicSpec], timeout: flo
     return created
 
 
+def delete_topics(settings: CommonSettings, names: list[str], timeout: float = 30.0) -> None:
+    """Delete topics that exist, and wait until the broker no longer lists them."""
+    admin = AdminClient(admin_config(settings))
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    doomed = [n for n in names if n in existing]
+    if not doomed:
+        return
+    for future in admin.delete_topics(doomed, request_timeout=timeout).values():
+        future.result(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and set(doomed) & set(admin.list_topics(timeout=timeout).topics):
+        time.sleep(0.2)
+
+
 def run(args: argparse.Namespace) -> int:
     overrides = {"partitions": args.partitions} if args.partitions else {}
     settings = load(StreamSettings, **overrides)
@@ -92,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
             subscriptions = load_subscriptions(handle.read(), str(sub_file))
         specs += [TopicSpec(t, settings.partitions) for t in sorted({s.sink.topic for s in subscriptions})]
     try:
+        if args.reset:
+            delete_topics(settings, [spec.name for spec in specs])
         created = ensure_topics(settings, specs)
     except KafkaException as exc:
         print(f"eventfed topics: {exc.args[0]}", file=sys.stderr)

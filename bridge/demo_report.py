@@ -1,0 +1,155 @@
+"""What `make demo` shows once the simulation ran: each subscription's feed (decoded), the state
+table from the API with the curl commands to query it, and a short metrics summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import urllib.request
+from collections import Counter
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from bridge.settings import StreamSettings, load
+from streams import codecs
+from streams.subscriptions import load_subscriptions
+
+console = Console()
+
+
+def read_feed(bootstrap: str, topic: str, idle: float = 4.0, timeout: float = 60.0) -> list[Any]:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "eventfed-demo-report", "enable.auto.commit": False}
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout
+        last = time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - last < idle:
+            batch = [m for m in consumer.consume(500, 0.5) if m.error() is None]
+            if batch:
+                records.extend(batch)
+                last = time.monotonic()
+        return records
+    finally:
+        consumer.close()
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def show_feeds(settings: StreamSettings) -> None:
+    if settings.subscriptions_file is None:
+        return
+    subscriptions = load_subscriptions(settings.subscriptions_file.read_text(), str(settings.subscriptions_file))
+    for subscription in subscriptions:
+        records = read_feed(settings.kafka_bootstrap_servers, subscription.sink.topic)
+        events = [codecs.decode(r.value()) for r in records]
+        kinds = Counter(f"{e['status']}.{e['phase']}" for e in events)
+        title = (
+            f"subscription [bold]{subscription.name}[/] -> topic {subscription.sink.topic} "
+            f"({subscription.sink.format}): {len(events)} events  "
+            + ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items()))
+        )
+        table = Table(title=title, title_justify="left", show_lines=False)
+        for column in ("vim_id", "instance_id", "display_name", "status", "phase", "state", "state_description"):
+            table.add_column(column)
+        for event in events[-8:]:
+            table.add_row(
+                event["vim_id"], event["instance_id"][:8] + "...", str(event.get("display_name")),
+                event["status"], event["phase"], str(event.get("state")), str(event.get("state_description") or ""),
+            )
+        console.print(table)
+        if len(events) > 8:
+            console.print(f"  (the last 8 of {len(events)}; decode any with: eventfed decode FILE)")
+
+
+def show_state(api: str) -> None:
+    vims = get_json(f"{api}/api/eventfed/v1/vims")
+    table = Table(title="the state table, from the API", title_justify="left")
+    table.add_column("vim")
+    table.add_column("VMs by state")
+    table.add_column("last event")
+    items = vims.get("vims", vims) if isinstance(vims, dict) else vims
+    for vim in items:
+        counts = vim.get("states") or vim.get("vm_counts") or vim.get("counts") or {}
+        table.add_row(
+            str(vim.get("vim_id")), ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())),
+            str(vim.get("last_event_at") or vim.get("last_event") or ""),
+        )
+    console.print(table)
+    console.print("query it yourself:")
+    console.print(f"  curl -s {api}/api/eventfed/v1/vims")
+    console.print(f"  curl -s '{api}/api/eventfed/v1/demo-owner/region-one/vms?limit=5'")
+    console.print(
+        f"  curl -s -X POST -H 'Content-Type: application/json' -d '{{\"states\": [\"deleted\", \"POWER_OFF\"]}}' "
+        f"{api}/api/eventfed/v1/demo-owner/region-one/check_vim_status"
+    )
+    console.print(
+        f"  curl -s -X POST -H 'Content-Type: application/json' -d '{{\"states\": [\"stopped\"]}}' "
+        f"{api}/api/eventfed/v0/demo-owner_region-one/check_vim_status"
+    )
+
+
+def metric_sum(text: str, name: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            head = line.split(" ")[0]
+            if head == name or head.startswith(name + "{"):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def show_metrics(sources: list[tuple[str, str]]) -> None:
+    table = Table(title="metrics (Prometheus, summed)", title_justify="left")
+    table.add_column("process")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    wanted = {
+        "listener": [
+            "eventfed_listener_notifications_received_total", "eventfed_listener_records_written_total",
+            "eventfed_listener_dead_lettered_total", "eventfed_listener_write_retries_total",
+        ],
+        "stream": [
+            "eventfed_stream_events_total", "eventfed_stream_subscription_matches_total",
+            "eventfed_stream_duplicates_total", "eventfed_stream_stale_total", "eventfed_stream_dead_lettered_total",
+        ],
+        "api": ["eventfed_api_state_vms", "eventfed_api_requests_total"],
+    }
+    for name, url in sources:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                text = response.read().decode()
+        except OSError as exc:
+            table.add_row(name, f"unreachable: {exc}", "")
+            continue
+        for metric in wanted.get(name.split(" ")[0], []):
+            table.add_row(name, metric, f"{metric_sum(text, metric):.0f}")
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--api", required=True)
+    parser.add_argument("--metrics", action="append", default=[], help="NAME=URL")
+    args = parser.parse_args()
+    settings = load(StreamSettings)
+    console.rule("what each subscriber received")
+    show_feeds(settings)
+    console.rule("the latest state of every VM")
+    show_state(args.api)
+    console.rule("metrics")
+    show_metrics([tuple(m.split("=", 1)) for m in args.metrics])  # type: ignore[misc]
+
+
+if __name__ == "__main__":
+    main()
