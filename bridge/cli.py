@@ -55,15 +55,22 @@ def _decode_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--vim", action="append", metavar="VIM_ID=TRANSPORT_URL", dest="vims",
+        "--vim",
+        action="append",
+        metavar="VIM_ID=TRANSPORT_URL",
+        dest="vims",
         help="a simulated cloud and the RabbitMQ it publishes to (repeatable); default: two clouds on "
         "the local RabbitMQ's virtual hosts region-one and region-two",
     )
     parser.add_argument("--vms", type=int, default=24, help="VMs per cloud")
-    parser.add_argument("--rate", type=float, default=0.0, help="notifications/s per cloud, 0 = as fast as possible")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="notifications/s per cloud, 0 = as fast as possible"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
-        "--format", choices=["mixed", "legacy", "versioned"], default="mixed",
+        "--format",
+        choices=["mixed", "legacy", "versioned"],
+        default="mixed",
         help="mixed: half the VMs' compute hosts send legacy notifications, half versioned",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -73,7 +80,8 @@ def _topics_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partitions", type=int, default=None, help="default: EVENTFED_PARTITIONS")
     parser.add_argument("--subscriptions-file", default=None, help="also create every subscription's topic")
     parser.add_argument(
-        "--reset", action="store_true",
+        "--reset",
+        action="store_true",
         help="delete the topics first (all their data is lost): for demos and tests only",
     )
 

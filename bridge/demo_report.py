@@ -49,7 +49,9 @@ def get_json(url: str) -> Any:
 def show_feeds(settings: StreamSettings) -> None:
     if settings.subscriptions_file is None:
         return
-    subscriptions = load_subscriptions(settings.subscriptions_file.read_text(), str(settings.subscriptions_file))
+    subscriptions = load_subscriptions(
+        settings.subscriptions_file.read_text(), str(settings.subscriptions_file)
+    )
     for subscription in subscriptions:
         records = read_feed(settings.kafka_bootstrap_servers, subscription.sink.topic)
         events = [codecs.decode(r.value()) for r in records]
@@ -60,12 +62,25 @@ def show_feeds(settings: StreamSettings) -> None:
             + ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items()))
         )
         table = Table(title=title, title_justify="left", show_lines=False)
-        for column in ("vim_id", "instance_id", "display_name", "status", "phase", "state", "state_description"):
+        for column in (
+            "vim_id",
+            "instance_id",
+            "display_name",
+            "status",
+            "phase",
+            "state",
+            "state_description",
+        ):
             table.add_column(column)
         for event in events[-8:]:
             table.add_row(
-                event["vim_id"], event["instance_id"][:8] + "...", str(event.get("display_name")),
-                event["status"], event["phase"], str(event.get("state")), str(event.get("state_description") or ""),
+                event["vim_id"],
+                event["instance_id"][:8] + "...",
+                str(event.get("display_name")),
+                event["status"],
+                event["phase"],
+                str(event.get("state")),
+                str(event.get("state_description") or ""),
             )
         console.print(table)
         if len(events) > 8:
@@ -82,15 +97,17 @@ def show_state(api: str) -> None:
     for vim in items:
         counts = vim.get("states") or vim.get("vm_counts") or vim.get("counts") or {}
         table.add_row(
-            str(vim.get("vim_id")), ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())),
+            str(vim.get("vim_id")),
+            ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())),
             str(vim.get("last_event_at") or vim.get("last_event") or ""),
         )
     console.print(table)
     console.print("query it yourself:")
     console.print(f"  curl -s {api}/api/eventfed/v1/vims")
     console.print(f"  curl -s '{api}/api/eventfed/v1/demo-owner/region-one/vms?limit=5'")
+    states = '{"states": ["deleted", "POWER_OFF"]}'
     console.print(
-        f"  curl -s -X POST -H 'Content-Type: application/json' -d '{{\"states\": [\"deleted\", \"POWER_OFF\"]}}' "
+        f"  curl -s -X POST -H 'Content-Type: application/json' -d '{states}' "
         f"{api}/api/eventfed/v1/demo-owner/region-one/check_vim_status"
     )
     console.print(
@@ -116,12 +133,17 @@ def show_metrics(sources: list[tuple[str, str]]) -> None:
     table.add_column("value", justify="right")
     wanted = {
         "listener": [
-            "eventfed_listener_notifications_received_total", "eventfed_listener_records_written_total",
-            "eventfed_listener_dead_lettered_total", "eventfed_listener_write_retries_total",
+            "eventfed_listener_notifications_received_total",
+            "eventfed_listener_records_written_total",
+            "eventfed_listener_dead_lettered_total",
+            "eventfed_listener_write_retries_total",
         ],
         "stream": [
-            "eventfed_stream_events_total", "eventfed_stream_subscription_matches_total",
-            "eventfed_stream_duplicates_total", "eventfed_stream_stale_total", "eventfed_stream_dead_lettered_total",
+            "eventfed_stream_events_total",
+            "eventfed_stream_subscription_matches_total",
+            "eventfed_stream_duplicates_total",
+            "eventfed_stream_stale_total",
+            "eventfed_stream_dead_lettered_total",
         ],
         "api": ["eventfed_api_state_vms", "eventfed_api_requests_total"],
     }
@@ -148,7 +170,7 @@ def main() -> None:
     console.rule("the latest state of every VM")
     show_state(args.api)
     console.rule("metrics")
-    show_metrics([tuple(m.split("=", 1)) for m in args.metrics])  # type: ignore[misc]
+    show_metrics([(name, url) for name, _, url in (m.partition("=") for m in args.metrics)])
 
 
 if __name__ == "__main__":

@@ -33,8 +33,19 @@ ACTIONS: dict[str, tuple[str | None, str, str]] = {
 
 # The lifecycle each simulated VM goes through (Nova sends shutdown.* inside a delete).
 LIFECYCLE: tuple[str, ...] = (
-    "create", "power_off", "power_on", "pause", "unpause", "reboot", "rebuild",
-    "soft_delete", "restore", "suspend", "resume", "shutdown", "delete",
+    "create",
+    "power_off",
+    "power_on",
+    "pause",
+    "unpause",
+    "reboot",
+    "rebuild",
+    "soft_delete",
+    "restore",
+    "suspend",
+    "resume",
+    "shutdown",
+    "delete",
 )
 
 FLAVORS = (
@@ -249,13 +260,18 @@ class SimulatedCloud:
             "key_name": "ops-key",
             "auto_disk_config": "MANUAL",
             "metadata": dict(vm.metadata),
-            "fault": None if phase != "error" else {
+            "fault": None
+            if phase != "error"
+            else {
                 "nova_object.name": "ExceptionPayload",
                 "nova_object.namespace": "nova",
                 "nova_object.version": "1.1",
                 "nova_object.data": {
-                    "exception": "InstanceFaultRollback", "exception_message": f"{action} failed on {vm.host}",
-                    "function_name": action, "module_name": "nova.compute.manager", "traceback": "",
+                    "exception": "InstanceFaultRollback",
+                    "exception_message": f"{action} failed on {vm.host}",
+                    "function_name": action,
+                    "module_name": "nova.compute.manager",
+                    "traceback": "",
                 },
             },
             "flavor": {
@@ -263,10 +279,20 @@ class SimulatedCloud:
                 "nova_object.namespace": "nova",
                 "nova_object.version": "1.4",
                 "nova_object.data": {
-                    "flavorid": flavor_id, "name": name, "memory_mb": memory_mb, "vcpus": vcpus,
-                    "root_gb": root_gb, "ephemeral_gb": 0, "swap": 0, "is_public": True,
-                    "rxtx_factor": 1.0, "vcpu_weight": 0, "disabled": False, "description": None,
-                    "extra_specs": {}, "projects": None,
+                    "flavorid": flavor_id,
+                    "name": name,
+                    "memory_mb": memory_mb,
+                    "vcpus": vcpus,
+                    "root_gb": root_gb,
+                    "ephemeral_gb": 0,
+                    "swap": 0,
+                    "is_public": True,
+                    "rxtx_factor": 1.0,
+                    "vcpu_weight": 0,
+                    "disabled": False,
+                    "description": None,
+                    "extra_specs": {},
+                    "projects": None,
                 },
             },
             "ip_addresses": [
@@ -275,8 +301,13 @@ class SimulatedCloud:
                     "nova_object.namespace": "nova",
                     "nova_object.version": "1.0",
                     "nova_object.data": {
-                        "address": vm.ip, "device_name": "tap0", "label": "private", "mac": "fa:16:3e:00:00:01",
-                        "meta": {}, "port_uuid": vm.uuid, "version": 4,
+                        "address": vm.ip,
+                        "device_name": "tap0",
+                        "label": "private",
+                        "mac": "fa:16:3e:00:00:01",
+                        "meta": {},
+                        "port_uuid": vm.uuid,
+                        "version": 4,
                     },
                 }
             ],
@@ -290,7 +321,11 @@ class SimulatedCloud:
             "nova_object.data": data,
         }
         return Notification(
-            f"nova-compute:{vm.host}", f"{_VERSIONED_PREFIX}{action}.{phase}", _priority(phase), payload, vm.uuid
+            f"nova-compute:{vm.host}",
+            f"{_VERSIONED_PREFIX}{action}.{phase}",
+            _priority(phase),
+            payload,
+            vm.uuid,
         )
 
 

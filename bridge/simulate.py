@@ -83,7 +83,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(
-        TextColumn("simulated clouds publishing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("simulated clouds publishing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
         disable=args.no_progress,
     )
     try:
@@ -105,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
             publisher.close()
     elapsed = time.monotonic() - started
     vms = args.vms * len(vims)
-    print(f"published {sent} notifications for {vms} VMs on {len(vims)} clouds in {elapsed:.1f}s "
-          f"({sent / elapsed:.0f}/s)")
+    print(
+        f"published {sent} notifications for {vms} VMs on {len(vims)} clouds in {elapsed:.1f}s "
+        f"({sent / elapsed:.0f}/s)"
+    )
     return 0

@@ -226,12 +226,18 @@ class Processor:
                         subscription.sink.topic,
                         instance_key,
                         encoded_as(fmt),
-                        [*headers, ("subscription", subscription.name.encode()), ("content-type", CONTENT_TYPES[fmt])],
+                        [
+                            *headers,
+                            ("subscription", subscription.name.encode()),
+                            ("content-type", CONTENT_TYPES[fmt]),
+                        ],
                     )
                 )
         return outcome
 
-    def _dead(self, key: bytes | None, value: bytes | None, source: Source, reason: str, detail: str) -> Outcome:
+    def _dead(
+        self, key: bytes | None, value: bytes | None, source: Source, reason: str, detail: str
+    ) -> Outcome:
         headers: Headers = [
             (HEADER_REASON, reason.encode()),
             (HEADER_ERROR, detail[:500].encode()),

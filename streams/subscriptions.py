@@ -94,7 +94,7 @@ def matching(subscriptions: Sequence[Subscription], event: Mapping[str, Any]) ->
 def _validator() -> jsonschema.protocols.Validator:
     schema = json.loads(resources.files("schemas").joinpath("subscriptions.schema.json").read_text())
     validator_cls = jsonschema.validators.validator_for(schema)
-    return validator_cls(schema)  # type: ignore[no-any-return]
+    return validator_cls(schema)
 
 
 def _line_of(node: yaml.Node | None, path: Sequence[Any]) -> int | None:

@@ -37,13 +37,17 @@ from streams.subscriptions import Subscription, SubscriptionError, load_subscrip
 
 LOG = logging.getLogger(__name__)
 
-EVENTS = Counter("eventfed_stream_events_total", "Events by outcome, kind and phase", ["outcome", "status", "phase"])
+EVENTS = Counter(
+    "eventfed_stream_events_total", "Events by outcome, kind and phase", ["outcome", "status", "phase"]
+)
 DEAD_LETTERED = Counter("eventfed_stream_dead_lettered_total", "Raw records dead-lettered", ["reason"])
 DUPLICATES = Counter("eventfed_stream_duplicates_total", "Duplicate notifications dropped", ["reason"])
 STALE = Counter("eventfed_stream_stale_total", "Events older than the applied state", ["reason"])
 REPLAYED = Counter("eventfed_stream_replayed_total", "Records re-published after a restart")
 IGNORED = Counter("eventfed_stream_ignored_total", "Notifications that are not instance status events")
-MATCHES = Counter("eventfed_stream_subscription_matches_total", "Events sent per subscription", ["subscription"])
+MATCHES = Counter(
+    "eventfed_stream_subscription_matches_total", "Events sent per subscription", ["subscription"]
+)
 BATCH_SECONDS = Histogram("eventfed_stream_processing_seconds", "Time to process and confirm one batch")
 BATCH_SIZE = Histogram(
     "eventfed_stream_batch_size", "Records per batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 5000)
@@ -127,7 +131,11 @@ class BatchWriter:
             attempt += 1
             SEND_RETRIES.inc()
             LOG.warning(
-                "kafka refused %d of %d records (%r); retrying in %.1fs", len(failed), len(pending), first_error, delay
+                "kafka refused %d of %d records (%r); retrying in %.1fs",
+                len(failed),
+                len(pending),
+                first_error,
+                delay,
             )
             pending = failed
             await asyncio.sleep(delay)
@@ -136,7 +144,9 @@ class BatchWriter:
 class StreamRunner:
     """Processes batches of raw events: decide, write outputs, then write state."""
 
-    def __init__(self, settings: StreamSettings, app: Any, table: Any, subscriptions: SubscriptionSource) -> None:
+    def __init__(
+        self, settings: StreamSettings, app: Any, table: Any, subscriptions: SubscriptionSource
+    ) -> None:
         self.settings = settings
         self.table = table
         self.writer = BatchWriter(app)
@@ -335,7 +345,7 @@ def build_app(settings: StreamSettings, subscriptions: SubscriptionSource) -> tu
     async def observe_health() -> None:
         # Read Faust's state here, on its own event loop; the probe thread only reads the result.
         actives = app.assignor.assigned_actives()
-        if app.tables.recovery.in_recovery:
+        if app.tables.recovery.in_recovery:  # type: ignore[attr-defined]  # TableManager, not its interface
             runner.health = (False, "recovering state", time.monotonic())
         else:
             runner.health = (True, f"{len(actives)} partitions active", time.monotonic())

@@ -36,9 +36,13 @@ def test_simulated_cloud_to_subscriptions_through_both_brokers(tmp_path, unique,
     listener = Proc(
         ["listen"],
         clean_env(
-            EVENTFED_TRANSPORT_URL=rabbit_url, EVENTFED_VIM_ID=vim_id, EVENTFED_POOL=pool,
-            EVENTFED_RAW_TOPIC=run.raw_topic, EVENTFED_DLQ_TOPIC=run.dlq_topic,
-            EVENTFED_KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, EVENTFED_METRICS_PORT=str(metrics_port),
+            EVENTFED_TRANSPORT_URL=rabbit_url,
+            EVENTFED_VIM_ID=vim_id,
+            EVENTFED_POOL=pool,
+            EVENTFED_RAW_TOPIC=run.raw_topic,
+            EVENTFED_DLQ_TOPIC=run.dlq_topic,
+            EVENTFED_KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+            EVENTFED_METRICS_PORT=str(metrics_port),
             EVENTFED_PARTITIONS="4",
         ),
         tmp_path / "listener.log",
@@ -53,7 +57,8 @@ def test_simulated_cloud_to_subscriptions_through_both_brokers(tmp_path, unique,
             publisher.publish(note)
         spec_kinds = {"delete", "pause", "power_off", "rebuild", "shutdown", "soft_delete"}
         want_spec = Counter(
-            (n.instance_id, n.event_type.split(".")[-2]) for n in notes
+            (n.instance_id, n.event_type.split(".")[-2])
+            for n in notes
             if n.event_type.split(".")[-2] in spec_kinds and n.event_type.endswith((".end", ".error"))
         )
         want_errors = Counter((n.instance_id, n.event_type) for n in notes if n.event_type.endswith(".error"))

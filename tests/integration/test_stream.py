@@ -126,11 +126,19 @@ def test_real_nova_samples_route_and_malformed_records_are_dead_lettered(stream_
             payload["nova_object.data"]["uuid"] = f"5e1c0000-0000-4000-8000-{n:012d}"
         else:
             payload["instance_id"] = f"5e1c0000-0000-4000-8000-{n:012d}"
-        record = {"vim_id": VIM, "received_at": "2026-11-25T10:00:01+00:00", "message_id": f"m-{n}",
-                  "timestamp": "2026-11-25 10:00:00.%06d" % n, "context": {}, **sample}
+        record = {
+            "vim_id": VIM,
+            "received_at": "2026-11-25T10:00:01+00:00",
+            "message_id": f"m-{n}",
+            "timestamp": f"2026-11-25 10:00:00.{n:06d}",
+            "context": {},
+            **sample,
+        }
         records.append((f"5e1c0000-0000-4000-8000-{n:012d}", record))
     records.append(("bad-1", b"{not json"))
-    records.append(("bad-2", {"vim_id": VIM, "event_type": "compute.instance.update", "payload": {"state": 3}}))
+    records.append(
+        ("bad-2", {"vim_id": VIM, "event_type": "compute.instance.update", "payload": {"state": 3}})
+    )
     stream_run.start()
     stream_run.send(records)
     closed = stream_run.read(f"test.sub.closed.{u}", expected=2)
@@ -173,8 +181,12 @@ def test_duplicates_out_of_order_and_late_updates_after_delete(stream_run):
     delete_end = cloud.action(vm, "delete", "end", "versioned")
     t_delete = cloud.tick()
     late = cloud.action(vm, "power_on", "end", "versioned")
-    stream_run.send([(vm.uuid, raw_record(delete_end, VIM, t_delete)),
-                     (vm.uuid, raw_record(late, VIM, cloud.tick() + timedelta(seconds=5)))])
+    stream_run.send(
+        [
+            (vm.uuid, raw_record(delete_end, VIM, t_delete)),
+            (vm.uuid, raw_record(late, VIM, cloud.tick() + timedelta(seconds=5))),
+        ]
+    )
     stream_run.read(stream_run.events_topic, expected=6)
     state = stream_run.latest_state()
     assert state[f"{VIM}/{vm.uuid}"]["state"] == "deleted"
@@ -205,8 +217,12 @@ def test_subscriptions_reload_and_a_broken_file_keeps_the_old_rules(stream_run):
         "subscriptions:\n  - name: broken\n    sink: {type: kafka, topic: 'a b'}\n"
     )
     time.sleep(3)
-    stream_run.send([(vm.uuid, raw_record(cloud.action(vm, "unpause", "end", "legacy"), VIM, cloud.tick())),
-                     (vm.uuid, raw_record(cloud.action(vm, "pause", "end", "legacy"), VIM, cloud.tick()))])
+    stream_run.send(
+        [
+            (vm.uuid, raw_record(cloud.action(vm, "unpause", "end", "legacy"), VIM, cloud.tick())),
+            (vm.uuid, raw_record(cloud.action(vm, "pause", "end", "legacy"), VIM, cloud.tick())),
+        ]
+    )
     assert len(stream_run.read(f"test.sub.closed.{u}", expected=2)) == 2
     log = stream_run.procs[0].log()
     assert "rejected new subscriptions" in log and ":3: subscriptions/0/sink/topic" in log
@@ -221,8 +237,12 @@ def test_subscriptions_reload_and_a_broken_file_keeps_the_old_rules(stream_run):
     while "subscriptions reloaded: unpause-only" not in stream_run.procs[0].log():
         assert time.monotonic() < deadline, stream_run.procs[0].log()[-2000:]
         time.sleep(0.5)
-    stream_run.send([(vm.uuid, raw_record(cloud.action(vm, "unpause", "end", "legacy"), VIM, cloud.tick())),
-                     (vm.uuid, raw_record(cloud.action(vm, "pause", "end", "legacy"), VIM, cloud.tick()))])
+    stream_run.send(
+        [
+            (vm.uuid, raw_record(cloud.action(vm, "unpause", "end", "legacy"), VIM, cloud.tick())),
+            (vm.uuid, raw_record(cloud.action(vm, "pause", "end", "legacy"), VIM, cloud.tick())),
+        ]
+    )
     from tests.support.processes import EVENTFED  # noqa: F401  (the topic is created by the worker)
 
     unpause = stream_run.read(f"test.sub.unpause.{u}", expected=1)

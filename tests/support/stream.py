@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from collections.abc import Iterable
@@ -15,7 +16,9 @@ from tests.support.processes import EVENTFED, Proc, clean_env, free_port, wait_h
 
 
 class StreamRun:
-    def __init__(self, tmp_path: Path, unique: str, bootstrap: str, subscriptions: str, partitions: int = 4) -> None:
+    def __init__(
+        self, tmp_path: Path, unique: str, bootstrap: str, subscriptions: str, partitions: int = 4
+    ) -> None:
         self.tmp_path = tmp_path
         self.bootstrap = bootstrap
         self.raw_topic = f"test.raw.{unique}"
@@ -36,7 +39,9 @@ class StreamRun:
             EVENTFED_SUBSCRIPTIONS_RELOAD_SECONDS="0.5",
         )
         self.procs: list[Proc] = []
-        self.producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 5})
+        self.producer = Producer(
+            {"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 5}
+        )
         subprocess.run([EVENTFED, "topics"], env=self.base_env, check=True, capture_output=True)
 
     def start(self, name: str = "w1", wait_ready: bool = True, **settings: str) -> Proc:
@@ -80,8 +85,6 @@ class StreamRun:
     def stop_all(self) -> None:
         for proc in self.procs:
             if proc.alive():
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.terminate(30)
-                except subprocess.TimeoutExpired:
-                    pass
         self.producer.flush(10)

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import json
+
+from bridge.novasim import SimulatedCloud, raw_record
+from streams import codecs, pipeline
+from streams.subscriptions import load_subscriptions
+
+SUBS = load_subscriptions(
+    """
+subscriptions:
+  - name: spec
+    match: {events: [POWER_OFF, DELETE]}
+    sink: {type: kafka, topic: spec.json}
+  - name: spec-avro
+    match: {events: [POWER_OFF]}
+    sink: {type: kafka, topic: spec.avro, format: avro}
+"""
+)
+VIM = "o_r"
+
+
+class Harness:
+    def __init__(self, window: float = 600) -> None:
+        self.processor = pipeline.Processor(pipeline.Topics("events", "dlq"), lambda: SUBS, window)
+        self.state: dict[bytes, dict] = {}
+        self.offset = 0
+
+    def feed(self, value, key=b"k", now=1000.0, offset=None):
+        if offset is None:
+            self.offset += 1
+            offset = self.offset
+        body = value if isinstance(value, bytes) else json.dumps(value).encode()
+        source = pipeline.Source("raw", 3, offset)
+        outcome = self.processor.process(key, body, source, self.state.get, now)
+        if outcome.new_state is not None:
+            self.state[outcome.state_key] = outcome.new_state
+        return outcome
+
+
+def vm_records():
+    cloud = SimulatedCloud(seed=9)
+    vm = cloud.new_vm(0)
+    notes = {}
+    for action, phase in (("create", "end"), ("power_off", "end"), ("power_on", "end"), ("delete", "end")):
+        notes[action] = raw_record(cloud.action(vm, action, phase, "versioned"), VIM, cloud.tick())
+    return vm, notes
+
+
+def topics(outcome):
+    return [o.topic for o in outcome.outputs]
+
+
+def test_applied_event_goes_to_events_and_matching_subscriptions_in_their_format():
+    h = Harness()
+    vm, notes = vm_records()
+    h.feed(notes["create"])
+    outcome = h.feed(notes["power_off"])
+    assert outcome.kind == pipeline.APPLIED
+    assert topics(outcome) == ["events", "spec.json", "spec.avro"]
+    assert outcome.matched == ["spec", "spec-avro"]
+    events, as_json, as_avro = outcome.outputs
+    assert codecs.decode(events.value, "avro")["status"] == "POWER_OFF"
+    assert json.loads(as_json.value)["state"] == "stopped"
+    assert codecs.decode(as_avro.value, "avro")["instance_id"] == vm.uuid
+    assert all(o.key == vm.uuid.encode() for o in outcome.outputs)
+    assert dict(as_json.headers)["content-type"] == b"application/json"
+    state = h.state[f"{VIM}/{vm.uuid}".encode()]
+    assert state["status"] == "POWER_OFF" and state[pipeline.META]["source"] == "raw/3/2"
+
+
+def test_older_event_is_stale_and_only_recorded():
+    h = Harness()
+    _, notes = vm_records()
+    h.feed(notes["create"])
+    h.feed(notes["power_on"])
+    outcome = h.feed(notes["power_off"])
+    assert (outcome.kind, outcome.reason) == (pipeline.STALE, "older")
+    assert topics(outcome) == ["events"]
+    assert dict(outcome.outputs[0].headers)["eventfed.stale"] == b"older"
+    assert outcome.new_state is None
+
+
+def test_nothing_moves_a_deleted_vm():
+    h = Harness()
+    vm, notes = vm_records()
+    h.feed(notes["create"])
+    assert h.feed(notes["delete"]).kind == pipeline.APPLIED
+    late = dict(notes["power_on"], timestamp="2099-01-01 00:00:00.000000")
+    late["payload"]["nova_object.data"]["updated_at"] = "2099-01-01T00:00:00Z"
+    outcome = h.feed(late)
+    assert (outcome.kind, outcome.reason) == (pipeline.STALE, "after_delete")
+    assert h.state[f"{VIM}/{vm.uuid}".encode()]["state"] == "deleted"
+
+
+def test_duplicates_in_the_window_and_of_the_state_are_dropped():
+    h = Harness()
+    _, notes = vm_records()
+    h.feed(notes["create"])
+    h.feed(notes["power_off"])
+    again = h.feed(notes["power_off"])
+    assert (again.kind, again.reason) == (pipeline.DUPLICATE, "same_as_state")
+    assert again.outputs == []
+    h.feed(notes["power_on"])
+    old = h.feed(notes["power_off"])
+    assert (old.kind, old.reason) == (pipeline.DUPLICATE, "window")
+
+
+def test_the_record_that_made_the_state_is_republished_when_replayed():
+    h = Harness()
+    _, notes = vm_records()
+    h.feed(notes["create"], offset=1)
+    h.feed(notes["power_off"], offset=2)
+    fresh = Harness()
+    fresh.state = h.state  # a restart: the window is empty, the table restored
+    replay = fresh.feed(notes["power_off"], offset=2)
+    assert replay.kind == pipeline.REPLAYED
+    assert topics(replay) == ["events", "spec.json", "spec.avro"]
+    assert replay.new_state is None
+
+
+def test_window_forgets_after_its_time():
+    window = pipeline.DedupWindow(10)
+    assert not window.seen_before("a", 0)
+    assert window.seen_before("a", 5)
+    assert not window.seen_before("a", 20)
+    assert not pipeline.DedupWindow(0).seen_before("a", 0) and not pipeline.DedupWindow(0).seen_before("a", 0)
+
+
+def test_malformed_records_are_dead_lettered_with_their_source():
+    h = Harness()
+    for body, reason in (
+        (b"{not json", "bad_json"),
+        (b"[1, 2]", "not_an_object"),
+        ({"vim_id": VIM, "event_type": "compute.instance.update", "payload": {"state": 1}}, None),
+    ):
+        outcome = h.feed(body, offset=41)
+        assert outcome.kind == pipeline.DEAD
+        assert topics(outcome) == ["dlq"]
+        headers = dict(outcome.outputs[0].headers)
+        if reason:
+            assert headers["eventfed.reason"] == reason.encode()
+        assert headers["eventfed.source.offset"] == b"41"
+        assert headers["eventfed.source.partition"] == b"3"
+        assert headers["eventfed.stage"] == b"stream"
+
+
+def test_other_notifications_are_ignored():
+    h = Harness()
+    outcome = h.feed({"vim_id": VIM, "event_type": "compute.metrics.update", "payload": {}})
+    assert outcome.kind == pipeline.IGNORED and outcome.outputs == []
+
+
+def test_tombstone_due():
+    deleted = {"state": "deleted", "occurred_at": "2026-01-01T00:00:00.000000Z"}
+    epoch = 1767225600.0
+    assert not pipeline.tombstone_due(deleted, epoch + 10, 60)
+    assert pipeline.tombstone_due(deleted, epoch + 61, 60)
+    assert not pipeline.tombstone_due({"state": "active"}, epoch + 1e9, 60)

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import pytest
+
+from streams.subscriptions import Patterns, SubscriptionError, load_subscriptions, matching
+
+DOC = """
+subscriptions:
+  - name: spec
+    match:
+      events: [DELETE, PAUSE, POWER_OFF, REBUILD, SHUT_DOWN, SOFT_DELETE]
+    sink: {type: kafka, topic: spec.topic}
+  - name: all-but-updates
+    match:
+      events: ["!UPDATE", "!EXISTS"]
+      phases: [start, end, error, none]
+      vims: ["cloud_*"]
+    sink: {type: kafka, topic: all.topic, format: avro}
+  - name: power-region
+    match:
+      events: ["power_*"]
+      hosts: ["compute-1*"]
+      tenants: [t1]
+      states: [STOPPED, active]
+    sink: {type: kafka, topic: power.topic}
+"""
+
+
+def event(**overrides):
+    base = {
+        "status": "POWER_OFF",
+        "phase": "end",
+        "vim_id": "cloud_one",
+        "state": "stopped",
+        "tenant_id": "t1",
+        "host": "compute-12",
+    }
+    return {**base, **overrides}
+
+
+def names(subs, ev):
+    return [s.name for s in matching(subs, ev)]
+
+
+def test_matching_rules():
+    subs = load_subscriptions(DOC)
+    assert names(subs, event()) == ["spec", "all-but-updates", "power-region"]
+    # Default phases are end and error: a start reaches only the subscription asking for it.
+    assert "spec" not in names(subs, event(phase="start"))
+    assert names(subs, event(status="UPDATE", phase="none")) == []
+    assert names(subs, event(vim_id="other_x")) == ["spec", "power-region"]
+    assert "power-region" not in names(subs, event(host="compute-2"))
+    assert "power-region" not in names(subs, event(tenant_id="t2"))
+    assert "power-region" not in names(subs, event(state="paused"))
+    assert names(subs, event(status="PAUSE", phase="error", vim_id="x_y", host="h")) == ["spec"]
+
+
+def test_patterns():
+    assert Patterns.compile(None).matches("anything")
+    assert Patterns.compile(["!A"]).matches("B") and not Patterns.compile(["!A"]).matches("A")
+    p = Patterns.compile(["POWER_*", "!POWER_ON"])
+    assert p.matches("POWER_OFF") and not p.matches("POWER_ON") and not p.matches("PAUSE")
+    assert Patterns.compile(["a*"]).matches("abc") and not Patterns.compile(["a*"]).matches("ABC")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "subscriptions:\n  - name: x\n    sink: {type: kafka, topic: 'bad topic'}\n",
+            ":3: subscriptions/0/sink/topic",
+        ),
+        ("subscriptions:\n  - name: x\n    sink: {type: mr, topic: t}\n", ":3: subscriptions/0/sink/type"),
+        (
+            "subscriptions:\n  - name: x\n    matc: {}\n    sink: {type: kafka, topic: t}\n",
+            ":2: subscriptions/0",
+        ),
+        (
+            "subscriptions:\n  - name: x\n    match:\n      phases: [middle]\n    sink: {type: kafka, topic: t}\n",
+            ":4: subscriptions/0/match/phases/0",
+        ),
+        ("subscriptions: [\n", "not valid YAML"),
+        ("- a\n", "(document)"),
+    ],
+)
+def test_invalid_documents_name_line_and_field(text, expected):
+    with pytest.raises(SubscriptionError) as info:
+        load_subscriptions(text, "subs.yaml")
+    assert expected in str(info.value)
+    assert str(info.value).startswith("subs.yaml")
+
+
+def test_duplicate_names_and_empty_document():
+    dup = "subscriptions:\n  - {name: a, sink: {type: kafka, topic: t}}\n  - {name: a, sink: {type: kafka, topic: u}}\n"
+    with pytest.raises(SubscriptionError, match="unique: a"):
+        load_subscriptions(dup)
+    assert load_subscriptions("") == []
+
+
+def test_the_shipped_example_is_valid():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "config" / "subscriptions.example.yaml"
+    subs = load_subscriptions(example.read_text())
+    spec = next(s for s in subs if s.name == "vm-status-closed-loop")
+    for kind in ("DELETE", "PAUSE", "POWER_OFF", "REBUILD", "SHUT_DOWN", "SOFT_DELETE"):
+        assert spec.matches(event(status=kind))
+    assert not spec.matches(event(status="POWER_ON"))
