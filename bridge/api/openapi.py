@@ -1,0 +1,408 @@
+"""The OpenAPI 3.1 description of `eventfed api`, kept by hand next to the routes.
+
+A unit test holds it to the Flask URL map in both directions, and schemathesis checks the
+answers against it. Enumerations and limits come from the running configuration, so the
+document states exactly what this instance accepts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge import __version__
+from bridge.api.state_table import SUMMARY_FIELDS
+from bridge.api.vim_status import MAX_REQUESTED_STATES, V0
+from bridge.api.vms import DEFAULT_PAGE_LIMIT, MAX_FILTER_LENGTH, V1
+from bridge.api.vocabulary import StateVocabulary
+from bridge.settings import ApiSettings
+
+JSON = "application/json"
+_NULLABLE_TEXT: dict[str, Any] = {"type": ["string", "null"]}
+_ANY_SCALAR: dict[str, Any] = {"type": ["string", "integer", "number", "boolean", "null"]}
+_NUMBER_OR_TEXT: dict[str, Any] = {"type": ["integer", "number", "string", "null"]}
+
+# The record fields of the ONAP VM status spec plus eventfed's event fields (see the state topic).
+_RECORD_TEXT_FIELDS = (
+    "state_description",
+    "availability_zone",
+    "terminated_at",
+    "instance_type_id",
+    "deleted_at",
+    "reservation_id",
+    "display_name",
+    "hostname",
+    "state",
+    "node",
+    "ramdisk_id",
+    "access_ip_v6",
+    "access_ip_v4",
+    "kernel_id",
+    "host",
+    "user_id",
+    "image_ref_url",
+    "cell_name",
+    "tenant_id",
+    "created_at",
+    "instance_id",
+    "instance_type",
+    "architecture",
+    "os_type",
+    "instance_flavor_id",
+    "launched_at",
+    "status",
+    "phase",
+    "vim_id",
+    "event_type",
+    "format",
+    "message_id",
+    "publisher_id",
+    "priority",
+    "occurred_at",
+    "received_at",
+    "updated_at",
+    "task_state",
+)
+_RECORD_NUMBER_FIELDS = ("ephemeral_gb", "memory_mb", "progress", "disk_gb", "root_gb", "vcpus")
+_RECORD_OBJECT_FIELDS = ("metadata", "image_meta", "fault")
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json_response(description, _ref("Error"))
+
+
+def _path_parameter(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "minLength": 1},
+    }
+
+
+def _query_parameter(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+_VIM_PARAMETERS = [
+    _path_parameter("cloud_owner", "ONAP cloud-owner; with cloud_region_id it names the VIM"),
+    _path_parameter("cloud_region_id", "ONAP cloud-region-id"),
+]
+
+
+def _schemas(settings: ApiSettings, vocabulary: StateVocabulary) -> dict[str, Any]:
+    summary_properties = {name: _NULLABLE_TEXT for name in SUMMARY_FIELDS}
+    summary_properties["instance_id"] = {"type": "string"}
+    summary_properties["vim_id"] = {"type": "string"}
+    summary_properties["power_state"] = {"type": ["string", "integer", "null"]}
+    record_properties: dict[str, Any] = {name: _ANY_SCALAR for name in _RECORD_TEXT_FIELDS}
+    record_properties.update({name: _NUMBER_OR_TEXT for name in _RECORD_NUMBER_FIELDS})
+    record_properties.update({name: {"type": ["object", "null"]} for name in _RECORD_OBJECT_FIELDS})
+    record_properties["power_state"] = _ANY_SCALAR
+    counts = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["status", "message"],
+                    "properties": {
+                        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+                        "message": {"type": "string"},
+                        "accepted": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "the values that would have been accepted",
+                        },
+                    },
+                }
+            },
+        },
+        "VmSummary": {
+            "type": "object",
+            "description": "A VM's latest state, in brief (fields the record lacks are null)",
+            "required": list(SUMMARY_FIELDS),
+            "properties": summary_properties,
+            "additionalProperties": False,
+        },
+        "VmRecord": {
+            "type": "object",
+            "description": "A VM's latest state record as kept on the state topic: the ONAP VM status "
+            "spec fields plus the fields of the last event",
+            "properties": record_properties,
+            "additionalProperties": True,
+        },
+        "Vim": {
+            "type": "object",
+            "required": [
+                "vim_id",
+                "cloud_owner",
+                "cloud_region_id",
+                "vm_count",
+                "states",
+                "statuses",
+                "last_event_at",
+            ],
+            "properties": {
+                "vim_id": {"type": "string"},
+                "cloud_owner": {"type": "string"},
+                "cloud_region_id": {"type": "string"},
+                "vm_count": {"type": "integer", "minimum": 0},
+                "states": {**counts, "description": "VMs per vm_state ('unknown' when a record has none)"},
+                "statuses": {**counts, "description": "VMs per last status kind"},
+                "last_event_at": {**_NULLABLE_TEXT, "description": "occurred_at of the latest event seen"},
+            },
+        },
+        "VimList": {
+            "type": "object",
+            "required": ["vims"],
+            "properties": {"vims": {"type": "array", "items": _ref("Vim")}},
+        },
+        "VmPage": {
+            "type": "object",
+            "required": ["vim_id", "count", "next_marker", "vms"],
+            "properties": {
+                "vim_id": {"type": "string"},
+                "count": {"type": "integer", "minimum": 0},
+                "next_marker": {
+                    **_NULLABLE_TEXT,
+                    "description": "pass as `marker` to get the next page; null on the last page",
+                },
+                "vms": {"type": "array", "items": _ref("VmSummary")},
+            },
+        },
+        "StatusCheckRequest": {
+            "type": "object",
+            "required": ["states"],
+            "properties": {
+                "states": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_REQUESTED_STATES,
+                    "description": "status kinds (last Nova action, e.g. POWER_OFF) or Nova vm_states "
+                    "(e.g. stopped), case-insensitive",
+                    "items": {"type": "string", "enum": vocabulary.accepted()},
+                }
+            },
+        },
+        "StatusCheckResult": {
+            "type": "object",
+            "required": ["vim_id", "states", "count", "vms"],
+            "properties": {
+                "vim_id": {"type": "string"},
+                "states": {"type": "array", "items": {"type": "string"}},
+                "count": {"type": "integer", "minimum": 0},
+                "vms": {"type": "array", "items": _ref("VmSummary")},
+            },
+        },
+        "Readiness": {
+            "type": "object",
+            "required": ["ready", "reason", "checks", "vms"],
+            "properties": {
+                "ready": {"type": "boolean"},
+                "reason": _NULLABLE_TEXT,
+                "checks": {
+                    "type": "object",
+                    "required": ["state_caught_up", "kafka_reachable"],
+                    "properties": {
+                        "state_caught_up": {"type": "boolean"},
+                        "kafka_reachable": {"type": "boolean"},
+                    },
+                },
+                "vms": {"type": "integer", "minimum": 0},
+            },
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"type": "string", "const": "ok"}},
+        },
+    }
+
+
+def _status_check_operation(
+    operation_id: str, summary: str, parameters: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": ["vim status"],
+        "parameters": parameters,
+        "requestBody": {"required": True, "content": {JSON: {"schema": _ref("StatusCheckRequest")}}},
+        "responses": {
+            "200": _json_response(
+                "the VMs whose latest state matches, by instance_id", _ref("StatusCheckResult")
+            ),
+            "400": _error('the body is not JSON, not {"states": [...]} or names an unknown state'),
+            "404": _error("unknown VIM"),
+            "413": _error("the body is larger than the configured limit"),
+            "503": _error("the state table is still loading"),
+        },
+    }
+
+
+def openapi_document(
+    settings: ApiSettings, vocabulary: StateVocabulary, *, auth: list[str]
+) -> dict[str, Any]:
+    """The document for this configuration; `auth` names the enabled schemes ("bearer", "basic")."""
+    vm_list_parameters = [
+        *_VIM_PARAMETERS,
+        _query_parameter(
+            "state",
+            "only VMs in this Nova vm_state (case-insensitive)",
+            {"type": "string", "enum": sorted(vocabulary.vm_states)},
+        ),
+        _query_parameter(
+            "event",
+            "only VMs whose last status kind is this (case-insensitive)",
+            {"type": "string", "enum": sorted(vocabulary.kinds)},
+        ),
+        _query_parameter(
+            "tenant_id",
+            "only VMs of this tenant",
+            {"type": "string", "minLength": 1, "maxLength": MAX_FILTER_LENGTH},
+        ),
+        _query_parameter(
+            "host",
+            "only VMs on this compute host",
+            {"type": "string", "minLength": 1, "maxLength": MAX_FILTER_LENGTH},
+        ),
+        _query_parameter(
+            "limit",
+            f"page size (default {min(DEFAULT_PAGE_LIMIT, settings.api_page_limit_max)})",
+            {"type": "integer", "minimum": 1, "maximum": settings.api_page_limit_max},
+        ),
+        _query_parameter(
+            "marker",
+            "the last instance_id of the previous page (next_marker)",
+            {"type": "string", "minLength": 1, "maxLength": MAX_FILTER_LENGTH},
+        ),
+    ]
+    paths: dict[str, Any] = {
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "summary": "Liveness: the process answers",
+                "tags": ["operations"],
+                "security": [],
+                "responses": {"200": _json_response("alive", _ref("Health"))},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Readiness: the state table caught up with the state topic and Kafka answers",
+                "tags": ["operations"],
+                "security": [],
+                "responses": {
+                    "200": _json_response("ready", _ref("Readiness")),
+                    "503": _json_response("not ready; `reason` says why", _ref("Readiness")),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics",
+                "tags": ["operations"],
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        f"{V1}/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "tags": ["operations"],
+                "responses": {"200": _json_response("OpenAPI 3.1", {"type": "object"})},
+            }
+        },
+        f"{V1}/vims": {
+            "get": {
+                "operationId": "listVims",
+                "summary": "The VIMs in the state table, with VM counts per state and the last event time",
+                "tags": ["state"],
+                "responses": {
+                    "200": _json_response("the VIMs, by vim_id", _ref("VimList")),
+                    "503": _error("the state table is still loading"),
+                },
+            }
+        },
+        V1 + "/{cloud_owner}/{cloud_region_id}/vms": {
+            "get": {
+                "operationId": "listVms",
+                "summary": "The VIM's VMs with their latest state, in instance_id order, a page at a time",
+                "tags": ["state"],
+                "parameters": vm_list_parameters,
+                "responses": {
+                    "200": _json_response("one page", _ref("VmPage")),
+                    "400": _error("a bad filter, limit or marker"),
+                    "404": _error("unknown VIM"),
+                    "503": _error("the state table is still loading"),
+                },
+            }
+        },
+        V1 + "/{cloud_owner}/{cloud_region_id}/vms/{instance_id}": {
+            "get": {
+                "operationId": "getVm",
+                "summary": "One VM's latest state record",
+                "tags": ["state"],
+                "parameters": [*_VIM_PARAMETERS, _path_parameter("instance_id", "Nova instance uuid")],
+                "responses": {
+                    "200": _json_response("the record", _ref("VmRecord")),
+                    "404": _error("unknown VIM or VM"),
+                    "503": _error("the state table is still loading"),
+                },
+            }
+        },
+        V1 + "/{cloud_owner}/{cloud_region_id}/check_vim_status": {
+            "post": _status_check_operation(
+                "checkVimStatus", "The VIM's VMs whose latest state is any of the given ones", _VIM_PARAMETERS
+            )
+        },
+        V0 + "/{vim_id}/check_vim_status": {
+            "post": _status_check_operation(
+                "checkVimStatusV0",
+                "check_vim_status with the VIM named {cloud_owner}_{cloud_region_id}",
+                [_path_parameter("vim_id", "{cloud_owner}_{cloud_region_id}")],
+            )
+        },
+    }
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "eventfed VM state API",
+            "version": __version__,
+            "description": "The latest state of every VM of every VIM, from OpenStack Nova notifications, "
+            "and ONAP's check_vim_status.",
+        },
+        "paths": paths,
+        "components": {"schemas": _schemas(settings, vocabulary)},
+    }
+    if auth:
+        schemes = {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "basic": {"type": "http", "scheme": "basic"},
+        }
+        document["components"]["securitySchemes"] = {f"{name}Auth": schemes[name] for name in auth}
+        document["security"] = [{f"{name}Auth": []} for name in auth]
+        for path_item in paths.values():
+            for operation in path_item.values():
+                if operation.get("security") != []:
+                    operation["responses"]["401"] = _error("missing or wrong credentials")
+    return document
