@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.kafka import headers_of, read_topic
+from tests.support.kafka import delete_topics_containing, headers_of, read_topic
 from tests.support.processes import ROOT, Proc, clean_env, free_port, wait_http
 from tests.support.rabbit import NovaNotifier, queue_depths, wait_for_queue
 
@@ -69,6 +69,7 @@ class ListenerRun:
         if self.proc is not None and self.proc.alive():
             self.proc.terminate()
         self.notifier.close()
+        delete_topics_containing(self.bootstrap, self.unique)
 
 
 @pytest.fixture

@@ -36,7 +36,6 @@ subscriptions:
 @pytest.fixture
 def stream_run(tmp_path, unique, kafka_bootstrap):
     run = StreamRun(tmp_path, unique, kafka_bootstrap, SUBSCRIPTIONS)
-    run.unique = unique  # type: ignore[attr-defined]
     yield run
     run.stop_all()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -54,3 +55,16 @@ def read_topic(
 
 def headers_of(msg: Message) -> dict[str, bytes]:
     return {k: v for k, v in (msg.headers() or [])}
+
+
+def delete_topics_containing(bootstrap: str, marker: str) -> None:
+    """Remove a test's topics (its own and the ones Faust made for it), so runs leave no litter."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    names = [t for t in admin.list_topics(timeout=10).topics if marker in t]
+    if names:
+        for future in admin.delete_topics(names, request_timeout=30).values():
+            # Already gone, or the broker is down: nothing left to clean.
+            with contextlib.suppress(Exception):
+                future.result(timeout=30)

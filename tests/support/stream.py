@@ -11,7 +11,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from tests.support.kafka import read_topic
+from tests.support.kafka import delete_topics_containing, read_topic
 from tests.support.processes import EVENTFED, Proc, clean_env, free_port, wait_http
 
 
@@ -20,6 +20,7 @@ class StreamRun:
         self, tmp_path: Path, unique: str, bootstrap: str, subscriptions: str, partitions: int = 4
     ) -> None:
         self.tmp_path = tmp_path
+        self.unique = unique
         self.bootstrap = bootstrap
         self.raw_topic = f"test.raw.{unique}"
         self.events_topic = f"test.events.{unique}"
@@ -88,3 +89,4 @@ class StreamRun:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.terminate(30)
         self.producer.flush(10)
+        delete_topics_containing(self.bootstrap, self.unique)
