@@ -165,24 +165,30 @@ class Processor:
         meta = state.get(META) if state else None
         if message_id and meta and state and state.get("message_id") == message_id:
             if meta.get("source") == source.ref():
-                return self._publish(event, REPLAYED, skey, None)
+                return self._publish(event, codecs.event_to_json_dict(event), REPLAYED, skey, None)
             return Outcome(DUPLICATE, "same_as_state", event)
         if message_id and self._dedup.seen_before(message_id, now):
             return Outcome(DUPLICATE, "window", event)
 
         event_json = codecs.event_to_json_dict(event)
         version = version_of(event_json)
-        if state is not None:
-            if state.get("state") == DELETED_STATE and event_json.get("state") != DELETED_STATE:
-                return self._publish(event, STALE, skey, None, reason="after_delete")
-            if meta and version < list(meta.get("version") or []):
-                return self._publish(event, STALE, skey, None, reason="older")
-        new_state = {**event_json, META: {"version": version, "source": source.ref()}}
-        return self._publish(event, APPLIED, skey, new_state)
+        try:
+            if state is not None:
+                if state.get("state") == DELETED_STATE and event_json.get("state") != DELETED_STATE:
+                    return self._publish(event, event_json, STALE, skey, None, reason="after_delete")
+                if meta and version < list(meta.get("version") or []):
+                    return self._publish(event, event_json, STALE, skey, None, reason="older")
+            new_state = {**event_json, META: {"version": version, "source": source.ref()}}
+            return self._publish(event, event_json, APPLIED, skey, new_state)
+        except codecs.CodecError as exc:
+            # An event normalise accepted but a sink cannot carry (or a schema registry refusing
+            # it): kept, with its reason, rather than crashing the worker.
+            return self._dead(key, value, source, "encode_failed", str(exc))
 
     def _publish(
         self,
         event: Mapping[str, Any],
+        event_json: Mapping[str, Any],
         kind: str,
         skey: bytes,
         new_state: dict[str, Any] | None,
@@ -199,10 +205,12 @@ class Processor:
 
         def encoded_as(fmt: str) -> bytes:
             if fmt not in encoded:
-                if fmt == "avro" and self._confluent is not None:
+                if fmt == "json":
+                    encoded[fmt] = codecs.encode_json_dict(event_json)
+                elif self._confluent is not None:
                     encoded[fmt] = self._confluent.encode(event)
                 else:
-                    encoded[fmt] = codecs.encode(event, fmt)
+                    encoded[fmt] = codecs.encode_avro(event)
             return encoded[fmt]
 
         outcome = Outcome(kind, reason, event, state_key=skey, new_state=new_state)
