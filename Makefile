@@ -48,7 +48,7 @@ demo: install up
 	scripts/demo start
 
 bench: install up
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

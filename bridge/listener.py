@@ -284,6 +284,7 @@ class Listener:
         )
         # One batch at a time: concurrent batches would reorder a VM's notifications.
         self._conf.set_override("executor_thread_pool_size", 1)
+        self._consuming = False
         self._kafka_checked_at = 0.0
         self._kafka_ok: tuple[bool, str] = (False, "not checked yet")
         LOG.info(
@@ -299,6 +300,7 @@ class Listener:
 
     def start(self) -> None:
         self.server.start()
+        self._consuming = True
 
     def stop(self) -> None:
         """Stop consuming, let the batch in hand finish, flush Kafka."""
@@ -309,6 +311,8 @@ class Listener:
         self.transport.cleanup()
 
     def readiness(self) -> tuple[bool, str]:
+        if not self._consuming or self.stop_event.is_set():
+            return False, "not consuming"
         now = time.monotonic()
         if now - self._kafka_checked_at > 5:
             self._kafka_checked_at = now

@@ -177,6 +177,7 @@ class StreamRunner:
             return value
 
         outputs: list[pipeline.Output] = []
+        outcomes: list[pipeline.Outcome] = []
         for event in events:
             message = event.message
             source = pipeline.Source(message.topic, message.partition, message.offset)
@@ -184,8 +185,10 @@ class StreamRunner:
             outputs.extend(outcome.outputs)
             if outcome.new_state is not None and outcome.state_key is not None:
                 overlay[outcome.state_key] = (message.partition, outcome.new_state)
-            self._count(outcome)
+            outcomes.append(outcome)
         await self.writer.write_all(outputs)
+        for outcome in outcomes:
+            self._count(outcome)
         if overlay:
             state_topic = self.settings.state_topic
             await self.writer.write_all(

@@ -1,0 +1,621 @@
+"""bench/results/report.md and its two charts, from the results of one run."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from bench.machine import one_line
+
+Results = dict[str, Any]
+
+
+def _n(value: Any, digits: int = 0) -> str:
+    """A number for a table: thousands separators, '-' when it could not be measured."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, int | float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _ratio(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _met(flag: Any) -> str:
+    return "-" if flag is None else ("met" if flag else "**missed**")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def _profile_lines(profile: dict[str, Any], title: str, rows: int = 10) -> list[str]:
+    if not profile or "error" in profile:
+        return [f"{title}: {profile.get('error', 'not run') if profile else 'not run'}", ""]
+    lines = [
+        f"{title}: {profile.get('busy_seconds', 0):.1f} s busy "
+        f"(plus {profile.get('waiting_seconds', 0):.1f} s of threads waiting, left out of the shares).",
+        "",
+    ]
+    lines += _table(
+        ["component (own time)", "share"],
+        [[c["component"], f"{c['share']:.0%}"] for c in profile.get("by_component", [])[:8]],
+    )
+    lines += _table(
+        ["function (top by own time)", "calls", "own s", "cumulative s", "share"],
+        [
+            [
+                f"`{f['function']}`",
+                _n(f["calls"]),
+                f"{f['tottime_s']:.2f}",
+                f"{f['cumtime_s']:.2f}",
+                f"{f['tottime_share']:.0%}",
+            ]
+            for f in profile.get("top_by_tottime", [])[:rows]
+        ],
+    )
+    cumulative = profile.get("cumulative") or {}
+    if cumulative:
+        lines += _table(
+            ["function (cumulative, incl. callees)", "calls", "cumulative s", "share of busy"],
+            [
+                [f"`{name}`", _n(v["calls"]), f"{v['cumtime_s']:.2f}", f"{v['share_of_busy']:.0%}"]
+                for name, v in sorted(cumulative.items(), key=lambda item: -item[1]["cumtime_s"])
+            ],
+        )
+    return lines
+
+
+def _busy(run: Results) -> str:
+    cores = run.get("cores_used") or {}
+    machine = cores.get("machine (all processes)")
+    if machine is None:
+        return ""
+    eventfed = cores.get("listener", 0.0) + cores.get("stream", 0.0)
+    return f"listener + stream used {eventfed:.2f} cores; machine busy {machine:.2f} of {os.cpu_count()}"
+
+
+def _summary(r: Results) -> list[str]:
+    rows: list[list[str]] = []
+    ingest, stream, e2e, api = (r.get(k) or {} for k in ("ingest", "stream", "e2e", "api"))
+    if "listener" in ingest:
+        rows.append(
+            [
+                "ingest: RabbitMQ to raw topic, one `eventfed listen`",
+                f"{_n(ingest['listener']['per_second'])}/s "
+                f"({_n(ingest['listener'].get('cpu_us_per_record'))} µs CPU each)",
+                f"bare AMQP consumer {_n(ingest['bare_consumer']['per_second'])}/s "
+                f"({_n(ingest['bare_consumer'].get('cpu_us_per_message'))} µs); "
+                f"bare AMQP-to-Kafka bridge {_n(ingest['bare_bridge']['per_second'])}/s "
+                f"({_n(ingest['bare_bridge'].get('cpu_us_per_message'))} µs)",
+                f"{_ratio(ingest['ratio_to_bare_consumer'])}; {_ratio(ingest['ratio_to_bare_bridge'])}",
+                "≥ 5,000/s",
+                _met(ingest.get("meets_target")),
+            ]
+        )
+    if "worker" in stream:
+        rows.append(
+            [
+                "stream: raw topic to subscriptions, one `eventfed stream`",
+                f"{_n(stream['worker']['per_second'])} events/s "
+                f"({_n(stream['worker'].get('cpu_us_per_record'))} µs CPU each)",
+                f"plain confluent-kafka loop {_n(stream['plain_loop']['per_second'])}/s "
+                f"({_n(stream['plain_loop'].get('cpu_us_per_record'))} µs)",
+                _ratio(stream["ratio_to_plain_loop"]),
+                "ratio ≥ 0.25; ≥ 10,000/s",
+                f"{_met(stream.get('meets_target_ratio'))}; {_met(stream.get('meets_target_absolute'))}",
+            ]
+        )
+    from bench.e2e import best_shipped_runs
+
+    best = best_shipped_runs(e2e.get("runs", []))
+    for rate in sorted(best):
+        run = best[rate]
+        if run["rate"] in (100, 1000, 5000):
+            ms = run["latency"]["ms"]
+            rows.append(
+                [
+                    f"end to end at {_n(run['rate'])}/s: p50 / p95 / p99",
+                    f"{_n(ms['p50'])} / {_n(ms['p95'])} / {_n(ms['p99'])} ms",
+                    _busy(run),
+                    "",
+                    "p99 < 100 ms" if run["rate"] == 1000 else "",
+                    _met(e2e.get("meets_target_p99_at_1000")) if run["rate"] == 1000 else "",
+                ]
+            )
+    if "highest_sustained_rate" in e2e:
+        rows.append(
+            [
+                "end to end: highest rate without a growing backlog",
+                f"{_n(e2e['highest_sustained_rate'])}/s",
+                "",
+                "",
+                "",
+                "",
+            ]
+        )
+    if "get_vm" in api:
+        paced = api["get_vm"]["get_vm_paced"]
+        whole = api["check_vim_status"]["check_vim_status_whole_vim"]
+        rows.append(
+            [
+                f"API: GET one VM of {_n(api['vms'])}, p50 / p99 "
+                f"(paced {_n(paced['target_rate_per_second'])}/s)",
+                f"{paced['p50_ms']:.2f} / {paced['p99_ms']:.2f} ms",
+                "",
+                "",
+                "p99 < 5 ms",
+                _met(api["meets_targets"].get("get_vm_p99_ms_paced")),
+            ]
+        )
+        rows.append(
+            [
+                f"API: check_vim_status over {_n(whole.get('matched_vms'))} VMs, p50 / p99",
+                f"{whole['p50_ms']:.1f} / {whole['p99_ms']:.1f} ms",
+                f"first byte p99 {whole['first_byte_p99_ms']:.1f} ms; the rest is sending "
+                f"{_n(whole.get('matched_vms'))} VMs"
+                if whole.get("first_byte_p99_ms") is not None
+                else "",
+                "",
+                "p99 < 100 ms",
+                _met(api["meets_targets"].get("check_vim_status_whole_vim_p99_ms")),
+            ]
+        )
+    return _table(["figure", "eventfed", "baseline or context, same run", "ratio", "target", ""], rows)
+
+
+def _ingest(ingest: Results) -> list[str]:
+    if "listener" not in ingest:
+        return ["## Ingest", "", f"Not measured: {ingest.get('error', 'section not run')}", ""]
+    listener, bare, bridge = ingest["listener"], ingest["bare_consumer"], ingest["bare_bridge"]
+    lines = [
+        "## Ingest: RabbitMQ to the raw topic",
+        "",
+        f"{_n(ingest['notifications'])} simulated Nova notifications (mean body "
+        f"{_n(ingest['prefill']['mean_body_bytes'])} bytes, the Notifier's 2.0 envelope) pre-filled into the "
+        "listener's pooled queue and into two baseline queues bound the same way; each drained in turn. "
+        "The listener is timed by its raw topic's end offsets from its first record to the last "
+        f"(its start-up, {listener['from_process_start_seconds'] - listener['seconds']:.1f} s, left out).",
+        "",
+    ]
+    lines += _table(
+        ["consumer", "notifications/s", "CPU µs per notification", "ratio"],
+        [
+            [
+                "`eventfed listen` (oslo.messaging batch listener, batches of 500, acks after Kafka)",
+                _n(listener["per_second"]),
+                _n(listener.get("cpu_us_per_record")),
+                "1.00",
+            ],
+            [
+                "bare py-amqp consumer (prefetch 1,000, decode, ack every 500 at once)",
+                _n(bare["per_second"]),
+                _n(bare.get("cpu_us_per_message")),
+                _ratio(ingest["ratio_to_bare_consumer"]),
+            ],
+            [
+                "bare bridge: the same + confluent-kafka produce (eventfed settings), flush before ack",
+                _n(bridge["per_second"]),
+                _n(bridge.get("cpu_us_per_message")),
+                _ratio(ingest["ratio_to_bare_bridge"]),
+            ],
+        ],
+    )
+    lines.append(
+        f"The listener used {listener.get('cores_used', float('nan')):.2f} of a core while draining; "
+        "mean batch "
+        f"{_n(listener.get('mean_batch'))}, mean time in eventfed's batch handler per batch "
+        f"{listener.get('batch_seconds_mean', float('nan')) * 1000:.0f} ms. Target ≥ 5,000/s: "
+        f"{_met(ingest.get('meets_target'))}."
+    )
+    lines.append("")
+    if "listener_profile" in ingest:
+        lines += _profile_lines(
+            ingest["listener_profile"],
+            f"Profile of the listener draining "
+            f"{_n(ingest['listener_profile'].get('notifications_profiled'))} notifications "
+            "(cProfile, all threads, `python -m bench.profiled`)",
+        )
+    return lines
+
+
+def _stream(stream: Results) -> list[str]:
+    if "worker" not in stream:
+        return ["## Stream", "", f"Not measured: {stream.get('error', 'section not run')}", ""]
+    worker, plain, inproc = stream["worker"], stream["plain_loop"], stream["in_process"]
+    lines = [
+        "## Stream: raw topic to events, state and subscriptions",
+        "",
+        f"{_n(stream['records'])} raw records (`bridge.novasim.raw_record`, mean "
+        f"{_n(stream['mean_raw_record_bytes'])} bytes, 8 partitions) with the example subscriptions "
+        f"({len(stream['subscriptions'])} topics). The worker is timed by its counter "
+        "`eventfed_stream_events_total` from its first event to the last (start-up "
+        f"{worker['startup_seconds']:.1f} s left out).",
+        "",
+    ]
+    runs = plain.get("runs", [])
+    lines += _table(
+        ["processor", "records/s", "CPU µs per record", "ratio of the worker to it"],
+        [
+            [
+                "`eventfed stream` (Faust; events + subscriptions + state, confirmed writes)",
+                _n(worker["per_second"]),
+                _n(worker.get("cpu_us_per_record")),
+                "1.00",
+            ],
+            [
+                "plain confluent-kafka loop: consume 500, json.loads, produce, flush, commit "
+                f"(mean of {len(runs)} runs: {', '.join(_n(x['per_second']) for x in runs)})",
+                _n(plain["per_second"]),
+                _n(plain.get("cpu_us_per_record")),
+                _ratio(stream["ratio_to_plain_loop"]),
+            ],
+            [
+                "`streams.pipeline.Processor.process` alone, in one process, no Kafka (the logic's ceiling)",
+                _n(inproc["per_second"]),
+                _n(inproc["microseconds_per_record"]),
+                _ratio(stream["ratio_to_in_process"]),
+            ],
+        ],
+    )
+    contract = stream.get("contract_microbench") or {}
+    lines.append(
+        f"The worker used {worker.get('cores_used', float('nan')):.2f} of a core; mean batch "
+        f"{_n(worker.get('mean_batch'))} records, "
+        f"{(worker.get('batch_seconds_mean') or float('nan')) * 1000:.0f} ms "
+        "per batch (process, write outputs, write state). Targets: ratio ≥ 0.25 "
+        f"{_met(stream.get('meets_target_ratio'))}, ≥ 10,000/s {_met(stream.get('meets_target_absolute'))}."
+    )
+    if contract.get("median_us") is not None:
+        lines.append(
+            f"For scale, `bench/bench_contract.py` (json.loads + normalise + Avro encode of one event) takes "
+            f"{contract['median_us']:.1f} µs median per event here, while `Processor.process` takes "
+            f"{inproc['microseconds_per_record']:.0f} µs per record."
+        )
+    lines.append("")
+    if not (stream.get("meets_target_ratio") and stream.get("meets_target_absolute")):
+        lines += _profile_lines(
+            {**inproc.get("profile", {}), "cumulative": inproc.get("profile_cumulative")},
+            f"Profile of `Processor.process` over the same {_n(stream['records'])} records (cProfile)",
+        )
+        if "worker_profile" in stream:
+            lines += _profile_lines(
+                stream["worker_profile"],
+                f"Profile of the live worker over {_n(stream['worker_profile'].get('events_profiled'))} "
+                "events (cProfile, `python -m bench.profiled`)",
+            )
+    return lines
+
+
+def _cores(cores: dict[str, float]) -> str:
+    brokers = cores.get("kafka broker", 0.0) + cores.get("rabbitmq", 0.0)
+    parts = [cores.get("listener"), cores.get("stream"), cores.get("publishers"), brokers]
+    parts.append(cores.get("machine (all processes)"))
+    return " / ".join("-" if p is None else f"{p:.2f}" for p in parts)
+
+
+def _e2e(e2e: Results) -> list[str]:
+    if "runs" not in e2e or not e2e["runs"]:
+        return ["## End to end", "", f"Not measured: {e2e.get('error', 'section not run')}", ""]
+    lines = [
+        "## End to end: Notifier send to subscription topic",
+        "",
+        "One listener and one stream worker as shipped; publishers send simulated VM lifecycles on a fixed "
+        "schedule. Latency = arrival at a consumer of the subscription topics minus the notification's "
+        "`occurred_at` (the Notifier's send timestamp), one clock. Legs: send to the listener's "
+        "`received_at`; to the stream's Kafka write (record timestamp); to the consumer. Backlog = sent but "
+        "not yet on the events topic; sustained = the publishers reached the rate and the backlog grew by "
+        "less than 5% of the rate per second over the second half of the run. Cores: CPU time over the "
+        "sending window divided by its length (the machine figure includes everyone's work).",
+        "",
+        "![latency](latency.png)",
+        "",
+    ]
+    rows = []
+    for run in e2e["runs"]:
+        if run.get("series", "").startswith("warm-up"):
+            continue
+        ms, legs = run["latency"]["ms"], run["latency"]["legs_ms"]
+        rows.append(
+            [
+                run.get("series", ""),
+                _n(run["rate"]),
+                f"{_n(run['achieved_per_second'])} ({run['publisher']} x{run['publisher_processes']})",
+                _n(run["latency"]["events"]),
+                f"{_n(ms['p50'])} / {_n(ms['p95'])} / {_n(ms['p99'])} / {_n(ms['max'])}",
+                f"{_n(legs['send_to_listener']['p50'])} + {_n(legs['listener_to_stream_write']['p50'])} + "
+                f"{_n(legs['stream_write_to_consumer']['p50'])}",
+                f"{_n(run['backlog_max'])} ({_n(run['backlog_growth_per_second'])}/s)",
+                _cores(run.get("cores_used") or {}),
+                "yes" if run["sustained"] else "**no**",
+            ]
+        )
+    lines += _table(
+        [
+            "series",
+            "rate/s",
+            "sent/s (publisher)",
+            "events timed",
+            "p50 / p95 / p99 / max ms",
+            "p50 legs ms",
+            "backlog max (growth)",
+            "cores: listener / stream / publishers / brokers / machine",
+            "sustained",
+        ],
+        rows,
+    )
+    batch_rows = []
+    for run in e2e["runs"]:
+        b = run.get("batches") or {}
+        if run.get("series", "").startswith("warm-up") or not b:
+            continue
+        batch_rows.append(
+            [
+                run.get("series", ""),
+                _n(run["rate"]),
+                f"{_n(b.get('listener_mean_batch'))} / {_n(b.get('listener_batch_ms'))}",
+                f"{_n(b.get('stream_mean_batch'))} / {_n(b.get('stream_batch_ms'))}",
+            ]
+        )
+    if batch_rows:
+        lines.append("Batches during each run (from the processes' own histograms):")
+        lines.append("")
+        lines += _table(
+            ["series", "rate/s", "listener: mean batch / ms per batch", "stream: mean batch / ms per batch"],
+            batch_rows,
+        )
+    first = e2e.get("first_unsustained")
+    lines.append(
+        f"Highest rate sustained as shipped: **{_n(e2e.get('highest_sustained_rate'))}/s**"
+        + (
+            f"; at {_n(first['rate'])}/s the backlog grew"
+            + ("" if first["publisher_reached_rate"] else " (and the publishers fell short of the rate)")
+            if first
+            else ""
+        )
+        + f". p99 < 100 ms at 1,000/s: {_met(e2e.get('meets_target_p99_at_1000'))}."
+    )
+    lines.append("")
+    return lines
+
+
+def _api(api: Results) -> list[str]:
+    if "get_vm" not in api:
+        return ["## API", "", f"Not measured: {api.get('error', 'section not run')}", ""]
+    lines = [
+        "## API: `eventfed api` over the state topic",
+        "",
+        f"`bench/bench_api.py` with {_n(api['vms'])} VMs in one VIM (so check_vim_status covers all of "
+        "them); load from this process over keep-alive connections on 127.0.0.1. Catch-up "
+        f"{_n(api['startup'].get('catch_up_seconds'), 1)} s "
+        f"({_n(api['startup'].get('vms_per_second'))} VMs/s), ready "
+        f"{_n(api['startup'].get('process_start_to_ready_seconds'), 1)} s after start; RSS "
+        f"{_n(api['rss_mb'].get('after_catch_up'))} MiB after catch-up, "
+        f"peak {_n(api['rss_mb'].get('peak'))} MiB.",
+        "",
+    ]
+    rows = []
+    for name, m in {**api["get_vm"], **api["check_vim_status"]}.items():
+        rows.append(
+            [
+                name.replace("_", " "),
+                _n(m.get("concurrency") or 2),
+                _n(m.get("target_rate_per_second")) if m.get("target_rate_per_second") else "flat out",
+                _n(m["requests"]),
+                _n(m["requests_per_second"]),
+                f"{m['p50_ms']:.2f}",
+                f"{m['p99_ms']:.2f}",
+                _n(m.get("matched_vms")) if m.get("matched_vms") is not None else "",
+            ]
+        )
+    lines += _table(
+        ["request", "connections", "rate/s", "requests", "achieved/s", "p50 ms", "p99 ms", "VMs matched"],
+        rows,
+    )
+    lines += _table(
+        ["target", "result"],
+        [[name.replace("_", " "), _met(flag)] for name, flag in api.get("meets_targets", {}).items()],
+    )
+    return lines
+
+
+def _memory(r: Results) -> list[str]:
+    rows = [[role, _n(mib)] for role, mib in (r.get("memory_peak_rss_mib") or {}).items()]
+    api = r.get("api") or {}
+    if api.get("rss_mb", {}).get("peak") is not None:
+        rows.append([f"api/server ({_n(api['vms'])} VMs, from bench_api)", _n(api["rss_mb"]["peak"])])
+    return [
+        "## Memory",
+        "",
+        "Peak RSS of each process while it ran (psutil every 0.25 s, and the kernel's VmHWM at stop).",
+        "",
+        *_table(["process", "peak RSS MiB"], rows),
+    ]
+
+
+def _accounting(r: Results) -> list[str]:
+    lines = ["## Accounting", ""]
+    prefix = f"bench.{r['run_id']}."
+    for name in ("ingest", "stream", "e2e"):
+        accounting = (r.get(name) or {}).get("accounting")
+        if not accounting:
+            continue
+        parts = []
+        for key, value in accounting.items():
+            if key == "written":
+                continue
+            if key == "expected":
+                written = accounting.get("written", {})
+                value = ", ".join(
+                    f"{topic.removeprefix(prefix)} {_n(written.get(topic))}/{_n(want)}"
+                    for topic, want in value.items()
+                )
+                parts.append(f"written/expected per topic: {value}")
+            else:
+                parts.append(f"{key.replace('_', ' ')} {_n(value)}")
+        lines.append(f"- {name}: " + "; ".join(parts))
+    if r.get("failures"):
+        lines.append("")
+        lines += [f"- **FAILED** {failure}" for failure in r["failures"]]
+    lines.append("")
+    return lines
+
+
+def _performance(r: Results) -> list[str]:
+    """The section for README.md: the machine, the numbers, the ratios, how to reproduce."""
+    machine = r["machine"]
+    return [
+        "## Performance",
+        "",
+        f"Measured by `make bench` ({r['mode']} run, {r['started_at'][:10]}, "
+        f"{_duration(r['total_seconds'])}, code {r['machine'].get('code', '?')}) "
+        f"on {one_line(machine)}; both brokers and every eventfed process on that one machine (load average "
+        f"{', '.join(str(x) for x in machine['load_average_at_start'])} at the start: it is shared, so every "
+        "figure comes with a baseline measured in the same run). Details: `bench/results/report.md`; smoke "
+        "run: `make bench BENCH_ARGS=--quick`.",
+        "",
+        *_summary(r),
+    ]
+
+
+def write(results: Results, output: Path, raw: Results | None = None, charts: bool = True) -> None:
+    """Write report.md and, with `charts`, throughput.png and latency.png (the latency chart needs
+    the raw samples in `raw`; results.json does not keep them)."""
+    r = results
+    accounted = not r.get("failures")
+    lines = [
+        "# eventfed benchmark",
+        "",
+        f"- Machine: {one_line(r['machine'])}",
+        f"- Run: {r['mode']}, {r['started_at']}, run id `{r['run_id']}`, {_duration(r['total_seconds'])}",
+        f"- Code: {r['machine'].get('code', '?')}",
+        f"- Reproduce: `{r['command']}`"
+        + ("" if r["mode"] == "quick" else " (smoke run: `make bench BENCH_ARGS=--quick`)"),
+        "- Outcome: "
+        + (
+            "every notification sent in this run was accounted for (delivered, filtered or dead-lettered)."
+            if accounted
+            else "**FAILED**: " + "; ".join(r["failures"])
+        ),
+        "",
+        *_performance(r),
+        "![throughput](throughput.png)",
+        "",
+        *_ingest(r.get("ingest") or {}),
+        *_stream(r.get("stream") or {}),
+        *_e2e(r.get("e2e") or {}),
+        *_api(r.get("api") or {}),
+        *_memory(r),
+        *_accounting(r),
+    ]
+    (output / "report.md").write_text("\n".join(lines).rstrip() + "\n")
+    if charts:
+        _charts(r, raw or r, output)
+
+
+def _charts(r: Results, raw: Results, output: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ingest, stream = r.get("ingest") or {}, r.get("stream") or {}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=90)
+    panels = []
+    if "listener" in ingest:
+        panels.append(
+            (
+                "Ingest: notifications/s, RabbitMQ to Kafka",
+                [
+                    ("eventfed listen", ingest["listener"]["per_second"], "tab:blue"),
+                    ("bare AMQP consumer", ingest["bare_consumer"]["per_second"], "tab:gray"),
+                    ("bare AMQP-to-Kafka bridge", ingest["bare_bridge"]["per_second"], "tab:gray"),
+                ],
+                5000,
+            )
+        )
+    if "worker" in stream:
+        panels.append(
+            (
+                "Stream: records/s, raw topic to outputs",
+                [
+                    ("eventfed stream", stream["worker"]["per_second"], "tab:blue"),
+                    ("plain confluent-kafka loop", stream["plain_loop"]["per_second"], "tab:gray"),
+                    ("Processor.process alone", stream["in_process"]["per_second"], "tab:gray"),
+                ],
+                10000,
+            )
+        )
+    for axis, (title, bars, target) in zip(axes, panels, strict=False):
+        labels = [b[0] for b in bars]
+        values = [b[1] or 0 for b in bars]
+        axis.barh(labels, values, color=[b[2] for b in bars])
+        axis.axvline(target, color="tab:red", linestyle="--", linewidth=1)
+        axis.text(target, len(bars) - 0.5, f" target {target:,}", color="tab:red", va="center", fontsize=8)
+        for index, value in enumerate(values):
+            axis.text(value, index, f" {value:,.0f}", va="center", fontsize=8)
+        axis.invert_yaxis()
+        axis.set_title(title, fontsize=10)
+        axis.set_xlim(0, max([*values, target]) * 1.25)
+        axis.tick_params(labelsize=8)
+    for axis in axes[len(panels) :]:
+        axis.axis("off")
+    fig.suptitle(
+        f"eventfed, {r['machine']['cpu_model']}, {r['machine']['cores']} cores ({r['mode']} run)", fontsize=10
+    )
+    fig.tight_layout()
+    fig.savefig(output / "throughput.png")
+    plt.close(fig)
+
+    from bench.e2e import NOTIFIER, WHAT_IF, best_shipped_runs
+
+    runs = (raw.get("e2e") or {}).get("runs") or []
+    best = best_shipped_runs(runs)
+    chosen = [(best[rate], "-", "") for rate in sorted(best)]
+    chosen += [(run, "--", "Notifier") for run in runs if run["series"] == NOTIFIER]
+    chosen += [(run, ":", "batch_timeout 0.02") for run in runs if run["series"] == WHAT_IF]
+    fig, (cdf, backlog) = plt.subplots(
+        1, 2, figsize=(12, 4.4), dpi=90, gridspec_kw={"width_ratios": [1.3, 1]}
+    )
+    for run, style, kind in chosen:
+        samples = sorted(run["latency"].get("_latencies_ms") or [])
+        if not samples:
+            continue
+        cdf.plot(
+            [max(s, 0.1) for s in samples],
+            [(i + 1) / len(samples) for i in range(len(samples))],
+            style,
+            label=f"{run['rate']:,}/s {kind}".strip() + f" (p99 {run['latency']['ms']['p99']:,.0f} ms)",
+            linewidth=1.2,
+        )
+        if style == "-":
+            series = run.get("backlog_series") or []
+            backlog.plot([s[0] for s in series], [s[1] - s[3] for s in series], label=f"{run['rate']:,}/s")
+    cdf.axvline(100, color="tab:red", linestyle="--", linewidth=1)
+    cdf.set_xscale("log")
+    cdf.set_xlabel("end-to-end latency, ms (log)")
+    cdf.set_ylabel("fraction of events")
+    cdf.set_title("Notifier send to subscription topic", fontsize=10)
+    if cdf.lines:
+        cdf.legend(fontsize=7, loc="lower right", framealpha=0.9)
+    cdf.grid(True, which="both", alpha=0.3)
+    backlog.set_xlabel("seconds since the publishers started")
+    backlog.set_ylabel("sent, not yet on the events topic")
+    backlog.set_title("Backlog during each run (as shipped)", fontsize=10)
+    if backlog.lines:
+        backlog.legend(fontsize=7)
+    backlog.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(output / "latency.png")
+    plt.close(fig)
