@@ -1,14 +1,22 @@
 """`eventfed stream`: the Faust worker that turns raw notifications into events, state and feeds.
 
-Delivery is at-least-once end to end. Faust acks a `take_events` batch once the agent asks for
-the next one, and commits acked offsets only after flushing its producer; but a send that
-finally fails does not stop that commit. So each batch here is written in three steps, each
-waiting for Kafka's acknowledgement, retried with a capped backoff while Kafka refuses:
+Delivery is at-least-once end to end, and the worker commits the raw topic's offsets itself.
+Faust's own acking is switched off for that topic, because it can commit what was never written:
+`take_events` acks a batch in a `finally`, so a batch abandoned mid-write (shutdown, rebalance)
+is acked; records fetched before a rebalance and skipped after it are acked unprocessed; and a
+send that finally failed does not stop Faust's commit. Here each batch goes in four steps, each
+waiting for Kafka's acknowledgement, the writes retried with a capped backoff while Kafka refuses:
   1. the canonical events, the subscription feeds and the dead letters;
   2. then the new latest states, to the compacted state topic that is also the Faust table's
      changelog (written to the source record's partition, so state moves with its partition);
-  3. only then is the batch given back to Faust to ack and, later, commit.
-A crash between 1 and 2 replays the batch: its outputs are written again (duplicates, counted as
+  3. then the batch's offsets are committed, from the consumer's own thread;
+  4. a rebalance waits for the batch in flight, and a batch fetched before the rebalance is
+     dropped uncommitted (it is fetched again by whoever owns its partition now), so a worker
+     that lost a partition never writes its state after the new owner has started.
+Records must also arrive without holes: Faust can drop records fetched while it seeks back at a
+rebalance. `streams.offsets.OffsetLedger` checks every record against the next offset expected
+from the committed one; on a hole the worker seeks back instead of committing past it.
+A crash between 1 and 3 replays the batch: its outputs are written again (duplicates, counted as
 replays). A state already written implies its outputs were, so a replayed record that the state
 has moved past is stale, not lost.
 """
@@ -33,6 +41,7 @@ from bridge.logs import setup_logging
 from bridge.settings import StreamSettings, load
 from bridge.topics import TopicSpec, core_topics, ensure_topics
 from streams import pipeline
+from streams.offsets import ACCEPT, GAP, OffsetLedger
 from streams.subscriptions import Subscription, SubscriptionError, load_subscriptions
 
 LOG = logging.getLogger(__name__)
@@ -53,6 +62,20 @@ BATCH_SIZE = Histogram(
     "eventfed_stream_batch_size", "Records per batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 5000)
 )
 SEND_RETRIES = Counter("eventfed_stream_send_retries_total", "Batches whose writes were retried")
+COMMIT_FAILURES = Counter(
+    "eventfed_stream_commit_failures_total", "Offset commits refused (the records will be replayed)"
+)
+REDELIVERED = Counter(
+    "eventfed_stream_redelivered_total", "Records fetched again after a seek, handled already"
+)
+GAP_SEEKS = Counter("eventfed_stream_gap_seeks_total", "Seeks back to records that did not reach the worker")
+LOST_TO_RETENTION = Counter(
+    "eventfed_stream_lost_to_retention_total", "Raw records deleted by retention before they were handled"
+)
+DROPPED_AFTER_REBALANCE = Counter(
+    "eventfed_stream_dropped_after_rebalance_total",
+    "Records fetched before a rebalance and left for the partition's new owner",
+)
 TOMBSTONES = Counter("eventfed_stream_tombstones_total", "Deleted VMs removed from the state topic")
 SUBSCRIPTIONS = Gauge("eventfed_stream_subscriptions", "Subscriptions in force")
 SUBSCRIPTION_RELOADS = Counter(
@@ -141,15 +164,119 @@ class BatchWriter:
             await asyncio.sleep(delay)
 
 
+# Faust runs its aiokafka consumer on a thread of its own, and aiokafka is not thread-safe: these
+# run there, through `call_thread`.
+
+
+def _aiokafka_tp(tp: Any) -> Any:
+    from aiokafka.structs import TopicPartition
+
+    return TopicPartition(tp.topic, tp.partition)
+
+
+async def _commit_on_consumer_thread(thread: Any, offsets: Mapping[Any, int]) -> int:
+    from aiokafka.structs import OffsetAndMetadata
+
+    consumer = thread._ensure_consumer()
+    assigned = consumer.assignment()
+    committable = {
+        _aiokafka_tp(tp): OffsetAndMetadata(offset, "")
+        for tp, offset in offsets.items()
+        if _aiokafka_tp(tp) in assigned
+    }
+    if committable:
+        await consumer.commit(committable)
+        # Faust's livelock check reads this; it is updated by Faust's own commits only.
+        now = time.monotonic()
+        thread.tp_last_committed_at.update({tp: now for tp in offsets})
+    return len(committable)
+
+
+async def _starts_on_consumer_thread(thread: Any, partitions: set[Any]) -> dict[Any, int]:
+    consumer = thread._ensure_consumer()
+    starts: dict[Any, int] = {}
+    never_committed = []
+    for tp in partitions:
+        committed = await consumer.committed(_aiokafka_tp(tp))
+        if committed is None:
+            never_committed.append(tp)
+        else:
+            starts[tp] = committed
+    if never_committed:
+        # No commit yet: the group starts at the log start (auto.offset.reset=earliest).
+        starts.update(await _log_starts_on_consumer_thread(thread, set(never_committed)))
+    return starts
+
+
+async def _log_starts_on_consumer_thread(thread: Any, partitions: set[Any]) -> dict[Any, int]:
+    consumer = thread._ensure_consumer()
+    by_key = {_aiokafka_tp(tp): tp for tp in partitions}
+    beginnings = await consumer.beginning_offsets(list(by_key))
+    return {by_key[key]: offset for key, offset in beginnings.items()}
+
+
+async def _seek_on_consumer_thread(thread: Any, tp: Any, offset: int) -> None:
+    thread._ensure_consumer().seek(_aiokafka_tp(tp), offset)
+
+
+class ConsumerOffsets:
+    """Committed offsets, log starts and seeks of the raw topic, on Faust's consumer."""
+
+    def __init__(self, app: Any, timeout: float = 60.0) -> None:
+        self._app = app
+        self._timeout = timeout
+
+    async def _call(self, function: Any, *args: Any) -> Any:
+        thread = self._app.consumer._thread
+        return await asyncio.wait_for(thread.call_thread(function, thread, *args), self._timeout)
+
+    async def commit(self, offsets: Mapping[Any, int]) -> bool:
+        if not offsets:
+            return True
+        try:
+            committed = await self._call(_commit_on_consumer_thread, dict(offsets))
+        except Exception as exc:  # any refusal means the same: the batch is replayed
+            COMMIT_FAILURES.inc()
+            LOG.warning("offset commit refused, the batch will be replayed if needed: %r", exc)
+            return False
+        if not committed:
+            COMMIT_FAILURES.inc()
+            LOG.info("offset commit skipped: the partitions are no longer assigned")
+        return bool(committed)
+
+    async def starts(self, partitions: set[Any]) -> dict[Any, int]:
+        result: dict[Any, int] = await self._call(_starts_on_consumer_thread, partitions)
+        return result
+
+    async def log_starts(self, partitions: set[Any]) -> dict[Any, int]:
+        result: dict[Any, int] = await self._call(_log_starts_on_consumer_thread, partitions)
+        return result
+
+    async def seek(self, tp: Any, offset: int) -> None:
+        await self._call(_seek_on_consumer_thread, tp, offset)
+        # Faust drops fetched records below its read offset; it must follow the seek back.
+        self._app.consumer._read_offset[tp] = offset or None
+
+
 class StreamRunner:
-    """Processes batches of raw events: decide, write outputs, then write state."""
+    """Processes batches of raw events: decide, write outputs, write state, commit."""
 
     def __init__(
         self, settings: StreamSettings, app: Any, table: Any, subscriptions: SubscriptionSource
     ) -> None:
         self.settings = settings
+        self.app = app
         self.table = table
         self.writer = BatchWriter(app)
+        self.consumer_offsets = ConsumerOffsets(app)
+        self.ledger = OffsetLedger()
+        # Writes to Kafka happen under this lock; a rebalance takes it to wait for them.
+        self.write_lock = asyncio.Lock()
+        # The consumer generation whose partitions are being revoked. Its records are fetched
+        # again after the new assignment (Faust seeks to the committed offsets), so they are
+        # left alone; records of the current generation are never skipped, since nothing would
+        # fetch them again.
+        self.revoked_generation: int | None = None
         confluent = None
         if settings.schema_registry_url:
             from streams.codecs import ConfluentCodec
@@ -165,6 +292,93 @@ class StreamRunner:
         self.health: tuple[bool, str, float] = (False, "starting", 0.0)
 
     async def handle_batch(self, events: Sequence[Any]) -> None:
+        async with self.write_lock:
+            current = [e for e in events if self.accepts(e.message.generation_id)]
+            if len(current) < len(events):
+                DROPPED_AFTER_REBALANCE.inc(len(events) - len(current))
+                LOG.info("left %d records fetched before a rebalance", len(events) - len(current))
+            if not current or not await self._know_starts({e.message.tp for e in current}):
+                return
+            accepted = []
+            gaps: dict[Any, int] = {}
+            for event in current:
+                message = event.message
+                verdict = self.ledger.admit(message.tp, message.offset)
+                if verdict == ACCEPT:
+                    accepted.append(event)
+                elif verdict == GAP:
+                    gaps.setdefault(message.tp, message.offset)
+                else:
+                    REDELIVERED.inc()
+            if accepted:
+                await self._write_batch(accepted)
+                tps = {e.message.tp for e in accepted}
+                await self.consumer_offsets.commit(self.ledger.commit_offsets(tps))
+            for tp, first_seen in gaps.items():
+                await self._seek_back(tp, first_seen)
+
+    async def _know_starts(self, partitions: set[Any]) -> bool:
+        """Load where newly assigned partitions start; False if a rebalance came first."""
+        unknown = self.ledger.unknown(partitions)
+        attempt = 0
+        while unknown:
+            generation = self.app.consumer_generation_id
+            try:
+                self.ledger.start(await self.consumer_offsets.starts(unknown))
+                return True
+            except Exception as exc:
+                delay = min(30.0, 0.5 * 2**attempt)
+                attempt += 1
+                LOG.warning("cannot read committed offsets (%r); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+            if not self.accepts(generation):
+                return False
+        return True
+
+    async def _seek_back(self, tp: Any, first_seen: int) -> None:
+        expected = self.ledger.expected(tp)
+        now = time.monotonic()
+        pending = self.ledger.pending_seek(tp)
+        if pending is not None and pending.offset == expected and now - pending.since < 10:
+            return  # records fetched before that seek are still draining
+        target = expected
+        try:
+            log_start = (await self.consumer_offsets.log_starts({tp})).get(tp)
+        except Exception as exc:
+            LOG.warning("cannot read the log start of %s: %r", tp, exc)
+            log_start = None
+        if log_start is not None and log_start > expected:
+            LOST_TO_RETENTION.inc(log_start - expected)
+            LOG.error(
+                "records %d..%d of %s were deleted by retention before the worker handled them",
+                expected,
+                log_start - 1,
+                tp,
+            )
+            target = log_start
+        LOG.warning(
+            "records %d..%d of %s did not reach the worker; fetching them again", target, first_seen - 1, tp
+        )
+        try:
+            await self.consumer_offsets.seek(tp, target)
+        except Exception as exc:
+            LOG.warning("seek of %s to %d failed (%r); retrying with the next batch", tp, target, exc)
+            return
+        GAP_SEEKS.inc()
+        self.ledger.seeking(tp, target, now)
+
+    def accepts(self, generation: int | None) -> bool:
+        current = self.app.consumer_generation_id
+        return generation == current and current != self.revoked_generation
+
+    async def on_partitions_revoked(self) -> None:
+        """Nothing more is written until the new assignment; returns once the batch in flight
+        is written and committed."""
+        self.revoked_generation = self.app.consumer_generation_id
+        async with self.write_lock:
+            self.ledger.forget_all()
+
+    async def _write_batch(self, events: Sequence[Any]) -> None:
         started = time.monotonic()
         now = time.time()
         data = self.table.data
@@ -238,7 +452,10 @@ class StreamRunner:
             if partition is None or partition in active_partitions:
                 outputs.append(pipeline.Output(self.settings.state_topic, key, None, [], partition))
         if outputs:
-            await self.writer.write_all(outputs)
+            async with self.write_lock:
+                if not self.accepts(self.app.consumer_generation_id):
+                    return 0
+                await self.writer.write_all(outputs)
             for output in outputs:
                 data.pop(output.key, None)
             TOMBSTONES.inc(len(outputs))
@@ -314,8 +531,13 @@ def build_app(settings: StreamSettings, subscriptions: SubscriptionSource) -> tu
         broker_commit_interval=1.0,
         autodiscover=False,
     )
+    # acks=False: Faust neither tracks nor commits these offsets; OffsetCommitter does.
     raw_topic = app.topic(
-        settings.raw_topic, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
+        settings.raw_topic,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+        acks=False,
     )
     # The compacted state topic is the table's changelog: one topic is both the API's read
     # model and the worker's recovery log, so the two can never disagree.
@@ -340,6 +562,14 @@ def build_app(settings: StreamSettings, subscriptions: SubscriptionSource) -> tu
     async def process_raw(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout):
             await runner.handle_batch(events)
+
+    async def wait_for_writes_on_revoke(_app: Any, *_args: Any, **_kwargs: Any) -> None:
+        # Called inside the rebalance, before this worker rejoins: the next owner of a partition
+        # starts only after this worker's last write and commit for it.
+        await runner.on_partitions_revoked()
+
+    # mode's stub wants a keyword-only `signal` parameter; the runtime passes it in **kwargs.
+    app.on_partitions_revoked.connect(wait_for_writes_on_revoke)  # type: ignore[arg-type]
 
     @app.timer(interval=settings.subscriptions_reload_seconds)
     async def reload_subscriptions() -> None:

@@ -298,11 +298,6 @@ def _check_complete(stream_run, records, u):
     return duplicates
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open: after a SIGKILL or a worker leaving mid-batch, some canonical events were "
-    "missing in 1 of 4 runs; under investigation (take_events acks an interrupted batch)",
-)
 def test_sigkill_at_random_moments_loses_nothing(stream_run):
     u = stream_run.unique
     cloud = SimulatedCloud(seed=4)
@@ -321,11 +316,6 @@ def test_sigkill_at_random_moments_loses_nothing(stream_run):
     print(f"{len(records)} records, {kills} SIGKILLs, {duplicates} duplicates forced by the crashes")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open: after a SIGKILL or a worker leaving mid-batch, some canonical events were "
-    "missing in 1 of 4 runs; under investigation (take_events acks an interrupted batch)",
-)
 def test_two_workers_one_stopped_mid_run_loses_nothing(stream_run):
     u = stream_run.unique
     cloud = SimulatedCloud(seed=5)
