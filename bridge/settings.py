@@ -171,6 +171,9 @@ class StreamSettings(CommonSettings):
     schema_registry_url: str | None = None
     batch_size: int = Field(default=500, ge=1, le=100_000)
     batch_timeout: float = Field(default=0.05, gt=0, le=60)
+    # How long a worker that died silently keeps its partitions before the group moves them.
+    # Kafka's default group.min.session.timeout.ms is 6 s.
+    session_timeout_seconds: float = Field(default=10.0, ge=6, le=300)
 
 
 class ApiSettings(CommonSettings):

@@ -65,6 +65,9 @@ class OffsetLedger:
     def pending_seek(self, tp: Hashable) -> Seek | None:
         return self._seeks.get(tp)
 
+    def pending_seeks(self) -> list[tuple[Hashable, Seek]]:
+        return list(self._seeks.items())
+
     def seeking(self, tp: Hashable, offset: int, now: float) -> None:
         """A seek back to `offset` was asked for; records past it are dropped until it arrives."""
         self._next[tp] = offset

@@ -337,10 +337,9 @@ class StreamRunner:
 
     async def _seek_back(self, tp: Any, first_seen: int) -> None:
         expected = self.ledger.expected(tp)
-        now = time.monotonic()
         pending = self.ledger.pending_seek(tp)
-        if pending is not None and pending.offset == expected and now - pending.since < 10:
-            return  # records fetched before that seek are still draining
+        if pending is not None and pending.offset == expected:
+            return  # records fetched before that seek are still draining; see retry_stalled_seeks
         target = expected
         try:
             log_start = (await self.consumer_offsets.log_starts({tp})).get(tp)
@@ -359,13 +358,25 @@ class StreamRunner:
         LOG.warning(
             "records %d..%d of %s did not reach the worker; fetching them again", target, first_seen - 1, tp
         )
+        await self._seek(tp, target)
+
+    async def _seek(self, tp: Any, target: int) -> None:
         try:
             await self.consumer_offsets.seek(tp, target)
         except Exception as exc:
-            LOG.warning("seek of %s to %d failed (%r); retrying with the next batch", tp, target, exc)
-            return
+            LOG.warning("seek of %s to %d failed (%r); retrying", tp, target, exc)
         GAP_SEEKS.inc()
-        self.ledger.seeking(tp, target, now)
+        self.ledger.seeking(tp, target, time.monotonic())
+
+    async def retry_stalled_seeks(self, after: float = 2.0) -> None:
+        """Seek again where the record sought has not come: Faust can still drop it, when records
+        fetched before the seek move its read position past it."""
+        async with self.write_lock:
+            now = time.monotonic()
+            for tp, seek in self.ledger.pending_seeks():
+                if now - seek.since >= after and self.accepts(self.app.consumer_generation_id):
+                    LOG.info("record %d of %s has not come since the seek; seeking again", seek.offset, tp)
+                    await self._seek(tp, seek.offset)
 
     def accepts(self, generation: int | None) -> bool:
         current = self.app.consumer_generation_id
@@ -529,6 +540,8 @@ def build_app(settings: StreamSettings, subscriptions: SubscriptionSource) -> tu
         stream_publish_on_commit=False,
         table_standby_replicas=1,
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=settings.session_timeout_seconds / 4,
         autodiscover=False,
     )
     # acks=False: Faust neither tracks nor commits these offsets; OffsetCommitter does.
@@ -577,6 +590,10 @@ def build_app(settings: StreamSettings, subscriptions: SubscriptionSource) -> tu
             # A new subscription's topic must exist before the first event is sent to it.
             specs = [TopicSpec(s.sink.topic, settings.partitions) for s in subscriptions()]
             await asyncio.get_running_loop().run_in_executor(None, ensure_topics, settings, specs)
+
+    @app.timer(interval=1.0)
+    async def retry_stalled_seeks() -> None:
+        await runner.retry_stalled_seeks()
 
     @app.timer(interval=1.0)
     async def observe_health() -> None:

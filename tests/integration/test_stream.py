@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections import Counter
 from datetime import timedelta
@@ -304,14 +305,17 @@ def test_sigkill_at_random_moments_loses_nothing(stream_run):
     records = lifecycle_records(cloud, 150)  # 150 VMs x 26 notifications = 3,900 records
     rng = random.Random(4)
     proc = stream_run.start("w1", EVENTFED_BATCH_SIZE="50")
-    chunk = len(records) // 4
+    # The records keep coming while the worker is killed, so kills land mid-batch.
+    sender = threading.Thread(target=stream_run.send_paced, args=(records, 250.0), daemon=True)
+    sender.start()
     kills = 0
     for i in range(4):
-        stream_run.send(records[i * chunk : (i + 1) * chunk] if i < 3 else records[i * chunk :])
         time.sleep(rng.uniform(0.5, 3.0))
         proc.kill()
         kills += 1
-        proc = stream_run.start(f"w1-{i}", EVENTFED_BATCH_SIZE="50")
+        proc = stream_run.start(f"w1-{i}", wait_ready=i == 3, EVENTFED_BATCH_SIZE="50")
+    sender.join(120)
+    assert not sender.is_alive()
     duplicates = _check_complete(stream_run, records, u)
     print(f"{len(records)} records, {kills} SIGKILLs, {duplicates} duplicates forced by the crashes")
 

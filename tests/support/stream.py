@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,21 @@ class StreamRun:
             count += 1
             if count % 1000 == 0:
                 self.producer.poll(0)
+        assert self.producer.flush(30) == 0
+        return count
+
+    def send_paced(self, records: Iterable[tuple[str, dict[str, Any] | bytes]], per_second: float) -> int:
+        """Send at about `per_second`, in 20 ms steps, as a busy cloud would."""
+        count = 0
+        started = time.monotonic()
+        for key, value in records:
+            body = value if isinstance(value, bytes) else json.dumps(value).encode()
+            self.producer.produce(self.raw_topic, key=key.encode(), value=body)
+            count += 1
+            ahead = count / per_second - (time.monotonic() - started)
+            if ahead > 0.02:
+                self.producer.poll(0)
+                time.sleep(ahead)
         assert self.producer.flush(30) == 0
         return count
 
