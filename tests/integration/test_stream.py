@@ -333,3 +333,37 @@ def test_two_workers_one_stopped_mid_run_loses_nothing(stream_run):
     stream_run.send(records[half:])
     _check_complete(stream_run, records, u)
     assert first.alive()
+
+
+def test_records_deleted_by_retention_before_the_worker_returns_are_counted_and_the_rest_flow(stream_run):
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    cloud = SimulatedCloud(seed=6)
+    records = lifecycle_records(cloud, 8)  # 208 records
+    first, rest = records[:40], records[40:]
+    proc = stream_run.start("w1")
+    stream_run.send(first)
+    assert len(stream_run.read(stream_run.events_topic, expected=40)) == 40
+    assert proc.terminate(60) == 0
+    stream_run.send(rest)
+
+    group = Consumer(
+        {"bootstrap.servers": stream_run.bootstrap, "group.id": stream_run.base_env["EVENTFED_APP_ID"]}
+    )
+    committed = group.committed([TopicPartition(stream_run.raw_topic, p) for p in range(4)], timeout=10)
+    group.close()
+    # Retention takes the three oldest unhandled records of every partition while no worker runs
+    # (of those that have records: the keys need not cover every partition).
+    cut = [TopicPartition(tp.topic, tp.partition, tp.offset + 3) for tp in committed if tp.offset >= 0]
+    assert cut, committed
+    admin = AdminClient({"bootstrap.servers": stream_run.bootstrap})
+    for future in admin.delete_records(cut).values():
+        future.result(timeout=30)
+    proc = stream_run.start("w2")
+    lost = 3 * len(cut)
+    survivors = len(records) - lost
+    events = stream_run.read(stream_run.events_topic, expected=survivors, timeout=120)
+    assert len(events) == survivors
+    assert len({headers_of(m)["message_id"] for m in events}) == survivors
+    assert f"eventfed_stream_lost_to_retention_total {lost}.0" in _metrics(proc)
