@@ -9,7 +9,8 @@ waiting for Kafka's acknowledgement, the writes retried with a capped backoff wh
   1. the canonical events, the subscription feeds and the dead letters;
   2. then the new latest states, to the compacted state topic that is also the Faust table's
      changelog (written to the source record's partition, so state moves with its partition);
-  3. then the batch's offsets are committed, from the consumer's own thread;
+  3. then the batch's offsets may be committed: every 200 ms and at a rebalance, from the
+     consumer's own thread;
   4. a rebalance waits for the batch in flight, and a batch fetched before the rebalance is
      dropped uncommitted (it is fetched again by whoever owns its partition now), so a worker
      that lost a partition never writes its state after the new owner has started.
@@ -316,6 +317,9 @@ class StreamRunner:
         )
         self.consumer_offsets = ConsumerOffsets(app)
         self.ledger = OffsetLedger()
+        # Offsets whose records are written, waiting for the next commit (every 200 ms and at a
+        # rebalance): a commit round trip per batch would hold up the next batch.
+        self.uncommitted: dict[Any, int] = {}
         # Writes to Kafka happen under this lock; a rebalance takes it to wait for them.
         self.write_lock = asyncio.Lock()
         # The consumer generation whose partitions are being revoked. Its records are fetched
@@ -359,7 +363,7 @@ class StreamRunner:
             if accepted:
                 await self._write_batch(accepted)
                 tps = {e.message.tp for e in accepted}
-                await self.consumer_offsets.commit(self.ledger.commit_offsets(tps))
+                self.uncommitted.update(self.ledger.commit_offsets(tps))
             for tp, last_dropped in gaps.items():
                 # A dropped record below the expected offset came again later in this batch.
                 if last_dropped >= self.ledger.expected(tp):
@@ -442,7 +446,18 @@ class StreamRunner:
         is written and committed."""
         self.revoked_generation = self.app.consumer_generation_id
         async with self.write_lock:
+            await self.commit_written()
             self.ledger.forget_all()
+            self.uncommitted.clear()
+
+    async def commit_written(self) -> None:
+        """Commit the offsets of every batch written so far. Only written batches are in
+        `uncommitted`, so this needs no lock; a refused commit is tried again next time unless
+        a later batch of that partition has superseded it."""
+        offsets, self.uncommitted = self.uncommitted, {}
+        if offsets and not await self.consumer_offsets.commit(offsets):
+            for tp, offset in offsets.items():
+                self.uncommitted.setdefault(tp, offset)
 
     async def _write_batch(self, events: Sequence[Any]) -> None:
         started = time.monotonic()
@@ -641,6 +656,10 @@ def build_app(settings: StreamSettings, subscriptions: SubscriptionSource) -> tu
             # A new subscription's topic must exist before the first event is sent to it.
             specs = [TopicSpec(s.sink.topic, settings.partitions) for s in subscriptions()]
             await asyncio.get_running_loop().run_in_executor(None, ensure_topics, settings, specs)
+
+    @app.timer(interval=0.2)
+    async def commit_written() -> None:
+        await runner.commit_written()
 
     @app.timer(interval=1.0)
     async def retry_stalled_seeks() -> None:
