@@ -26,6 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import cpu_model  # noqa: E402
 from streams.codecs import encode_avro  # noqa: E402
 from streams.normalise import normalise  # noqa: E402
 
@@ -43,16 +44,6 @@ def raw_record(sample: Path) -> bytes:
         **notification,
     }
     return json.dumps(record).encode()
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def time_each(step: Callable[[], Any], iterations: int) -> list[int]:

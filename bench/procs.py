@@ -7,9 +7,7 @@ when a section fails. A sampler thread records each process's peak RSS while it 
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,24 +19,14 @@ from pathlib import Path
 
 import psutil
 
+# The same helpers the tests start their processes with, re-exported for the bench modules.
+from tests.support.processes import EVENTFED as EVENTFED
+from tests.support.processes import clean_env as clean_env
+from tests.support.processes import free_port as free_port
+
 LOG = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
-EVENTFED = str(Path(sys.executable).with_name("eventfed"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def clean_env(**settings: str) -> dict[str, str]:
-    """This environment without any EVENTFED_* setting, plus `settings`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTFED_")}
-    env.update({"EVENTFED_LOG_FORMAT": "text", "PYTHONUNBUFFERED": "1"})
-    env.update(settings)
-    return env
 
 
 class Proc:

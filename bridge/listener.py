@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Producer
 from prometheus_client import Counter, Histogram
 
 from bridge.health import HealthServer
 from bridge.kafka_config import producer_config
+from bridge.kafka_delivery import ProduceRequest, produce_and_confirm
 from bridge.logs import setup_logging
 from bridge.raw import DeadLetter, RawRecord, build_raw_record
 from bridge.settings import ListenerSettings, load, redact_url
@@ -72,45 +73,26 @@ class KafkaBatchWriter:
 
     def write(self, records: Sequence[RawRecord | DeadLetter]) -> BatchResult:
         """Returns the records Kafka refused, in their original order."""
-        result = BatchResult()
-        failed_at: set[int] = set()
-
-        def reporter(index: int) -> Any:
-            def on_delivery(error: KafkaError | None, message: Message) -> None:
-                if error is not None:
-                    failed_at.add(index)
-                    result.first_error = result.first_error or str(error)
-                elif message.topic() == self._dlq_topic:
-                    result.dead_lettered += 1
-                else:
-                    result.written += 1
-
-            return on_delivery
-
-        for index, record in enumerate(records):
-            topic = self._dlq_topic if isinstance(record, DeadLetter) else self._raw_topic
-            self._produce(topic, record, reporter(index))
-        # Delivery reports arrive within message.timeout.ms (set to the delivery timeout), so this
-        # returns with every record either acknowledged or failed.
-        remaining = self._producer.flush(self._delivery_timeout + 5)
-        if remaining:
-            # Unconfirmed records count as failed; a later success makes a duplicate, never a loss.
-            result.first_error = result.first_error or f"{remaining} records unconfirmed after flush"
-            confirmed = result.written + result.dead_lettered
-            failed_at.update(range(confirmed, len(records)))
-        result.failed = [records[i] for i in sorted(failed_at)]
+        requests = [
+            ProduceRequest(
+                self._dlq_topic if isinstance(record, DeadLetter) else self._raw_topic,
+                record.key,
+                record.value,
+                record.headers,
+            )
+            for record in records
+        ]
+        delivery = produce_and_confirm(self._producer, requests, self._delivery_timeout)
+        failed = set(delivery.failed)
+        result = BatchResult(failed=[records[i] for i in delivery.failed], first_error=delivery.first_error)
+        for index, request in enumerate(requests):
+            if index in failed:
+                continue
+            if request.topic == self._dlq_topic:
+                result.dead_lettered += 1
+            else:
+                result.written += 1
         return result
-
-    def _produce(self, topic: str, record: RawRecord | DeadLetter, on_delivery: Any) -> None:
-        while True:
-            try:
-                self._producer.produce(
-                    topic, key=record.key, value=record.value, headers=record.headers, on_delivery=on_delivery
-                )
-                return
-            except BufferError:
-                # The local queue is full: serve delivery reports to make room, then retry.
-                self._producer.poll(0.1)
 
 
 class Backoff:

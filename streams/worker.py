@@ -41,6 +41,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from bridge.health import HealthServer
 from bridge.kafka_config import producer_config
+from bridge.kafka_delivery import ProduceRequest, produce_and_confirm
 from bridge.logs import setup_logging
 from bridge.settings import StreamSettings, load
 from bridge.topics import TopicSpec, core_topics, ensure_topics
@@ -169,43 +170,9 @@ class BatchWriter:
 
     def _produce_and_confirm(self, outputs: Sequence[pipeline.Output]) -> tuple[list[pipeline.Output], str]:
         """The outputs Kafka refused or did not confirm, in their order, and the first error."""
-        producer = self._producer
-        reported: set[int] = set()
-        refused: set[int] = set()
-        errors: list[str] = []
-
-        def reporter(index: int) -> Any:
-            def on_delivery(error: Any, _message: Any) -> None:
-                reported.add(index)
-                if error is not None:
-                    refused.add(index)
-                    errors.append(str(error))
-
-            return on_delivery
-
-        for index, output in enumerate(outputs):
-            extra = {} if output.partition is None else {"partition": output.partition}
-            while True:
-                try:
-                    producer.produce(
-                        output.topic,
-                        value=output.value,
-                        key=output.key,
-                        headers=output.headers or None,
-                        on_delivery=reporter(index),
-                        **extra,
-                    )
-                    break
-                except BufferError:
-                    # The local queue is full: serve delivery reports to make room, then retry.
-                    producer.poll(0.1)
-        # Reports come within message.timeout.ms, so this returns with every record settled.
-        producer.flush(self._delivery_timeout + 5)
-        unconfirmed = set(range(len(outputs))) - reported
-        if unconfirmed and not errors:
-            errors.append(f"{len(unconfirmed)} records unconfirmed after flush")
-        failed = sorted(refused | unconfirmed)
-        return [outputs[i] for i in failed], errors[0] if errors else ""
+        requests = [ProduceRequest(o.topic, o.key, o.value, o.headers, o.partition) for o in outputs]
+        delivery = produce_and_confirm(self._producer, requests, self._delivery_timeout)
+        return [outputs[i] for i in delivery.failed], delivery.first_error
 
 
 # Faust runs its aiokafka consumer on a thread of its own, and aiokafka is not thread-safe: these
