@@ -23,9 +23,9 @@ from typing import Any
 
 import amqp
 
-from bridge.listener import PRIORITIES
-from bridge.novasim import Notification
-from bridge.simulate import TOPIC_FOR_FORMAT
+from bridge.listener.endpoint import PRIORITIES
+from bridge.simulator.novasim import Notification
+from bridge.simulator.simulate import TOPIC_FOR_FORMAT
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1:5672"

@@ -20,6 +20,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import cpu_model  # noqa: E402
+from bridge.raw import raw_document  # noqa: E402
 from streams.codecs import encode_avro  # noqa: E402
 from streams.normalise import normalise  # noqa: E402
 
@@ -38,11 +40,16 @@ TARGET_MEDIAN_US = 20.0
 
 def raw_record(sample: Path) -> bytes:
     notification = json.loads(sample.read_text(encoding="utf-8"))
-    record = {
-        "vim_id": "bench-owner_region-one",
-        "received_at": "2026-11-25T15:00:00.123456+00:00",
-        **notification,
-    }
+    record = raw_document(
+        vim_id="bench-owner_region-one",
+        received_at=datetime(2026, 11, 25, 15, 0, 0, 123456, tzinfo=UTC),
+        event_type=notification.get("event_type"),
+        publisher_id=notification.get("publisher_id"),
+        priority=notification.get("priority") or "INFO",
+        payload=notification.get("payload"),
+        message_id=notification.get("message_id"),
+        timestamp=notification.get("timestamp"),
+    )
     return json.dumps(record).encode()
 
 

@@ -282,9 +282,14 @@ class Pipeline:
                 "listener",
                 self.listener_port,
                 "eventfed_listener_batch_size",
-                "eventfed_listener_batch_seconds",
+                "eventfed_listener_batch_duration_seconds",
             ),
-            ("stream", self.stream_port, "eventfed_stream_batch_size", "eventfed_stream_processing_seconds"),
+            (
+                "stream",
+                self.stream_port,
+                "eventfed_stream_batch_size",
+                "eventfed_stream_batch_duration_seconds",
+            ),
         ):
             try:
                 text = scrape(port)

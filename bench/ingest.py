@@ -116,7 +116,8 @@ def run(ctx: Context) -> dict[str, Any]:
                 received=received,
                 written=metric_sum(metrics, "eventfed_listener_records_written_total"),
                 mean_batch=received / batches if batches else float("nan"),
-                batch_seconds_mean=metric_sum(metrics, "eventfed_listener_batch_seconds_sum") / batches
+                batch_seconds_mean=metric_sum(metrics, "eventfed_listener_batch_duration_seconds_sum")
+                / batches
                 if batches
                 else float("nan"),
             )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
-from bridge.novasim import Notification
+from bridge.simulator.novasim import Notification
 
 # Notifications per VM of bridge.simulate.plan's varied lifecycles, on average (4, 8, 16 or 26).
 NOTES_PER_VM = 13.5
@@ -27,7 +27,7 @@ NOTES_PER_VM = 13.5
 
 def notes_for(total: int, seed: int) -> list[Notification]:
     """At least `total` notifications of whole, interleaved lifecycles; cut to `total`."""
-    from bridge.simulate import plan
+    from bridge.simulator.simulate import plan
 
     notes: list[Notification] = []
     chunk = 0
@@ -64,7 +64,7 @@ def publisher_main(
     if spec.mode == "oslo":
         import logging
 
-        from bridge.simulate import CloudPublisher
+        from bridge.simulator.simulate import CloudPublisher
 
         logging.basicConfig(level=logging.ERROR)
         publisher = CloudPublisher(amqputil.transport_url(spec.vhost))

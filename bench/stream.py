@@ -33,8 +33,8 @@ from bench.kafkautil import Offsets, create_topics, produce_raw_records
 from bench.procs import cpu_seconds, free_port, metric_sum, scrape, wait_until
 from bench.publish import notes_for
 from bridge.kafka_config import consumer_config, producer_config
-from bridge.novasim import raw_record
 from bridge.settings import CommonSettings
+from bridge.simulator.novasim import raw_record
 from streams import pipeline
 from streams.subscriptions import load_subscriptions
 
@@ -55,9 +55,9 @@ PROCESS_PARTS = [
 ]
 WORKER_PARTS = [
     *PROCESS_PARTS,
-    "streams/worker.py:handle_batch",
-    "streams/worker.py:write_all",
-    "streams/worker.py:_json_bytes",
+    "streams/runner.py:handle_batch",
+    "streams/runner.py:write_all",
+    "streams/runner.py:_json_bytes",
     "faust/transport/consumer.py:_drain_messages",
     "faust/transport/conductor.py:on_message",
     "faust/streams.py:_c_aiter",
@@ -310,7 +310,7 @@ def _worker(
             "mean_batch": metric_sum(metrics, "eventfed_stream_batch_size_sum") / batches
             if batches
             else None,
-            "batch_seconds_mean": metric_sum(metrics, "eventfed_stream_processing_seconds_sum") / batches
+            "batch_seconds_mean": metric_sum(metrics, "eventfed_stream_batch_duration_seconds_sum") / batches
             if batches
             else None,
             "progress": [(round(t - started, 2), c) for t, c, _ in samples],

@@ -17,13 +17,13 @@ from bridge.settings import SettingsError
 
 # subcommand -> (module, help). The module provides `run(args: argparse.Namespace) -> int`.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "listen": ("bridge.listener", "read Nova notifications from RabbitMQ into the raw Kafka topic"),
-    "stream": ("streams.worker", "normalise, keep VM state, filter per subscription, forward"),
+    "listen": ("bridge.listener.service", "read Nova notifications from RabbitMQ into the raw Kafka topic"),
+    "stream": ("streams.app", "normalise, keep VM state, filter per subscription, forward"),
     "api": ("bridge.api.server", "serve the VM state table and check_vim_status over HTTP"),
-    "simulate": ("bridge.simulate", "publish a simulated cloud's Nova notifications to RabbitMQ"),
+    "simulate": ("bridge.simulator.simulate", "publish a simulated cloud's Nova notifications to RabbitMQ"),
     "schema": ("streams.tools", "print the VM status event schema and its fingerprint"),
     "decode": ("streams.tools", "decode an event (Avro single-object, Confluent or JSON) to JSON"),
-    "topics": ("bridge.topics", "create eventfed's Kafka topics with the configured partitions"),
+    "topics": ("streams.topics", "create eventfed's Kafka topics with the configured partitions"),
 }
 
 

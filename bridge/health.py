@@ -8,15 +8,29 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Info, generate_latest
+
+from bridge import __version__
 
 LOG = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], tuple[bool, str]]
+
+_REGISTRIES_WITH_BUILD_INFO: set[int] = set()
+
+
+def register_build_info(component: str, registry: CollectorRegistry = REGISTRY) -> None:
+    """`eventfed_build_info{version, component, python}`: which build answers, once per registry."""
+    if id(registry) in _REGISTRIES_WITH_BUILD_INFO:
+        return
+    _REGISTRIES_WITH_BUILD_INFO.add(id(registry))
+    info = Info("eventfed_build", "The eventfed build serving these metrics", registry=registry)
+    info.info({"version": __version__, "component": component, "python": platform.python_version()})
 
 
 class HealthServer:

@@ -80,6 +80,32 @@ def _headers(vim_id: str, event_type: Any, message_id: Any) -> Headers:
     ]
 
 
+def raw_document(
+    *,
+    vim_id: str,
+    received_at: datetime,
+    event_type: Any,
+    publisher_id: Any,
+    priority: str,
+    payload: Any,
+    message_id: Any,
+    timestamp: Any,
+    context: Any = None,
+) -> dict[str, Any]:
+    """The raw record's value, before encoding: the one definition of its fields."""
+    return {
+        "vim_id": vim_id,
+        "received_at": received_at.isoformat(),
+        "event_type": event_type,
+        "publisher_id": publisher_id,
+        "priority": priority.upper(),
+        "payload": payload,
+        "message_id": message_id,
+        "timestamp": timestamp,
+        "context": scrub_context(context),
+    }
+
+
 def build_raw_record(
     message: Mapping[str, Any],
     priority: str,
@@ -89,21 +115,23 @@ def build_raw_record(
 ) -> RawRecord | DeadLetter:
     """Turn one oslo message dict (ctxt, publisher_id, event_type, payload, metadata) into a record."""
     metadata = message.get("metadata") or {}
+    if not isinstance(metadata, Mapping):
+        metadata = {}
     event_type = message.get("event_type")
     publisher_id = message.get("publisher_id")
     payload = message.get("payload")
-    message_id = metadata.get("message_id") if isinstance(metadata, Mapping) else None
-    document = {
-        "vim_id": vim_id,
-        "received_at": received_at.isoformat(),
-        "event_type": event_type,
-        "publisher_id": publisher_id,
-        "priority": priority.upper(),
-        "payload": payload,
-        "message_id": message_id,
-        "timestamp": metadata.get("timestamp") if isinstance(metadata, Mapping) else None,
-        "context": scrub_context(message.get("ctxt")),
-    }
+    message_id = metadata.get("message_id")
+    document = raw_document(
+        vim_id=vim_id,
+        received_at=received_at,
+        event_type=event_type,
+        publisher_id=publisher_id,
+        priority=priority,
+        payload=payload,
+        message_id=message_id,
+        timestamp=metadata.get("timestamp"),
+        context=message.get("ctxt"),
+    )
     key = record_key(event_type, payload, publisher_id)
     headers = _headers(vim_id, event_type, message_id)
     try:

@@ -171,6 +171,8 @@ class StreamSettings(CommonSettings):
     schema_registry_url: str | None = None
     batch_size: int = Field(default=500, ge=1, le=100_000)
     batch_timeout: float = Field(default=0.05, gt=0, le=60)
+    # How long librdkafka tries to deliver one output before reporting it refused (then retried).
+    delivery_timeout: float = Field(default=30.0, gt=0, le=3600)
     # How long a worker that died silently keeps its partitions before the group moves them.
     # Kafka's default group.min.session.timeout.ms is 6 s.
     session_timeout_seconds: float = Field(default=10.0, ge=6, le=300)

@@ -6,9 +6,7 @@ topic that exists is a no-op, and a user without the Create permission gets a wa
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -16,7 +14,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bridge.kafka_config import admin_config
-from bridge.settings import CommonSettings, StreamSettings, load
+from bridge.settings import CommonSettings
 
 LOG = logging.getLogger(__name__)
 
@@ -93,27 +91,3 @@ def delete_topics(settings: CommonSettings, names: list[str], timeout: float = 3
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and set(doomed) & set(admin.list_topics(timeout=timeout).topics):
         time.sleep(0.2)
-
-
-def run(args: argparse.Namespace) -> int:
-    overrides = {"partitions": args.partitions} if args.partitions else {}
-    settings = load(StreamSettings, **overrides)
-    specs = core_topics(settings)
-    sub_file = args.subscriptions_file or settings.subscriptions_file
-    if sub_file:
-        from streams.subscriptions import load_subscriptions
-
-        with open(sub_file, encoding="utf-8") as handle:
-            subscriptions = load_subscriptions(handle.read(), str(sub_file))
-        specs += [TopicSpec(t, settings.partitions) for t in sorted({s.sink.topic for s in subscriptions})]
-    try:
-        if args.reset:
-            delete_topics(settings, [spec.name for spec in specs])
-        created = ensure_topics(settings, specs)
-    except KafkaException as exc:
-        print(f"eventfed topics: {exc.args[0]}", file=sys.stderr)
-        return 1
-    for spec in specs:
-        state = "created" if spec.name in created else "exists"
-        print(f"{spec.name}\t{spec.partitions} partitions\t{state}")
-    return 0

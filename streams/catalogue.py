@@ -219,13 +219,3 @@ def lookup(event_type: str) -> tuple[str, str] | None:
     """(status kind, phase) of a Nova instance event type, or None if it is not one."""
     found = CATALOGUE.get(event_type)
     return None if found is None else (found.kind, found.phase)
-
-
-def classify(event_type: str) -> Classification | None:
-    """Like :func:`lookup`, with the notification format (legacy or versioned) as well."""
-    return CATALOGUE.get(event_type)
-
-
-def is_status_filter(value: str) -> bool:
-    """True if ``value`` names a status kind or a vm_state, the two things the API filters on."""
-    return value in KINDS or value in VM_STATES

@@ -30,6 +30,7 @@ from bridge.raw import (
     HEADER_STAGE,
     Headers,
 )
+from bridge.state import DELETED_STATE, META, source_of, state_key
 from streams import codecs
 from streams.normalise import MalformedNotification, normalise
 from streams.subscriptions import Subscription
@@ -40,9 +41,6 @@ STALE = "stale"
 DUPLICATE = "duplicate"
 IGNORED = "ignored"
 DEAD = "dead"
-
-META = "eventfed"  # the state record's own bookkeeping: version and source offset
-DELETED_STATE = "deleted"
 
 CONTENT_TYPES = {
     "json": b"application/json",
@@ -56,8 +54,8 @@ class Source:
     partition: int
     offset: int
 
-    def ref(self) -> str:
-        return f"{self.topic}/{self.partition}/{self.offset}"
+    def as_dict(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +110,6 @@ class DedupWindow:
         return len(self._seen)
 
 
-def state_key(vim_id: str, instance_id: str) -> bytes:
-    return f"{vim_id}/{instance_id}".encode()
-
-
 def version_of(event_json: Mapping[str, Any]) -> list[str]:
     """Searchlight's ordering: the instance's updated_at, then the notification time (ISO, UTC)."""
     occurred = str(event_json.get("occurred_at") or "")
@@ -164,7 +158,7 @@ class Processor:
         message_id = event.get("message_id")
         meta = state.get(META) if state else None
         if message_id and meta and state and state.get("message_id") == message_id:
-            if meta.get("source") == source.ref():
+            if source_of(state) == source.as_dict():
                 return self._publish(event, codecs.event_to_json_dict(event), REPLAYED, skey, None)
             return Outcome(DUPLICATE, "same_as_state", event)
         if message_id and self._dedup.seen_before(message_id, now):
@@ -178,7 +172,7 @@ class Processor:
                     return self._publish(event, event_json, STALE, skey, None, reason="after_delete")
                 if meta and version < list(meta.get("version") or []):
                     return self._publish(event, event_json, STALE, skey, None, reason="older")
-            new_state = {**event_json, META: {"version": version, "source": source.ref()}}
+            new_state = {**event_json, META: {"version": version, "source": source.as_dict()}}
             return self._publish(event, event_json, APPLIED, skey, new_state)
         except codecs.CodecError as exc:
             # An event normalise accepted but a sink cannot carry (or a schema registry refusing

@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from bridge.api.read_model import ReadModel
+from bridge.health import register_build_info
 
 PREFIX = "eventfed_api"
 # Requests that matched no route share one label value, so a scan of random URLs cannot create
@@ -81,6 +82,7 @@ class ApiMetrics:
             registry=self.registry,
         )
         self.registry.register(_StateTableCollector(read_model))
+        register_build_info("api", self.registry)
 
     def instrument(self, app: Flask) -> None:
         app.before_request(self._start_timer)

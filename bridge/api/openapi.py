@@ -15,55 +15,24 @@ from bridge.api.vim_status import MAX_REQUESTED_STATES, V0
 from bridge.api.vms import DEFAULT_PAGE_LIMIT, MAX_FILTER_LENGTH, V1
 from bridge.api.vocabulary import StateVocabulary
 from bridge.settings import ApiSettings
+from schemas import event_fields
 
 JSON = "application/json"
 _NULLABLE_TEXT: dict[str, Any] = {"type": ["string", "null"]}
 _ANY_SCALAR: dict[str, Any] = {"type": ["string", "integer", "number", "boolean", "null"]}
 _NUMBER_OR_TEXT: dict[str, Any] = {"type": ["integer", "number", "string", "null"]}
 
-# The record fields of the ONAP VM status spec plus eventfed's event fields (see the state topic).
-_RECORD_TEXT_FIELDS = (
-    "state_description",
-    "availability_zone",
-    "terminated_at",
-    "instance_type_id",
-    "deleted_at",
-    "reservation_id",
-    "display_name",
-    "hostname",
-    "state",
-    "node",
-    "ramdisk_id",
-    "access_ip_v6",
-    "access_ip_v4",
-    "kernel_id",
-    "host",
-    "user_id",
-    "image_ref_url",
-    "cell_name",
-    "tenant_id",
-    "created_at",
-    "instance_id",
-    "instance_type",
-    "architecture",
-    "os_type",
-    "instance_flavor_id",
-    "launched_at",
-    "status",
-    "phase",
-    "vim_id",
-    "event_type",
-    "format",
-    "message_id",
-    "publisher_id",
-    "priority",
-    "occurred_at",
-    "received_at",
-    "updated_at",
-    "task_state",
-)
-_RECORD_NUMBER_FIELDS = ("ephemeral_gb", "memory_mb", "progress", "disk_gb", "root_gb", "vcpus")
-_RECORD_OBJECT_FIELDS = ("metadata", "image_meta", "fault")
+
+def _json_form(avro_type: Any) -> dict[str, Any]:
+    """The JSON Schema of an event field as the state record carries it (the event's JSON form:
+    timestamps as ISO 8601 text, records and maps as objects)."""
+    branches = avro_type if isinstance(avro_type, list) else [avro_type]
+    kinds = {branch if isinstance(branch, str) else branch.get("type") for branch in branches} - {"null"}
+    if kinds & {"record", "map"}:
+        return {"type": ["object", "null"]}
+    if kinds == {"int"}:
+        return _NUMBER_OR_TEXT
+    return _ANY_SCALAR
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -103,10 +72,8 @@ def _schemas(settings: ApiSettings, vocabulary: StateVocabulary) -> dict[str, An
     summary_properties["instance_id"] = {"type": "string"}
     summary_properties["vim_id"] = {"type": "string"}
     summary_properties["power_state"] = {"type": ["string", "integer", "null"]}
-    record_properties: dict[str, Any] = {name: _ANY_SCALAR for name in _RECORD_TEXT_FIELDS}
-    record_properties.update({name: _NUMBER_OR_TEXT for name in _RECORD_NUMBER_FIELDS})
-    record_properties.update({name: {"type": ["object", "null"]} for name in _RECORD_OBJECT_FIELDS})
-    record_properties["power_state"] = _ANY_SCALAR
+    # The fields of schemas/vm_status_event.avsc: the ONAP VM status spec's plus eventfed's own.
+    record_properties = {name: _json_form(avro_type) for name, avro_type in event_fields()}
     counts = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
     return {
         "Error": {

@@ -14,7 +14,6 @@ from __future__ import annotations
 import enum
 import json
 import logging
-import re
 import sys
 import threading
 from bisect import bisect_right
@@ -24,11 +23,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.settings import VIM_ID_PATTERN
+from bridge.state import parse_state_key
 
 LOG = logging.getLogger(__name__)
 
-_VIM_ID_RE = re.compile(VIM_ID_PATTERN)
 
 # The fields of a VM's summary: what a list page or a check_vim_status answer shows per VM.
 SUMMARY_FIELDS: tuple[str, ...] = (
@@ -160,24 +158,6 @@ class _Vim:
                 members.discard(row.instance_id)
                 if not members:
                     del index[value]
-
-
-def parse_state_key(key: bytes | str | None) -> tuple[str, str] | None:
-    """(vim_id, instance_id) of a state-topic key, or None if it is not one."""
-    if key is None:
-        return None
-    if isinstance(key, bytes):
-        try:
-            key = key.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    vim_id, slash, instance_id = key.partition("/")
-    # An instance_id with '/' could never be addressed by the URL of the single-VM route.
-    if not slash or not instance_id or "/" in instance_id or not instance_id.isprintable():
-        return None
-    if len(vim_id) > 200 or not _VIM_ID_RE.match(vim_id):
-        return None
-    return vim_id, instance_id
 
 
 def _reject_constant(name: str) -> Any:

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from bridge.simulate import CloudPublisher, plan
+from bridge.simulator.simulate import CloudPublisher, plan
 from streams import codecs
 from tests.support.kafka import read_topic
 from tests.support.processes import Proc, clean_env, free_port, wait_http

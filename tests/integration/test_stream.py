@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from bridge.novasim import SimulatedCloud, raw_record
+from bridge.simulator.novasim import SimulatedCloud, raw_record
 from streams import codecs
 from tests.support.kafka import headers_of
 from tests.support.stream import StreamRun

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from streams import catalogue
-from streams.catalogue import CATALOGUE, KINDS, PHASES, VM_STATES, classify, is_status_filter, lookup
+from streams.catalogue import CATALOGUE, KINDS, PHASES, VM_STATES, lookup
 from tests.unit import nova_samples
 
 # Every action the contract promises, in both formats where Nova has both: event type -> (kind, phase).
@@ -148,7 +148,7 @@ NOT_INSTANCE_EVENTS = [
 @pytest.mark.parametrize(("event_type", "expected"), sorted(EXPECTED.items()))
 def test_catalogue_maps_each_promised_action(event_type: str, expected: tuple[str, str]) -> None:
     assert lookup(event_type) == expected
-    found = classify(event_type)
+    found = CATALOGUE.get(event_type)
     assert found is not None
     assert found.format == ("legacy" if event_type.startswith("compute.") else "versioned")
 
@@ -156,7 +156,7 @@ def test_catalogue_maps_each_promised_action(event_type: str, expected: tuple[st
 @pytest.mark.parametrize("event_type", NOT_INSTANCE_EVENTS)
 def test_other_event_types_are_not_status_events(event_type: str) -> None:
     assert lookup(event_type) is None
-    assert classify(event_type) is None
+    assert CATALOGUE.get(event_type) is None
 
 
 def test_catalogue_covers_every_event_type_in_the_samples() -> None:
@@ -167,8 +167,8 @@ def test_catalogue_covers_every_event_type_in_the_samples() -> None:
     }
     assert (len(versioned), len(legacy)) == (93, 32)
     assert {event_type for event_type in versioned | legacy if lookup(event_type) is None} == set()
-    assert {classify(event_type).format for event_type in versioned} == {"versioned"}  # type: ignore[union-attr]
-    assert {classify(event_type).format for event_type in legacy} == {"legacy"}  # type: ignore[union-attr]
+    assert {CATALOGUE.get(event_type).format for event_type in versioned} == {"versioned"}  # type: ignore[union-attr]
+    assert {CATALOGUE.get(event_type).format for event_type in legacy} == {"legacy"}  # type: ignore[union-attr]
 
 
 def test_doubled_prefix_from_old_nova_is_a_create_error() -> None:
@@ -242,16 +242,6 @@ def test_task_and_power_states_cover_the_samples() -> None:
         power_states.add(data["power_state"])
     assert task_states - {None} <= catalogue.TASK_STATES
     assert power_states <= catalogue.POWER_STATES
-
-
-def test_status_filter_accepts_kinds_and_vm_states() -> None:
-    assert is_status_filter("POWER_OFF")
-    assert is_status_filter("SHUT_DOWN")
-    assert is_status_filter("stopped")
-    assert is_status_filter("soft-delete")
-    assert not is_status_filter("power_off")
-    assert not is_status_filter("SHUTDOWN")
-    assert not is_status_filter("STOPPED")
 
 
 def test_readme_catalogue_table_matches_the_code() -> None:

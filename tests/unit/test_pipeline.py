@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import json
 
-from bridge.novasim import SimulatedCloud, raw_record
+from bridge.simulator.novasim import SimulatedCloud, raw_record
+from bridge.state import META
 from streams import codecs, pipeline
 from streams.subscriptions import load_subscriptions
 
@@ -66,7 +67,11 @@ def test_applied_event_goes_to_events_and_matching_subscriptions_in_their_format
     assert all(o.key == vm.uuid.encode() for o in outcome.outputs)
     assert dict(as_json.headers)["content-type"] == b"application/json"
     state = h.state[f"{VIM}/{vm.uuid}".encode()]
-    assert state["status"] == "POWER_OFF" and state[pipeline.META]["source"] == "raw/3/2"
+    assert state["status"] == "POWER_OFF" and state[META]["source"] == {
+        "topic": "raw",
+        "partition": 3,
+        "offset": 2,
+    }
 
 
 def test_older_event_is_stale_and_only_recorded():

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bridge.listener import Backoff, KafkaBatchWriter, NotificationEndpoint, ordered_batch_listener
+from bridge.listener.endpoint import KafkaBatchWriter, NotificationEndpoint, ordered_batch_listener
 from bridge.raw import DeadLetter, RawRecord, build_raw_record, record_key, scrub_context
+from bridge.retry import Backoff
 from bridge.settings import ListenerSettings
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -76,15 +77,13 @@ def test_oversize_and_unserialisable_messages_become_dead_letters():
     assert isinstance(nan, DeadLetter) and nan.reason == "not_serializable"
 
 
-def test_backoff_grows_caps_and_stops_early():
-    stop = threading.Event()
-    backoff = Backoff(0.5, 4.0, stop)
+def test_backoff_grows_caps_and_resets():
+    backoff = Backoff(0.5, 4.0)
     delays = [backoff.next_delay() for _ in range(6)]
     assert 0.4 <= delays[0] <= 0.5 and delays[-1] <= 4.0 and delays[3] >= 3.2
-    stop.set()
-    started = time.monotonic()
-    backoff.wait()
-    assert time.monotonic() - started < 0.5
+    assert backoff.attempts == 6
+    backoff.reset()
+    assert 0.4 <= backoff.next_delay() <= 0.5
 
 
 class FakeProducer:

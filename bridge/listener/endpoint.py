@@ -1,4 +1,5 @@
-"""`eventfed listen`: Nova notifications from one cloud's RabbitMQ into the raw Kafka topic.
+"""The listener's batch handling: write a batch of notifications to Kafka, then say what to do
+with it (HANDLED or REQUEUE). Nothing here opens a connection: the producer is passed in.
 
 Every batch is produced to Kafka and acked on RabbitMQ only once Kafka has acknowledged every
 record of it. A batch with any failed delivery is requeued after an exponential, capped backoff
@@ -9,11 +10,7 @@ to the dead-letter topic and is acked, so a poison message neither blocks nor lo
 
 from __future__ import annotations
 
-import argparse
 import logging
-import random
-import signal
-import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -21,16 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Producer
 from prometheus_client import Counter, Histogram
 
-from bridge.health import HealthServer
-from bridge.kafka_config import producer_config
 from bridge.kafka_delivery import ProduceRequest, produce_and_confirm
-from bridge.logs import setup_logging
 from bridge.raw import DeadLetter, RawRecord, build_raw_record
-from bridge.settings import ListenerSettings, load, redact_url
-from bridge.topics import TopicSpec, core_topics, ensure_topics
+from bridge.retry import Backoff
+from bridge.settings import ListenerSettings
 
 LOG = logging.getLogger(__name__)
 
@@ -49,7 +42,7 @@ DELIVERY_FAILURES = Counter(
 BATCH_SIZE = Histogram(
     "eventfed_listener_batch_size", "Notifications per batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 5000)
 )
-BATCH_SECONDS = Histogram("eventfed_listener_batch_seconds", "Time to write and confirm one batch")
+BATCH_SECONDS = Histogram("eventfed_listener_batch_duration_seconds", "Time to write and confirm one batch")
 
 PRIORITIES = ("audit", "debug", "info", "warn", "error", "critical", "sample")
 
@@ -65,7 +58,7 @@ class BatchResult:
 class KafkaBatchWriter:
     """Produces a batch and waits until Kafka has acknowledged (or refused) every record."""
 
-    def __init__(self, producer: Producer, raw_topic: str, dlq_topic: str, delivery_timeout: float) -> None:
+    def __init__(self, producer: Any, raw_topic: str, dlq_topic: str, delivery_timeout: float) -> None:
         self._producer = producer
         self._raw_topic = raw_topic
         self._dlq_topic = dlq_topic
@@ -95,29 +88,6 @@ class KafkaBatchWriter:
         return result
 
 
-class Backoff:
-    """Exponential backoff with jitter, capped, interruptible by a stop event."""
-
-    def __init__(self, initial: float, maximum: float, stop: threading.Event) -> None:
-        self._initial = initial
-        self._maximum = maximum
-        self._stop = stop
-        self._attempt = 0
-
-    def reset(self) -> None:
-        self._attempt = 0
-
-    def next_delay(self) -> float:
-        delay = min(self._maximum, self._initial * (2**self._attempt))
-        self._attempt += 1
-        return delay * random.uniform(0.8, 1.0)
-
-    def wait(self) -> float:
-        delay = self.next_delay()
-        self._stop.wait(delay)
-        return delay
-
-
 class NotificationEndpoint:
     """Writes one batch, in arrival order, and says what to do with it: HANDLED or REQUEUE."""
 
@@ -128,7 +98,7 @@ class NotificationEndpoint:
         self._requeue = oslo_messaging.NotificationResult.REQUEUE
         self._settings = settings
         self._writer = writer
-        self._backoff = Backoff(settings.retry_backoff_initial, settings.retry_backoff_max, stop)
+        self._backoff = Backoff(settings.retry_backoff_initial, settings.retry_backoff_max)
         self._stop = stop
 
     def _write_holding_the_batch(self, records: list[RawRecord | DeadLetter]) -> Any:
@@ -152,7 +122,8 @@ class NotificationEndpoint:
             if self._stop.is_set() or time.monotonic() - held_since > self._settings.hold_max_seconds:
                 LOG.warning("requeueing %d notifications to RabbitMQ: %s", len(records), result.first_error)
                 return self._requeue
-            delay = self._backoff.wait()
+            delay = self._backoff.next_delay()
+            self._stop.wait(delay)
             RETRIES.inc()
             LOG.warning(
                 "kafka refused %d of %d records (%s); holding the batch, retry after %.1fs",
@@ -227,123 +198,3 @@ def ordered_batch_listener(
     return notify_listener.BatchNotificationServer(
         transport, targets, dispatcher, "threading", True, pool, batch_size, batch_timeout
     )
-
-
-class Listener:
-    """The oslo batch listener, the Kafka producer and their readiness, for one VIM."""
-
-    def __init__(self, settings: ListenerSettings) -> None:
-        import oslo_messaging
-        from oslo_config import cfg
-
-        self.settings = settings
-        self.stop_event = threading.Event()
-        self.producer = Producer(
-            producer_config(
-                settings,
-                f"listen-{settings.vim_id}",
-                **{"message.timeout.ms": int(settings.delivery_timeout * 1000)},
-            )
-        )
-        writer = KafkaBatchWriter(
-            self.producer, settings.raw_topic, settings.dlq_topic, settings.delivery_timeout
-        )
-        self.endpoint = NotificationEndpoint(settings, writer, self.stop_event)
-        self._conf = cfg.ConfigOpts()
-        self._conf([], project="eventfed", default_config_files=[], default_config_dirs=[])
-        oslo_messaging.set_transport_defaults(control_exchange=settings.exchange)
-        url = settings.transport_url.get_secret_value()
-        self._rabbit_hosts = [
-            (h.hostname or "127.0.0.1", int(h.port or 5672))
-            for h in oslo_messaging.TransportURL.parse(self._conf, url).hosts
-        ]
-        self.transport = oslo_messaging.get_notification_transport(self._conf, url=url)
-        targets = [
-            oslo_messaging.Target(topic=topic, exchange=settings.exchange) for topic in settings.topics
-        ]
-        self.server = ordered_batch_listener(
-            self.transport, targets, self.endpoint, settings.pool, settings.batch_size, settings.batch_timeout
-        )
-        # One batch at a time: concurrent batches would reorder a VM's notifications.
-        self._conf.set_override("executor_thread_pool_size", 1)
-        self._consuming = False
-        self._kafka_checked_at = 0.0
-        self._kafka_ok: tuple[bool, str] = (False, "not checked yet")
-        LOG.info(
-            "listening for vim %s on %s exchange=%s topics=%s pool=%s -> kafka %s topic %s",
-            settings.vim_id,
-            redact_url(url),
-            settings.exchange,
-            ",".join(settings.topics),
-            settings.pool,
-            settings.kafka_bootstrap_servers,
-            settings.raw_topic,
-        )
-
-    def start(self) -> None:
-        self.server.start()
-        self._consuming = True
-
-    def stop(self) -> None:
-        """Stop consuming, let the batch in hand finish, flush Kafka."""
-        self.stop_event.set()
-        self.server.stop()
-        self.server.wait()
-        self.producer.flush(self.settings.delivery_timeout)
-        self.transport.cleanup()
-
-    def readiness(self) -> tuple[bool, str]:
-        if not self._consuming or self.stop_event.is_set():
-            return False, "not consuming"
-        now = time.monotonic()
-        if now - self._kafka_checked_at > 5:
-            self._kafka_checked_at = now
-            try:
-                self.producer.list_topics(self.settings.raw_topic, timeout=3)
-                self._kafka_ok = (True, "")
-            except Exception as exc:
-                self._kafka_ok = (False, f"kafka unreachable: {exc}")
-        if not self._kafka_ok[0]:
-            return self._kafka_ok
-        for host, port in self._rabbit_hosts:
-            try:
-                socket.create_connection((host, port), timeout=2).close()
-                return True, "connected"
-            except OSError:
-                continue
-        return False, "rabbitmq unreachable"
-
-
-def run(args: argparse.Namespace) -> int:
-    settings = load(ListenerSettings)
-    setup_logging(settings, "listen")
-    try:
-        ensure_topics(
-            settings, [s for s in core_topics(settings) if s.name in (settings.raw_topic, settings.dlq_topic)]
-        )
-    except Exception as exc:
-        # Not fatal: Kafka may be down at start-up; batches then wait in RabbitMQ until it is back.
-        LOG.warning("could not check the raw and dead-letter topics: %s", exc)
-    listener = Listener(settings)
-    health = None
-    if settings.metrics_port:
-        health = HealthServer(settings.metrics_host, settings.metrics_port, listener.readiness).start()
-    stop_requested = threading.Event()
-
-    def request_stop(signum: int, _frame: Any) -> None:
-        LOG.info("signal %d: stopping after the batch in hand", signum)
-        stop_requested.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    listener.start()
-    while not stop_requested.wait(1.0):
-        pass
-    listener.stop()
-    if health is not None:
-        health.stop()
-    LOG.info("stopped")
-    return 0
-
-
-__all__ = ["KafkaBatchWriter", "Listener", "NotificationEndpoint", "TopicSpec", "run"]

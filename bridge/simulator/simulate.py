@@ -12,7 +12,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from bridge.novasim import Notification, SimulatedCloud
+from bridge.simulator.novasim import Notification, SimulatedCloud
 
 LOG = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
+from bridge.kafka_config import consumer_config
 from bridge.settings import StreamSettings, load
 from streams import codecs
 from streams.subscriptions import load_subscriptions
@@ -21,10 +22,8 @@ from streams.subscriptions import load_subscriptions
 console = Console()
 
 
-def read_feed(bootstrap: str, topic: str, idle: float = 4.0, timeout: float = 60.0) -> list[Any]:
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "eventfed-demo-report", "enable.auto.commit": False}
-    )
+def read_feed(settings: StreamSettings, topic: str, idle: float = 4.0, timeout: float = 60.0) -> list[Any]:
+    consumer = Consumer(consumer_config(settings, "demo-report", None))
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
@@ -53,7 +52,7 @@ def show_feeds(settings: StreamSettings) -> None:
         settings.subscriptions_file.read_text(), str(settings.subscriptions_file)
     )
     for subscription in subscriptions:
-        records = read_feed(settings.kafka_bootstrap_servers, subscription.sink.topic)
+        records = read_feed(settings, subscription.sink.topic)
         events = [codecs.decode(r.value()) for r in records]
         kinds = Counter(f"{e['status']}.{e['phase']}" for e in events)
         title = (

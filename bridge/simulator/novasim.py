@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bridge.raw import raw_document
+
 # action -> (task_state during it, vm_state after, power_state after)
 ACTIONS: dict[str, tuple[str | None, str, str]] = {
     "create": ("spawning", "active", "running"),
@@ -337,14 +339,13 @@ def raw_record(
     notification: Notification, vim_id: str, sent_at: datetime, message_id: str | None = None
 ) -> dict[str, Any]:
     """The listener's raw record for a notification, for feeding the stream stage directly."""
-    return {
-        "vim_id": vim_id,
-        "received_at": sent_at.isoformat(),
-        "event_type": notification.event_type,
-        "publisher_id": notification.publisher_id,
-        "priority": notification.priority,
-        "payload": notification.payload,
-        "message_id": message_id or str(uuid.uuid4()),
-        "timestamp": nova_timestamp(sent_at),
-        "context": {},
-    }
+    return raw_document(
+        vim_id=vim_id,
+        received_at=sent_at,
+        event_type=notification.event_type,
+        publisher_id=notification.publisher_id,
+        priority=notification.priority,
+        payload=notification.payload,
+        message_id=message_id or str(uuid.uuid4()),
+        timestamp=nova_timestamp(sent_at),
+    )

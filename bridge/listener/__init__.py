@@ -1,0 +1,1 @@
+"""`eventfed listen`: one cloud's Nova notifications from RabbitMQ into the raw Kafka topic."""

@@ -1,0 +1,145 @@
+"""`eventfed listen`: Nova notifications from one cloud's RabbitMQ into the raw Kafka topic.
+
+Every batch is produced to Kafka and acked on RabbitMQ only once Kafka has acknowledged every
+record of it (bridge.listener.endpoint); this module wires the oslo transport, the producer and the
+health endpoint together, and stops them in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import socket
+import threading
+import time
+from typing import Any
+
+from confluent_kafka import Producer
+
+from bridge.health import HealthServer, register_build_info
+from bridge.kafka_config import producer_config
+from bridge.listener.endpoint import KafkaBatchWriter, NotificationEndpoint, ordered_batch_listener
+from bridge.logs import setup_logging
+from bridge.settings import ListenerSettings, load, redact_url
+from bridge.topics import core_topics, ensure_topics
+
+LOG = logging.getLogger(__name__)
+
+
+class Listener:
+    """The oslo batch listener, the Kafka producer and their readiness, for one VIM."""
+
+    def __init__(self, settings: ListenerSettings) -> None:
+        import oslo_messaging
+        from oslo_config import cfg
+
+        self.settings = settings
+        self.stop_event = threading.Event()
+        self.producer = Producer(
+            producer_config(
+                settings,
+                f"listen-{settings.vim_id}",
+                **{"message.timeout.ms": int(settings.delivery_timeout * 1000)},
+            )
+        )
+        writer = KafkaBatchWriter(
+            self.producer, settings.raw_topic, settings.dlq_topic, settings.delivery_timeout
+        )
+        self.endpoint = NotificationEndpoint(settings, writer, self.stop_event)
+        self._conf = cfg.ConfigOpts()
+        self._conf([], project="eventfed", default_config_files=[], default_config_dirs=[])
+        oslo_messaging.set_transport_defaults(control_exchange=settings.exchange)
+        url = settings.transport_url.get_secret_value()
+        self._rabbit_hosts = [
+            (h.hostname or "127.0.0.1", int(h.port or 5672))
+            for h in oslo_messaging.TransportURL.parse(self._conf, url).hosts
+        ]
+        self.transport = oslo_messaging.get_notification_transport(self._conf, url=url)
+        targets = [
+            oslo_messaging.Target(topic=topic, exchange=settings.exchange) for topic in settings.topics
+        ]
+        self.server = ordered_batch_listener(
+            self.transport, targets, self.endpoint, settings.pool, settings.batch_size, settings.batch_timeout
+        )
+        # One batch at a time: concurrent batches would reorder a VM's notifications.
+        self._conf.set_override("executor_thread_pool_size", 1)
+        self._consuming = False
+        self._kafka_checked_at = 0.0
+        self._kafka_ok: tuple[bool, str] = (False, "not checked yet")
+        LOG.info(
+            "listening for vim %s on %s exchange=%s topics=%s pool=%s -> kafka %s topic %s",
+            settings.vim_id,
+            redact_url(url),
+            settings.exchange,
+            ",".join(settings.topics),
+            settings.pool,
+            settings.kafka_bootstrap_servers,
+            settings.raw_topic,
+        )
+
+    def start(self) -> None:
+        self.server.start()
+        self._consuming = True
+
+    def stop(self) -> None:
+        """Stop consuming, let the batch in hand finish, flush Kafka."""
+        self.stop_event.set()
+        self.server.stop()
+        self.server.wait()
+        self.producer.flush(self.settings.delivery_timeout)
+        self.transport.cleanup()
+
+    def readiness(self) -> tuple[bool, str]:
+        if not self._consuming or self.stop_event.is_set():
+            return False, "not consuming"
+        now = time.monotonic()
+        if now - self._kafka_checked_at > 5:
+            self._kafka_checked_at = now
+            try:
+                self.producer.list_topics(self.settings.raw_topic, timeout=3)
+                self._kafka_ok = (True, "")
+            except Exception as exc:
+                self._kafka_ok = (False, f"kafka unreachable: {exc}")
+        if not self._kafka_ok[0]:
+            return self._kafka_ok
+        for host, port in self._rabbit_hosts:
+            try:
+                socket.create_connection((host, port), timeout=2).close()
+                return True, "connected"
+            except OSError:
+                continue
+        return False, "rabbitmq unreachable"
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load(ListenerSettings)
+    setup_logging(settings, "listen")
+    register_build_info("listen")
+    try:
+        ensure_topics(
+            settings, [s for s in core_topics(settings) if s.name in (settings.raw_topic, settings.dlq_topic)]
+        )
+    except Exception as exc:
+        # Not fatal: Kafka may be down at start-up; batches then wait in RabbitMQ until it is back.
+        LOG.warning("could not check the raw and dead-letter topics: %s", exc)
+    listener = Listener(settings)
+    health = None
+    if settings.metrics_port:
+        health = HealthServer(settings.metrics_host, settings.metrics_port, listener.readiness).start()
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        LOG.info("signal %d: stopping after the batch in hand", signum)
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    listener.start()
+    while not stop_requested.wait(1.0):
+        pass
+    listener.stop()
+    if health is not None:
+        health.stop()
+    LOG.info("stopped")
+    return 0

@@ -1,0 +1,1 @@
+"""`eventfed simulate` and the demo's report: a simulated cloud's Nova notifications."""

@@ -1,0 +1,145 @@
+"""Every use of faust-streaming's and aiokafka's private attributes, in one module.
+
+The worker commits the raw topic's offsets itself and seeks back over holes (see streams.runner),
+which Faust has no public API for. Each use below was checked against faust-streaming 0.15.3,
+mode-streaming 0.7.1 and aiokafka 0.14.0; `missing_internals()` says whether the installed
+versions still have them, a unit test fails loudly when an upgrade moves one, and the worker
+refuses to start without them.
+
+Faust runs its aiokafka consumer on a thread of its own, and aiokafka is not thread-safe, so the
+consumer is only ever called there, through the thread's `call_thread`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+CHECKED_VERSIONS = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aiokafka": "0.14.0"}
+
+
+def _has_source(owner: Callable[..., Any], text: str) -> bool:
+    try:
+        return text in inspect.getsource(owner)
+    except (OSError, TypeError):
+        return False
+
+
+def _checks() -> dict[str, Callable[[], bool]]:
+    from faust.tables.recovery import Recovery
+    from faust.transport.consumer import Consumer, ThreadDelegateConsumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    return {
+        # ThreadDelegateConsumer keeps its consumer thread in `_thread`.
+        "ThreadDelegateConsumer._thread": lambda: _has_source(
+            ThreadDelegateConsumer.__init__, "self._thread"
+        ),
+        # mode's QueueServiceThread runs a coroutine on the thread and returns its result.
+        "ConsumerThread.call_thread": lambda: callable(getattr(AIOKafkaConsumerThread, "call_thread", None)),
+        # The aiokafka consumer itself.
+        "AIOKafkaConsumerThread._ensure_consumer": lambda: callable(
+            getattr(AIOKafkaConsumerThread, "_ensure_consumer", None)
+        ),
+        # Faust's livelock check reads when each partition was last committed.
+        "AIOKafkaConsumerThread.tp_last_committed_at": lambda: _has_source(
+            AIOKafkaConsumerThread, "self.tp_last_committed_at = "
+        ),
+        # Faust drops fetched records below its read offset: a seek back must lower it too.
+        "Consumer._read_offset": lambda: _has_source(Consumer.__init__, "self._read_offset"),
+        # Whether the table is still being recovered from its changelog (readiness).
+        "Recovery.in_recovery": lambda: hasattr(Recovery, "in_recovery"),
+    }
+
+
+def missing_internals() -> list[str]:
+    """The private attributes this module relies on that the installed versions lack."""
+    return [name for name, present in _checks().items() if not present()]
+
+
+def _aiokafka_tp(tp: Any) -> Any:
+    from aiokafka.structs import TopicPartition
+
+    return TopicPartition(tp.topic, tp.partition)
+
+
+async def _commit(thread: Any, offsets: Mapping[Any, int]) -> int:
+    from aiokafka.structs import OffsetAndMetadata
+
+    consumer = thread._ensure_consumer()
+    assigned = consumer.assignment()
+    committable = {
+        _aiokafka_tp(tp): OffsetAndMetadata(offset, "")
+        for tp, offset in offsets.items()
+        if _aiokafka_tp(tp) in assigned
+    }
+    if committable:
+        await consumer.commit(committable)
+        # Faust's livelock check reads this; it is updated by Faust's own commits only.
+        now = time.monotonic()
+        thread.tp_last_committed_at.update({tp: now for tp in offsets})
+    return len(committable)
+
+
+async def _log_starts(thread: Any, partitions: set[Any]) -> dict[Any, int]:
+    consumer = thread._ensure_consumer()
+    by_key = {_aiokafka_tp(tp): tp for tp in partitions}
+    beginnings = await consumer.beginning_offsets(list(by_key))
+    return {by_key[key]: offset for key, offset in beginnings.items()}
+
+
+async def _starts(thread: Any, partitions: set[Any]) -> dict[Any, int]:
+    consumer = thread._ensure_consumer()
+    starts: dict[Any, int] = {}
+    never_committed = set()
+    for tp in partitions:
+        committed = await consumer.committed(_aiokafka_tp(tp))
+        if committed is None:
+            never_committed.add(tp)
+        else:
+            starts[tp] = committed
+    if never_committed:
+        # No commit yet: the group starts at the log start (auto.offset.reset=earliest).
+        starts.update(await _log_starts(thread, never_committed))
+    return starts
+
+
+async def _seek(thread: Any, tp: Any, offset: int) -> None:
+    thread._ensure_consumer().seek(_aiokafka_tp(tp), offset)
+
+
+class FaustConsumerOffsets:
+    """The runner's ConsumerOffsets port on Faust's consumer: committed offsets, log starts,
+    commits and seeks of the raw topic."""
+
+    def __init__(self, app: Any, timeout: float = 60.0) -> None:
+        self._app = app
+        self._timeout = timeout
+
+    async def _call(self, function: Any, *args: Any) -> Any:
+        thread = self._app.consumer._thread
+        return await asyncio.wait_for(thread.call_thread(function, thread, *args), self._timeout)
+
+    async def commit(self, offsets: Mapping[Any, int]) -> int:
+        result: int = await self._call(_commit, dict(offsets))
+        return result
+
+    async def starts(self, partitions: set[Any]) -> dict[Any, int]:
+        result: dict[Any, int] = await self._call(_starts, partitions)
+        return result
+
+    async def log_starts(self, partitions: set[Any]) -> dict[Any, int]:
+        result: dict[Any, int] = await self._call(_log_starts, partitions)
+        return result
+
+    async def seek(self, tp: Any, offset: int) -> None:
+        await self._call(_seek, tp, offset)
+        self._app.consumer._read_offset[tp] = offset or None
+
+
+def in_recovery(app: Any) -> bool:
+    """True while the tables are being rebuilt from their changelogs."""
+    return bool(app.tables.recovery.in_recovery)

@@ -1,0 +1,365 @@
+"""The stream worker's batch runner: decide, write outputs, write state, commit. No Faust here.
+
+Delivery is at-least-once end to end, and the runner commits the raw topic's offsets itself.
+Faust's own acking is switched off for that topic, because it can commit what was never written:
+`take_events` acks a batch in a `finally`, so a batch abandoned mid-write (shutdown, rebalance)
+is acked; records fetched before a rebalance and skipped after it are acked unprocessed; and a
+send that finally failed does not stop Faust's commit. Here each batch goes in four steps, each
+waiting for Kafka's acknowledgement, the writes retried with a capped backoff while Kafka refuses:
+  1. the canonical events, the subscription feeds and the dead letters;
+  2. then the new latest states, to the compacted state topic that is also the Faust table's
+     changelog (written to the source record's partition, so state moves with its partition);
+  3. then the batch's offsets may be committed (`commit_written`, every 200 ms and at a
+     rebalance);
+  4. a rebalance waits for the batch in flight, and a batch fetched before the rebalance is
+     dropped uncommitted (it is fetched again by whoever owns its partition now), so a worker
+     that lost a partition never writes its state after the new owner has started.
+Records must also arrive without holes: Faust can drop records fetched while it seeks back at a
+rebalance. `streams.offsets.OffsetLedger` checks every record against the next offset expected
+from the committed one; on a hole the runner seeks back instead of committing past it.
+A crash between 1 and 3 replays the batch: its outputs are written again (duplicates, counted as
+replays). A state already written implies its outputs were, so a replayed record that the state
+has moved past is stale, not lost.
+
+The producer, the consumer-offsets port, the state mapping and the consumer generation are passed
+in, so the whole protocol is unit-tested with fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Hashable, Mapping, MutableMapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from bridge.kafka_delivery import ProduceRequest, produce_and_confirm
+from bridge.retry import Backoff
+from bridge.state import source_partition
+from streams import metrics, pipeline
+from streams.offsets import ACCEPT, GAP, OffsetLedger
+
+LOG = logging.getLogger(__name__)
+
+
+class RawMessage(Protocol):
+    """What the runner reads of one fetched raw record (Faust's Message has these)."""
+
+    @property
+    def tp(self) -> Hashable: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def generation_id(self) -> int | None: ...
+
+
+class ConsumerOffsets(Protocol):
+    """The raw topic's consumer, as far as the runner needs it."""
+
+    async def commit(self, offsets: Mapping[Any, int]) -> int: ...
+    async def starts(self, partitions: set[Any]) -> dict[Any, int]: ...
+    async def log_starts(self, partitions: set[Any]) -> dict[Any, int]: ...
+    async def seek(self, tp: Any, offset: int) -> None: ...
+
+
+class BatchWriter:
+    """Produces records with librdkafka and waits until Kafka has acknowledged every one.
+
+    Produce and flush run on one thread of their own: librdkafka works in C and releases the GIL
+    while it waits, so the event loop (Faust's fetching and timers) keeps running meanwhile, and
+    a send costs a few microseconds instead of an awaited future per record.
+    """
+
+    def __init__(
+        self,
+        producer: Any,
+        delivery_timeout: float,
+        backoff: Callable[[], Backoff] = lambda: Backoff(0.5, 30.0),
+    ) -> None:
+        self._producer = producer
+        self._delivery_timeout = delivery_timeout
+        self._backoff = backoff
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="eventfed-produce")
+
+    async def write_all(self, outputs: Sequence[pipeline.Output]) -> None:
+        """Returns once Kafka holds every output, retrying what it refuses."""
+        pending = list(outputs)
+        backoff = self._backoff()
+        loop = asyncio.get_running_loop()
+        while pending:
+            failed, first_error = await loop.run_in_executor(self._thread, self._produce_and_confirm, pending)
+            if not failed:
+                return
+            delay = backoff.next_delay()
+            metrics.SEND_RETRIES.inc()
+            LOG.warning(
+                "kafka refused %d of %d records (%s); retrying in %.1fs",
+                len(failed),
+                len(pending),
+                first_error,
+                delay,
+            )
+            pending = failed
+            await asyncio.sleep(delay)
+
+    def _produce_and_confirm(self, outputs: Sequence[pipeline.Output]) -> tuple[list[pipeline.Output], str]:
+        """The outputs Kafka refused or did not confirm, in their order, and the first error."""
+        requests = [ProduceRequest(o.topic, o.key, o.value, o.headers, o.partition) for o in outputs]
+        delivery = produce_and_confirm(self._producer, requests, self._delivery_timeout)
+        return [outputs[i] for i in delivery.failed], delivery.first_error
+
+
+class BatchRunner:
+    """Processes batches of raw records: decide, write outputs, write state, commit."""
+
+    def __init__(
+        self,
+        processor: pipeline.Processor,
+        writer: BatchWriter,
+        offsets: ConsumerOffsets,
+        state: MutableMapping[bytes, Any],
+        state_topic: str,
+        current_generation: Callable[[], int | None],
+        backoff: Callable[[], Backoff] = lambda: Backoff(0.5, 30.0),
+        seek_retry_after: float = 2.0,
+    ) -> None:
+        self.processor = processor
+        self.writer = writer
+        self.offsets = offsets
+        self.state = state
+        self.state_topic = state_topic
+        self.current_generation = current_generation
+        self._backoff = backoff
+        self._seek_retry_after = seek_retry_after
+        self.ledger = OffsetLedger()
+        # Offsets whose records are written, waiting for the next commit (every 200 ms and at a
+        # rebalance): a commit round trip per batch would hold up the next batch.
+        self.uncommitted: dict[Any, int] = {}
+        # Writes to Kafka happen under this lock; a rebalance takes it to wait for them.
+        self.write_lock = asyncio.Lock()
+        # The consumer generation whose partitions are being revoked. Its records are fetched
+        # again after the new assignment (Faust seeks to the committed offsets), so they are
+        # left alone; records of the current generation are never skipped, since nothing would
+        # fetch them again.
+        self.revoked_generation: int | None = None
+        self.processed = 0
+
+    async def handle_batch(self, messages: Sequence[RawMessage]) -> None:
+        async with self.write_lock:
+            current = [m for m in messages if self.accepts(m.generation_id)]
+            if len(current) < len(messages):
+                metrics.DROPPED_AFTER_REBALANCE.inc(len(messages) - len(current))
+                LOG.info("left %d records fetched before a rebalance", len(messages) - len(current))
+            if not current or not await self._know_starts({m.tp for m in current}):
+                return
+            accepted = []
+            gaps: dict[Any, int] = {}
+            for message in current:
+                verdict = self.ledger.admit(message.tp, message.offset)
+                if verdict == ACCEPT:
+                    accepted.append(message)
+                elif verdict == GAP:
+                    gaps[message.tp] = max(message.offset, gaps.get(message.tp, -1))
+                else:
+                    metrics.REDELIVERED.inc()
+            if accepted:
+                await self._write_batch(accepted)
+                self.uncommitted.update(self.ledger.commit_offsets({m.tp for m in accepted}))
+            for tp, last_dropped in gaps.items():
+                # A dropped record below the expected offset came again later in this batch.
+                if last_dropped >= self.ledger.expected(tp):
+                    await self._seek_back(tp, last_dropped)
+
+    async def _know_starts(self, partitions: set[Any]) -> bool:
+        """Load where newly assigned partitions start; False if a rebalance came first."""
+        unknown = self.ledger.unknown(partitions)
+        backoff = self._backoff()
+        while unknown:
+            generation = self.current_generation()
+            try:
+                self.ledger.start(await self.offsets.starts(unknown))
+                return True
+            except Exception as exc:
+                delay = backoff.next_delay()
+                LOG.warning("cannot read committed offsets (%r); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+            if not self.accepts(generation):
+                return False
+        return True
+
+    async def _seek_back(self, tp: Any, last_dropped: int) -> None:
+        expected = self.ledger.expected(tp)
+        pending = self.ledger.pending_seek(tp)
+        if pending is not None and pending.offset == expected:
+            return  # records fetched before that seek are still draining; see retry_stalled_seeks
+        target = await self._first_available(tp, expected)
+        LOG.warning(
+            "records from %d of %s did not reach the worker (record %d did); fetching them again",
+            target,
+            tp,
+            last_dropped,
+        )
+        await self._seek(tp, target)
+
+    async def _first_available(self, tp: Any, expected: int) -> int:
+        """`expected`, unless retention deleted it meanwhile: then the log start, counted as lost."""
+        try:
+            log_start = (await self.offsets.log_starts({tp})).get(tp)
+        except Exception as exc:
+            LOG.warning("cannot read the log start of %s: %r", tp, exc)
+            log_start = None
+        if log_start is not None and log_start > expected:
+            metrics.LOST_TO_RETENTION.inc(log_start - expected)
+            LOG.error(
+                "records %d..%d of %s were deleted by retention before the worker handled them",
+                expected,
+                log_start - 1,
+                tp,
+            )
+            return log_start
+        return expected
+
+    async def _seek(self, tp: Any, target: int) -> None:
+        try:
+            await self.offsets.seek(tp, target)
+        except Exception as exc:
+            LOG.warning("seek of %s to %d failed (%r); retrying", tp, target, exc)
+        metrics.GAP_SEEKS.inc()
+        self.ledger.seeking(tp, target, time.monotonic())
+
+    async def retry_stalled_seeks(self) -> None:
+        """Seek again where the record sought has not come: Faust can still drop it, when records
+        fetched before the seek move its read position past it."""
+        async with self.write_lock:
+            now = time.monotonic()
+            for tp, seek in self.ledger.pending_seeks():
+                if now - seek.since >= self._seek_retry_after and self.accepts(self.current_generation()):
+                    LOG.info("record %d of %s has not come since the seek; seeking again", seek.offset, tp)
+                    await self._seek(tp, await self._first_available(tp, seek.offset))
+
+    def accepts(self, generation: int | None) -> bool:
+        current = self.current_generation()
+        return generation == current and current != self.revoked_generation
+
+    async def on_partitions_revoked(self) -> None:
+        """Nothing more is written until the new assignment; returns once the batch in flight
+        is written and committed."""
+        self.revoked_generation = self.current_generation()
+        async with self.write_lock:
+            await self.commit_written()
+            self.ledger.forget_all()
+            self.uncommitted.clear()
+
+    async def commit_written(self) -> None:
+        """Commit the offsets of every batch written so far. Only written batches are in
+        `uncommitted`, so this needs no lock; a refused commit is tried again next time unless
+        a later batch of that partition has superseded it."""
+        offsets, self.uncommitted = self.uncommitted, {}
+        if not offsets:
+            return
+        try:
+            committed = await self.offsets.commit(offsets)
+        except Exception as exc:  # any refusal means the same: the batch is replayed if needed
+            metrics.COMMIT_FAILURES.inc()
+            LOG.warning("offset commit refused, the batch will be replayed if needed: %r", exc)
+            committed = 0
+        else:
+            if not committed:
+                metrics.COMMIT_FAILURES.inc()
+                LOG.info("offset commit skipped: the partitions are no longer assigned")
+        if not committed:
+            for tp, offset in offsets.items():
+                self.uncommitted.setdefault(tp, offset)
+
+    async def _write_batch(self, messages: Sequence[RawMessage]) -> None:
+        started = time.monotonic()
+        now = time.time()
+        state = self.state
+        overlay: dict[bytes, tuple[int, dict[str, Any]]] = {}
+
+        def current_state(key: bytes) -> Mapping[str, Any] | None:
+            if key in overlay:
+                return overlay[key][1]
+            value: Mapping[str, Any] | None = state.get(key)
+            return value
+
+        outputs: list[pipeline.Output] = []
+        outcomes: list[pipeline.Outcome] = []
+        for message in messages:
+            source = pipeline.Source(message.topic, message.partition, message.offset)
+            outcome = self.processor.process(message.key, message.value, source, current_state, now)
+            outputs.extend(outcome.outputs)
+            if outcome.new_state is not None and outcome.state_key is not None:
+                overlay[outcome.state_key] = (message.partition, outcome.new_state)
+            outcomes.append(outcome)
+        await self.writer.write_all(outputs)
+        for outcome in outcomes:
+            count(outcome)
+        if overlay:
+            await self.writer.write_all(
+                [
+                    pipeline.Output(self.state_topic, key, _json_bytes(new_state), [], partition)
+                    for key, (partition, new_state) in overlay.items()
+                ]
+            )
+            for key, (_, new_state) in overlay.items():
+                state[key] = new_state
+        self.processed += len(messages)
+        metrics.BATCH_SIZE.observe(len(messages))
+        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+
+    async def remove_expired_deletes(self, active_partitions: set[int], now: float, retention: float) -> int:
+        """Tombstone deleted VMs whose retention passed, on the partitions this worker owns."""
+        state = self.state
+        outputs = []
+        for key, value in list(state.items()):
+            if pipeline.tombstone_due(value, now, retention):
+                partition = source_partition(value)
+                if partition is None or partition in active_partitions:
+                    outputs.append(pipeline.Output(self.state_topic, key, None, [], partition))
+        if outputs:
+            async with self.write_lock:
+                if not self.accepts(self.current_generation()):
+                    return 0
+                await self.writer.write_all(outputs)
+            for output in outputs:
+                if output.key is not None:
+                    state.pop(output.key, None)
+            metrics.TOMBSTONES.inc(len(outputs))
+        metrics.STATE_SIZE.set(len(state))
+        return len(outputs)
+
+
+def count(outcome: pipeline.Outcome) -> None:
+    """One outcome in the metrics, once its writes are confirmed."""
+    event = outcome.event
+    if outcome.kind == pipeline.DEAD:
+        metrics.DEAD_LETTERED.labels(outcome.reason).inc()
+        return
+    if outcome.kind == pipeline.IGNORED:
+        metrics.IGNORED.inc()
+        return
+    assert event is not None
+    metrics.EVENTS.labels(outcome.kind, event["status"], event["phase"]).inc()
+    if outcome.kind == pipeline.DUPLICATE:
+        metrics.DUPLICATES.labels(outcome.reason).inc()
+    elif outcome.kind == pipeline.STALE:
+        metrics.STALE.labels(outcome.reason).inc()
+    elif outcome.kind == pipeline.REPLAYED:
+        metrics.REPLAYED.inc()
+    for name in outcome.matched:
+        metrics.MATCHES.labels(name).inc()
+
+
+def _json_bytes(value: Mapping[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,0 +1,260 @@
+"""The batch runner's protocol with fakes: outputs, then state, then commit; retries; rebalances."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from bridge.retry import Backoff
+from bridge.simulator.novasim import SimulatedCloud, raw_record
+from streams import pipeline
+from streams.runner import BatchRunner, BatchWriter
+
+RAW, EVENTS, DLQ, STATE = "raw", "events", "dlq", "state"
+
+
+@dataclass(frozen=True)
+class Message:
+    tp: tuple[str, int]
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    generation_id: int | None = 1
+
+    @property
+    def topic(self) -> str:
+        return self.tp[0]
+
+    @property
+    def partition(self) -> int:
+        return self.tp[1]
+
+
+class Journal(list):
+    """What happened, in order, across the fakes."""
+
+
+class FakeProducer:
+    """Confirms every record on flush, except while `refusing` says so."""
+
+    def __init__(self, journal: Journal, refusals: int = 0) -> None:
+        self.journal = journal
+        self.refusals = refusals
+        self.pending: list = []
+
+    def produce(self, topic, key=None, value=None, headers=None, on_delivery=None, partition=None):
+        self.pending.append((topic, key, value, partition, on_delivery))
+
+    def poll(self, _timeout):
+        return 0
+
+    def flush(self, _timeout=None):
+        refuse = self.refusals > 0
+        self.refusals -= 1
+        for topic, key, _value, partition, callback in self.pending:
+            if refuse:
+                callback("broker down", None)
+            else:
+                self.journal.append(("write", topic, key, partition))
+                callback(None, None)
+        if refuse:
+            self.journal.append(("refused", len(self.pending)))
+        self.pending = []
+        return 0
+
+
+class FakeOffsets:
+    def __init__(self, journal: Journal, committed: dict | None = None) -> None:
+        self.journal = journal
+        self.committed = dict(committed or {})
+        self.seeks: list[tuple] = []
+
+    async def commit(self, offsets):
+        self.journal.append(("commit", dict(offsets)))
+        self.committed.update(offsets)
+        return len(offsets)
+
+    async def starts(self, partitions):
+        return {tp: self.committed.get(tp, 0) for tp in partitions}
+
+    async def log_starts(self, partitions):
+        return {tp: 0 for tp in partitions}
+
+    async def seek(self, tp, offset):
+        self.seeks.append((tp, offset))
+
+
+def quick_backoff() -> Backoff:
+    return Backoff(0.001, 0.002)
+
+
+def make_runner(journal: Journal, refusals: int = 0, generation: list[int] | None = None):
+    generation = generation if generation is not None else [1]
+    producer = FakeProducer(journal, refusals)
+    offsets = FakeOffsets(journal)
+    processor = pipeline.Processor(pipeline.Topics(EVENTS, DLQ), lambda: [], 600)
+    runner = BatchRunner(
+        processor,
+        BatchWriter(producer, delivery_timeout=1.0, backoff=quick_backoff),
+        offsets,
+        {},
+        STATE,
+        current_generation=lambda: generation[0],
+        backoff=quick_backoff,
+    )
+    return runner, producer, offsets
+
+
+def lifecycle_messages(count: int, partition: int = 0, start: int = 0) -> list[Message]:
+    cloud = SimulatedCloud(seed=3)
+    vm = cloud.new_vm(0)
+    notes = list(cloud.lifecycle(vm, "versioned"))[:count]
+    return [
+        Message(
+            (RAW, partition),
+            start + i,
+            vm.uuid.encode(),
+            json.dumps(raw_record(n, "o_r", cloud.tick())).encode(),
+        )
+        for i, n in enumerate(notes)
+    ]
+
+
+def kinds(journal: Journal) -> list[str]:
+    """The journal as write-to-topic and commit steps, runs of one kind folded."""
+    folded: list[str] = []
+    for entry in journal:
+        step = f"{entry[0]}:{entry[1]}" if entry[0] == "write" else entry[0]
+        if not folded or folded[-1] != step:
+            folded.append(step)
+    return folded
+
+
+def test_a_batch_writes_outputs_then_state_then_may_commit():
+    journal = Journal()
+    runner, _producer, offsets = make_runner(journal)
+    messages = lifecycle_messages(4)
+
+    async def scenario():
+        await runner.handle_batch(messages)
+        assert not any(entry[0] == "commit" for entry in journal), "committed before the timer"
+        await runner.commit_written()
+
+    asyncio.run(scenario())
+    assert kinds(journal) == [f"write:{EVENTS}", f"write:{STATE}", "commit"]
+    assert offsets.committed == {(RAW, 0): 4}
+    assert len(runner.state) == 1 and runner.processed == 4
+    # State goes to the partition of the raw record it came from.
+    assert {entry[3] for entry in journal if entry[0] == "write" and entry[1] == STATE} == {0}
+
+
+def test_a_refused_write_is_retried_and_nothing_is_committed_meanwhile():
+    journal = Journal()
+    runner, _producer, offsets = make_runner(journal, refusals=3)
+    messages = lifecycle_messages(3)
+
+    async def scenario():
+        await runner.handle_batch(messages)
+        await runner.commit_written()
+
+    asyncio.run(scenario())
+    steps = kinds(journal)
+    assert steps[:2] == ["refused", f"write:{EVENTS}"]
+    assert steps.index("commit") > steps.index(f"write:{STATE}") > steps.index(f"write:{EVENTS}")
+    assert sum(1 for entry in journal if entry[0] == "refused") == 3
+    assert offsets.committed == {(RAW, 0): 3}
+
+
+def test_a_rebalance_waits_for_the_batch_in_flight_and_drops_what_was_fetched_before_it():
+    journal = Journal()
+    generation = [1]
+    runner, _producer, offsets = make_runner(journal, generation=generation)
+    release = asyncio.Event()
+    original_write_all = runner.writer.write_all
+
+    async def slow_write_all(outputs):
+        journal.append(("writing",))
+        await release.wait()
+        await original_write_all(outputs)
+
+    runner.writer.write_all = slow_write_all  # type: ignore[method-assign]
+
+    async def scenario():
+        batch = asyncio.create_task(runner.handle_batch(lifecycle_messages(2)))
+        await asyncio.sleep(0.01)
+        revoke = asyncio.create_task(runner.on_partitions_revoked())
+        await asyncio.sleep(0.01)
+        assert not revoke.done(), "the rebalance did not wait for the batch in flight"
+        release.set()
+        await asyncio.gather(batch, revoke)
+        journal.append(("revoked",))
+        # Records of the revoked generation are left for the partition's next owner.
+        await runner.handle_batch(lifecycle_messages(2, start=2))
+        generation[0] = 2
+
+    asyncio.run(scenario())
+    steps = kinds(journal)
+    assert steps.index("revoked") > steps.index("commit") > steps.index(f"write:{STATE}")
+    assert steps[-1] == "revoked", "a batch of the revoked generation was written"
+    assert offsets.committed == {(RAW, 0): 2} and runner.uncommitted == {}
+
+
+def test_a_hole_is_never_committed_past_and_is_sought_back():
+    journal = Journal()
+    runner, _producer, offsets = make_runner(journal)
+    messages = lifecycle_messages(6)
+    delivered = messages[:2] + messages[4:]  # offsets 2 and 3 never reached the runner
+
+    async def scenario():
+        await runner.handle_batch(delivered)
+        await runner.commit_written()
+        await runner.handle_batch(messages[2:])  # the seek brings them, then 4 and 5 again
+        await runner.commit_written()
+
+    asyncio.run(scenario())
+    assert offsets.seeks == [((RAW, 0), 2)]
+    commits = [entry[1] for entry in journal if entry[0] == "commit"]
+    assert commits == [{(RAW, 0): 2}, {(RAW, 0): 6}]
+    assert runner.processed == 6
+
+
+def test_a_malformed_record_is_dead_lettered_and_the_batch_goes_on():
+    journal = Journal()
+    runner, _producer, offsets = make_runner(journal)
+    messages = [Message((RAW, 1), 0, b"k", b"{not json"), *lifecycle_messages(2, partition=1, start=1)]
+
+    async def scenario():
+        await runner.handle_batch(messages)
+        await runner.commit_written()
+
+    asyncio.run(scenario())
+    topics = [entry[1] for entry in journal if entry[0] == "write"]
+    assert topics.count(DLQ) == 1 and topics.count(EVENTS) == 2
+    assert offsets.committed == {(RAW, 1): 3}
+
+
+@pytest.mark.parametrize("retention_passed", [True, False])
+def test_deleted_vms_are_tombstoned_on_owned_partitions_after_retention(retention_passed):
+    journal = Journal()
+    runner, _producer, _offsets = make_runner(journal)
+    cloud = SimulatedCloud(seed=5)
+    vm = cloud.new_vm(0)
+    notes = [cloud.action(vm, "create", "end", "versioned"), cloud.action(vm, "delete", "end", "versioned")]
+    messages = [
+        Message((RAW, 2), i, vm.uuid.encode(), json.dumps(raw_record(n, "o_r", cloud.tick())).encode())
+        for i, n in enumerate(notes)
+    ]
+
+    async def scenario():
+        await runner.handle_batch(messages)
+        now = 4_000_000_000.0 if retention_passed else 0.0
+        return await runner.remove_expired_deletes({2}, now, retention=3600)
+
+    removed = asyncio.run(scenario())
+    assert removed == (1 if retention_passed else 0)
+    assert len(runner.state) == (0 if retention_passed else 1)
+    if retention_passed:
+        assert journal[-1][:2] == ("write", STATE) and journal[-1][3] == 2
