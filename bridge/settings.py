@@ -148,6 +148,9 @@ class ListenerSettings(CommonSettings):
     # Largest raw record written to Kafka; bigger ones are dead-lettered (Kafka's default
     # max.message.bytes is about 1 MiB).
     max_message_bytes: int = Field(default=1_000_000, ge=1024)
+    # Notifications packed into one raw-topic record (same partition, JSON Lines); 1 writes one
+    # record per notification. The stream stage's cost is largely per record.
+    pack_max: int = Field(default=500, ge=1, le=100_000)
     retry_backoff_initial: float = Field(default=0.5, gt=0, le=60)
     retry_backoff_max: float = Field(default=30.0, gt=0, le=3600)
     delivery_timeout: float = Field(default=30.0, gt=0, le=3600)

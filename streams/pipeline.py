@@ -24,6 +24,7 @@ from typing import Any
 from bridge.raw import (
     HEADER_ERROR,
     HEADER_REASON,
+    HEADER_SOURCE_INDEX,
     HEADER_SOURCE_OFFSET,
     HEADER_SOURCE_PARTITION,
     HEADER_SOURCE_TOPIC,
@@ -50,12 +51,15 @@ CONTENT_TYPES = {
 
 @dataclass(frozen=True, slots=True)
 class Source:
+    """Where a notification came from: its raw record, and its line in a packed record."""
+
     topic: str
     partition: int
     offset: int
+    index: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset, "index": self.index}
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +251,7 @@ class Processor:
             (HEADER_SOURCE_TOPIC, source.topic.encode()),
             (HEADER_SOURCE_PARTITION, str(source.partition).encode()),
             (HEADER_SOURCE_OFFSET, str(source.offset).encode()),
+            (HEADER_SOURCE_INDEX, str(source.index).encode()),
         ]
         return Outcome(DEAD, reason, outputs=[Output(self._topics.dlq, key, value, headers)])
 

@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from bridge.kafka_delivery import ProduceRequest, produce_and_confirm
+from bridge.raw import documents
 from bridge.retry import Backoff
 from bridge.state import source_partition
 from streams import metrics, pipeline
@@ -59,6 +60,8 @@ class RawMessage(Protocol):
     def key(self) -> bytes | None: ...
     @property
     def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Any: ...
     @property
     def generation_id(self) -> int | None: ...
 
@@ -296,12 +299,16 @@ class BatchRunner:
         outputs: list[pipeline.Output] = []
         outcomes: list[pipeline.Outcome] = []
         for message in messages:
-            source = pipeline.Source(message.topic, message.partition, message.offset)
-            outcome = self.processor.process(message.key, message.value, source, current_state, now)
-            outputs.extend(outcome.outputs)
-            if outcome.new_state is not None and outcome.state_key is not None:
-                overlay[outcome.state_key] = (message.partition, outcome.new_state)
-            outcomes.append(outcome)
+            value = message.value
+            for index, document in enumerate(
+                documents(value, message.headers) if value is not None else [None]
+            ):
+                source = pipeline.Source(message.topic, message.partition, message.offset, index)
+                outcome = self.processor.process(message.key, document, source, current_state, now)
+                outputs.extend(outcome.outputs)
+                if outcome.new_state is not None and outcome.state_key is not None:
+                    overlay[outcome.state_key] = (message.partition, outcome.new_state)
+                outcomes.append(outcome)
         await self.writer.write_all(outputs)
         for outcome in outcomes:
             count(outcome)
@@ -314,7 +321,7 @@ class BatchRunner:
             )
             for key, (_, new_state) in overlay.items():
                 state[key] = new_state
-        self.processed += len(messages)
+        self.processed += len(outcomes)
         metrics.BATCH_SIZE.observe(len(messages))
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
 

@@ -44,7 +44,12 @@ class Listener:
             )
         )
         writer = KafkaBatchWriter(
-            self.producer, settings.raw_topic, settings.dlq_topic, settings.delivery_timeout
+            self.producer,
+            settings.raw_topic,
+            settings.dlq_topic,
+            settings.delivery_timeout,
+            pack_max=settings.pack_max,
+            max_bytes=settings.max_message_bytes,
         )
         self.endpoint = NotificationEndpoint(settings, writer, self.stop_event)
         self._conf = cfg.ConfigOpts()

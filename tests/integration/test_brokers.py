@@ -10,7 +10,7 @@ import time
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from bridge.kafka_config import consumer_config, producer_config
+from bridge.kafka_config import KeyPartitioner, consumer_config, producer_config
 from bridge.settings import CommonSettings
 
 pytestmark = pytest.mark.integration
@@ -18,6 +18,31 @@ pytestmark = pytest.mark.integration
 
 def _settings(bootstrap: str) -> CommonSettings:
     return CommonSettings(kafka_bootstrap_servers=bootstrap)
+
+
+@pytest.mark.parametrize("partitions", [8, 5])
+def test_key_partitioner_agrees_with_the_producers_partitioner(
+    kafka_bootstrap, kafka_topic_factory, unique, partitions
+):
+    # The listener packs notifications onto the partition KeyPartitioner gives their key; the
+    # producer's own partitioner puts a single keyed record there too, or per-VM order breaks.
+    import uuid
+
+    topic = kafka_topic_factory(f"test.partitioner.{unique}.{partitions}", partitions=partitions)
+    producer = Producer(producer_config(_settings(kafka_bootstrap), "test"))
+    landed: dict[bytes, int] = {}
+
+    def on_delivery(err, msg):
+        assert err is None, err
+        landed[msg.key()] = msg.partition()
+
+    keys = [str(uuid.uuid4()).encode() for _ in range(2000)]
+    for key in keys:
+        producer.produce(topic, key=key, value=b"x", on_delivery=on_delivery)
+    assert producer.flush(30) == 0
+    partitioner = KeyPartitioner(partitions)
+    assert {key: partitioner(key) for key in keys} == landed
+    assert len(set(landed.values())) == partitions
 
 
 def test_confluent_kafka_produce_consume_commit_and_reread(kafka_bootstrap, kafka_topic_factory, unique):

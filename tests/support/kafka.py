@@ -6,6 +6,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
@@ -17,6 +18,7 @@ def read_topic(
     timeout: float = 60.0,
     idle: float = 3.0,
     until: Callable[[list[Message]], bool] | None = None,
+    count: Callable[[list[Message]], int] = len,
 ) -> list[Message]:
     """Every record of a topic from the beginning, until `expected` are read (or `until` says so),
     or no record came for `idle` seconds after the expected count, or `timeout`."""
@@ -44,7 +46,7 @@ def read_topic(
                 last = time.monotonic()
             if until is not None and until(records):
                 break
-            if expected is not None and len(records) >= expected and time.monotonic() - last > idle:
+            if expected is not None and count(records) >= expected and time.monotonic() - last > idle:
                 break
             if expected is None and until is None and time.monotonic() - last > idle:
                 break
@@ -53,7 +55,53 @@ def read_topic(
     return records
 
 
-def headers_of(msg: Message) -> dict[str, bytes]:
+class Notification:
+    """One notification of the raw topic, unpacked from its Kafka record: the Message methods the
+    tests use, with the key and headers of its single form, and its line in the record."""
+
+    def __init__(self, record: Any, partition: int, offset: int, index: int) -> None:
+        self._record = record
+        self._partition = partition
+        self._offset = offset
+        self.index = index
+
+    def key(self) -> bytes:
+        return bytes(self._record.key)
+
+    def value(self) -> bytes:
+        return bytes(self._record.value)
+
+    def headers(self) -> list[tuple[str, Any]]:
+        return list(self._record.headers)
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+
+def unpacked(records: list[Message]) -> list[Notification]:
+    from bridge.raw import unpack
+
+    return [
+        Notification(single, msg.partition() or 0, msg.offset() or 0, index)
+        for msg in records
+        for index, single in enumerate(unpack(msg.key(), msg.value() or b"", msg.headers()))
+    ]
+
+
+def read_notifications(
+    bootstrap: str, topic: str, expected: int, timeout: float = 60.0
+) -> list[Notification]:
+    """Every notification on a raw topic, packed or not, until `expected` are there and no more
+    came for a few seconds, or `timeout`."""
+    return unpacked(
+        read_topic(bootstrap, topic, expected, timeout=timeout, count=lambda records: len(unpacked(records)))
+    )
+
+
+def headers_of(msg: Message | Notification) -> dict[str, bytes]:
     return {k: v for k, v in (msg.headers() or [])}
 
 

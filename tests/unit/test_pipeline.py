@@ -71,6 +71,7 @@ def test_applied_event_goes_to_events_and_matching_subscriptions_in_their_format
         "topic": "raw",
         "partition": 3,
         "offset": 2,
+        "index": 0,
     }
 
 

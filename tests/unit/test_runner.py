@@ -23,6 +23,7 @@ class Message:
     key: bytes | None
     value: bytes | None
     generation_id: int | None = 1
+    headers: list | None = None
 
     @property
     def topic(self) -> str:
@@ -258,3 +259,36 @@ def test_deleted_vms_are_tombstoned_on_owned_partitions_after_retention(retentio
     assert len(runner.state) == (0 if retention_passed else 1)
     if retention_passed:
         assert journal[-1][:2] == ("write", STATE) and journal[-1][3] == 2
+
+
+def test_a_packed_record_is_processed_line_by_line_and_a_bad_line_is_dead_lettered_alone():
+    from bridge.raw import HEADER_SOURCE_INDEX, RawRecord, pack
+
+    journal = Journal()
+    runner, producer, offsets = make_runner(journal)
+    lines = [m.value for m in lifecycle_messages(3)]
+    raw = [
+        RawRecord(b"vm", line, [("vim_id", b"o_r")]) for line in (lines[0], b"{broken", lines[1], lines[2])
+    ]
+    (packed,) = pack(raw, lambda _key: 5, 100, 1_000_000)
+    assert packed.partition == 5 and packed.value.count(b"\n") == 3
+    captured: list = []
+    original_produce = producer.produce
+
+    def produce(topic, key=None, value=None, headers=None, on_delivery=None, partition=None):
+        captured.append((topic, value, dict(headers or [])))
+        original_produce(topic, key, value, headers, on_delivery, partition)
+
+    producer.produce = produce  # type: ignore[method-assign]
+
+    async def scenario():
+        await runner.handle_batch([Message((RAW, 5), 0, packed.key, packed.value, headers=packed.headers)])
+        await runner.commit_written()
+
+    asyncio.run(scenario())
+    dead = [c for c in captured if c[0] == DLQ]
+    assert len(dead) == 1 and dead[0][1] == b"{broken" and dead[0][2][HEADER_SOURCE_INDEX] == b"1"
+    assert sum(1 for c in captured if c[0] == EVENTS) == 3
+    assert runner.processed == 4 and offsets.committed == {(RAW, 5): 1}
+    (state,) = runner.state.values()
+    assert state["eventfed"]["source"] == {"topic": RAW, "partition": 5, "offset": 0, "index": 3}
