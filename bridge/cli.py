@@ -22,7 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "api": ("bridge.api.server", "serve the VM state table and check_vim_status over HTTP"),
     "simulate": ("bridge.simulator.simulate", "publish a simulated cloud's Nova notifications to RabbitMQ"),
     "schema": ("streams.tools", "print the VM status event schema and its fingerprint"),
-    "decode": ("streams.tools", "decode an event (Avro single-object, Confluent or JSON) to JSON"),
+    "decode": ("streams.tools", "decode an event (Avro, Confluent, JSON) or a raw record to JSON"),
     "topics": ("streams.topics", "create eventfed's Kafka topics with the configured partitions"),
 }
 
@@ -46,9 +46,10 @@ def _decode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", default="-", help="message file ('-' = stdin)")
     parser.add_argument(
         "--format",
-        choices=["auto", "avro", "confluent", "json"],
+        choices=["auto", "avro", "confluent", "json", "raw"],
         default="auto",
-        help="wire format of the message (auto detects it from the first bytes)",
+        help="wire format of the message (auto detects an event's from the first bytes); raw: a "
+        "record of the raw topic, one notification or several as JSON Lines",
     )
     parser.add_argument("--schema-registry-url", default=None, help="needed for --format confluent")
 

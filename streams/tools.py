@@ -2,8 +2,9 @@
 
 ``schema`` prints the Avro schema as shipped on stdout (so ``eventfed schema > x.avsc`` works) and
 its fingerprint on stderr. ``decode`` reads one encoded event from a file or stdin and prints it as
-the JSON the DMaaP and JSON sinks carry; a message that does not decode is one line on stderr and
-exit status 1.
+the JSON the DMaaP and JSON sinks carry; with ``--format raw`` it reads a raw-topic record (one
+notification, or several packed as JSON Lines) and prints, per notification, the document and the
+event eventfed makes of it. A message that does not decode is one line on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from streams import codecs
+from streams.normalise import MalformedNotification, normalise
 
 
 def _schema() -> int:
@@ -42,6 +45,8 @@ def _decode(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"eventfed decode: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    if fmt == "raw":
+        return _decode_raw(data)
     try:
         confluent = codecs.ConfluentCodec(registry_url) if registry_url else None
         event = codecs.decode(data, fmt, confluent=confluent)
@@ -57,6 +62,28 @@ def _decode(args: argparse.Namespace) -> int:
         )
         return 1
     print(json.dumps(codecs.event_to_json_dict(event), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _decode_raw(data: bytes) -> int:
+    lines = [line for line in data.split(b"\n") if line.strip()]
+    if not lines:
+        print("eventfed decode: the raw record is empty", file=sys.stderr)
+        return 1
+    shown = []
+    for index, line in enumerate(lines):
+        try:
+            document = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            print(f"eventfed decode: line {index + 1} is not JSON: {exc}", file=sys.stderr)
+            return 1
+        try:
+            event = normalise(document)
+            outcome: Any = codecs.event_to_json_dict(event) if event is not None else "ignored"
+        except MalformedNotification as exc:
+            outcome = f"dead-lettered: {exc.reason}: {exc}"
+        shown.append({"index": index, "notification": document, "event": outcome})
+    print(json.dumps(shown, indent=2, ensure_ascii=False))
     return 0
 
 

@@ -166,3 +166,27 @@ def test_unreachable_registry_is_one_line(
     ]
     assert main(argv) == 1
     _assert_one_line_error(capsys, "http://nowhere:1", "connection refused")
+
+
+def test_decode_raw_shows_each_packed_notification_and_its_event(tmp_path, capsys):
+    from datetime import UTC, datetime
+
+    from bridge.raw import RawRecord, pack
+    from bridge.simulator.novasim import SimulatedCloud, raw_record
+
+    cloud = SimulatedCloud(seed=4)
+    vm = cloud.new_vm(0)
+    notes = [cloud.action(vm, "create", "end", "versioned"), cloud.action(vm, "pause", "end", "legacy")]
+    lines = [json.dumps(raw_record(n, "o_r", datetime(2026, 1, 1, tzinfo=UTC))).encode() for n in notes]
+    records = [RawRecord(vm.uuid.encode(), line, []) for line in [*lines, b'{"event_type": "aggregate.x"}']]
+    (packed,) = pack(records, lambda _key: 0, 10, 1_000_000)
+    path = tmp_path / "raw.jsonl"
+    path.write_bytes(packed.value)
+    assert main(["decode", str(path), "--format", "raw"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [item["index"] for item in shown] == [0, 1, 2]
+    assert shown[0]["event"]["status"] == "CREATE" and shown[1]["event"]["status"] == "PAUSE"
+    assert shown[2]["event"] == "ignored"
+    path.write_bytes(b"{broken\n")
+    assert main(["decode", str(path), "--format", "raw"]) == 1
+    assert "line 1 is not JSON" in capsys.readouterr().err
