@@ -13,8 +13,8 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bridge.kafka_config import producer_config
-from bridge.raw import HEADER_EVENT_TYPE, HEADER_MESSAGE_ID, HEADER_VIM_ID
+from bridge.kafka_config import KeyPartitioner, producer_config
+from bridge.raw import HEADER_EVENT_TYPE, HEADER_MESSAGE_ID, HEADER_VIM_ID, RawRecord, pack
 from bridge.settings import CommonSettings
 
 
@@ -112,26 +112,43 @@ def _text(value: str | bytes | None) -> str:
 
 
 def produce_raw_records(
-    bootstrap: str, topic: str, records: list[tuple[bytes, bytes, str, str]], vim_id: str
+    bootstrap: str,
+    topic: str,
+    records: list[tuple[bytes, bytes, str, str]],
+    vim_id: str,
+    batch: int = 500,
+    partitions: int = 8,
 ) -> float:
-    """Write raw records (key, value, event_type, message_id) as the listener would; seconds taken."""
+    """Write raw records (key, value, event_type, message_id) as the listener would, packed per
+    partition in batches of `batch` notifications (its default batch size); seconds taken."""
     settings = CommonSettings(kafka_bootstrap_servers=bootstrap)
     producer = Producer(producer_config(settings, "bench-prefill"))
+    partitioner = KeyPartitioner(partitions)
     started = time.perf_counter()
-    for number, (key, value, event_type, message_id) in enumerate(records):
-        headers: list[tuple[str, str | bytes | None]] = [
-            (HEADER_VIM_ID, vim_id.encode()),
-            (HEADER_EVENT_TYPE, event_type.encode()),
-            (HEADER_MESSAGE_ID, message_id.encode()),
+    for first in range(0, len(records), batch):
+        raw = [
+            RawRecord(
+                key,
+                value,
+                [
+                    (HEADER_VIM_ID, vim_id.encode()),
+                    (HEADER_EVENT_TYPE, event_type.encode()),
+                    (HEADER_MESSAGE_ID, message_id.encode()),
+                ],
+            )
+            for key, value, event_type, message_id in records[first : first + batch]
         ]
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value, headers=headers)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        if number % 5000 == 0:
-            producer.poll(0)
+        for packed in pack(raw, partitioner, batch, 1_000_000):
+            extra = {} if packed.partition is None else {"partition": packed.partition}
+            while True:
+                try:
+                    producer.produce(
+                        topic, key=packed.key, value=packed.value, headers=packed.headers, **extra
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        producer.poll(0)
     remaining = producer.flush(120)
     if remaining:
         raise RuntimeError(f"{remaining} raw records were not delivered to {topic}")

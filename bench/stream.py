@@ -33,6 +33,7 @@ from bench.kafkautil import Offsets, create_topics, produce_raw_records
 from bench.procs import cpu_seconds, free_port, metric_sum, scrape, wait_until
 from bench.publish import notes_for
 from bridge.kafka_config import consumer_config, producer_config
+from bridge.raw import documents
 from bridge.settings import CommonSettings
 from bridge.simulator.novasim import raw_record
 from streams import pipeline
@@ -219,7 +220,8 @@ def _contract(iterations: int) -> dict[str, Any]:
 
 
 def _plain_loop(ctx: Context, raw_topic: str, out_topic: str, n: int, offsets: Offsets) -> dict[str, Any]:
-    """consume -> json.loads -> produce -> flush -> commit, at least once, one process."""
+    """consume -> json.loads -> produce -> flush -> commit, at least once, one process; one
+    output record per notification, packed raw records split as the worker splits them."""
     create_topics(ctx.bootstrap, [out_topic], 8)
     settings = CommonSettings(kafka_bootstrap_servers=ctx.bootstrap)
     consumer = Consumer(
@@ -244,18 +246,21 @@ def _plain_loop(ctx: Context, raw_topic: str, out_topic: str, n: int, offsets: O
             for message in batch:
                 if message.error() is not None:
                     continue
-                document = json.loads(message.value() or b"null")
-                while True:
-                    try:
-                        producer.produce(out_topic, key=message.key(), value=json.dumps(document).encode())
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
+                for line in documents(message.value() or b"null", message.headers()):
+                    document = json.loads(line)
+                    while True:
+                        try:
+                            producer.produce(
+                                out_topic, key=message.key(), value=json.dumps(document).encode()
+                            )
+                            break
+                        except BufferError:
+                            producer.poll(0.05)
+                    done += 1
                 consumer.store_offsets(message=message)
             if producer.flush(30):
                 raise AccountingError("the plain loop baseline could not deliver its records")
             consumer.commit(asynchronous=False)
-            done += len(batch)
             last = time.perf_counter()
     finally:
         consumer.close()

@@ -18,6 +18,11 @@ MATCHES = Counter(
 BATCH_SECONDS = Histogram(
     "eventfed_stream_batch_duration_seconds", "Time to process one batch and confirm its writes"
 )
+PHASE_SECONDS = Histogram(
+    "eventfed_stream_phase_duration_seconds",
+    "Time one batch spends deciding (process), writing its outputs and writing its state",
+    ["phase"],
+)
 BATCH_SIZE = Histogram(
     "eventfed_stream_batch_size", "Records per batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 5000)
 )

@@ -309,7 +309,11 @@ class BatchRunner:
                 if outcome.new_state is not None and outcome.state_key is not None:
                     overlay[outcome.state_key] = (message.partition, outcome.new_state)
                 outcomes.append(outcome)
+        decided = time.monotonic()
+        metrics.PHASE_SECONDS.labels("process").observe(decided - started)
         await self.writer.write_all(outputs)
+        written = time.monotonic()
+        metrics.PHASE_SECONDS.labels("outputs").observe(written - decided)
         for outcome in outcomes:
             count(outcome)
         if overlay:
@@ -321,6 +325,7 @@ class BatchRunner:
             )
             for key, (_, new_state) in overlay.items():
                 state[key] = new_state
+            metrics.PHASE_SECONDS.labels("state").observe(time.monotonic() - written)
         self.processed += len(outcomes)
         metrics.BATCH_SIZE.observe(len(messages))
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
