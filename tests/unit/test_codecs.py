@@ -3,7 +3,7 @@ from __future__ import annotations
 import io
 import json
 import struct
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -492,3 +492,113 @@ def test_json_with_a_lone_surrogate_is_a_codec_error() -> None:
     assert "\\ud800" in text
     with pytest.raises(CodecError, match="not valid Unicode"):
         codecs.decode_json(text.encode())
+
+
+# --- the stream worker's fast paths: the same output as the plain ones ------------------------------
+
+
+@pytest.mark.parametrize("event", ALL_EVENTS, ids=EVENT_IDS)
+def test_json_dict_is_the_field_by_field_one(event: dict[str, Any]) -> None:
+    fast = codecs.event_to_json_dict(event)
+    plain = codecs._json_dict_by_plan(event)
+    assert fast == plain
+    assert list(fast) == list(plain) == list(codecs.FIELD_NAMES)
+    for name in ("metadata", "image_meta"):
+        assert fast[name] == event[name] and fast[name] is not event[name]
+
+
+@HYPOTHESIS
+@given(valid_events)
+def test_json_dict_of_any_valid_event_is_the_field_by_field_one(event: dict[str, Any]) -> None:
+    fast = codecs.event_to_json_dict(event)
+    assert fast == codecs._json_dict_by_plan(event)
+    assert list(fast) == list(codecs.FIELD_NAMES)
+
+
+def test_json_dict_leaves_out_keys_outside_the_schema_and_fills_defaults() -> None:
+    event = ALL_EVENTS[0]
+    assert codecs.event_to_json_dict({**event, "extra": 1}) == codecs.event_to_json_dict(event)
+    partial = {
+        name: value for name, value in event.items() if name not in ("fault", "image_meta", "cell_name")
+    }
+    flat = codecs.event_to_json_dict(partial)
+    assert list(flat) == list(codecs.FIELD_NAMES)
+    assert (flat["fault"], flat["image_meta"], flat["cell_name"]) == (None, {}, None)
+    assert flat["image_meta"] is not codecs.event_to_json_dict(partial)["image_meta"]
+
+
+def test_json_dict_uses_the_stamps_it_is_given() -> None:
+    event = ALL_EVENTS[0]
+    stamps = {"occurred_at": "from the notification"}
+    flat = codecs.event_to_json_dict(event, stamps=stamps)
+    assert flat["occurred_at"] == "from the notification"
+    assert flat["received_at"] == codecs.event_to_json_dict(event)["received_at"]
+
+
+def _iso_by_conversion(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+_early, _late = datetime(1, 1, 2), datetime(9999, 12, 30)
+_zones: st.SearchStrategy[tzinfo] = st.sampled_from(
+    [UTC, timezone(timedelta(hours=2)), timezone(timedelta(0))]
+)
+
+
+@HYPOTHESIS
+@given(st.datetimes(_early, _late) | st.datetimes(_early, _late, timezones=_zones))
+def test_iso_text_of_any_time(moment: datetime) -> None:
+    assert codecs._iso(moment) == _iso_by_conversion(moment)
+
+
+def _stdlib_json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+@pytest.mark.parametrize("event", ALL_EVENTS, ids=EVENT_IDS)
+def test_json_bytes_are_the_standard_librarys(event: dict[str, Any]) -> None:
+    flat = codecs.event_to_json_dict(event)
+    assert codecs.encode_json_dict(flat) == _stdlib_json(flat)
+    assert codecs.encode_json(event) == _stdlib_json(flat)
+
+
+_any_text = st.text(st.characters(codec="utf-8"), max_size=40)
+
+
+@HYPOTHESIS
+@given(valid_events, _any_text, st.dictionaries(_any_text, _any_text, max_size=4))
+def test_json_bytes_of_any_valid_event_are_the_standard_librarys(
+    event: dict[str, Any], text: str, metadata: dict[str, str]
+) -> None:
+    flat = codecs.event_to_json_dict({**event, "display_name": text, "metadata": metadata})
+    assert codecs.encode_json_dict(flat) == _stdlib_json(flat)
+
+
+class _Name(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {1: "a", None: "b", 2.5: "c"},
+        {True: "t", False: "f"},
+        {"big": 2**70, "negative": -(2**64)},
+        {"name": _Name("subclass")},
+        {"nested": {"list": [1, "two", None, {"three": 3}]}},
+        {"control": '\x00\x1f\x7f\u2028\u2029\ufeff"\\/'},
+    ],
+)
+def test_json_bytes_where_orjson_hands_over_to_the_standard_library(value: dict[Any, Any]) -> None:
+    assert codecs.encode_json_dict(value) == _stdlib_json(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"when": datetime(2026, 1, 1, tzinfo=UTC)}, {"text": "lone \udfff"}, {"key \ud800": 1}, {"set": {1}}],
+)
+def test_json_bytes_that_cannot_be_written_are_codec_errors(value: dict[str, Any]) -> None:
+    with pytest.raises(CodecError):
+        codecs.encode_json_dict(value)

@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 
 from streams import codecs
 from streams.catalogue import CATALOGUE, lookup
-from streams.normalise import REASONS, MalformedNotification, normalise, parse_timestamp
+from streams.normalise import (
+    REASONS,
+    MalformedNotification,
+    json_timestamp_text,
+    load_record,
+    normalise,
+    parse_timestamp,
+)
 from tests.unit import nova_samples
 from tests.unit.nova_samples import LEGACY, RECEIVED_AT, TEMPLATES, VERSIONED, VIM_ID
 
@@ -721,3 +728,207 @@ def test_mutated_real_samples_normalise_or_are_malformed(data: st.DataObject) ->
         else:
             target[key] = data.draw(json_values, label="value")
     _check(raw)
+
+
+# --- the stream worker's fast paths: the same results as the plain ones ----------------------------
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, and of the same types all the way down (1 == 1.0, but a record reader must not say so)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[key], b[key]) for key in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, float):
+        return repr(a) == repr(b)
+    return bool(a == b)
+
+
+def _outcome(load: Any, data: Any) -> Any:
+    try:
+        return ("value", load(data))
+    except (ValueError, RecursionError) as exc:
+        return ("error", type(exc), str(exc))
+
+
+def _assert_loads_like_json(data: bytes) -> None:
+    fast, plain = _outcome(load_record, data), _outcome(json.loads, data)
+    if plain[0] == "value":
+        assert fast[0] == "value" and _same(fast[1], plain[1]), data[:200]
+    else:
+        assert fast == plain, data[:200]
+
+
+@pytest.mark.parametrize("path", nova_samples.all_files(), ids=nova_samples.sample_id)
+def test_load_record_reads_every_sample_as_json_loads_does(path: Path) -> None:
+    data = json.dumps(nova_samples.load(path)).encode()
+    assert _same(load_record(data), json.loads(data))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"metadata": {"big": 18446744073709551616, "small": -9223372036854775809}}',
+        b'{"n": 123456789012345678901234567890, "m": 1234567890123456789}',
+        b'{"n": 18446744073709551615, "m": -9223372036854775808}',
+        b'{"f": NaN, "g": Infinity, "h": -Infinity, "i": 1e400}',
+        b'{"s": "web \\ud800", "t": "\\udfff"}',
+        b'\xef\xbb\xbf{"a": 1}',
+        '{"a": "é"}'.encode("utf-16"),
+        '{"a": "\ud800"}'.encode("utf-8", "surrogatepass"),
+        b"[" * 5000 + b"]" * 5000,
+        b'{"a": 1, "a": 2, "b": 3}',
+        b'{"a": -0.0, "b": -0, "c": 1E2, "d": 0.1}',
+        b"",
+        b"{",
+        b"not json",
+        b"\xff\xfe\x00",
+        b'{"a": 1} trailing',
+    ],
+)
+def test_load_record_matches_json_loads_on_edge_cases(data: bytes) -> None:
+    _assert_loads_like_json(data)
+
+
+def test_load_record_accepts_what_json_loads_accepts() -> None:
+    text = json.dumps(legacy())
+    assert load_record(text) == load_record(bytearray(text.encode())) == json.loads(text)
+
+
+@HYPOTHESIS
+@given(json_values, st.booleans())
+def test_any_json_document_loads_as_json_loads_does(value: Any, ascii_only: bool) -> None:
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    _assert_loads_like_json(text.encode("utf-8", "surrogatepass"))
+
+
+@HYPOTHESIS
+@given(st.data())
+def test_damaged_json_loads_or_fails_as_json_loads_does(data: st.DataObject) -> None:
+    raw = json.dumps(nova_samples.load(data.draw(st.sampled_from(_SAMPLES), label="sample"))).encode()
+    damaged = bytearray(raw)
+    for _ in range(data.draw(st.integers(1, 3), label="changes")):
+        at = data.draw(st.integers(0, len(damaged) - 1), label="at")
+        damaged[at] = data.draw(st.integers(0, 255), label="byte")
+    _assert_loads_like_json(bytes(damaged))
+
+
+def _stamped(raw: dict[str, Any], **kwargs: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    stamps: dict[str, str] = {}
+    kwargs.setdefault("vim_id", VIM_ID)
+    kwargs.setdefault("received_at", RECEIVED_AT)
+    event = normalise(raw, stamps=stamps, **kwargs)
+    assert event is not None
+    return dict(event), stamps
+
+
+@pytest.mark.parametrize("path", nova_samples.all_files(), ids=nova_samples.sample_id)
+def test_stamps_are_the_json_text_of_the_events_own_timestamps(path: Path) -> None:
+    raw = nova_samples.load(path)
+    raw["received_at"] = "2026-11-25T15:00:00.123456+00:00"
+    event, stamps = _stamped(raw)
+    assert event == run(raw)
+    formatted = codecs.event_to_json_dict(event)
+    assert "received_at" in stamps
+    for name, text in stamps.items():
+        assert text == formatted[name], name
+    assert codecs.event_to_json_dict(event, stamps=stamps) == formatted
+
+
+def test_stamps_of_the_usual_shapes() -> None:
+    raw = versioned("instance-update.json")
+    raw["timestamp"] = "2026-11-25 12:00:00.250000"
+    raw["received_at"] = "2026-11-25T12:00:00+00:00"
+    raw["payload"]["nova_object.data"]["updated_at"] = "2026-11-25T11:59:59Z"
+    _, stamps = _stamped(raw)
+    assert stamps == {
+        "occurred_at": "2026-11-25T12:00:00.250000Z",
+        "received_at": "2026-11-25T12:00:00.000000Z",
+        "updated_at": "2026-11-25T11:59:59.000000Z",
+    }
+    del raw["received_at"]
+    event, stamps = _stamped(raw, received_at=None)
+    assert event["received_at"] == event["occurred_at"]
+    assert stamps["received_at"] == stamps["occurred_at"] == "2026-11-25T12:00:00.250000Z"
+    # A time given by the caller, or one in another zone, has no text of its own: it is formatted.
+    _, stamps = _stamped(raw)
+    assert "received_at" not in stamps
+    raw["timestamp"] = "2026-11-25T14:00:00.250000+02:00"
+    _, stamps = _stamped(raw)
+    assert "occurred_at" not in stamps
+
+
+_moments = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30))
+
+
+@HYPOTHESIS
+@given(_moments, st.sampled_from([" ", "T"]), st.sampled_from(["", "Z", "+00:00"]), st.booleans())
+def test_json_timestamp_text_is_what_formatting_gives(
+    moment: datetime, separator: str, zone: str, whole_second: bool
+) -> None:
+    if whole_second:
+        moment = moment.replace(microsecond=0)
+    for timespec in ("seconds", "microseconds"):
+        text = moment.isoformat(sep=separator, timespec=timespec) + zone
+        assert json_timestamp_text(text) == codecs._iso(parse_timestamp(text, "t")), text
+    # Nova's str(utcnow()) drops the fraction of a whole second.
+    assert json_timestamp_text(str(moment)) == codecs._iso(parse_timestamp(str(moment), "t"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2012-05-08T22:23:48+02:00",
+        "2012-05-08T20:23:48-00:00",
+        "2012-05-08",
+        "2026-W48-3T12:00:00.123456",
+        "2026-11-25T12:00:00.12345Z",
+        "2026-11-25T12:00:00.1234567",
+        "2026-11-25T12:00:00,123456",
+        "2026-11-25T12:00:00.123",
+        "2026-11-25T12:00",
+        "20261125T120000",
+        "2026-11-25x12:00:00",
+        "\uff12\uff10\uff12\uff16-11-25 12:00:00",
+        "",
+    ],
+)
+def test_json_timestamp_text_leaves_other_shapes_to_formatting(text: str) -> None:
+    assert json_timestamp_text(text) is None
+
+
+def test_json_timestamp_text_of_what_is_not_a_string() -> None:
+    assert json_timestamp_text(None) is None
+    assert json_timestamp_text(datetime(2026, 1, 1, tzinfo=UTC)) is None
+    assert json_timestamp_text(1764072000) is None
+
+
+def test_an_accepted_payload_version_does_not_let_an_unsupported_one_through() -> None:
+    assert run(versioned()) is not None
+    raw = versioned()
+    raw["payload"]["nova_object.version"] = "9.0"
+    assert reason_of(raw) == "unsupported_payload_version"
+    raw = versioned()
+    raw["payload"]["nova_object.data"]["flavor"]["nova_object.version"] = "2.0"
+    assert reason_of(raw) == "unsupported_payload_version"
+
+
+def test_string_fields_off_the_fast_path() -> None:
+    raw = legacy()
+    raw["payload"].update(display_name="serveur de données ✓", instance_flavor_id=0, kernel_id="")
+    event = run(raw)
+    assert event is not None
+    assert (event["display_name"], event["instance_flavor_id"], event["kernel_id"]) == (
+        "serveur de données ✓",
+        "0",
+        "",
+    )
+    raw["payload"]["ramdisk_id"] = False
+    assert reason_of(raw) == "bad_field_type"
+    raw = versioned()
+    raw["payload"]["nova_object.data"].update(display_name="ünïcode", host_name=7, os_type="")
+    event = run(raw)
+    assert event is not None
+    assert (event["display_name"], event["hostname"], event["os_type"]) == ("ünïcode", "7", "")
