@@ -58,7 +58,7 @@ WORKER_PARTS = [
     *PROCESS_PARTS,
     "streams/runner.py:handle_batch",
     "streams/runner.py:write_all",
-    "streams/runner.py:_json_bytes",
+    "streams/codecs.py:encode_json_dict",
     "faust/transport/consumer.py:_drain_messages",
     "faust/transport/conductor.py:on_message",
     "faust/streams.py:_c_aiter",

@@ -15,7 +15,6 @@ dead        malformed: to the dead-letter topic with the reason and where it cam
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from bridge.raw import (
 )
 from bridge.state import DELETED_STATE, META, source_of, state_key
 from streams import codecs
-from streams.normalise import MalformedNotification, normalise
+from streams.normalise import MalformedNotification, load_record, normalise
 from streams.subscriptions import Subscription
 
 APPLIED = "applied"
@@ -144,8 +143,9 @@ class Processor:
         now: float,
     ) -> Outcome:
         try:
-            raw = json.loads(value) if value is not None else None
-            event = normalise(raw) if raw is not None else None
+            stamps: dict[str, str] = {}
+            raw = load_record(value) if value is not None else None
+            event = normalise(raw, stamps=stamps) if raw is not None else None
             if raw is None:
                 raise MalformedNotification("not_an_object", "the record has no value")
         except MalformedNotification as exc:
@@ -163,12 +163,13 @@ class Processor:
         meta = state.get(META) if state else None
         if message_id and meta and state and state.get("message_id") == message_id:
             if source_of(state) == source.as_dict():
-                return self._publish(event, codecs.event_to_json_dict(event), REPLAYED, skey, None)
+                event_json = codecs.event_to_json_dict(event, stamps=stamps)
+                return self._publish(event, event_json, REPLAYED, skey, None)
             return Outcome(DUPLICATE, "same_as_state", event)
         if message_id and self._dedup.seen_before(message_id, now):
             return Outcome(DUPLICATE, "window", event)
 
-        event_json = codecs.event_to_json_dict(event)
+        event_json = codecs.event_to_json_dict(event, stamps=stamps)
         version = version_of(event_json)
         try:
             if state is not None:

@@ -28,7 +28,6 @@ in, so the whole protocol is unit-tested with fakes.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Hashable, Mapping, MutableMapping, Sequence
@@ -39,7 +38,7 @@ from bridge.kafka_delivery import ProduceRequest, produce_and_confirm
 from bridge.raw import documents
 from bridge.retry import Backoff
 from bridge.state import source_partition
-from streams import metrics, pipeline
+from streams import codecs, metrics, pipeline
 from streams.offsets import ACCEPT, GAP, OffsetLedger
 
 LOG = logging.getLogger(__name__)
@@ -319,7 +318,7 @@ class BatchRunner:
         if overlay:
             await self.writer.write_all(
                 [
-                    pipeline.Output(self.state_topic, key, _json_bytes(new_state), [], partition)
+                    pipeline.Output(self.state_topic, key, codecs.encode_json_dict(new_state), [], partition)
                     for key, (partition, new_state) in overlay.items()
                 ]
             )
@@ -371,7 +370,3 @@ def count(outcome: pipeline.Outcome) -> None:
         metrics.REPLAYED.inc()
     for name in outcome.matched:
         metrics.MATCHES.labels(name).inc()
-
-
-def _json_bytes(value: Mapping[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
