@@ -16,6 +16,7 @@ the backlog did not grow by more than 5% of the rate per second over the run's s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -139,6 +140,7 @@ class Pipeline:
         self.stream_port = free_port()
         self.listener: Proc | None = None
         self.listener_port = 0
+        self._raw_base = self._raw_last = 0
         self.restart_listener()
         self.stream = fleet.start(
             "e2e/stream",
@@ -156,7 +158,10 @@ class Pipeline:
     def restart_listener(self, **settings: str) -> None:
         """(Re)start the listener on the same pooled queue, with extra settings."""
         if self.listener is not None:
+            self._raw_written()
             self.fleet.stop(self.listener)
+            self._raw_base += self._raw_last
+        self._raw_last = 0
         self.listener_port = free_port()
         self.listener = self.fleet.start(
             "e2e/listener",
@@ -172,7 +177,16 @@ class Pipeline:
             raise RuntimeError(f"the listener did not declare queue {self.pool}")
 
     def counts(self) -> tuple[int, int]:
-        return self.offsets.count(self.topics["raw"]), self.offsets.count(self.topics["events"])
+        """(notifications the listeners wrote to the raw topic, events written). The raw topic
+        packs notifications, so its offsets do not count them; the listener's counter does."""
+        return self._raw_written(), self.offsets.count(self.topics["events"])
+
+    def _raw_written(self) -> int:
+        with contextlib.suppress(OSError):
+            self._raw_last = int(
+                metric_sum(scrape(self.listener_port), "eventfed_listener_records_written_total")
+            )
+        return self._raw_base + self._raw_last
 
     def run_rate(self, rate: int, seconds: float, mode: str, seed: int) -> dict[str, Any]:
         per_process = OSLO_PER_PROCESS if mode == "oslo" else WIRE_PER_PROCESS
@@ -252,6 +266,7 @@ class Pipeline:
             "drained": drained,
             "drain_seconds_after_send": drain_seconds,
             "publisher_reached_rate": achieved >= 0.95 * rate,
+            "publisher_errors": sorted({o["error"] for o in outcomes if o.get("error")}),
             "sustained": achieved >= 0.95 * rate and slope <= 0.05 * rate and drained,
             "latency": latency,
             "backlog_series": [(round(t, 2), s, r, e) for t, s, r, e in samples],

@@ -14,7 +14,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bridge.kafka_config import KeyPartitioner, producer_config
-from bridge.raw import HEADER_EVENT_TYPE, HEADER_MESSAGE_ID, HEADER_VIM_ID, RawRecord, pack
+from bridge.raw import HEADER_EVENT_TYPE, HEADER_MESSAGE_ID, HEADER_VIM_ID, RawRecord, pack, unpack
 from bridge.settings import CommonSettings
 
 
@@ -74,7 +74,8 @@ def read_ids(
     bootstrap: str, topic: str, headers: tuple[str, ...], expected: int, timeout: float
 ) -> list[tuple[str, ...]]:
     """(key, *header values) of every record of a topic, read from the beginning until `expected`
-    were read and half a second passed without more, or `timeout`."""
+    were read and half a second passed without more, or `timeout`. A raw record packing several
+    notifications gives one row per notification, as if each had its own record."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -98,8 +99,9 @@ def read_ids(
             for msg in batch:
                 if msg.error() is not None:
                     continue
-                found = {str(pair[0]): _text(pair[1]) for pair in msg.headers() or []}
-                rows.append((_text(msg.key()), *(found.get(h, "") for h in headers)))
+                for single in unpack(msg.key(), msg.value() or b"", msg.headers() or []):
+                    found = {str(pair[0]): _text(pair[1]) for pair in single.headers}
+                    rows.append((_text(single.key), *(found.get(h, "") for h in headers)))
             if len(rows) >= expected and time.monotonic() - quiet_since > 0.5:
                 break
     finally:

@@ -11,8 +11,10 @@ fixed schedule, and reports what it sent and how far behind the schedule it fell
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
+import queue
 import time
 import uuid
 from dataclasses import dataclass
@@ -90,36 +92,43 @@ def publisher_main(
     cpu_started = time.process_time()
     worst_lag = 0.0
     count = 0
+    error = ""
     try:
-        for count, item in enumerate(items, 1):
-            due = started + (count - 1) * interval
+        for number, item in enumerate(items, 1):
+            due = started + (number - 1) * interval
             now = time.monotonic()
             if due > now:
                 time.sleep(due - now)
             else:
                 worst_lag = max(worst_lag, now - due)
             send(item)
+            count = number
             if count % 50 == 0:
                 sent.value = count
             if now - started > spec.seconds * 1.5 + 5:
                 break
-    finally:
-        sent.value = count
-        elapsed = time.monotonic() - started
-        cpu = time.process_time() - cpu_started
-        done.set()
+    except Exception as exc:
+        # RabbitMQ's flow control can block a publish past its timeout: the rate was not
+        # publishable, which the step reports; what was sent before still counts.
+        error = f"{type(exc).__name__}: {exc}"[:300]
+    sent.value = count
+    elapsed = time.monotonic() - started
+    cpu = time.process_time() - cpu_started
+    results.put(
+        {
+            "seed": spec.seed,
+            "sent": count,
+            "seconds": elapsed,
+            "per_second": count / elapsed if elapsed else 0.0,
+            "worst_lag_seconds": worst_lag,
+            "cores_used": cpu / elapsed if elapsed else 0.0,
+            "fingerprints": [(n.instance_id, n.event_type) for n in notes[:count]],
+            "error": error,
+        }
+    )
+    done.set()
+    with contextlib.suppress(Exception):
         close()
-        results.put(
-            {
-                "seed": spec.seed,
-                "sent": count,
-                "seconds": elapsed,
-                "per_second": count / elapsed if elapsed else 0.0,
-                "worst_lag_seconds": worst_lag,
-                "cores_used": cpu / elapsed if elapsed else 0.0,
-                "fingerprints": [(n.instance_id, n.event_type) for n in notes[:count]],
-            }
-        )
 
 
 class Publishers:
@@ -127,6 +136,7 @@ class Publishers:
 
     def __init__(self, specs: list[PublisherSpec]) -> None:
         context = multiprocessing.get_context("spawn")
+        self._started = time.monotonic()
         self._go = context.Event()
         self._results = context.Queue()
         self._ready = [context.Event() for _ in specs]
@@ -153,6 +163,7 @@ class Publishers:
                 if not proc.is_alive() or time.monotonic() > deadline:
                     raise RuntimeError(f"publisher {proc.name} did not get ready (exit code {proc.exitcode})")
         started = time.time()
+        self._started = time.monotonic()
         self._go.set()
         return started
 
@@ -167,8 +178,22 @@ class Publishers:
     def finish(self, timeout: float) -> list[dict[str, Any]]:
         results = []
         deadline = time.monotonic() + timeout
-        for _ in self.procs:
-            results.append(self._results.get(timeout=max(1.0, deadline - time.monotonic())))
+        for proc, sent in zip(self.procs, self._sent, strict=True):
+            try:
+                results.append(self._results.get(timeout=max(1.0, deadline - time.monotonic())))
+            except queue.Empty:
+                results.append(
+                    {
+                        "seed": None,
+                        "sent": int(sent.value),
+                        "seconds": max(1e-3, time.monotonic() - self._started),
+                        "per_second": 0.0,
+                        "worst_lag_seconds": 0.0,
+                        "cores_used": 0.0,
+                        "fingerprints": [],
+                        "error": f"{proc.name} ended without a result (exit code {proc.exitcode})",
+                    }
+                )
         for proc in self.procs:
             proc.join(max(1.0, deadline - time.monotonic()))
         return results
