@@ -286,7 +286,10 @@ def _loads(value: bytes | str) -> Any:
 
 def _dumps(summary: dict[str, Any]) -> bytes:
     try:
-        return orjson.dumps(summary)
+        # A copy of exactly the encoded size: orjson's own bytes object is its output buffer cut
+        # down in place, and keeping 100,000 of them left the rest of each buffer as heap
+        # fragments that nothing reused (about 8 KB per VM, 800 MB of RSS for 100,000 VMs).
+        return bytes(memoryview(orjson.dumps(summary)))
     except orjson.JSONEncodeError:
         # A lone surrogate or an integer beyond 64 bits from the fallback parse: the json
         # module writes both as valid JSON when it escapes everything outside ASCII.
