@@ -407,7 +407,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             return lambda rng: ("POST", f"{check_path}?marker={quote(rng.choice(checked_ids))}", body)
 
         every_state = sorted({state for state, _status, _weight in STATE_MIX})
-        unpaged = f"?limit={len(checked_ids)}"
+        unpaged = f"?limit={min(len(checked_ids), args.page_limit_max or args.vms)}"
         check_load = (args.check_concurrency, args.check_requests, args.max_seconds, 2)
         unpaged_load = (args.check_concurrency, args.unpaged_requests, args.max_seconds, 2)
         results = {
