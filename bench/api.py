@@ -1,6 +1,7 @@
 """API: `bench/bench_api.py` (the colleagues' benchmark of `eventfed api`) with this run's sizes.
 
-One VIM holds every VM, so check_vim_status covers the whole state (100,000 VMs in a full run).
+One VIM holds every VM, so check_vim_status covers the whole state (100,000 VMs in a full run):
+a default page of it, every page in turn (walks) and, for comparison, all of it in one answer.
 bench_api starts and stops its own server, fills its own topic and deletes it afterwards.
 """
 
@@ -27,6 +28,9 @@ def run(ctx: Context) -> dict[str, Any]:
         get_rate=500.0,
         check_concurrency=2,
         check_requests=sizes.api_check_requests,
+        unpaged_requests=max(10, sizes.api_check_requests // 4),
+        walks=5,
+        page_limit_max=None,
         max_seconds=sizes.api_max_seconds,
         ready_timeout=300.0,
         keep_topic=False,
@@ -64,10 +68,20 @@ def run(ctx: Context) -> dict[str, Any]:
                     "p99_ms",
                     "first_byte_p99_ms",
                     "matched_vms",
+                    "total_matching_vms",
                 )
+                if k in latency[name]
             }
-            for name in ("check_vim_status_selective", "check_vim_status_whole_vim")
+            for name in (
+                "check_vim_status_selective",
+                "check_vim_status_whole_vim",
+                "check_vim_status_selective_first_page",
+                "check_vim_status_whole_vim_first_page",
+                "check_vim_status_selective_unpaged",
+                "check_vim_status_whole_vim_unpaged",
+            )
         },
+        "check_vim_status_walks": result["walks"],
         "list_vms_page_1000": {k: latency["list_vms_page_1000"][k] for k in ("p50_ms", "p99_ms")},
         "targets": result["targets"],
         "meets_targets": result["meets_targets"],

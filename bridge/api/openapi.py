@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from bridge import __version__
+from bridge.api.paging import DEFAULT_PAGE_LIMIT, MAX_FILTER_LENGTH, MAX_MARKER_LENGTH
 from bridge.api.state_table import SUMMARY_FIELDS
 from bridge.api.vim_status import MAX_REQUESTED_STATES, V0
-from bridge.api.vms import DEFAULT_PAGE_LIMIT, MAX_FILTER_LENGTH, V1
+from bridge.api.vms import V1
 from bridge.api.vocabulary import StateVocabulary
 from bridge.settings import ApiSettings
 from schemas import event_fields
@@ -66,6 +67,36 @@ _VIM_PARAMETERS = [
     _path_parameter("cloud_region_id", "ONAP cloud-region-id"),
 ]
 
+_PAGING = (
+    "VMs come in instance_id order (code point order), `limit` at a time. To get the next page, "
+    "pass the answer's `next_marker` as `marker`, or follow `links.next`; both are null on the "
+    "last page. A marker is a position in that order: it need not name a VM that still exists or "
+    "still matches, so a walk never fails because the table changed under it. A walk meets every "
+    "VM that matched throughout it exactly once."
+)
+_MARKER_DESCRIPTION = (
+    "the last instance_id of the previous page (`next_marker`); the page holds the VMs after it"
+)
+
+
+def _limit_description(settings: ApiSettings) -> str:
+    return f"page size (default {min(DEFAULT_PAGE_LIMIT, settings.api_page_limit_max)})"
+
+
+def _paging_parameters(settings: ApiSettings) -> list[dict[str, Any]]:
+    return [
+        _query_parameter(
+            "limit",
+            _limit_description(settings),
+            {"type": "integer", "minimum": 1, "maximum": settings.api_page_limit_max},
+        ),
+        _query_parameter(
+            "marker",
+            _MARKER_DESCRIPTION,
+            {"type": "string", "minLength": 1, "maxLength": MAX_MARKER_LENGTH},
+        ),
+    ]
+
 
 def _schemas(settings: ApiSettings, vocabulary: StateVocabulary) -> dict[str, Any]:
     summary_properties = {name: _NULLABLE_TEXT for name in SUMMARY_FIELDS}
@@ -75,6 +106,16 @@ def _schemas(settings: ApiSettings, vocabulary: StateVocabulary) -> dict[str, An
     # The fields of schemas/vm_status_event.avsc: the ONAP VM status spec's plus eventfed's own.
     record_properties = {name: _json_form(avro_type) for name, avro_type in event_fields()}
     counts = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
+    next_marker = {
+        **_NULLABLE_TEXT,
+        "description": "pass as `marker` to get the next page; null on the last page",
+    }
+    page_limit = {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": settings.api_page_limit_max,
+        "description": "the page size this answer used",
+    }
     return {
         "Error": {
             "type": "object",
@@ -135,16 +176,26 @@ def _schemas(settings: ApiSettings, vocabulary: StateVocabulary) -> dict[str, An
             "required": ["vims"],
             "properties": {"vims": {"type": "array", "items": _ref("Vim")}},
         },
+        "Links": {
+            "type": "object",
+            "required": ["next"],
+            "properties": {
+                "next": {
+                    **_NULLABLE_TEXT,
+                    "description": "the URL of the next page, relative to this server (the same "
+                    "path with limit, marker and the filters in the query string); null on the last page",
+                }
+            },
+        },
         "VmPage": {
             "type": "object",
-            "required": ["vim_id", "count", "next_marker", "vms"],
+            "required": ["vim_id", "count", "limit", "next_marker", "links", "vms"],
             "properties": {
                 "vim_id": {"type": "string"},
-                "count": {"type": "integer", "minimum": 0},
-                "next_marker": {
-                    **_NULLABLE_TEXT,
-                    "description": "pass as `marker` to get the next page; null on the last page",
-                },
+                "count": {"type": "integer", "minimum": 0, "description": "VMs in this page"},
+                "limit": page_limit,
+                "next_marker": next_marker,
+                "links": _ref("Links"),
                 "vms": {"type": "array", "items": _ref("VmSummary")},
             },
         },
@@ -159,16 +210,40 @@ def _schemas(settings: ApiSettings, vocabulary: StateVocabulary) -> dict[str, An
                     "description": "status kinds (last Nova action, e.g. POWER_OFF) or Nova vm_states "
                     "(e.g. stopped), case-insensitive",
                     "items": {"type": "string", "enum": vocabulary.accepted()},
-                }
+                },
+                "limit": {
+                    "type": ["integer", "null"],
+                    "minimum": 1,
+                    "maximum": settings.api_page_limit_max,
+                    "description": f"{_limit_description(settings)}; the `limit` query parameter "
+                    "wins over this",
+                },
+                "marker": {
+                    "type": ["string", "null"],
+                    "minLength": 1,
+                    "maxLength": MAX_MARKER_LENGTH,
+                    "description": f"{_MARKER_DESCRIPTION}; the `marker` query parameter wins over this",
+                },
             },
         },
         "StatusCheckResult": {
             "type": "object",
-            "required": ["vim_id", "states", "count", "vms"],
+            "required": ["vim_id", "states", "count", "total", "limit", "next_marker", "links", "vms"],
             "properties": {
                 "vim_id": {"type": "string"},
                 "states": {"type": "array", "items": {"type": "string"}},
-                "count": {"type": "integer", "minimum": 0},
+                "count": {"type": "integer", "minimum": 0, "description": "VMs in this page"},
+                "total": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "VMs that match in the whole VIM, over all pages",
+                },
+                "limit": page_limit,
+                "next_marker": next_marker,
+                "links": {
+                    **_ref("Links"),
+                    "description": "POST the same body to links.next for the next page",
+                },
                 "vms": {"type": "array", "items": _ref("VmSummary")},
             },
         },
@@ -198,19 +273,25 @@ def _schemas(settings: ApiSettings, vocabulary: StateVocabulary) -> dict[str, An
 
 
 def _status_check_operation(
-    operation_id: str, summary: str, parameters: list[dict[str, Any]]
+    settings: ApiSettings, operation_id: str, summary: str, parameters: list[dict[str, Any]]
 ) -> dict[str, Any]:
     return {
         "operationId": operation_id,
         "summary": summary,
+        "description": f"{_PAGING} `limit` and `marker` may be given in the query string or in the "
+        "body beside `states`; the query string wins where both give one, so the same body can be "
+        "POSTed to `links.next`.",
         "tags": ["vim status"],
-        "parameters": parameters,
+        "parameters": [*parameters, *_paging_parameters(settings)],
         "requestBody": {"required": True, "content": {JSON: {"schema": _ref("StatusCheckRequest")}}},
         "responses": {
             "200": _json_response(
-                "the VMs whose latest state matches, by instance_id", _ref("StatusCheckResult")
+                "one page of the VMs whose latest state matches, by instance_id", _ref("StatusCheckResult")
             ),
-            "400": _error('the body is not JSON, not {"states": [...]} or names an unknown state'),
+            "400": _error(
+                'the body is not JSON, not {"states": [...]}, names an unknown state, or a bad limit '
+                "or marker"
+            ),
             "404": _error("unknown VIM"),
             "413": _error("the body is larger than the configured limit"),
             "503": _error("the state table is still loading"),
@@ -244,16 +325,7 @@ def openapi_document(
             "only VMs on this compute host",
             {"type": "string", "minLength": 1, "maxLength": MAX_FILTER_LENGTH},
         ),
-        _query_parameter(
-            "limit",
-            f"page size (default {min(DEFAULT_PAGE_LIMIT, settings.api_page_limit_max)})",
-            {"type": "integer", "minimum": 1, "maximum": settings.api_page_limit_max},
-        ),
-        _query_parameter(
-            "marker",
-            "the last instance_id of the previous page (next_marker)",
-            {"type": "string", "minLength": 1, "maxLength": MAX_FILTER_LENGTH},
-        ),
+        *_paging_parameters(settings),
     ]
     paths: dict[str, Any] = {
         "/healthz": {
@@ -314,6 +386,7 @@ def openapi_document(
             "get": {
                 "operationId": "listVms",
                 "summary": "The VIM's VMs with their latest state, in instance_id order, a page at a time",
+                "description": _PAGING,
                 "tags": ["state"],
                 "parameters": vm_list_parameters,
                 "responses": {
@@ -339,11 +412,15 @@ def openapi_document(
         },
         V1 + "/{cloud_owner}/{cloud_region_id}/check_vim_status": {
             "post": _status_check_operation(
-                "checkVimStatus", "The VIM's VMs whose latest state is any of the given ones", _VIM_PARAMETERS
+                settings,
+                "checkVimStatus",
+                "The VIM's VMs whose latest state is any of the given ones",
+                _VIM_PARAMETERS,
             )
         },
         V0 + "/{vim_id}/check_vim_status": {
             "post": _status_check_operation(
+                settings,
                 "checkVimStatusV0",
                 "check_vim_status with the VIM named {cloud_owner}_{cloud_region_id}",
                 [_path_parameter("vim_id", "{cloud_owner}_{cloud_region_id}")],

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import orjson
 from flask import Response
 
 from bridge.api.context import api_context
 from bridge.api.errors import JSON_MIMETYPE, ApiError
 
 # Items per slice of a streamed answer: VM summaries are about 0.5 KB, so about 0.5 MB a slice.
+# An answer of at most this many (a default page) goes out in one piece with a length: cut in
+# smaller slices, such a page measured slower on waitress (p50 about 3 ms instead of 2), not
+# faster, and a page this size costs no memory worth streaming for.
 STREAM_SLICE_ITEMS = 1000
 
 
@@ -24,10 +27,8 @@ def json_with_items(head: Mapping[str, Any], items_key: str, items: Sequence[byt
     tens of MB per request, and the allocator keeps such peaks as RSS; adding up its length first
     would touch every item twice.
     """
-    encoded_head = json.dumps(dict(head), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    prefix = b"".join(
-        [encoded_head[:-1], b"," if head else b"", json.dumps(items_key).encode("utf-8"), b":["]
-    )
+    encoded_head = orjson.dumps(dict(head))
+    prefix = b"".join([encoded_head[:-1], b"," if head else b"", orjson.dumps(items_key), b":["])
     suffix = b"]}"
     if len(items) <= STREAM_SLICE_ITEMS:
         return Response(b"".join([prefix, b",".join(items), suffix]), mimetype=JSON_MIMETYPE)

@@ -2,6 +2,9 @@
 
 A state is a status kind (the last Nova action seen, e.g. POWER_OFF) or a Nova vm_state (e.g.
 stopped), case-insensitive. Answers come from the in-memory table's indexes, never from Nova.
+They come a page at a time, as GET .../vms does (see bridge.api.paging): a whole VIM in one
+answer took hundreds of milliseconds and tens of MB per request. `limit` and `marker` may be in
+the query string or in the body beside `states`; the query string wins.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from flask import Blueprint, Response, current_app, request
 
 from bridge.api.context import api_context, require_loaded
 from bridge.api.errors import ApiError, too_large_message
+from bridge.api.paging import page_fields, page_request
 from bridge.api.responses import json_with_items, known_vim
 from bridge.api.vms import V1
 from bridge.api.vocabulary import UnknownStatesError
@@ -36,7 +40,8 @@ def check_vim_status_v0(vim_id: str) -> Response:
 
 def _check(vim_id: str) -> Response:
     vim_id = known_vim(vim_id)
-    requested = _requested_states()
+    body = _request_body()
+    requested = _requested_states(body)
     vocabulary = api_context().vocabulary
     try:
         resolved = vocabulary.resolve(requested)
@@ -48,14 +53,23 @@ def _check(vim_id: str) -> Response:
             f"{', '.join(accepted)}",
             extra={"accepted": accepted},
         ) from None
-    summaries = api_context().read_model.table.matching(vim_id, resolved.vm_states, resolved.kinds)
-    if summaries is None:
+    paging = page_request(body)
+    page = api_context().read_model.table.matching_page(
+        vim_id, resolved.vm_states, resolved.kinds, paging.marker, paging.limit
+    )
+    if page is None:
         raise ApiError(404, f"unknown VIM {vim_id}")
-    states = sorted(resolved.kinds) + sorted(resolved.vm_states)
-    return json_with_items({"vim_id": vim_id, "states": states, "count": len(summaries)}, "vms", summaries)
+    head = {
+        "vim_id": vim_id,
+        "states": sorted(resolved.kinds) + sorted(resolved.vm_states),
+        "count": len(page.summaries),
+        "total": page.total,
+        **page_fields(paging, page.next_marker),
+    }
+    return json_with_items(head, "vms", page.summaries)
 
 
-def _requested_states() -> list[str]:
+def _request_body() -> dict[str, Any]:
     # get_data enforces MAX_CONTENT_LENGTH (413) before anything is parsed when the length is
     # declared; a streamed (chunked) body is silently cut at the limit instead, so one that fills
     # the limit is taken as too large rather than parsed truncated.
@@ -68,6 +82,10 @@ def _requested_states() -> list[str]:
         raise ApiError(400, 'the request body must be JSON: {"states": ["..."]}') from None
     if not isinstance(body, dict) or "states" not in body:
         raise ApiError(400, 'the request body must be an object with a "states" list')
+    return body
+
+
+def _requested_states(body: dict[str, Any]) -> list[str]:
     states = body["states"]
     if not isinstance(states, list) or not states or not all(isinstance(state, str) for state in states):
         raise ApiError(400, '"states" must be a non-empty list of strings')

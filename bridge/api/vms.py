@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import re
-
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 
 from bridge.api.context import api_context, require_loaded
 from bridge.api.errors import JSON_MIMETYPE, ApiError
+from bridge.api.paging import page_fields, page_request, single_arg
 from bridge.api.responses import json_with_items, known_vim, split_vim_id
 from bridge.api.state_table import VmFilter
 
 V1 = "/api/eventfed/v1"
-DEFAULT_PAGE_LIMIT = 100
-MAX_FILTER_LENGTH = 255
-_DIGITS = re.compile(r"[0-9]{1,9}")
+# The query parameters that filter the list; links.next carries them on to the next page.
+FILTER_ARGS = ("state", "event", "tenant_id", "host")
 
 blueprint = Blueprint("vms", __name__)
 blueprint.before_request(require_loaded)
@@ -43,20 +41,25 @@ def list_vims() -> Response:
 def list_vms(cloud_owner: str, cloud_region_id: str) -> Response:
     vim_id = known_vim(f"{cloud_owner}_{cloud_region_id}")
     vocabulary = api_context().vocabulary
-    state = _single_arg("state")
-    event = _single_arg("event")
+    state = single_arg("state")
+    event = single_arg("event")
     vm_filter = VmFilter(
         state=_checked(
             state, vocabulary.vm_state(state) if state else None, "state", sorted(vocabulary.vm_states)
         ),
         status=_checked(event, vocabulary.kind(event) if event else None, "event", sorted(vocabulary.kinds)),
-        tenant_id=_single_arg("tenant_id"),
-        host=_single_arg("host"),
+        tenant_id=single_arg("tenant_id"),
+        host=single_arg("host"),
     )
-    page = api_context().read_model.table.page(vim_id, vm_filter, _single_arg("marker"), _limit())
+    paging = page_request()
+    page = api_context().read_model.table.page(vim_id, vm_filter, paging.marker, paging.limit)
     if page is None:  # the VIM went between the two reads; no records are ever lost by that
         raise ApiError(404, f"unknown VIM {vim_id}")
-    head = {"vim_id": vim_id, "count": len(page.summaries), "next_marker": page.next_marker}
+    head = {
+        "vim_id": vim_id,
+        "count": len(page.summaries),
+        **page_fields(paging, page.next_marker, FILTER_ARGS),
+    }
     return json_with_items(head, "vms", page.summaries)
 
 
@@ -71,18 +74,6 @@ def get_vm(cloud_owner: str, cloud_region_id: str, instance_id: str) -> Response
     return Response(record, mimetype=JSON_MIMETYPE)
 
 
-def _single_arg(name: str) -> str | None:
-    values = request.args.getlist(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        raise ApiError(400, f"give {name} at most once")
-    value = values[0]
-    if not value or len(value) > MAX_FILTER_LENGTH:
-        raise ApiError(400, f"{name} must be 1 to {MAX_FILTER_LENGTH} characters long")
-    return value
-
-
 def _checked(given: str | None, normalised: str | None, name: str, accepted: list[str]) -> str | None:
     if given is not None and normalised is None:
         raise ApiError(
@@ -91,13 +82,3 @@ def _checked(given: str | None, normalised: str | None, name: str, accepted: lis
             extra={"accepted": accepted},
         )
     return normalised
-
-
-def _limit() -> int:
-    maximum = api_context().settings.api_page_limit_max
-    given = _single_arg("limit")
-    if given is None:
-        return min(DEFAULT_PAGE_LIMIT, maximum)
-    if not _DIGITS.fullmatch(given) or not 1 <= int(given) <= maximum:
-        raise ApiError(400, f"limit must be an integer from 1 to {maximum}")
-    return int(given)

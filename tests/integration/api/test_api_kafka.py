@@ -227,6 +227,15 @@ def test_serves_the_topic_follows_it_and_rebuilds_after_restart(
         "POST", f"/api/eventfed/v0/{VIM_1}/check_vim_status", {"states": ["stopped"]}
     )
     assert status == 200 and body["count"] == 1
+    # check_vim_status pages as the list does: POST the same body to each links.next.
+    walked: list[str] = []
+    url: str | None = f"/api/eventfed/v0/{VIM_1}/check_vim_status?limit=7"
+    while url is not None:
+        status, body, _ = api.request("POST", url, {"states": ["active"]})
+        assert status == 200 and body["total"] == 57 and body["count"] <= 7
+        walked += [vm["instance_id"] for vm in body["vms"]]
+        url = body["links"]["next"]
+    assert walked == [vm["instance_id"] for vm in listed if vm["state"] == "active"]
     metrics = api.get("/metrics")
     assert 'eventfed_api_state_records_total{outcome="malformed"} 2.0' in metrics
     assert f'eventfed_api_state_vms{{vim_id="{VIM_1}"}} 59.0' in metrics

@@ -75,6 +75,28 @@ def test_enumerations_follow_the_catalogue_and_settings() -> None:
     assert parameters["event"]["schema"]["enum"] == sorted(vocabulary.kinds)
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/eventfed/v1/{cloud_owner}/{cloud_region_id}/check_vim_status",
+        "/api/eventfed/v0/{vim_id}/check_vim_status",
+    ],
+)
+def test_check_vim_status_documents_its_paging(path: str) -> None:
+    document = openapi_document(ApiSettings(api_page_limit_max=77), StateVocabulary.from_catalogue(), auth=[])
+    operation = document["paths"][path]["post"]
+    parameters = {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
+    assert set(parameters) == {"limit", "marker"}
+    assert parameters["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 77}
+    assert parameters["marker"]["schema"]["minLength"] == 1
+    schemas = document["components"]["schemas"]
+    body = schemas["StatusCheckRequest"]["properties"]
+    assert body["limit"]["maximum"] == 77 and set(body) == {"states", "limit", "marker"}
+    result = schemas["StatusCheckResult"]
+    assert {"total", "limit", "next_marker", "links"} <= set(result["required"])
+    assert "query string wins" in operation["description"]
+
+
 def _validator(document: dict[str, Any], schema_name: str) -> Draft202012Validator:
     resource = Resource.from_contents(document, default_specification=DRAFT202012)
     registry: Registry[Any] = Registry().with_resource("urn:openapi", resource)
@@ -93,7 +115,26 @@ def _validator(document: dict[str, Any], schema_name: str) -> Draft202012Validat
             {"states": ["active"]},
             "StatusCheckResult",
         ),
+        (
+            "POST",
+            "/api/eventfed/v1/CloudOwner/RegionOne/check_vim_status?limit=1",
+            {"states": ["active"]},
+            "StatusCheckResult",
+        ),
+        (
+            "POST",
+            "/api/eventfed/v0/CloudOwner_RegionOne/check_vim_status",
+            {"states": ["stopped"], "limit": 1, "marker": "vm-01"},
+            "StatusCheckResult",
+        ),
         ("POST", "/api/eventfed/v1/CloudOwner/RegionOne/check_vim_status", {"states": ["?"]}, "Error"),
+        (
+            "POST",
+            "/api/eventfed/v1/CloudOwner/RegionOne/check_vim_status?limit=0",
+            {"states": ["active"]},
+            "Error",
+        ),
+        ("GET", "/api/eventfed/v1/CloudOwner/RegionOne/vms?limit=1&state=active", None, "VmPage"),
         ("GET", "/api/eventfed/v1/CloudOwner/RegionOne/vms/nope", None, "Error"),
         ("GET", "/readyz", None, "Readiness"),
         ("GET", "/healthz", None, "Health"),
@@ -106,3 +147,5 @@ def test_answers_conform_to_their_schema(
     assert document is not None
     response = client.open(path, method=method, json=body)
     _validator(document, schema_name).validate(response.json)
+    if schema_name in ("StatusCheckResult", "VmPage") and "limit=1" in path:
+        assert response.json is not None and response.json["links"]["next"] is not None
