@@ -129,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             section_started = time.monotonic()
             try:
                 results[name] = _section(name)(ctx)
+                if results[name].get("accounting_error"):
+                    lost = True
+                    failures.append(f"{name}: {results[name]['accounting_error']}")
             except AccountingError as exc:
                 lost = True
                 failures.append(f"{name}: {exc}")

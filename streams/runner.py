@@ -30,8 +30,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Hashable, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bridge.kafka_delivery import ProduceRequest, produce_and_confirm
@@ -134,6 +136,7 @@ class BatchRunner:
         current_generation: Callable[[], int | None],
         backoff: Callable[[], Backoff] = lambda: Backoff(0.5, 30.0),
         seek_retry_after: float = 2.0,
+        max_in_flight: int = 4,
     ) -> None:
         self.processor = processor
         self.writer = writer
@@ -155,6 +158,12 @@ class BatchRunner:
         # fetch them again.
         self.revoked_generation: int | None = None
         self.processed = 0
+        # Batches decided but not yet confirmed, oldest first. Their writes go one batch after
+        # the other (outputs, then state), while the next batch is already being decided.
+        self.max_in_flight = max_in_flight
+        self._in_flight: deque[asyncio.Task[None]] = deque()
+        # The latest state each VM will have once the batches in flight are written.
+        self._pending_states: dict[bytes, dict[str, Any]] = {}
 
     async def handle_batch(self, messages: Sequence[RawMessage]) -> None:
         async with self.write_lock:
@@ -175,12 +184,14 @@ class BatchRunner:
                 else:
                     metrics.REDELIVERED.inc()
             if accepted:
-                await self._write_batch(accepted)
-                self.uncommitted.update(self.ledger.commit_offsets({m.tp for m in accepted}))
+                job = self._decide(accepted)
+                job.offsets = self.ledger.commit_offsets({m.tp for m in accepted})
+                self._send(job)
             for tp, last_dropped in gaps.items():
                 # A dropped record below the expected offset came again later in this batch.
                 if last_dropped >= self.ledger.expected(tp):
                     await self._seek_back(tp, last_dropped)
+        await self._limit_in_flight()
 
     async def _know_starts(self, partitions: set[Any]) -> bool:
         """Load where newly assigned partitions start; False if a rebalance came first."""
@@ -258,9 +269,11 @@ class BatchRunner:
         is written and committed."""
         self.revoked_generation = self.current_generation()
         async with self.write_lock:
+            await self.drain()
             await self.commit_written()
             self.ledger.forget_all()
             self.uncommitted.clear()
+            self._pending_states.clear()
 
     async def commit_written(self) -> None:
         """Commit the offsets of every batch written so far. Only written batches are in
@@ -283,72 +296,141 @@ class BatchRunner:
             for tp, offset in offsets.items():
                 self.uncommitted.setdefault(tp, offset)
 
-    async def _write_batch(self, messages: Sequence[RawMessage]) -> None:
+    def _decide(self, messages: Sequence[RawMessage]) -> Job:
+        """Every outcome of a batch, deciding each notification against the state it will find
+        once the batches before it are written."""
         started = time.monotonic()
         now = time.time()
         state = self.state
-        overlay: dict[bytes, tuple[int, dict[str, Any]]] = {}
+        pending = self._pending_states
+        job = Job(started=started, records=len(messages))
 
         def current_state(key: bytes) -> Mapping[str, Any] | None:
-            if key in overlay:
-                return overlay[key][1]
+            if key in pending:
+                return pending[key]
             value: Mapping[str, Any] | None = state.get(key)
             return value
 
-        outputs: list[pipeline.Output] = []
-        outcomes: list[pipeline.Outcome] = []
+        process = self.processor.process
         for message in messages:
             value = message.value
             for index, document in enumerate(
                 documents(value, message.headers) if value is not None else [None]
             ):
                 source = pipeline.Source(message.topic, message.partition, message.offset, index)
-                outcome = self.processor.process(message.key, document, source, current_state, now)
-                outputs.extend(outcome.outputs)
+                outcome = process(message.key, document, source, current_state, now)
+                job.outputs.extend(outcome.outputs)
                 if outcome.new_state is not None and outcome.state_key is not None:
-                    overlay[outcome.state_key] = (message.partition, outcome.new_state)
-                outcomes.append(outcome)
-        decided = time.monotonic()
-        metrics.PHASE_SECONDS.labels("process").observe(decided - started)
-        await self.writer.write_all(outputs)
-        written = time.monotonic()
-        metrics.PHASE_SECONDS.labels("outputs").observe(written - decided)
-        for outcome in outcomes:
+                    pending[outcome.state_key] = outcome.new_state
+                    job.states[outcome.state_key] = (message.partition, outcome.new_state)
+                job.outcomes.append(outcome)
+        metrics.PHASE_SECONDS.labels("process").observe(time.monotonic() - started)
+        return job
+
+    def _send(self, job: Job) -> asyncio.Task[None]:
+        previous = self._in_flight[-1] if self._in_flight else None
+        task = asyncio.ensure_future(self._write(job, previous))
+        self._in_flight.append(task)
+        return task
+
+    async def _write(self, job: Job, previous: asyncio.Task[None] | None) -> None:
+        """Write a decided batch once the one before it is written: its outputs, then its states;
+        only then may its offsets be committed."""
+        if previous is not None:
+            # A batch whose predecessor failed is not written either: committing past a batch
+            # that was never written would lose it. The failure stops the worker; the next
+            # owner of these partitions replays them.
+            await previous
+        written_from = time.monotonic()
+        await self.writer.write_all(job.outputs)
+        outputs_written = time.monotonic()
+        metrics.PHASE_SECONDS.labels("outputs").observe(outputs_written - written_from)
+        for outcome in job.outcomes:
             count(outcome)
-        if overlay:
+        if job.states:
             await self.writer.write_all(
                 [
-                    pipeline.Output(self.state_topic, key, codecs.encode_json_dict(new_state), [], partition)
-                    for key, (partition, new_state) in overlay.items()
+                    pipeline.Output(
+                        self.state_topic,
+                        key,
+                        None if new_state is None else codecs.encode_json_dict(new_state),
+                        [],
+                        partition,
+                    )
+                    for key, (partition, new_state) in job.states.items()
                 ]
             )
-            for key, (_, new_state) in overlay.items():
-                state[key] = new_state
-            metrics.PHASE_SECONDS.labels("state").observe(time.monotonic() - written)
-        self.processed += len(outcomes)
-        metrics.BATCH_SIZE.observe(len(messages))
-        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+            for key, (_, new_state) in job.states.items():
+                if new_state is None:
+                    self.state.pop(key, None)
+                else:
+                    self.state[key] = new_state
+                if key in self._pending_states and self._pending_states[key] is new_state:
+                    del self._pending_states[key]
+            metrics.PHASE_SECONDS.labels("state").observe(time.monotonic() - outputs_written)
+        for tp, offset in job.offsets.items():
+            self.uncommitted[tp] = offset
+        self.processed += len(job.outcomes)
+        if job.records:
+            metrics.BATCH_SIZE.observe(job.records)
+            metrics.BATCH_SECONDS.observe(time.monotonic() - job.started)
+
+    async def _limit_in_flight(self) -> None:
+        while self._in_flight and self._in_flight[0].done():
+            self._settle_oldest()
+        while len(self._in_flight) >= self.max_in_flight:
+            await asyncio.wait([self._in_flight[0]])
+            self._settle_oldest()
+
+    async def drain(self) -> None:
+        """Returns once every batch decided so far is written."""
+        while self._in_flight:
+            await asyncio.wait([self._in_flight[0]])
+            self._settle_oldest()
+
+    def _settle_oldest(self) -> None:
+        """Drop the oldest batch, written; if its writing failed, the batches after it fail with
+        it (they wait for it) and the error is raised here, to stop the worker."""
+        task = self._in_flight.popleft()
+        if task.cancelled() or task.exception() is not None:
+            for later in self._in_flight:
+                later.cancel()
+            self._in_flight.clear()
+            self._pending_states.clear()
+        task.result()
 
     async def remove_expired_deletes(self, active_partitions: set[int], now: float, retention: float) -> int:
         """Tombstone deleted VMs whose retention passed, on the partitions this worker owns."""
-        state = self.state
-        outputs = []
-        for key, value in list(state.items()):
-            if pipeline.tombstone_due(value, now, retention):
+        async with self.write_lock:
+            if not self.accepts(self.current_generation()):
+                return 0
+            job = Job(started=time.monotonic())
+            for key, value in list(self.state.items()):
+                if key in self._pending_states or not pipeline.tombstone_due(value, now, retention):
+                    continue
                 partition = source_partition(value)
                 if partition is None or partition in active_partitions:
-                    outputs.append(pipeline.Output(self.state_topic, key, None, [], partition))
-        if outputs:
-            async with self.write_lock:
-                if not self.accepts(self.current_generation()):
-                    return 0
-                await self.writer.write_all(outputs)
-            for output in outputs:
-                if output.key is not None:
-                    state.pop(output.key, None)
-            metrics.TOMBSTONES.inc(len(outputs))
-        metrics.STATE_SIZE.set(len(state))
-        return len(outputs)
+                    job.states[key] = (partition, None)
+            task = self._send(job) if job.states else None
+        if task is not None:
+            await asyncio.wait([task])
+            task.result()
+            metrics.TOMBSTONES.inc(len(job.states))
+        metrics.STATE_SIZE.set(len(self.state))
+        return len(job.states)
+
+
+@dataclass
+class Job:
+    """One batch's decisions, on their way to Kafka."""
+
+    started: float
+    records: int = 0
+    outputs: list[pipeline.Output] = field(default_factory=list)
+    # state key -> (partition, new state, or None for a tombstone)
+    states: dict[bytes, tuple[int | None, dict[str, Any] | None]] = field(default_factory=dict)
+    outcomes: list[pipeline.Outcome] = field(default_factory=list)
+    offsets: dict[Any, int] = field(default_factory=dict)
 
 
 def count(outcome: pipeline.Outcome) -> None:

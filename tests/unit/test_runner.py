@@ -141,6 +141,7 @@ def test_a_batch_writes_outputs_then_state_then_may_commit():
 
     async def scenario():
         await runner.handle_batch(messages)
+        await runner.drain()
         assert not any(entry[0] == "commit" for entry in journal), "committed before the timer"
         await runner.commit_written()
 
@@ -159,6 +160,9 @@ def test_a_refused_write_is_retried_and_nothing_is_committed_meanwhile():
 
     async def scenario():
         await runner.handle_batch(messages)
+        await runner.commit_written()
+        assert runner.uncommitted == {} and not any(e[0] == "commit" for e in journal), "committed unwritten"
+        await runner.drain()
         await runner.commit_written()
 
     asyncio.run(scenario())
@@ -211,8 +215,10 @@ def test_a_hole_is_never_committed_past_and_is_sought_back():
 
     async def scenario():
         await runner.handle_batch(delivered)
+        await runner.drain()
         await runner.commit_written()
         await runner.handle_batch(messages[2:])  # the seek brings them, then 4 and 5 again
+        await runner.drain()
         await runner.commit_written()
 
     asyncio.run(scenario())
@@ -229,6 +235,7 @@ def test_a_malformed_record_is_dead_lettered_and_the_batch_goes_on():
 
     async def scenario():
         await runner.handle_batch(messages)
+        await runner.drain()
         await runner.commit_written()
 
     asyncio.run(scenario())
@@ -251,6 +258,7 @@ def test_deleted_vms_are_tombstoned_on_owned_partitions_after_retention(retentio
 
     async def scenario():
         await runner.handle_batch(messages)
+        await runner.drain()
         now = 4_000_000_000.0 if retention_passed else 0.0
         return await runner.remove_expired_deletes({2}, now, retention=3600)
 
@@ -283,6 +291,7 @@ def test_a_packed_record_is_processed_line_by_line_and_a_bad_line_is_dead_letter
 
     async def scenario():
         await runner.handle_batch([Message((RAW, 5), 0, packed.key, packed.value, headers=packed.headers)])
+        await runner.drain()
         await runner.commit_written()
 
     asyncio.run(scenario())
@@ -292,3 +301,65 @@ def test_a_packed_record_is_processed_line_by_line_and_a_bad_line_is_dead_letter
     assert runner.processed == 4 and offsets.committed == {(RAW, 5): 1}
     (state,) = runner.state.values()
     assert state["eventfed"]["source"] == {"topic": RAW, "partition": 5, "offset": 0, "index": 3}
+
+
+def test_the_next_batch_is_decided_while_the_previous_is_written_and_writes_stay_in_order():
+    journal = Journal()
+    runner, _producer, offsets = make_runner(journal)
+    gate = asyncio.Event()
+    original_write_all = runner.writer.write_all
+
+    async def gated_write_all(outputs):
+        await gate.wait()
+        await original_write_all(outputs)
+
+    runner.writer.write_all = gated_write_all  # type: ignore[method-assign]
+    messages = lifecycle_messages(4)
+
+    async def scenario():
+        await runner.handle_batch(messages[:2])
+        await runner.handle_batch(messages[2:])  # decided although nothing is written yet
+        assert not any(entry[0] == "write" for entry in journal)
+        assert len(runner._in_flight) == 2
+        await runner.commit_written()
+        assert offsets.committed == {}
+        gate.set()
+        await runner.drain()
+        await runner.commit_written()
+
+    asyncio.run(scenario())
+    writes = [(entry[1], entry[2]) for entry in journal if entry[0] == "write"]
+    state_writes = [i for i, (topic, _key) in enumerate(writes) if topic == STATE]
+    event_writes = [i for i, (topic, _key) in enumerate(writes) if topic == EVENTS]
+    # Batch 1's events, batch 1's state, batch 2's events, batch 2's state.
+    assert event_writes[:2] < [state_writes[0]] * 2 and state_writes[0] < event_writes[2] < state_writes[1]
+    assert offsets.committed == {(RAW, 0): 4} and runner.processed == 4
+    (state,) = runner.state.values()
+    assert state["eventfed"]["source"]["offset"] == 3 and runner._pending_states == {}
+
+
+def test_a_batch_whose_predecessor_failed_is_never_written_nor_committed():
+    journal = Journal()
+    runner, _producer, offsets = make_runner(journal)
+    calls = 0
+    original_write_all = runner.writer.write_all
+
+    async def failing_first(outputs):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("unexpected")
+        await original_write_all(outputs)
+
+    runner.writer.write_all = failing_first  # type: ignore[method-assign]
+    messages = lifecycle_messages(4)
+
+    async def scenario():
+        await runner.handle_batch(messages[:2])
+        await runner.handle_batch(messages[2:])
+        with pytest.raises(RuntimeError):
+            await runner.drain()
+        await runner.commit_written()
+
+    asyncio.run(scenario())
+    assert offsets.committed == {} and not any(entry[0] == "write" for entry in journal)
