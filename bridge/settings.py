@@ -144,7 +144,7 @@ class ListenerSettings(CommonSettings):
     batch_size: int = Field(default=500, ge=1, le=100_000)
     # A batch closes at batch_size or after batch_timeout seconds: the timeout is the latency a
     # quiet cloud's notifications pay, the size what a busy one gains.
-    batch_timeout: float = Field(default=0.05, gt=0, le=60)
+    batch_timeout: float = Field(default=0.01, gt=0, le=60)
     # Largest raw record written to Kafka; bigger ones are dead-lettered (Kafka's default
     # max.message.bytes is about 1 MiB).
     max_message_bytes: int = Field(default=1_000_000, ge=1024)
@@ -173,7 +173,7 @@ class StreamSettings(CommonSettings):
     web_port: int = Field(default=6066, ge=1, le=65535)
     schema_registry_url: str | None = None
     batch_size: int = Field(default=500, ge=1, le=100_000)
-    batch_timeout: float = Field(default=0.05, gt=0, le=60)
+    batch_timeout: float = Field(default=0.01, gt=0, le=60)
     # How long librdkafka tries to deliver one output before reporting it refused (then retried).
     delivery_timeout: float = Field(default=30.0, gt=0, le=3600)
     # How long a worker that died silently keeps its partitions before the group moves them.
