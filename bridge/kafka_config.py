@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from confluent_kafka import murmur2
+
 from bridge.settings import CommonSettings
 
 LOG = logging.getLogger(__name__)
@@ -84,25 +86,11 @@ def admin_config(settings: CommonSettings, client_suffix: str = "admin") -> dict
 
 class KeyPartitioner:
     """The partition the producers' `murmur2_random` partitioner gives a key, for records that
-    are produced to an explicit partition but must land where their key would have.
+    are produced to an explicit partition but must land where their key would have: librdkafka's
+    own murmur2 (the Java client's and aiokafka's too), through confluent-kafka."""
 
-    Kafka's murmur2 is the Java client's and aiokafka's too; aiokafka's implementation is used.
-    It is pure Python, so results are cached: a VM's uuid comes back with every event.
-    """
-
-    def __init__(self, partitions: int, cache_size: int = 200_000) -> None:
-        from aiokafka.partitioner import murmur2
-
+    def __init__(self, partitions: int) -> None:
         self.partitions = partitions
-        self._murmur2 = murmur2
-        self._cache: dict[bytes, int] = {}
-        self._cache_size = cache_size
 
     def __call__(self, key: bytes) -> int:
-        partition = self._cache.get(key)
-        if partition is None:
-            partition = (self._murmur2(key) & 0x7FFFFFFF) % self.partitions
-            if len(self._cache) >= self._cache_size:
-                self._cache.clear()
-            self._cache[key] = partition
-        return partition
+        return int(murmur2(key, self.partitions))

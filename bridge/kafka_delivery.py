@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from confluent_kafka import KafkaException
+
 from bridge.raw import Headers
 
 
@@ -64,6 +66,13 @@ def produce_and_confirm(
             except BufferError:
                 # The local queue is full: serve delivery reports to make room, then retry.
                 producer.poll(0.1)
+            except KafkaException as exc:
+                # Refused before it was queued (a partition that does not exist, a record over
+                # the client's size limit): it counts as failed, like a refused delivery.
+                reported.add(index)
+                refused.add(index)
+                errors.append(str(exc.args[0] if exc.args else exc))
+                break
     producer.flush(delivery_timeout + 5)
     # A record with no report counts as failed: a later success makes a duplicate, never a loss.
     unconfirmed = set(range(len(requests))) - reported

@@ -20,7 +20,8 @@ BATCH_SECONDS = Histogram(
 )
 PHASE_SECONDS = Histogram(
     "eventfed_stream_phase_duration_seconds",
-    "Time one batch spends deciding (process), writing its outputs and writing its state",
+    "Time one batch spends deciding its outcomes (process) and having its outputs, then its "
+    "states, confirmed by Kafka (write)",
     ["phase"],
 )
 BATCH_SIZE = Histogram(

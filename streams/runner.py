@@ -97,30 +97,44 @@ class BatchWriter:
 
     async def write_all(self, outputs: Sequence[pipeline.Output]) -> None:
         """Returns once Kafka holds every output, retrying what it refuses."""
-        pending = list(outputs)
+        await self.write_in_order([outputs])
+
+    async def write_in_order(self, groups: Sequence[Sequence[pipeline.Output]]) -> None:
+        """Writes each group only once Kafka holds every record of the groups before it; returns
+        once it holds them all, retrying what it refuses. The common case, nothing refused, is
+        one hop to the writer thread for all the groups."""
+        remaining = [list(group) for group in groups if group]
         backoff = self._backoff()
         loop = asyncio.get_running_loop()
-        while pending:
-            failed, first_error = await loop.run_in_executor(self._thread, self._produce_and_confirm, pending)
-            if not failed:
+        while remaining:
+            done, failed, first_error = await loop.run_in_executor(
+                self._thread, self._write_groups, remaining
+            )
+            if done == len(remaining):
                 return
             delay = backoff.next_delay()
             metrics.SEND_RETRIES.inc()
             LOG.warning(
                 "kafka refused %d of %d records (%s); retrying in %.1fs",
                 len(failed),
-                len(pending),
+                len(remaining[done]),
                 first_error,
                 delay,
             )
-            pending = failed
+            remaining = [failed, *remaining[done + 1 :]]
             await asyncio.sleep(delay)
 
-    def _produce_and_confirm(self, outputs: Sequence[pipeline.Output]) -> tuple[list[pipeline.Output], str]:
-        """The outputs Kafka refused or did not confirm, in their order, and the first error."""
-        requests = [ProduceRequest(o.topic, o.key, o.value, o.headers, o.partition) for o in outputs]
-        delivery = produce_and_confirm(self._producer, requests, self._delivery_timeout)
-        return [outputs[i] for i in delivery.failed], delivery.first_error
+    def _write_groups(
+        self, groups: Sequence[Sequence[pipeline.Output]]
+    ) -> tuple[int, list[pipeline.Output], str]:
+        """How many groups Kafka took whole, then the records of the next one it refused or did
+        not confirm, in their order, and the first error."""
+        for index, outputs in enumerate(groups):
+            requests = [ProduceRequest(o.topic, o.key, o.value, o.headers, o.partition) for o in outputs]
+            delivery = produce_and_confirm(self._producer, requests, self._delivery_timeout)
+            if delivery.failed:
+                return index, [outputs[i] for i in delivery.failed], delivery.first_error
+        return len(groups), [], ""
 
 
 class BatchRunner:
@@ -342,32 +356,27 @@ class BatchRunner:
             # owner of these partitions replays them.
             await previous
         written_from = time.monotonic()
-        await self.writer.write_all(job.outputs)
-        outputs_written = time.monotonic()
-        metrics.PHASE_SECONDS.labels("outputs").observe(outputs_written - written_from)
+        state_outputs = [
+            pipeline.Output(
+                self.state_topic,
+                key,
+                None if new_state is None else codecs.encode_json_dict(new_state),
+                [],
+                partition,
+            )
+            for key, (partition, new_state) in job.states.items()
+        ]
+        await self.writer.write_in_order([job.outputs, state_outputs])
+        metrics.PHASE_SECONDS.labels("write").observe(time.monotonic() - written_from)
         for outcome in job.outcomes:
             count(outcome)
-        if job.states:
-            await self.writer.write_all(
-                [
-                    pipeline.Output(
-                        self.state_topic,
-                        key,
-                        None if new_state is None else codecs.encode_json_dict(new_state),
-                        [],
-                        partition,
-                    )
-                    for key, (partition, new_state) in job.states.items()
-                ]
-            )
-            for key, (_, new_state) in job.states.items():
-                if new_state is None:
-                    self.state.pop(key, None)
-                else:
-                    self.state[key] = new_state
-                if key in self._pending_states and self._pending_states[key] is new_state:
-                    del self._pending_states[key]
-            metrics.PHASE_SECONDS.labels("state").observe(time.monotonic() - outputs_written)
+        for key, (_, new_state) in job.states.items():
+            if new_state is None:
+                self.state.pop(key, None)
+            else:
+                self.state[key] = new_state
+            if key in self._pending_states and self._pending_states[key] is new_state:
+                del self._pending_states[key]
         for tp, offset in job.offsets.items():
             self.uncommitted[tp] = offset
         self.processed += len(job.outcomes)

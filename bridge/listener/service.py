@@ -8,6 +8,7 @@ health endpoint together, and stops them in order.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import socket
@@ -61,6 +62,12 @@ class Listener:
             for h in oslo_messaging.TransportURL.parse(self._conf, url).hosts
         ]
         self.transport = oslo_messaging.get_notification_transport(self._conf, url=url)
+        # oslo's default (0) lets RabbitMQ push a whole backlog into this process while Kafka is
+        # down; two batches in hand keep the next one filling while the current one is written.
+        with contextlib.suppress(cfg.NoSuchOptError, cfg.NoSuchGroupError):
+            self._conf.set_override(
+                "rabbit_qos_prefetch_count", 2 * settings.batch_size, group="oslo_messaging_rabbit"
+            )
         targets = [
             oslo_messaging.Target(topic=topic, exchange=settings.exchange) for topic in settings.topics
         ]

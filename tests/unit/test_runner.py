@@ -178,14 +178,14 @@ def test_a_rebalance_waits_for_the_batch_in_flight_and_drops_what_was_fetched_be
     generation = [1]
     runner, _producer, offsets = make_runner(journal, generation=generation)
     release = asyncio.Event()
-    original_write_all = runner.writer.write_all
+    original_write_all = runner.writer.write_in_order
 
     async def slow_write_all(outputs):
         journal.append(("writing",))
         await release.wait()
         await original_write_all(outputs)
 
-    runner.writer.write_all = slow_write_all  # type: ignore[method-assign]
+    runner.writer.write_in_order = slow_write_all  # type: ignore[method-assign]
 
     async def scenario():
         batch = asyncio.create_task(runner.handle_batch(lifecycle_messages(2)))
@@ -307,13 +307,13 @@ def test_the_next_batch_is_decided_while_the_previous_is_written_and_writes_stay
     journal = Journal()
     runner, _producer, offsets = make_runner(journal)
     gate = asyncio.Event()
-    original_write_all = runner.writer.write_all
+    original_write_all = runner.writer.write_in_order
 
     async def gated_write_all(outputs):
         await gate.wait()
         await original_write_all(outputs)
 
-    runner.writer.write_all = gated_write_all  # type: ignore[method-assign]
+    runner.writer.write_in_order = gated_write_all  # type: ignore[method-assign]
     messages = lifecycle_messages(4)
 
     async def scenario():
@@ -342,7 +342,7 @@ def test_a_batch_whose_predecessor_failed_is_never_written_nor_committed():
     journal = Journal()
     runner, _producer, offsets = make_runner(journal)
     calls = 0
-    original_write_all = runner.writer.write_all
+    original_write_all = runner.writer.write_in_order
 
     async def failing_first(outputs):
         nonlocal calls
@@ -351,7 +351,7 @@ def test_a_batch_whose_predecessor_failed_is_never_written_nor_committed():
             raise RuntimeError("unexpected")
         await original_write_all(outputs)
 
-    runner.writer.write_all = failing_first  # type: ignore[method-assign]
+    runner.writer.write_in_order = failing_first  # type: ignore[method-assign]
     messages = lifecycle_messages(4)
 
     async def scenario():
