@@ -99,6 +99,15 @@ class KafkaBatchWriter:
         except Exception as exc:  # Kafka unreachable: keep what was known
             LOG.warning("cannot read the partitions of %s: %s", self._raw_topic, exc)
             return self._partitioner
+        if count and self._partitioner is not None and self._partitioner.partitions != count:
+            # Kafka moves most keys when partitions are added; a VM's older events may still
+            # wait on its old partition, so order across the change is not kept.
+            LOG.warning(
+                "%s went from %d to %d partitions: per-VM order across the change is not kept",
+                self._raw_topic,
+                self._partitioner.partitions,
+                count,
+            )
         if count and (self._partitioner is None or self._partitioner.partitions != count):
             LOG.info(
                 "%s has %d partitions; packing up to %d notifications a record",

@@ -116,3 +116,50 @@ def test_per_key_order_survives_packing(events, partitions, pack_max):
     for members in by_partition.values():
         assert members == sorted(members)
     assert sorted(m for ms in by_partition.values() for m in ms) == list(range(len(records)))
+
+
+class MetadataProducer:
+    """Knows the raw topic's partitions; refuses partition `refused` when asked to."""
+
+    def __init__(self, partitions: int, refused: int | None = None) -> None:
+        topic = type("Topic", (), {"partitions": dict.fromkeys(range(partitions)), "error": None})()
+        self._metadata = type("Metadata", (), {"topics": {"raw": topic}})()
+        self.refused = refused
+        self.records: list[tuple[str, int | None, bytes]] = []
+        self._pending: list = []
+
+    def list_topics(self, _topic, timeout=None):
+        return self._metadata
+
+    def produce(self, topic, key=None, value=None, headers=None, on_delivery=None, partition=None):
+        self._pending.append((topic, partition, value, on_delivery))
+
+    def poll(self, _timeout):
+        return 0
+
+    def flush(self, _timeout=None):
+        for topic, partition, value, callback in self._pending:
+            if partition is not None and partition == self.refused:
+                callback("refused", None)
+            else:
+                self.records.append((topic, partition, value))
+                callback(None, None)
+        self._pending = []
+        return 0
+
+
+def test_the_listener_writer_packs_per_partition_and_maps_a_refusal_back_to_its_notifications():
+    from bridge.listener.endpoint import KafkaBatchWriter
+
+    vms = [str(uuid.UUID(int=i)) for i in range(16)]
+    records = raw_records(vms, 3)
+    partitioner = KeyPartitioner(4)
+    refused = partitioner(records[0].key)
+    producer = MetadataProducer(4, refused=refused)
+    writer = KafkaBatchWriter(producer, "raw", "dlq", 1.0, pack_max=500, max_bytes=1_000_000)
+    result = writer.write(records)
+    assert len(producer.records) == 3  # the four partitions but the refused one, one record each
+    expected_failed = [r for r in records if partitioner(r.key) == refused]
+    assert result.failed == expected_failed and result.written == len(records) - len(expected_failed)
+    for _topic, partition, value in producer.records:
+        assert value.count(b"\n") + 1 == sum(1 for r in records if partitioner(r.key) == partition)
