@@ -29,6 +29,7 @@ from bridge.settings import CommonSettings
 LOG = logging.getLogger(__name__)
 
 TARGET_PER_SECOND = 5000.0
+TARGET_RATIO_TO_BARE_BRIDGE = 0.6
 # Where the listener's time goes (cumulative): oslo's poll and dispatch, eventfed's batch handling.
 LISTENER_PARTS = [
     "bridge/listener.py:handle",
@@ -134,6 +135,7 @@ def run(ctx: Context) -> dict[str, Any]:
     result["ratio_to_bare_consumer"] = rate / bare if bare else float("nan")
     result["ratio_to_bare_bridge"] = rate / result["bare_bridge"]["per_second"]
     result["meets_target"] = rate >= TARGET_PER_SECOND
+    result["meets_target_ratio"] = result["ratio_to_bare_bridge"] >= TARGET_RATIO_TO_BARE_BRIDGE
     return result
 
 

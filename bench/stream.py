@@ -40,7 +40,7 @@ from streams import pipeline
 from streams.subscriptions import load_subscriptions
 
 TARGET_PER_SECOND = 10_000.0
-TARGET_RATIO = 0.25
+TARGET_RATIO = 0.6
 
 Record = tuple[bytes, bytes, str, str]
 

@@ -172,7 +172,8 @@ class StreamSettings(CommonSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
     schema_registry_url: str | None = None
-    batch_size: int = Field(default=500, ge=1, le=100_000)
+    # Raw records per batch: a packed record carries up to PACK_MAX notifications.
+    batch_size: int = Field(default=100, ge=1, le=100_000)
     batch_timeout: float = Field(default=0.01, gt=0, le=60)
     # How long librdkafka tries to deliver one output before reporting it refused (then retried).
     delivery_timeout: float = Field(default=30.0, gt=0, le=3600)
