@@ -442,22 +442,34 @@ class Job:
     offsets: dict[Any, int] = field(default_factory=dict)
 
 
+_COUNTERS: dict[tuple[object, ...], Any] = {}
+
+
+def _counter(metric: Any, *labels: str) -> Any:
+    """A labelled child, looked up once: `labels()` costs more than the increment itself."""
+    key = (id(metric), *labels)
+    child = _COUNTERS.get(key)
+    if child is None:
+        child = _COUNTERS[key] = metric.labels(*labels)
+    return child
+
+
 def count(outcome: pipeline.Outcome) -> None:
     """One outcome in the metrics, once its writes are confirmed."""
     event = outcome.event
     if outcome.kind == pipeline.DEAD:
-        metrics.DEAD_LETTERED.labels(outcome.reason).inc()
+        _counter(metrics.DEAD_LETTERED, outcome.reason).inc()
         return
     if outcome.kind == pipeline.IGNORED:
         metrics.IGNORED.inc()
         return
     assert event is not None
-    metrics.EVENTS.labels(outcome.kind, event["status"], event["phase"]).inc()
+    _counter(metrics.EVENTS, outcome.kind, event["status"], event["phase"]).inc()
     if outcome.kind == pipeline.DUPLICATE:
-        metrics.DUPLICATES.labels(outcome.reason).inc()
+        _counter(metrics.DUPLICATES, outcome.reason).inc()
     elif outcome.kind == pipeline.STALE:
-        metrics.STALE.labels(outcome.reason).inc()
+        _counter(metrics.STALE, outcome.reason).inc()
     elif outcome.kind == pipeline.REPLAYED:
         metrics.REPLAYED.inc()
     for name in outcome.matched:
-        metrics.MATCHES.labels(name).inc()
+        _counter(metrics.MATCHES, name).inc()
