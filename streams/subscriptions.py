@@ -61,7 +61,7 @@ class Patterns:
 class Sink:
     type: Literal["kafka"]
     topic: str
-    format: Literal["json", "avro"] = "json"
+    format: Literal["json", "avro", "ves"] = "json"
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,14 @@ class Subscription:
         return (
             (event.get("phase") or "none") in self.phases
             and self.events.matches(event.get("status"))
-            and self.vims.matches(event.get("vim_id"))
             and self.states.matches(event.get("state"))
+            and self.watches(event)
+        )
+
+    def watches(self, event: Mapping[str, Any]) -> bool:
+        """Whether the event's VM is in this subscription's scope: its VIM, tenant and host."""
+        return (
+            self.vims.matches(event.get("vim_id"))
             and self.tenants.matches(event.get("tenant_id"))
             and self.hosts.matches(event.get("host"))
         )
