@@ -33,7 +33,7 @@ from bridge.raw import (
 from bridge.state import DELETED_STATE, META, source_of, state_key
 from streams import codecs, ves
 from streams.normalise import MalformedNotification, load_record, normalise
-from streams.subscriptions import Subscription
+from streams.subscriptions import Sink, Subscription
 
 APPLIED = "applied"
 REPLAYED = "replayed"
@@ -219,18 +219,20 @@ class Processor:
         ]
         encoded: dict[str, bytes] = {}
 
-        def encoded_as(fmt: str) -> bytes:
-            if fmt not in encoded:
+        def encoded_as(sink: Sink | None) -> bytes:
+            key = sink.encoding if sink is not None else "avro"
+            if key not in encoded:
+                fmt = sink.format if sink is not None else "avro"
                 if fmt == "json":
-                    encoded[fmt] = codecs.encode_json_dict(event_json)
+                    encoded[key] = codecs.encode_json_dict(event_json)
                 elif fmt == "ves":
-                    assert step is not None, "stale events reach no subscription"
-                    encoded[fmt] = ves.encode(event_json, step)
+                    assert step is not None and sink is not None, "stale events reach no subscription"
+                    encoded[key] = ves.encode(event_json, step, sink.ves_reporting_entity)
                 elif self._confluent is not None:
-                    encoded[fmt] = self._confluent.encode(event)
+                    encoded[key] = self._confluent.encode(event)
                 else:
-                    encoded[fmt] = codecs.encode_avro(event)
-            return encoded[fmt]
+                    encoded[key] = codecs.encode_avro(event)
+            return encoded[key]
 
         outcome = Outcome(kind, reason, event, state_key=skey, new_state=new_state)
         stale_header: Headers = [("eventfed.stale", reason.encode())] if kind == STALE else []
@@ -238,7 +240,7 @@ class Processor:
             Output(
                 self._topics.events,
                 instance_key,
-                encoded_as("avro"),
+                encoded_as(None),
                 [*headers, ("content-type", CONTENT_TYPES["avro"]), *stale_header],
             )
         )
@@ -257,7 +259,7 @@ class Processor:
                     Output(
                         subscription.sink.topic,
                         instance_key,
-                        encoded_as(fmt),
+                        encoded_as(subscription.sink),
                         [
                             *headers,
                             ("subscription", subscription.name.encode()),

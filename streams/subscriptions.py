@@ -62,6 +62,15 @@ class Sink:
     type: Literal["kafka"]
     topic: str
     format: Literal["json", "avro", "ves"] = "json"
+    # ves format: commonEventHeader.reportingEntityName; None means the event's VIM id.
+    ves_reporting_entity: str | None = None
+
+    @property
+    def encoding(self) -> str:
+        """What the sink's records are encoded as: its format, and the options that change it."""
+        if self.format == "ves" and self.ves_reporting_entity is not None:
+            return f"ves:{self.ves_reporting_entity}"
+        return self.format
 
 
 @dataclass(frozen=True)
@@ -154,7 +163,12 @@ def _build(item: Mapping[str, Any]) -> Subscription:
     sink = item["sink"]
     return Subscription(
         name=item["name"],
-        sink=Sink(type=sink["type"], topic=sink["topic"], format=sink.get("format", "json")),
+        sink=Sink(
+            type=sink["type"],
+            topic=sink["topic"],
+            format=sink.get("format", "json"),
+            ves_reporting_entity=(sink.get("ves") or {}).get("reporting_entity_name"),
+        ),
         vims=Patterns.compile(match.get("vims")),
         events=Patterns.compile(match.get("events"), case_insensitive=True),
         phases=frozenset(match["phases"]) if match.get("phases") else DEFAULT_PHASES,

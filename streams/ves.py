@@ -253,8 +253,12 @@ def _text_map(values: Mapping[str, Any]) -> dict[str, str]:
     return {k: v if isinstance(v, str) else str(v) for k, v in values.items() if v not in (None, "")}
 
 
-def ves_event(event: Mapping[str, Any], step: Step) -> dict[str, Any]:
-    """The VES event for a VM status event (its JSON form) and the alarm step it made."""
+def ves_event(event: Mapping[str, Any], step: Step, reporting_entity: str | None = None) -> dict[str, Any]:
+    """The VES event for a VM status event (its JSON form) and the alarm step it made.
+
+    reporting_entity names the reporter in the header; by default the event's VIM: Policy and
+    Holmes find the vserver in A&AI by its cloud region.
+    """
     status = api_status(event.get("state"), event.get("task_state"))
     if status is None:
         raise VesMappingError(
@@ -284,8 +288,7 @@ def ves_event(event: Mapping[str, Any], step: Step) -> dict[str, Any]:
     header: dict[str, Any] = {
         "sourceId": instance_id,
         "sourceName": event.get("display_name") or instance_id,
-        # The VIM is what reports: Policy and Holmes find the vserver in A&AI by cloud region.
-        "reportingEntityName": vim_id,
+        "reportingEntityName": reporting_entity or vim_id,
         "sequence": step.sequence,
         "version": HEADER_VERSION,
         "vesEventListenerVersion": LISTENER_VERSION,
@@ -330,5 +333,5 @@ def ves_event(event: Mapping[str, Any], step: Step) -> dict[str, Any]:
     return {"event": {"commonEventHeader": header, "stateChangeFields": state_fields}}
 
 
-def encode(event: Mapping[str, Any], step: Step) -> bytes:
-    return orjson.dumps(ves_event(event, step))
+def encode(event: Mapping[str, Any], step: Step, reporting_entity: str | None = None) -> bytes:
+    return orjson.dumps(ves_event(event, step, reporting_entity))
