@@ -200,7 +200,7 @@ def step_to_meta(step: Step) -> dict[str, Any]:
         }
     }
     if step.standing_alarm is not None:
-        meta["alarm"] = {"event_id": step.standing_alarm.event_id, "raised_at": step.standing_alarm.raised_at}
+        meta["alarm"] = step.standing_alarm.as_dict()
     return meta
 
 

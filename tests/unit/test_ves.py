@@ -183,7 +183,11 @@ def test_power_off_raises_and_power_on_clears_with_the_same_event_id():
     assert fields["alarmAdditionalInformation"]["oldApiStatus"] == "ACTIVE"
 
     state = h.state[f"{VIM}/{vm.vm.uuid}".encode()]
-    assert state[META]["alarm"] == {"event_id": header["eventId"], "raised_at": header["startEpochMicrosec"]}
+    assert state[META]["alarm"] == {
+        "event_id": header["eventId"],
+        "raised_at": header["startEpochMicrosec"],
+        "severity": "CRITICAL",
+    }
 
     starting = only_ves(h.feed(vm.record("power_on", "start")))
     assert starting["event"]["commonEventHeader"]["domain"] == "stateChange"
