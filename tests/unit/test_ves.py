@@ -452,3 +452,16 @@ def test_decode_shows_a_ves_record_by_detection_and_by_format(tmp_path, capsys):
     assert "not a VES event" in capsys.readouterr().err
     assert main(["decode", str(event_path)]) == 0
     assert json.loads(capsys.readouterr().out)["instance_id"] == vm.vm.uuid
+
+
+def test_a_state_written_before_ves_bookkeeping_starts_without_an_alarm():
+    h, vm = Harness(), Vm()
+    h.feed(vm.record("create", "end"))
+    key = f"{VIM}/{vm.vm.uuid}".encode()
+    h.state[key][META] = {k: v for k, v in h.state[key][META].items() if k in ("version", "source")}
+    raised = only_ves(h.feed(vm.record("power_off", "end")))
+    assert fault_of(raised)[2] == "AlarmOn"
+    assert raised["event"]["commonEventHeader"]["sequence"] == 0
+    assert ves.next_step({"state": "active", "phase": "end"}, {"state": "stopped", META: "junk"}, META) == (
+        ves.Step(ves.NONE, None, "SHUTOFF", 0)
+    )
