@@ -46,10 +46,11 @@ def _decode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", default="-", help="message file ('-' = stdin)")
     parser.add_argument(
         "--format",
-        choices=["auto", "avro", "confluent", "json", "raw"],
+        choices=["auto", "avro", "confluent", "json", "ves", "raw"],
         default="auto",
-        help="wire format of the message (auto detects an event's from the first bytes); raw: a "
-        "record of the raw topic, one notification or several as JSON Lines",
+        help="wire format of the message (auto detects an event's from the first bytes, and a VES "
+        "event by its commonEventHeader); ves: a ves sink's record; raw: a record of the raw topic, "
+        "one notification or several as JSON Lines",
     )
     parser.add_argument("--schema-registry-url", default=None, help="needed for --format confluent")
 

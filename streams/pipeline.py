@@ -31,9 +31,9 @@ from bridge.raw import (
     Headers,
 )
 from bridge.state import DELETED_STATE, META, source_of, state_key
-from streams import codecs
+from streams import codecs, ves
 from streams.normalise import MalformedNotification, load_record, normalise
-from streams.subscriptions import Subscription
+from streams.subscriptions import Sink, Subscription
 
 APPLIED = "applied"
 REPLAYED = "replayed"
@@ -45,6 +45,7 @@ DEAD = "dead"
 CONTENT_TYPES = {
     "json": b"application/json",
     "avro": b"application/vnd.apache.avro+binary; encoding=single-object",
+    "ves": b"application/json; profile=ves-7.2.1",
 }
 
 
@@ -164,7 +165,14 @@ class Processor:
         if message_id and meta and state and state.get("message_id") == message_id:
             if source_of(state) == source.as_dict():
                 event_json = codecs.event_to_json_dict(event, stamps=stamps)
-                return self._publish(event, event_json, REPLAYED, skey, None)
+                # Encoded as first written: the alarm step this record made is in its state.
+                step = ves.step_from_meta(meta) or ves.next_step(event_json, None, META)
+                try:
+                    return self._publish(event, event_json, REPLAYED, skey, None, step)
+                except codecs.CodecError as exc:
+                    return self._dead(key, value, source, "encode_failed", str(exc))
+                except ves.VesMappingError as exc:
+                    return self._dead(key, value, source, exc.reason, str(exc))
             return Outcome(DUPLICATE, "same_as_state", event)
         if message_id and self._dedup.seen_before(message_id, now):
             return Outcome(DUPLICATE, "window", event)
@@ -174,15 +182,23 @@ class Processor:
         try:
             if state is not None:
                 if state.get("state") == DELETED_STATE and event_json.get("state") != DELETED_STATE:
-                    return self._publish(event, event_json, STALE, skey, None, reason="after_delete")
+                    return self._publish(event, event_json, STALE, skey, None, None, reason="after_delete")
                 if meta and version < list(meta.get("version") or []):
-                    return self._publish(event, event_json, STALE, skey, None, reason="older")
-            new_state = {**event_json, META: {"version": version, "source": source.as_dict()}}
-            return self._publish(event, event_json, APPLIED, skey, new_state)
+                    return self._publish(event, event_json, STALE, skey, None, None, reason="older")
+            # The VM's alarm lives in its state record, so it is decided here from the state
+            # given, whichever worker holds the partition now.
+            step = ves.next_step(event_json, state, META)
+            new_state = {
+                **event_json,
+                META: {"version": version, "source": source.as_dict(), **ves.step_to_meta(step)},
+            }
+            return self._publish(event, event_json, APPLIED, skey, new_state, step)
         except codecs.CodecError as exc:
             # An event normalise accepted but a sink cannot carry (or a schema registry refusing
             # it): kept, with its reason, rather than crashing the worker.
             return self._dead(key, value, source, "encode_failed", str(exc))
+        except ves.VesMappingError as exc:
+            return self._dead(key, value, source, exc.reason, str(exc))
 
     def _publish(
         self,
@@ -191,6 +207,7 @@ class Processor:
         kind: str,
         skey: bytes,
         new_state: dict[str, Any] | None,
+        step: ves.Step | None,
         reason: str = "",
     ) -> Outcome:
         instance_key = str(event["instance_id"]).encode()
@@ -202,15 +219,20 @@ class Processor:
         ]
         encoded: dict[str, bytes] = {}
 
-        def encoded_as(fmt: str) -> bytes:
-            if fmt not in encoded:
+        def encoded_as(sink: Sink | None) -> bytes:
+            key = sink.encoding if sink is not None else "avro"
+            if key not in encoded:
+                fmt = sink.format if sink is not None else "avro"
                 if fmt == "json":
-                    encoded[fmt] = codecs.encode_json_dict(event_json)
+                    encoded[key] = codecs.encode_json_dict(event_json)
+                elif fmt == "ves":
+                    assert step is not None and sink is not None, "stale events reach no subscription"
+                    encoded[key] = ves.encode(event_json, step, sink.ves_reporting_entity)
                 elif self._confluent is not None:
-                    encoded[fmt] = self._confluent.encode(event)
+                    encoded[key] = self._confluent.encode(event)
                 else:
-                    encoded[fmt] = codecs.encode_avro(event)
-            return encoded[fmt]
+                    encoded[key] = codecs.encode_avro(event)
+            return encoded[key]
 
         outcome = Outcome(kind, reason, event, state_key=skey, new_state=new_state)
         stale_header: Headers = [("eventfed.stale", reason.encode())] if kind == STALE else []
@@ -218,21 +240,26 @@ class Processor:
             Output(
                 self._topics.events,
                 instance_key,
-                encoded_as("avro"),
+                encoded_as(None),
                 [*headers, ("content-type", CONTENT_TYPES["avro"]), *stale_header],
             )
         )
         if kind == STALE:
             return outcome
+        alarm_moved = step is not None and step.transition != ves.NONE
         for subscription in self._subscriptions():
-            if subscription.matches(event):
+            # A raise or clear reaches every `ves` feed watching the VM, whatever its event and
+            # phase filters: a clear filtered out would leave the alarm standing in ONAP forever.
+            if subscription.matches(event) or (
+                alarm_moved and subscription.sink.format == "ves" and subscription.watches(event)
+            ):
                 fmt = subscription.sink.format
                 outcome.matched.append(subscription.name)
                 outcome.outputs.append(
                     Output(
                         subscription.sink.topic,
                         instance_key,
-                        encoded_as(fmt),
+                        encoded_as(subscription.sink),
                         [
                             *headers,
                             ("subscription", subscription.name.encode()),

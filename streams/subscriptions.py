@@ -61,7 +61,16 @@ class Patterns:
 class Sink:
     type: Literal["kafka"]
     topic: str
-    format: Literal["json", "avro"] = "json"
+    format: Literal["json", "avro", "ves"] = "json"
+    # ves format: commonEventHeader.reportingEntityName; None means the event's VIM id.
+    ves_reporting_entity: str | None = None
+
+    @property
+    def encoding(self) -> str:
+        """What the sink's records are encoded as: its format, and the options that change it."""
+        if self.format == "ves" and self.ves_reporting_entity is not None:
+            return f"ves:{self.ves_reporting_entity}"
+        return self.format
 
 
 @dataclass(frozen=True)
@@ -79,8 +88,14 @@ class Subscription:
         return (
             (event.get("phase") or "none") in self.phases
             and self.events.matches(event.get("status"))
-            and self.vims.matches(event.get("vim_id"))
             and self.states.matches(event.get("state"))
+            and self.watches(event)
+        )
+
+    def watches(self, event: Mapping[str, Any]) -> bool:
+        """Whether the event's VM is in this subscription's scope: its VIM, tenant and host."""
+        return (
+            self.vims.matches(event.get("vim_id"))
             and self.tenants.matches(event.get("tenant_id"))
             and self.hosts.matches(event.get("host"))
         )
@@ -148,7 +163,12 @@ def _build(item: Mapping[str, Any]) -> Subscription:
     sink = item["sink"]
     return Subscription(
         name=item["name"],
-        sink=Sink(type=sink["type"], topic=sink["topic"], format=sink.get("format", "json")),
+        sink=Sink(
+            type=sink["type"],
+            topic=sink["topic"],
+            format=sink.get("format", "json"),
+            ves_reporting_entity=(sink.get("ves") or {}).get("reporting_entity_name"),
+        ),
         vims=Patterns.compile(match.get("vims")),
         events=Patterns.compile(match.get("events"), case_insensitive=True),
         phases=frozenset(match["phases"]) if match.get("phases") else DEFAULT_PHASES,

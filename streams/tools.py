@@ -4,7 +4,9 @@
 its fingerprint on stderr. ``decode`` reads one encoded event from a file or stdin and prints it as
 the JSON the DMaaP and JSON sinks carry; with ``--format raw`` it reads a raw-topic record (one
 notification, or several packed as JSON Lines) and prints, per notification, the document and the
-event eventfed makes of it. A message that does not decode is one line on stderr and exit status 1.
+event eventfed makes of it. A `ves` sink's record (a VES event) is recognised by its top-level
+`event.commonEventHeader` and printed as it is; ``--format ves`` insists on one. A message that does
+not decode is one line on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -47,6 +49,13 @@ def _decode(args: argparse.Namespace) -> int:
         return 1
     if fmt == "raw":
         return _decode_raw(data)
+    ves_event = _as_ves(data) if fmt in ("ves", codecs.AUTO) else None
+    if ves_event is not None:
+        print(json.dumps(ves_event, indent=2, ensure_ascii=False))
+        return 0
+    if fmt == "ves":
+        print("eventfed decode: not a VES event: no event.commonEventHeader", file=sys.stderr)
+        return 1
     try:
         confluent = codecs.ConfluentCodec(registry_url) if registry_url else None
         event = codecs.decode(data, fmt, confluent=confluent)
@@ -63,6 +72,20 @@ def _decode(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(codecs.event_to_json_dict(event), indent=2, ensure_ascii=False))
     return 0
+
+
+def _as_ves(data: bytes) -> dict[str, Any] | None:
+    """The VES event in a message, or None when the message is not one."""
+    try:
+        if codecs.detect(data) != codecs.JSON:
+            return None
+        document = json.loads(data)
+    except (codecs.CodecError, ValueError, RecursionError):
+        return None
+    event = document.get("event") if isinstance(document, dict) else None
+    if isinstance(event, dict) and isinstance(event.get("commonEventHeader"), dict):
+        return document
+    return None
 
 
 def _decode_raw(data: bytes) -> int:

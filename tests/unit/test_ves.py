@@ -1,0 +1,467 @@
+"""VES sink: the mapping to VES 7.x, the alarm lifecycle, and validity against ONAP's schema."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from bridge.cli import main
+from bridge.simulator.novasim import SimulatedCloud, raw_record
+from bridge.state import META
+from streams import codecs, pipeline, ves
+from streams.normalise import normalise
+from streams.subscriptions import SubscriptionError, load_subscriptions
+from tests.unit import nova_samples
+from tests.unit.nova_samples import RECEIVED_AT, VIM_ID
+
+SCHEMA_FILE = Path(__file__).resolve().parents[1] / "fixtures" / "ves" / "CommonEventFormat_30.2.1_ONAP.json"
+VIM = "owner_region-ves"
+ALL_PHASES = "[start, end, error, none]"
+
+SUBS = load_subscriptions(
+    f"""
+subscriptions:
+  - name: ves-all
+    match: {{phases: {ALL_PHASES}}}
+    sink: {{type: kafka, topic: ves.all, format: ves}}
+  - name: ves-deletes-only
+    match: {{events: [DELETE]}}
+    sink: {{type: kafka, topic: ves.deletes, format: ves}}
+  - name: ves-other-vim
+    match: {{vims: [somewhere_else], phases: {ALL_PHASES}}}
+    sink: {{type: kafka, topic: ves.other, format: ves}}
+  - name: json-power
+    match: {{events: [POWER_OFF]}}
+    sink: {{type: kafka, topic: power.json}}
+"""
+)
+
+
+@cache
+def validator() -> jsonschema.protocols.Validator:
+    schema = json.loads(SCHEMA_FILE.read_text())
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator_cls.check_schema(schema)
+    return validator_cls(schema)
+
+
+def assert_valid_ves(document: dict[str, Any]) -> None:
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator().iter_errors(document)]
+    assert not errors, errors
+    # The schema requires no top-level key nor a domain block: eventfed always sends both.
+    event = document["event"]
+    domain = event["commonEventHeader"]["domain"]
+    assert set(event) == {"commonEventHeader", f"{domain}Fields"}
+
+
+class Harness:
+    def __init__(self, subscriptions=SUBS) -> None:
+        self.processor = pipeline.Processor(pipeline.Topics("events", "dlq"), lambda: subscriptions, 600)
+        self.state: dict[bytes, dict] = {}
+        self.offset = 0
+
+    def restart(self) -> None:
+        """A new worker (after a restart or a rebalance) with the same state store."""
+        self.processor = pipeline.Processor(pipeline.Topics("events", "dlq"), lambda: SUBS, 600)
+
+    def feed(self, record: dict | bytes, offset: int | None = None) -> pipeline.Outcome:
+        if offset is None:
+            self.offset += 1
+            offset = self.offset
+        body = record if isinstance(record, bytes) else json.dumps(record).encode()
+        outcome = self.processor.process(
+            b"k", body, pipeline.Source("raw", 0, offset), self.state.get, 1000.0
+        )
+        if outcome.new_state is not None:
+            self.state[outcome.state_key] = outcome.new_state
+        return outcome
+
+
+def ves_outputs(outcome: pipeline.Outcome, topic: str = "ves.all") -> list[dict[str, Any]]:
+    found = []
+    for output in outcome.outputs:
+        if output.topic == topic:
+            assert dict(output.headers)["content-type"] == pipeline.CONTENT_TYPES["ves"]
+            document = json.loads(output.value)
+            assert_valid_ves(document)
+            found.append(document)
+    return found
+
+
+def only_ves(outcome: pipeline.Outcome, topic: str = "ves.all") -> dict[str, Any]:
+    found = ves_outputs(outcome, topic)
+    assert len(found) == 1, outcome
+    return found[0]
+
+
+def fault_of(document: dict[str, Any]) -> tuple[str, str, str, str]:
+    header = document["event"]["commonEventHeader"]
+    fields = document["event"]["faultFields"]
+    return header["eventName"], fields["eventSeverity"], fields["specificProblem"], header["eventId"]
+
+
+class Vm:
+    """One simulated VM whose notifications are raw records for the harness."""
+
+    def __init__(self, seed: int = 3, index: int = 0, fmt: str = "versioned") -> None:
+        self.cloud = SimulatedCloud(seed=seed)
+        self.vm = self.cloud.new_vm(index)
+        self.fmt = fmt
+
+    def record(self, action: str, phase: str, vm_state: str | None = None) -> dict[str, Any]:
+        if vm_state is not None:
+            self.vm.vm_state = vm_state
+        note = self.cloud.action(self.vm, action, phase, self.fmt)
+        return raw_record(note, VIM, self.cloud.tick())
+
+
+# --- the API status -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("vm_state", "task_state", "status"),
+    [
+        ("active", None, "ACTIVE"),
+        ("active", "rebooting", "REBOOT"),
+        ("active", "reboot_started_hard", "HARD_REBOOT"),
+        ("active", "migrating", "MIGRATING"),
+        ("active", "updating_password", "PASSWORD"),
+        ("active", "rebuild_spawning", "REBUILD"),
+        ("active", "resize_migrating", "RESIZE"),
+        ("active", "powering-off", "ACTIVE"),
+        ("building", "spawning", "BUILD"),
+        ("stopped", None, "SHUTOFF"),
+        ("stopped", "powering-on", "SHUTOFF"),
+        ("stopped", "resize_prep", "RESIZE"),
+        ("resized", None, "VERIFY_RESIZE"),
+        ("resized", "resize_reverting", "REVERT_RESIZE"),
+        ("paused", None, "PAUSED"),
+        ("suspended", None, "SUSPENDED"),
+        ("rescued", None, "RESCUE"),
+        ("error", None, "ERROR"),
+        ("error", "rebooting_hard", "ERROR"),
+        ("error", "rebuilding", "REBUILD"),
+        ("deleted", None, "DELETED"),
+        ("soft-delete", None, "SOFT_DELETED"),
+        ("shelved", None, "SHELVED"),
+        ("shelved_offloaded", None, "SHELVED_OFFLOADED"),
+        ("exploded", None, None),
+        (None, None, None),
+    ],
+)
+def test_api_status_of_nova_states(vm_state, task_state, status):
+    assert ves.api_status(vm_state, task_state) == status
+
+
+# --- the alarm through the processor ------------------------------------------------------------
+
+
+def test_power_off_raises_and_power_on_clears_with_the_same_event_id():
+    h, vm = Harness(), Vm()
+    created = only_ves(h.feed(vm.record("create", "end")))
+    assert created["event"]["commonEventHeader"]["domain"] == "stateChange"
+    assert created["event"]["stateChangeFields"]["newState"] == "inService"
+
+    raised = only_ves(h.feed(vm.record("power_off", "end")))
+    header = raised["event"]["commonEventHeader"]
+    fields = raised["event"]["faultFields"]
+    assert fault_of(raised)[:3] == ("Fault_MultiCloud_VMFailure", "CRITICAL", "AlarmOn")
+    assert header["domain"] == "fault" and header["priority"] == "High"
+    assert header["sourceId"] == vm.vm.uuid and header["sourceName"] == vm.vm.display_name
+    assert header["reportingEntityName"] == VIM
+    assert header["version"] == "4.1" and header["vesEventListenerVersion"] == "7.2.1"
+    assert fields["alarmCondition"] == "Guest_Os_Failure"
+    assert fields["eventSourceType"] == "virtualMachine" and fields["vfStatus"] == "Active"
+    assert fields["alarmAdditionalInformation"]["apiStatus"] == "SHUTOFF"
+    assert fields["alarmAdditionalInformation"]["oldApiStatus"] == "ACTIVE"
+
+    state = h.state[f"{VIM}/{vm.vm.uuid}".encode()]
+    assert state[META]["alarm"] == {
+        "event_id": header["eventId"],
+        "raised_at": header["startEpochMicrosec"],
+        "severity": "CRITICAL",
+    }
+
+    starting = only_ves(h.feed(vm.record("power_on", "start")))
+    assert starting["event"]["commonEventHeader"]["domain"] == "stateChange"
+
+    cleared = only_ves(h.feed(vm.record("power_on", "end")))
+    clear_header = cleared["event"]["commonEventHeader"]
+    assert fault_of(cleared) == ("Fault_MultiCloud_VMFailureCleared", "NORMAL", "AlarmOff", header["eventId"])
+    assert cleared["event"]["faultFields"]["alarmCondition"] == "Vm_Restart"
+    assert clear_header["priority"] == "Normal"
+    assert clear_header["startEpochMicrosec"] == header["startEpochMicrosec"]
+    assert clear_header["lastEpochMicrosec"] > header["lastEpochMicrosec"]
+    assert "alarm" not in h.state[f"{VIM}/{vm.vm.uuid}".encode()][META]
+
+
+def test_a_failure_raises_once_per_episode_and_a_new_episode_has_a_new_event_id():
+    h, vm = Harness(), Vm()
+    h.feed(vm.record("create", "end"))
+    first = fault_of(only_ves(h.feed(vm.record("pause", "end"))))
+    still_down = only_ves(h.feed(vm.record("power_off", "end")))
+    assert still_down["event"]["commonEventHeader"]["domain"] == "stateChange"
+    assert still_down["event"]["stateChangeFields"]["oldState"] == "outOfService"
+    assert fault_of(only_ves(h.feed(vm.record("power_on", "end"))))[3] == first[3]
+    second = fault_of(only_ves(h.feed(vm.record("suspend", "end"))))
+    assert second[2] == "AlarmOn" and second[3] != first[3]
+
+
+def test_a_failed_action_on_a_healthy_vm_raises_major_and_escalates_under_the_same_id():
+    h, vm = Harness(), Vm()
+    h.feed(vm.record("create", "end"))
+    h.feed(vm.record("reboot", "start"))
+    major = only_ves(h.feed(vm.record("reboot", "error")))
+    assert fault_of(major)[1:3] == ("MAJOR", "AlarmOn")
+    assert major["event"]["commonEventHeader"]["priority"] == "Medium"
+    critical = only_ves(h.feed(vm.record("reboot", "error", vm_state="error")))
+    assert fault_of(critical)[1:] == ("CRITICAL", "AlarmOn", fault_of(major)[3])
+    assert critical["event"]["faultFields"]["alarmAdditionalInformation"]["apiStatus"] == "ERROR"
+    # Still raised: nothing more until the VM is back.
+    assert only_ves(h.feed(vm.record("reboot", "error")))["event"]["commonEventHeader"]["domain"] == (
+        "stateChange"
+    )
+    cleared = only_ves(h.feed(vm.record("reboot", "end", vm_state="active")))
+    assert fault_of(cleared)[2:] == ("AlarmOff", fault_of(major)[3])
+
+
+def test_create_error_raises_for_a_new_vm():
+    h, vm = Harness(), Vm()
+    raised = only_ves(h.feed(vm.record("create", "error", vm_state="error")))
+    assert fault_of(raised)[:3] == ("Fault_MultiCloud_VMFailure", "CRITICAL", "AlarmOn")
+    assert raised["event"]["commonEventHeader"]["sequence"] == 0
+
+
+def test_the_alarm_survives_a_restart_and_a_replay_is_encoded_as_first_written():
+    h, vm = Harness(), Vm()
+    h.feed(vm.record("create", "end"))
+    off = vm.record("power_off", "end")
+    first = h.feed(off)
+    raised = only_ves(first)
+    h.restart()
+    replayed = h.feed(off, offset=h.offset)
+    assert replayed.kind == pipeline.REPLAYED
+    assert [o.value for o in replayed.outputs] == [o.value for o in first.outputs]
+    # The new worker knows the alarm from the state alone: no second raise, and the clear pairs.
+    assert ves_outputs(h.feed(vm.record("power_off", "end")))[0]["event"]["commonEventHeader"]["domain"] == (
+        "stateChange"
+    )
+    h.restart()
+    cleared = only_ves(h.feed(vm.record("power_on", "end")))
+    assert fault_of(cleared)[2:] == ("AlarmOff", fault_of(raised)[3])
+
+
+def test_raise_and_clear_reach_a_ves_feed_whatever_its_event_filter_but_not_another_vims():
+    h, vm = Harness(), Vm()
+    assert ves_outputs(h.feed(vm.record("create", "end")), "ves.deletes") == []
+    raised = h.feed(vm.record("power_off", "end"))
+    assert fault_of(only_ves(raised, "ves.deletes"))[2] == "AlarmOn"
+    assert "json-power" in raised.matched and "ves-other-vim" not in raised.matched
+    assert ves_outputs(h.feed(vm.record("power_on", "start")), "ves.deletes") == []
+    assert fault_of(only_ves(h.feed(vm.record("power_on", "end")), "ves.deletes"))[2] == "AlarmOff"
+    assert ves_outputs(h.feed(vm.record("reboot", "end")), "ves.deletes") == []
+
+
+def test_stale_events_neither_reach_a_ves_feed_nor_move_the_alarm():
+    h, vm = Harness(), Vm()
+    h.feed(vm.record("create", "end"))
+    late_off = vm.record("power_off", "end")
+    h.feed(vm.record("power_on", "end"))
+    outcome = h.feed(late_off)
+    assert outcome.kind == pipeline.STALE and ves_outputs(outcome) == []
+    assert "alarm" not in h.state[f"{VIM}/{vm.vm.uuid}".encode()][META]
+
+
+def test_an_event_without_an_api_status_is_dead_lettered_with_its_reason():
+    h, vm = Harness(), Vm()
+    h.feed(vm.record("create", "end"))
+    outcome = h.feed(vm.record("reboot", "error", vm_state="exploded"))
+    assert outcome.kind == pipeline.DEAD and outcome.reason == "ves_unknown_vm_state"
+    (dead,) = outcome.outputs
+    assert dead.topic == "dlq" and b"exploded" in dict(dead.headers)[pipeline.HEADER_ERROR]
+    assert dict(dead.headers)[pipeline.HEADER_REASON] == b"ves_unknown_vm_state"
+    # The worker goes on: the VM's next event is applied.
+    assert h.feed(vm.record("reboot", "end", vm_state="active")).kind == pipeline.APPLIED
+
+
+def test_without_a_ves_feed_unknown_states_flow_and_the_alarm_is_still_kept():
+    subs = load_subscriptions("subscriptions:\n  - {name: all, sink: {type: kafka, topic: all.json}}\n")
+    h, vm = Harness(subs), Vm()
+    h.feed(vm.record("create", "end"))
+    assert h.feed(vm.record("reboot", "error", vm_state="exploded")).kind == pipeline.APPLIED
+    h.feed(vm.record("power_off", "end", vm_state="active"))
+    assert "alarm" in h.state[f"{VIM}/{vm.vm.uuid}".encode()][META]
+
+
+# --- every output valid, over many generated lifecycles -----------------------------------------
+
+_ACTIONS = ("power_off", "power_on", "pause", "unpause", "suspend", "resume", "reboot", "rebuild")
+
+
+def random_life(rng: random.Random, index: int) -> Iterator[tuple[Vm, dict[str, Any]]]:
+    vm = Vm(seed=index, index=index, fmt=rng.choice(("legacy", "versioned")))
+    yield vm, vm.record("create", rng.choice(("end", "end", "end", "error")))
+    for _ in range(rng.randint(3, 25)):
+        action = rng.choice(_ACTIONS)
+        phase = rng.choice(("start", "end", "end", "error"))
+        vm_state = "error" if phase == "error" and rng.random() < 0.3 else None
+        if phase == "end" and vm.vm.vm_state == "error":
+            vm_state = "active"
+        yield vm, vm.record(action, phase, vm_state)
+    if rng.random() < 0.5:
+        yield vm, vm.record("delete", "end")
+
+
+def test_generated_lifecycles_give_valid_ves_and_alarms_that_follow_the_vm():
+    rng = random.Random(20261129)
+    transitions = {ves.RAISE: 0, ves.CLEAR: 0, ves.NONE: 0}
+    for index in range(120):
+        h = Harness()
+        open_alarm: dict[str, Any] | None = None
+        used_ids: set[str] = set()
+        for vm, record in random_life(rng, index):
+            outcome = h.feed(record)
+            assert outcome.kind == pipeline.APPLIED
+            document = only_ves(outcome)
+            event = outcome.event
+            assert event is not None
+            status = ves.api_status(event["state"], event["task_state"])
+            failing = event["phase"] == "error" or status not in ves.HEALTHY_STATUSES
+            header = document["event"]["commonEventHeader"]
+            if header["domain"] == "fault":
+                _, severity, problem, event_id = fault_of(document)
+                if problem == "AlarmOn":
+                    assert failing
+                    if open_alarm is None:
+                        assert event_id not in used_ids
+                    else:
+                        assert (event_id, open_alarm["severity"], severity) == (
+                            open_alarm["id"],
+                            "MAJOR",
+                            "CRITICAL",
+                        )
+                    open_alarm = {"id": event_id, "severity": severity}
+                    used_ids.add(event_id)
+                    transitions[ves.RAISE] += 1
+                else:
+                    assert not failing and open_alarm is not None and event_id == open_alarm["id"]
+                    open_alarm = None
+                    transitions[ves.CLEAR] += 1
+            else:
+                assert (open_alarm is not None) == failing
+                transitions[ves.NONE] += 1
+            assert (open_alarm is not None) == failing
+            assert header["sourceId"] == vm.vm.uuid
+    assert min(transitions.values()) > 50, transitions
+
+
+@pytest.mark.parametrize("path", nova_samples.all_files(), ids=nova_samples.sample_id)
+def test_real_nova_samples_map_to_valid_ves(path):
+    event = normalise(nova_samples.load(path), vim_id=VIM_ID, received_at=RECEIVED_AT)
+    if event is None:
+        pytest.skip("not a status event")
+    event_json = codecs.event_to_json_dict(event)
+    healthy_before = {**event_json, "state": "active", "task_state": None, META: {}}
+    failed_before = {
+        **healthy_before,
+        "state": "stopped",
+        META: ves.step_to_meta(ves.next_step({**event_json, "state": "stopped"}, None, META)),
+    }
+    for previous in (None, healthy_before, failed_before):
+        step = ves.next_step(event_json, previous, META)
+        document = json.loads(ves.encode(event_json, step))
+        assert_valid_ves(document)
+        assert document["event"]["commonEventHeader"]["sourceId"] == event["instance_id"]
+        assert ves.step_from_meta(ves.step_to_meta(step)) == step
+
+
+# --- subscriptions ------------------------------------------------------------------------------
+
+
+GOOD_VES_FEED = """subscriptions:
+  - name: alarms
+    sink:
+      type: kafka
+      topic: unauthenticated.eventfed.vm.ves
+      format: ves
+      ves:
+        reporting_entity_name: eventfed-east
+"""
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "message"),
+    [
+        (
+            ("reporting_entity_name", "reporting_entity"),
+            "subs.yaml:8: subscriptions/0/sink/ves",
+            "reporting_entity",
+        ),
+        (("eventfed-east", '""'), "subs.yaml:8: subscriptions/0/sink/ves/reporting_entity_name", "non-empty"),
+        (("format: ves", "format: json"), "subs.yaml:6: subscriptions/0/sink/format", "'ves' was expected"),
+        (("format: ves", "format: vess"), "subs.yaml:6: subscriptions/0/sink/format", "'vess' is not one of"),
+    ],
+)
+def test_a_ves_sink_with_a_bad_option_is_rejected_naming_file_line_and_field(change, where, message):
+    (feed,) = load_subscriptions(GOOD_VES_FEED)
+    assert feed.sink.format == "ves" and feed.sink.ves_reporting_entity == "eventfed-east"
+    with pytest.raises(SubscriptionError) as caught:
+        load_subscriptions(GOOD_VES_FEED.replace(*change), "subs.yaml")
+    assert str(caught.value).startswith(where + ": ") and message in str(caught.value)
+
+
+def test_the_reporting_entity_option_names_the_reporter_of_that_feed_only():
+    subs = [*load_subscriptions(GOOD_VES_FEED), *SUBS]
+    h, vm = Harness(subs), Vm()
+    outcome = h.feed(vm.record("create", "end"))
+    named = only_ves(outcome, "unauthenticated.eventfed.vm.ves")
+    assert named["event"]["commonEventHeader"]["reportingEntityName"] == "eventfed-east"
+    assert only_ves(outcome)["event"]["commonEventHeader"]["reportingEntityName"] == VIM
+
+
+def test_the_example_subscriptions_have_a_ves_feed():
+    example = Path(__file__).resolve().parents[2] / "config" / "subscriptions.example.yaml"
+    feeds = [s for s in load_subscriptions(example.read_text()) if s.sink.format == "ves"]
+    assert [s.sink.topic for s in feeds] == ["unauthenticated.eventfed.vm.ves"]
+
+
+# --- eventfed decode ----------------------------------------------------------------------------
+
+
+def test_decode_shows_a_ves_record_by_detection_and_by_format(tmp_path, capsys):
+    h, vm = Harness(), Vm()
+    h.feed(vm.record("create", "end"))
+    (record,) = [o.value for o in h.feed(vm.record("power_off", "end")).outputs if o.topic == "ves.all"]
+    path = tmp_path / "ves.json"
+    path.write_bytes(record)
+    for args in (["decode", str(path)], ["decode", str(path), "--format", "ves"]):
+        assert main(args) == 0
+        out, _ = capsys.readouterr()
+        assert json.loads(out) == json.loads(record)
+        assert out.count("\n") > 10  # pretty-printed
+    event_path = tmp_path / "event.json"
+    event_path.write_bytes(codecs.encode_json(normalise(vm.record("power_on", "end"))))  # type: ignore[arg-type]
+    assert main(["decode", str(event_path), "--format", "ves"]) == 1
+    assert "not a VES event" in capsys.readouterr().err
+    assert main(["decode", str(event_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["instance_id"] == vm.vm.uuid
+
+
+def test_a_state_written_before_ves_bookkeeping_starts_without_an_alarm():
+    h, vm = Harness(), Vm()
+    h.feed(vm.record("create", "end"))
+    key = f"{VIM}/{vm.vm.uuid}".encode()
+    h.state[key][META] = {k: v for k, v in h.state[key][META].items() if k in ("version", "source")}
+    raised = only_ves(h.feed(vm.record("power_off", "end")))
+    assert fault_of(raised)[2] == "AlarmOn"
+    assert raised["event"]["commonEventHeader"]["sequence"] == 0
+    assert ves.next_step({"state": "active", "phase": "end"}, {"state": "stopped", META: "junk"}, META) == (
+        ves.Step(ves.NONE, None, "SHUTOFF", 0)
+    )
