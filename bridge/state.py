@@ -5,7 +5,9 @@ The stream worker writes it and the API reads it; this module is the contract be
 key     "{vim_id}/{instance_id}", UTF-8
 value   the event's JSON form (see streams.codecs.event_to_json_dict) plus the worker's own
         bookkeeping under META: {"version": [updated_at, occurred_at], "source": {"topic": ...,
-        "partition": ..., "offset": ...}}, where source is the raw record that produced it;
+        "partition": ..., "offset": ..., "index": ...}}, where source is the raw record (and its
+        line) that produced it, plus the VM's VES alarm when one is raised ("alarm") and what its
+        last event did in VES ("ves"), see streams.ves;
         None (a tombstone) once a deleted VM's retention has passed
 """
 
