@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
 from bridge.health import HealthServer, register_build_info
 from bridge.kafka_config import producer_config
@@ -204,12 +204,27 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, SubscriptionError) as exc:
         LOG.error("cannot start: %s", exc)
         return 2
-    ensure_topics(settings, core_topics(settings) + sink_topics(settings, subscriptions()))
     health = StreamHealth()
-    app, _runner = build_app(settings, subscriptions, health)
     health_server = None
+    # Liveness first: creating topics can wait on an unreachable Kafka for the admin timeout,
+    # and a probe that finds no endpoint meanwhile would restart a process that is fine.
     if settings.metrics_port:
         health_server = HealthServer(settings.metrics_host, settings.metrics_port, health.check).start()
+    try:
+        health.observed = (False, "creating topics", 0.0)
+        ensure_topics(settings, core_topics(settings) + sink_topics(settings, subscriptions()))
+        health.observed = (False, "starting the worker", 0.0)
+        app, _runner = build_app(settings, subscriptions, health)
+    except KafkaException as exc:
+        # Without its topics the worker cannot start; the orchestrator restarts it.
+        LOG.error(
+            "cannot start: cannot create topics on %s: %s", settings.kafka_bootstrap_servers, exc.args[0]
+        )
+        _stop(health_server)
+        return 1
+    except BaseException:
+        _stop(health_server)
+        raise
     from faust.worker import Worker
 
     worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
@@ -220,6 +235,10 @@ def run(args: argparse.Namespace) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     finally:
-        if health_server is not None:
-            health_server.stop()
+        _stop(health_server)
     return 0
+
+
+def _stop(health_server: HealthServer | None) -> None:
+    if health_server is not None:
+        health_server.stop()

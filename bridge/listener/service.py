@@ -13,6 +13,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Producer
@@ -117,34 +118,57 @@ class Listener:
         return False, "rabbitmq unreachable"
 
 
+class StartupReadiness:
+    """The health endpoint's readiness check from the first second: not ready, saying what
+    start-up is doing, until the running listener's own check takes over."""
+
+    def __init__(self) -> None:
+        self.stage = "starting"
+        self.check: Callable[[], tuple[bool, str]] | None = None
+
+    def __call__(self) -> tuple[bool, str]:
+        if self.check is not None:
+            return self.check()
+        return False, self.stage
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load(ListenerSettings)
     setup_logging(settings, "listen")
     register_build_info("listen")
-    try:
-        ensure_topics(
-            settings, [s for s in core_topics(settings) if s.name in (settings.raw_topic, settings.dlq_topic)]
-        )
-    except Exception as exc:
-        # Not fatal: Kafka may be down at start-up; batches then wait in RabbitMQ until it is back.
-        LOG.warning("could not check the raw and dead-letter topics: %s", exc)
-    listener = Listener(settings)
+    readiness = StartupReadiness()
+    # Liveness first: checking topics can wait on an unreachable Kafka for the admin timeout,
+    # and a probe that finds no endpoint meanwhile would restart a process that is fine.
     health = None
     if settings.metrics_port:
-        health = HealthServer(settings.metrics_host, settings.metrics_port, listener.readiness).start()
-    stop_requested = threading.Event()
+        health = HealthServer(settings.metrics_host, settings.metrics_port, readiness).start()
+    try:
+        readiness.stage = "checking the raw and dead-letter topics"
+        try:
+            ensure_topics(
+                settings,
+                [s for s in core_topics(settings) if s.name in (settings.raw_topic, settings.dlq_topic)],
+            )
+        except Exception as exc:
+            # Not fatal: Kafka may be down at start-up; batches then wait in RabbitMQ until it is back.
+            LOG.warning("could not check the raw and dead-letter topics: %s", exc)
+        readiness.stage = "connecting to RabbitMQ"
+        listener = Listener(settings)
+        readiness.check = listener.readiness
+        stop_requested = threading.Event()
 
-    def request_stop(signum: int, _frame: Any) -> None:
-        LOG.info("signal %d: stopping after the batch in hand", signum)
-        stop_requested.set()
+        def request_stop(signum: int, _frame: Any) -> None:
+            LOG.info("signal %d: stopping after the batch in hand", signum)
+            stop_requested.set()
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    listener.start()
-    while not stop_requested.wait(1.0):
-        pass
-    listener.stop()
-    if health is not None:
-        health.stop()
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        listener.start()
+        while not stop_requested.wait(1.0):
+            pass
+        listener.stop()
+    finally:
+        if health is not None:
+            health.stop()
     LOG.info("stopped")
     return 0
