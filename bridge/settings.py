@@ -240,9 +240,13 @@ def unknown_env_names(environ: Mapping[str, str] | None = None) -> dict[str, str
         for name in (n.upper() for n in env)
         if name.startswith(ENV_PREFIX) and name not in known and not name.startswith(_TEST_ENV_PREFIX)
     )
-    return {
-        name: next(iter(difflib.get_close_matches(name, known, n=1, cutoff=0.6)), None) for name in unknown
+    # Compared without the prefix, which every name shares and would make anything look close.
+    suffixes = {name.removeprefix(ENV_PREFIX): name for name in known}
+    nearest = {
+        name: difflib.get_close_matches(name.removeprefix(ENV_PREFIX), suffixes, n=1, cutoff=0.75)
+        for name in unknown
     }
+    return {name: suffixes[match[0]] if match else None for name, match in nearest.items()}
 
 
 def warn_unknown_env_names(environ: Mapping[str, str] | None = None) -> None:
