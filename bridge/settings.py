@@ -57,7 +57,13 @@ class _YamlFileSource(PydanticBaseSettingsSource):
             raise SettingsError(f"{CONFIG_FILE_ENV}: {path} is not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
             raise SettingsError(f"{CONFIG_FILE_ENV}: {path} must hold a mapping of settings")
-        return {str(k).lower(): v for k, v in data.items()}
+        values = {str(k).lower(): v for k, v in data.items()}
+        known = set().union(*(cls.model_fields for cls in ALL_SETTINGS))
+        for key in sorted(set(values) - known):
+            nearest = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+            hint = f"; did you mean {nearest[0]}?" if nearest else ""
+            LOG.warning("ignoring unknown setting %s in %s%s", key, path, hint)
+        return values
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return self._data.get(field_name), field_name, False

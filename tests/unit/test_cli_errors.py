@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import pytest
 
@@ -127,3 +128,39 @@ def test_an_unexpected_failure_is_one_line_without_traceback(monkeypatch, capsys
     record = _one_error_line(capsys.readouterr().err)
     assert record["message"] == "eventfed topics: failed: RuntimeError: the disk caught fire"
     assert "exc_info" not in record
+
+
+def test_simulate_publishes_everything_on_a_reachable_transport(capsys):
+    assert main(["simulate", "--vim", "demo_one=fake:///", "--vms", "2", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("published ")
+    assert "for 2 VMs on 1 clouds" in captured.out
+    assert '"ERROR"' not in captured.err
+
+
+def test_a_notification_oslo_could_not_send_stops_the_publisher(monkeypatch):
+    from bridge.simulator.simulate import CloudPublisher, RabbitUnreachable, plan
+
+    # As if RabbitMQ went away after the start-up check: oslo.messaging logs the failure and
+    # carries on; the publisher turns it into an error instead.
+    monkeypatch.setattr(CloudPublisher, "_check_reachable", lambda *_args: None)
+    publisher = CloudPublisher(f"rabbit://guest:guest@127.0.0.1:{free_port()}/", "demo_one")
+    started = time.monotonic()
+    try:
+        with publisher, pytest.raises(RabbitUnreachable, match="cloud demo_one: could not publish"):
+            publisher.publish(plan(1, 7, "legacy")[0])
+    finally:
+        publisher.close()
+    assert time.monotonic() - started < 15, "one attempt, not a retry forever"
+
+
+def test_unknown_key_in_the_settings_file_is_a_warning(monkeypatch, tmp_path, caplog):
+    config = tmp_path / "eventfed.yaml"
+    config.write_text("partitons: 4\nreplication_factor: 1\n")
+    monkeypatch.setenv("EVENTFED_CONFIG_FILE", str(config))
+    with caplog.at_level(logging.WARNING):
+        settings = load(StreamSettings)
+    assert settings.partitions == 8
+    assert [r.getMessage() for r in caplog.records] == [
+        f"ignoring unknown setting partitons in {config}; did you mean partitions?"
+    ]
