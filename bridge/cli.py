@@ -139,13 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         # The last resort: one line for the operator; the traceback only when asked for.
-        LOG.error(
-            "eventfed %s: failed: %s: %s",
-            args.command,
-            type(exc).__name__,
-            exc,
-            exc_info=LOG.isEnabledFor(logging.DEBUG),
-        )
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        LOG.error("eventfed %s: failed: %s", args.command, detail, exc_info=LOG.isEnabledFor(logging.DEBUG))
         return 1
 
 

@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     except KafkaException as exc:
         LOG.error("eventfed topics: %s", exc.args[0])
         return 1
+    except TimeoutError:
+        LOG.error("eventfed topics: Kafka at %s did not answer in time", settings.kafka_bootstrap_servers)
+        return 1
     for spec in specs:
         state = "created" if spec.name in created else "exists"
         print(f"{spec.name}\t{spec.partitions} partitions\t{state}")

@@ -164,3 +164,19 @@ def test_unknown_key_in_the_settings_file_is_a_warning(monkeypatch, tmp_path, ca
     assert [r.getMessage() for r in caplog.records] == [
         f"ignoring unknown setting partitons in {config}; did you mean partitions?"
     ]
+
+
+def test_topics_against_an_unreachable_kafka_is_one_line(monkeypatch, capsys):
+    import bridge.topics
+
+    # The admin client's wait, shortened: what is tested is the error path, not the timeout.
+    real_ensure = bridge.topics.ensure_topics
+    monkeypatch.setattr(
+        "streams.topics.ensure_topics", lambda settings, specs: real_ensure(settings, specs, timeout=1.0)
+    )
+    assert main(["topics"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    message = _one_error_line(captured.err)["message"]
+    assert message.startswith("eventfed topics: ")
+    assert "127.0.0.1:" in message or "Timed out" in message, message
