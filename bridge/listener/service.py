@@ -143,32 +143,39 @@ def run(args: argparse.Namespace) -> int:
     if settings.metrics_port:
         health = HealthServer(settings.metrics_host, settings.metrics_port, readiness).start()
     try:
-        readiness.stage = "checking the raw and dead-letter topics"
-        try:
-            ensure_topics(
-                settings,
-                [s for s in core_topics(settings) if s.name in (settings.raw_topic, settings.dlq_topic)],
-            )
-        except Exception as exc:
-            # Not fatal: Kafka may be down at start-up; batches then wait in RabbitMQ until it is back.
-            LOG.warning("could not check the raw and dead-letter topics: %s", exc)
-        readiness.stage = "connecting to RabbitMQ"
-        listener = Listener(settings)
-        readiness.check = listener.readiness
-        stop_requested = threading.Event()
-
-        def request_stop(signum: int, _frame: Any) -> None:
-            LOG.info("signal %d: stopping after the batch in hand", signum)
-            stop_requested.set()
-
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
-        listener.start()
-        while not stop_requested.wait(1.0):
-            pass
-        listener.stop()
+        _check_topics(settings, readiness)
+        _listen_until_stopped(settings, readiness)
     finally:
         if health is not None:
             health.stop()
     LOG.info("stopped")
     return 0
+
+
+def _check_topics(settings: ListenerSettings, readiness: StartupReadiness) -> None:
+    readiness.stage = "checking the raw and dead-letter topics"
+    wanted = (settings.raw_topic, settings.dlq_topic)
+    try:
+        ensure_topics(settings, [spec for spec in core_topics(settings) if spec.name in wanted])
+    except Exception as exc:
+        # Not fatal: Kafka may be down at start-up; batches then wait in RabbitMQ until it is back.
+        LOG.warning("could not check the raw and dead-letter topics: %s", exc)
+
+
+def _listen_until_stopped(settings: ListenerSettings, readiness: StartupReadiness) -> None:
+    """Consume until SIGTERM or SIGINT, then finish the batch in hand and flush."""
+    readiness.stage = "connecting to RabbitMQ"
+    listener = Listener(settings)
+    readiness.check = listener.readiness
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        LOG.info("signal %d: stopping after the batch in hand", signum)
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    listener.start()
+    while not stop_requested.wait(1.0):
+        pass
+    listener.stop()
