@@ -180,3 +180,18 @@ def test_topics_against_an_unreachable_kafka_is_one_line(monkeypatch, capsys):
     message = _one_error_line(captured.err)["message"]
     assert message.startswith("eventfed topics: ")
     assert "127.0.0.1:" in message or "Timed out" in message, message
+
+
+def test_stream_that_cannot_create_its_topics_is_one_line(monkeypatch, capsys):
+    from confluent_kafka import KafkaError, KafkaException
+
+    def unreachable(_settings, _specs):
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed while waiting for controller"))
+
+    monkeypatch.setattr("streams.app.ensure_topics", unreachable)
+    assert main(["stream"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    message = _one_error_line(captured.err)["message"]
+    assert message.startswith("cannot start: cannot create topics on 127.0.0.1:")
+    assert "Failed while waiting for controller" in message

@@ -154,3 +154,21 @@ def test_no_secret_is_logged_by_settings_loading_or_client_set_up(monkeypatch, c
     for text in (seen.out, seen.err, str(error.value)):
         for secret in SECRET_VALUES:
             assert secret not in text
+
+
+def test_client_error_callback_does_not_double_librdkafka_lines(caplog):
+    from confluent_kafka import KafkaError
+
+    from bridge.kafka_config import _log_client_error
+
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger(LIBRDKAFKA_LOGGER).filters.clear()  # a fresh suppressor for this test
+    transport = KafkaError(KafkaError._TRANSPORT, "127.0.0.1:1/bootstrap: Connect failed (after 3ms)")
+    for _ in range(20):
+        _log_client_error(transport)
+        _log_client_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
+    _log_client_error(KafkaError(KafkaError._FENCED, "producer fenced", fatal=True))
+    warnings = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert warnings[0][0] == "WARNING" and "1/1 brokers are down" in warnings[0][1]
+    assert warnings[1][0] == "ERROR" and "producer fenced" in warnings[1][1]
