@@ -81,14 +81,19 @@ class RepeatSuppressor(logging.Filter):
     _NUMBERS = re.compile(r"\d+")
     _MAX_KEYS = 1000
 
-    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, interval: float, clock: Callable[[], float] = time.monotonic, min_level: int = logging.NOTSET
+    ) -> None:
         super().__init__()
         self.interval = interval
+        self.min_level = min_level
         self._clock = clock
         self._seen: dict[tuple[int, str], _Repeats] = {}
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < self.min_level:
+            return True
         key = (record.levelno, self._NUMBERS.sub("#", record.getMessage()))
         now = self._clock()
         with self._lock:
@@ -118,6 +123,14 @@ def librdkafka_logger() -> logging.Logger:
     if not any(isinstance(f, RepeatSuppressor) for f in logger.filters):
         logger.addFilter(RepeatSuppressor(LIBRDKAFKA_REPEAT_SECONDS))
     return logger
+
+
+def suppress_repeated_warnings(logger_name: str) -> None:
+    """Warnings and errors of `logger_name` through a repeat suppressor: for code that reports
+    each of a Kafka client's errors, which repeat with every reconnect during an outage."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, RepeatSuppressor) for f in logger.filters):
+        logger.addFilter(RepeatSuppressor(LIBRDKAFKA_REPEAT_SECONDS, min_level=logging.WARNING))
 
 
 def _handler(log_format: str, component: str) -> logging.Handler:

@@ -172,3 +172,18 @@ def test_client_error_callback_does_not_double_librdkafka_lines(caplog):
     assert len(warnings) == 2, warnings
     assert warnings[0][0] == "WARNING" and "1/1 brokers are down" in warnings[0][1]
     assert warnings[1][0] == "ERROR" and "producer fenced" in warnings[1][1]
+
+
+def test_repeated_warnings_of_a_named_logger_are_suppressed_but_its_info_lines_are_not(caplog):
+    from bridge.logs import suppress_repeated_warnings
+
+    caplog.set_level(logging.INFO)
+    name = "eventfed.test.read_model"
+    suppress_repeated_warnings(name)
+    log = logging.getLogger(name)
+    for attempt in range(50):
+        log.warning("kafka client error: Connect failed (after %dms)", attempt)
+        log.info("replayed %d records", attempt)
+    levels = [r.levelname for r in caplog.records if r.name == name]
+    assert levels.count("WARNING") == 1
+    assert levels.count("INFO") == 50
