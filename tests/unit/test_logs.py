@@ -112,7 +112,10 @@ SECRET_VALUES = ("kafka-pw-Zq81", "rabbit-pw-Xk22", "api-token-Lm93", "basic-pw-
 
 
 def test_no_secret_is_logged_by_settings_loading_or_client_set_up(monkeypatch, capfd):
+    from bridge.api.app import create_app
+    from bridge.api.read_model import KafkaReadModel
     from bridge.listener.service import Listener
+    from streams.app import faust_broker_settings
 
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
@@ -125,7 +128,7 @@ def test_no_secret_is_logged_by_settings_loading_or_client_set_up(monkeypatch, c
     configure("DEBUG", "json", "test")
 
     listener_settings = load(ListenerSettings)
-    load(ApiSettings)
+    api_settings = load(ApiSettings)
     stream_settings = load(StreamSettings)
     # A settings error next to the secrets names the bad setting only.
     monkeypatch.setenv("EVENTFED_API_PORT", "not-a-port")
@@ -140,17 +143,22 @@ def test_no_secret_is_logged_by_settings_loading_or_client_set_up(monkeypatch, c
         AdminClient({**admin_config(stream_settings), **debug}),
     ]
     listener = Listener(listener_settings)
+    read_model = KafkaReadModel(api_settings)
+    create_app(api_settings, read_model)
+    faust_broker_settings(stream_settings)
+    read_model.start()
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:
         for client in clients:
             client.poll(0.05)
+    read_model.stop()
     clients[1].close()
     listener.transport.cleanup()
 
     seen = capfd.readouterr()
     records = _json_lines(seen.err)  # every line is a JSON record: nothing raw from librdkafka
     assert any(r["logger"] == LIBRDKAFKA_LOGGER for r in records), "librdkafka's debug lines were seen"
-    assert any(r["logger"] == "bridge.listener.service" for r in records)
+    assert {"bridge.listener.service", "bridge.api.read_model"} <= {r["logger"] for r in records}
     for text in (seen.out, seen.err, str(error.value)):
         for secret in SECRET_VALUES:
             assert secret not in text
