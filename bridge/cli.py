@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
 from bridge import __version__
+from bridge.logs import configure_from_environment
 from bridge.settings import SettingsError
+
+LOG = logging.getLogger("eventfed")
 
 # subcommand -> (module, help). The module provides `run(args: argparse.Namespace) -> int`.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -42,6 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _decode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", default="-", help="message file ('-' = stdin)")
     parser.add_argument(
@@ -64,7 +79,7 @@ def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
         help="a simulated cloud and the RabbitMQ it publishes to (repeatable); default: two clouds on "
         "the local RabbitMQ's virtual hosts region-one and region-two",
     )
-    parser.add_argument("--vms", type=int, default=24, help="VMs per cloud")
+    parser.add_argument("--vms", type=positive_int, default=24, help="VMs per cloud")
     parser.add_argument(
         "--rate", type=float, default=0.0, help="notifications/s per cloud, 0 = as fast as possible"
     )
@@ -79,7 +94,7 @@ def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _topics_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--partitions", type=int, default=None, help="default: EVENTFED_PARTITIONS")
+    parser.add_argument("--partitions", type=positive_int, default=None, help="default: EVENTFED_PARTITIONS")
     parser.add_argument("--subscriptions-file", default=None, help="also create every subscription's topic")
     parser.add_argument(
         "--reset",
@@ -110,17 +125,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    # Before anything else, so that every line a command writes to stderr is a log record.
+    configure_from_environment(args.command)
     module = _load(args._module)
     if module is None:
-        print(f"eventfed: '{args.command}' is not available in this build", file=sys.stderr)
+        LOG.error("eventfed %s: not available in this build", args.command)
         return 2
     try:
         return int(module.run(args) or 0)
     except SettingsError as exc:
-        print(f"eventfed {args.command}: invalid settings: {exc}", file=sys.stderr)
+        LOG.error("eventfed %s: invalid settings: %s", args.command, exc)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # The last resort: one line for the operator; the traceback only when asked for.
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        LOG.error("eventfed %s: failed: %s", args.command, detail, exc_info=LOG.isEnabledFor(logging.DEBUG))
+        return 1
 
 
 if __name__ == "__main__":

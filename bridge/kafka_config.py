@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from confluent_kafka import murmur2
+from confluent_kafka import KafkaError, murmur2
 
+from bridge.logs import librdkafka_logger
 from bridge.settings import CommonSettings
 
 LOG = logging.getLogger(__name__)
@@ -31,9 +32,16 @@ def security_config(settings: CommonSettings) -> dict[str, Any]:
     return config
 
 
-def _log_client_error(error: Any) -> None:
-    # librdkafka reports broker disconnects here; they are retried internally, so a warning.
-    LOG.warning("kafka client error: %s", error)
+def _log_client_error(error: KafkaError) -> None:
+    if error.fatal():
+        LOG.error("kafka client failed: %s", error)
+    elif error.code() == KafkaError._TRANSPORT:
+        # librdkafka's own FAIL line (through the librdkafka logger) already says this.
+        LOG.debug("kafka client error: %s", error)
+    else:
+        # Retried internally; through the librdkafka logger's repeat suppressor, an outage is a
+        # line per interval rather than one per retry.
+        librdkafka_logger().warning("kafka client error: %s", error)
 
 
 def common_config(settings: CommonSettings, client_suffix: str) -> dict[str, Any]:
@@ -41,6 +49,9 @@ def common_config(settings: CommonSettings, client_suffix: str) -> dict[str, Any
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "client.id": f"{settings.kafka_client_id}-{client_suffix}",
         "error_cb": _log_client_error,
+        # librdkafka's lines go through Python logging (JSON, rate-limited) instead of raw to
+        # stderr; they are delivered when the client is polled or flushed.
+        "logger": librdkafka_logger(),
         **security_config(settings),
     }
 

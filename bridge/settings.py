@@ -8,17 +8,25 @@ environment wins over the file. A bad value stops the program with one line nami
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "EVENTFED_"
 CONFIG_FILE_ENV = "EVENTFED_CONFIG_FILE"
+# The test suite's own variables (broker addresses), not settings of any deployable.
+_TEST_ENV_PREFIX = "EVENTFED_TEST_"
+
+LOG = logging.getLogger(__name__)
 
 # ONAP names a VIM "{cloud-owner}_{cloud-region-id}"; '/' would break state-topic keys and URLs.
 VIM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*_[A-Za-z0-9._-]+$"
@@ -49,7 +57,13 @@ class _YamlFileSource(PydanticBaseSettingsSource):
             raise SettingsError(f"{CONFIG_FILE_ENV}: {path} is not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
             raise SettingsError(f"{CONFIG_FILE_ENV}: {path} must hold a mapping of settings")
-        return {str(k).lower(): v for k, v in data.items()}
+        values = {str(k).lower(): v for k, v in data.items()}
+        known = set().union(*(cls.model_fields for cls in ALL_SETTINGS))
+        for key in sorted(set(values) - known):
+            nearest = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+            hint = f"; did you mean {nearest[0]}?" if nearest else ""
+            LOG.warning("ignoring unknown setting %s in %s%s", key, path, hint)
+        return values
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return self._data.get(field_name), field_name, False
@@ -117,18 +131,19 @@ class CommonSettings(BaseSettings):
         return (init_settings, env_settings, _YamlFileSource(settings_cls), file_secret_settings)
 
     def check(self) -> None:
-        """Cross-field rules that a single field validator cannot express."""
+        """Cross-field rules that a single field validator cannot express; lists every breach."""
+        problems = []
         if self.kafka_security_protocol.startswith("SASL") and (
             not self.kafka_sasl_username or self.kafka_sasl_password is None
         ):
-            raise SettingsError(
+            problems.append(
                 f"{ENV_PREFIX}KAFKA_SASL_USERNAME and {ENV_PREFIX}KAFKA_SASL_PASSWORD are required "
                 f"when {ENV_PREFIX}KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"
             )
         if self.kafka_ssl_ca_location is not None and not self.kafka_ssl_ca_location.is_file():
-            raise SettingsError(
-                f"{ENV_PREFIX}KAFKA_SSL_CA_LOCATION: no such file {self.kafka_ssl_ca_location}"
-            )
+            problems.append(f"{ENV_PREFIX}KAFKA_SSL_CA_LOCATION: no such file {self.kafka_ssl_ca_location}")
+        if problems:
+            raise SettingsError("; ".join(problems))
 
 
 class ListenerSettings(CommonSettings):
@@ -205,21 +220,51 @@ def env_names(settings_cls: type[CommonSettings]) -> set[str]:
     return {ENV_PREFIX + name.upper() for name in settings_cls.model_fields} | {CONFIG_FILE_ENV}
 
 
-def _describe(error: ValidationError) -> str:
-    first = error.errors()[0]
-    field = str(first["loc"][0]) if first["loc"] else "?"
-    message = first["msg"]
-    if first["type"] == "missing":
+def _describe_one(error: ErrorDetails) -> str:
+    field = str(error["loc"][0]) if error["loc"] else "?"
+    message = error["msg"]
+    if error["type"] == "missing":
         message = "is required"
-    elif first["type"] == "string_pattern_mismatch":
-        message = f"does not match {first.get('ctx', {}).get('pattern', '')}"
-    more = len(error.errors()) - 1
-    suffix = f" (and {more} more)" if more else ""
-    return f"{ENV_PREFIX}{field.upper()} {message}{suffix}"
+    elif error["type"] == "string_pattern_mismatch":
+        message = f"does not match {error.get('ctx', {}).get('pattern', '')}"
+    return f"{ENV_PREFIX}{field.upper()} {message}"
+
+
+def _describe(error: ValidationError) -> str:
+    """Every bad setting, so that one restart fixes them all; the input is never shown."""
+    return "; ".join(_describe_one(detail) for detail in error.errors())
+
+
+def unknown_env_names(environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """EVENTFED_* variables no deployable reads, each with the nearest valid name (or None).
+
+    Every class's names count as known: one ConfigMap commonly serves several deployables.
+    """
+    env = os.environ if environ is None else environ
+    known = set().union(*(env_names(cls) for cls in ALL_SETTINGS))
+    unknown = sorted(
+        name
+        for name in (n.upper() for n in env)
+        if name.startswith(ENV_PREFIX) and name not in known and not name.startswith(_TEST_ENV_PREFIX)
+    )
+    # Compared without the prefix, which every name shares and would make anything look close.
+    suffixes = {name.removeprefix(ENV_PREFIX): name for name in known}
+    nearest = {
+        name: difflib.get_close_matches(name.removeprefix(ENV_PREFIX), suffixes, n=1, cutoff=0.75)
+        for name in unknown
+    }
+    return {name: suffixes[match[0]] if match else None for name, match in nearest.items()}
+
+
+def warn_unknown_env_names(environ: Mapping[str, str] | None = None) -> None:
+    for name, nearest in unknown_env_names(environ).items():
+        hint = f"; did you mean {nearest}?" if nearest else ""
+        LOG.warning("ignoring unknown environment variable %s%s", name, hint)
 
 
 def load(settings_cls: type[SettingsT], **overrides: Any) -> SettingsT:
-    """Build and validate settings; raise SettingsError with one line naming the bad setting."""
+    """Build and validate settings; raise SettingsError with one line naming every bad setting."""
+    warn_unknown_env_names()
     try:
         settings = settings_cls(**overrides)
     except ValidationError as exc:

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
 from bridge.health import HealthServer, register_build_info
 from bridge.kafka_config import producer_config
@@ -204,22 +204,46 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, SubscriptionError) as exc:
         LOG.error("cannot start: %s", exc)
         return 2
-    ensure_topics(settings, core_topics(settings) + sink_topics(settings, subscriptions()))
     health = StreamHealth()
-    app, _runner = build_app(settings, subscriptions, health)
     health_server = None
+    # Liveness first: creating topics can wait on an unreachable Kafka for the admin timeout,
+    # and a probe that finds no endpoint meanwhile would restart a process that is fine.
     if settings.metrics_port:
         health_server = HealthServer(settings.metrics_host, settings.metrics_port, health.check).start()
+    try:
+        return _create_topics_then_work(settings, subscriptions, health)
+    finally:
+        if health_server is not None:
+            health_server.stop()
+
+
+def _create_topics_then_work(
+    settings: StreamSettings, subscriptions: SubscriptionSource, health: StreamHealth
+) -> int:
+    health.observed = (False, "creating topics", 0.0)
+    try:
+        ensure_topics(settings, core_topics(settings) + sink_topics(settings, subscriptions()))
+    except (KafkaException, TimeoutError) as exc:
+        # Without its topics the worker cannot start; the orchestrator restarts it.
+        reason = exc.args[0] if isinstance(exc, KafkaException) else "no answer in time"
+        LOG.error("cannot start: cannot create topics on %s: %s", settings.kafka_bootstrap_servers, reason)
+        return 1
+    health.observed = (False, "starting the worker", 0.0)
+    app, _runner = build_app(settings, subscriptions, health)
+    return _work(settings, app)
+
+
+def _work(settings: StreamSettings, app: Any) -> int:
+    """Run Faust's worker until it stops; its exit status."""
     from faust.worker import Worker
 
     worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
+    # Faust's start-up spinner writes terminal escape codes to stdout, which is not a terminal here.
+    worker.spinner = None
     # mode's worker sets up its own logging handlers; put the JSON lines back.
     worker.on_setup_root_logger = lambda *_a, **_k: setup_logging(settings, "stream")  # type: ignore[method-assign]
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
         return int(exc.code or 0)
-    finally:
-        if health_server is not None:
-            health_server.stop()
     return 0

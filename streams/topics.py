@@ -7,14 +7,18 @@ to the stream stage, which owns the subscriptions, so they are listed here.
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 from collections.abc import Iterable
+from pathlib import Path
 
 from confluent_kafka import KafkaException
 
+from bridge.logs import setup_logging
 from bridge.settings import CommonSettings, StreamSettings, load
 from bridge.topics import TopicSpec, core_topics, delete_topics, ensure_topics
 from streams.subscriptions import Subscription, SubscriptionError, load_subscriptions
+
+LOG = logging.getLogger(__name__)
 
 
 def sink_topics(settings: CommonSettings, subscriptions: Iterable[Subscription]) -> list[TopicSpec]:
@@ -22,20 +26,28 @@ def sink_topics(settings: CommonSettings, subscriptions: Iterable[Subscription])
     return [TopicSpec(topic, settings.partitions) for topic in sorted({s.sink.topic for s in subscriptions})]
 
 
+def read_subscriptions_file(path: str | Path) -> list[Subscription]:
+    """The subscriptions in a file; SubscriptionError names the file and what is wrong with it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SubscriptionError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SubscriptionError(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    return load_subscriptions(text, str(path))
+
+
 def run(args: argparse.Namespace) -> int:
-    overrides = {"partitions": args.partitions} if args.partitions else {}
+    overrides = {"partitions": args.partitions} if args.partitions is not None else {}
     settings = load(StreamSettings, **overrides)
+    setup_logging(settings, "topics")
     specs = core_topics(settings)
     sub_file = args.subscriptions_file or settings.subscriptions_file
     if sub_file:
         try:
-            with open(sub_file, encoding="utf-8") as handle:
-                subscriptions = load_subscriptions(handle.read(), str(sub_file))
-        except OSError as exc:
-            print(f"eventfed topics: cannot read {sub_file}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
+            subscriptions = read_subscriptions_file(sub_file)
         except SubscriptionError as exc:
-            print(f"eventfed topics: {exc}", file=sys.stderr)
+            LOG.error("eventfed topics: %s", exc)
             return 2
         specs += sink_topics(settings, subscriptions)
     try:
@@ -43,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
             delete_topics(settings, [spec.name for spec in specs])
         created = ensure_topics(settings, specs)
     except KafkaException as exc:
-        print(f"eventfed topics: {exc.args[0]}", file=sys.stderr)
+        LOG.error("eventfed topics: %s", exc.args[0])
+        return 1
+    except TimeoutError:
+        LOG.error("eventfed topics: Kafka at %s did not answer in time", settings.kafka_bootstrap_servers)
         return 1
     for spec in specs:
         state = "created" if spec.name in created else "exists"

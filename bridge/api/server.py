@@ -14,7 +14,7 @@ import waitress
 
 from bridge.api.app import TRANSPORT_BODY_LIMIT_FACTOR, create_app
 from bridge.api.read_model import KafkaReadModel
-from bridge.logs import setup_logging
+from bridge.logs import setup_logging, suppress_repeated_warnings
 from bridge.settings import ApiSettings, load
 
 LOG = logging.getLogger(__name__)
@@ -59,6 +59,9 @@ def _stop_on_signal(signum: int, _frame: FrameType | None) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load(ApiSettings)
     setup_logging(settings, "api")
+    # The read model warns about every Kafka client error; during an outage those repeat with
+    # every reconnect.
+    suppress_repeated_warnings("bridge.api.read_model")
     release_free_memory = _tune_allocator()
 
     def settle_after_replay() -> None:

@@ -14,6 +14,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Producer
@@ -124,21 +125,55 @@ class Listener:
         return False, "rabbitmq unreachable"
 
 
+class StartupReadiness:
+    """The health endpoint's readiness check from the first second: not ready, saying what
+    start-up is doing, until the running listener's own check takes over."""
+
+    def __init__(self) -> None:
+        self.stage = "starting"
+        self.check: Callable[[], tuple[bool, str]] | None = None
+
+    def __call__(self) -> tuple[bool, str]:
+        if self.check is not None:
+            return self.check()
+        return False, self.stage
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load(ListenerSettings)
     setup_logging(settings, "listen")
     register_build_info("listen")
+    readiness = StartupReadiness()
+    # Liveness first: checking topics can wait on an unreachable Kafka for the admin timeout,
+    # and a probe that finds no endpoint meanwhile would restart a process that is fine.
+    health = None
+    if settings.metrics_port:
+        health = HealthServer(settings.metrics_host, settings.metrics_port, readiness).start()
     try:
-        ensure_topics(
-            settings, [s for s in core_topics(settings) if s.name in (settings.raw_topic, settings.dlq_topic)]
-        )
+        _check_topics(settings, readiness)
+        _listen_until_stopped(settings, readiness)
+    finally:
+        if health is not None:
+            health.stop()
+    LOG.info("stopped")
+    return 0
+
+
+def _check_topics(settings: ListenerSettings, readiness: StartupReadiness) -> None:
+    readiness.stage = "checking the raw and dead-letter topics"
+    wanted = (settings.raw_topic, settings.dlq_topic)
+    try:
+        ensure_topics(settings, [spec for spec in core_topics(settings) if spec.name in wanted])
     except Exception as exc:
         # Not fatal: Kafka may be down at start-up; batches then wait in RabbitMQ until it is back.
         LOG.warning("could not check the raw and dead-letter topics: %s", exc)
+
+
+def _listen_until_stopped(settings: ListenerSettings, readiness: StartupReadiness) -> None:
+    """Consume until SIGTERM or SIGINT, then finish the batch in hand and flush."""
+    readiness.stage = "connecting to RabbitMQ"
     listener = Listener(settings)
-    health = None
-    if settings.metrics_port:
-        health = HealthServer(settings.metrics_host, settings.metrics_port, listener.readiness).start()
+    readiness.check = listener.readiness
     stop_requested = threading.Event()
 
     def request_stop(signum: int, _frame: Any) -> None:
@@ -151,7 +186,3 @@ def run(args: argparse.Namespace) -> int:
     while not stop_requested.wait(1.0):
         pass
     listener.stop()
-    if health is not None:
-        health.stop()
-    LOG.info("stopped")
-    return 0

@@ -7,11 +7,14 @@ ones on `versioned_notifications`, each VM's notifications in lifecycle order, t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
-import sys
 import time
 from datetime import UTC, datetime
+from typing import Any
 
+from bridge.logs import setup_logging
+from bridge.settings import CommonSettings, load, redact_url
 from bridge.simulator.novasim import Notification, SimulatedCloud
 
 LOG = logging.getLogger(__name__)
@@ -40,76 +43,170 @@ def plan(vms: int, seed: int, fmt: str) -> list[Notification]:
     return ordered
 
 
+class RabbitUnreachable(Exception):
+    """A simulated cloud's RabbitMQ refused or did not answer; the message says which and why."""
+
+
+class _SendFailures(logging.Handler):
+    """oslo.messaging logs a notification it could not send, with a traceback, and carries on;
+    this handler takes those records instead so that the simulator can stop with one line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.last: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        self.last = str(error) if error is not None else record.getMessage().split(". Payload=")[0]
+
+
+# The loggers oslo.messaging reports send failures on (notify/notifier.py, notify/messaging.py).
+_OSLO_NOTIFY_LOGGERS = ("oslo_messaging.notify.notifier", "oslo_messaging.notify.messaging")
+# The rabbit driver logs every failed connection attempt at ERROR; the failure is reported once.
+_OSLO_QUIET_LOGGERS = ("oslo_messaging", "oslo.messaging", "kombu", "amqp")
+
+
 class CloudPublisher:
-    def __init__(self, transport_url: str) -> None:
+    def __init__(self, transport_url: str, vim_id: str = "simulated", connect_timeout: float = 5.0) -> None:
         import oslo_messaging
         from oslo_config import cfg
 
+        self.vim_id = vim_id
         conf = cfg.ConfigOpts()
         conf([], project="eventfed-simulate", default_config_files=[], default_config_dirs=[])
         oslo_messaging.set_transport_defaults(control_exchange="nova")
+        self._check_reachable(oslo_messaging.TransportURL.parse(conf, transport_url), connect_timeout)
         self._transport = oslo_messaging.get_notification_transport(conf, url=transport_url)
+        # retry=0: a notification that cannot be sent is a failure now, not a retry forever.
         self._notifiers = {
-            fmt: oslo_messaging.Notifier(self._transport, driver="messagingv2", topics=[topic])
+            fmt: oslo_messaging.Notifier(self._transport, driver="messagingv2", topics=[topic], retry=0)
             for fmt, topic in TOPIC_FOR_FORMAT.items()
         }
+        self._failures = _SendFailures()
+
+    def _check_reachable(self, url: Any, timeout: float) -> None:
+        """Connect once, so that a wrong address, password or virtual host stops the run at once."""
+        import kombu
+
+        if url.transport not in ("rabbit", "amqp"):
+            return  # oslo's in-memory fake:// transport, for tests: nothing to reach
+        virtual_host = url.virtual_host or "/"
+        last_error = "no host in the transport URL"
+        for host in url.hosts:
+            address = f"{host.hostname or '127.0.0.1'}:{host.port or 5672}"
+            try:
+                with kombu.Connection(
+                    hostname=host.hostname or "127.0.0.1",
+                    port=host.port or 5672,
+                    userid=host.username or "guest",
+                    password=host.password or "guest",
+                    virtual_host=virtual_host,
+                    connect_timeout=timeout,
+                ) as connection:
+                    connection.connect()
+                return
+            except Exception as exc:  # socket, AMQP access and vhost errors all mean "cannot publish"
+                last_error = f"{address}: {type(exc).__name__}: {exc}".rstrip(": ")
+        raise RabbitUnreachable(f"cloud {self.vim_id}: RabbitMQ virtual host {virtual_host!r}: {last_error}")
 
     def publish(self, note: Notification) -> None:
+        """Publish one notification; inside `with publisher:` a failed send raises RabbitUnreachable."""
         fmt = "legacy" if note.event_type.startswith("compute.") else "versioned"
         notifier = self._notifiers[fmt].prepare(publisher_id=note.publisher_id)
+        self._failures.last = None
         getattr(notifier, note.priority.lower())({}, note.event_type, note.payload)
+        if self._failures.last is not None:
+            raise RabbitUnreachable(f"cloud {self.vim_id}: could not publish: {self._failures.last}")
+
+    def __enter__(self) -> CloudPublisher:
+        for name in _OSLO_NOTIFY_LOGGERS:
+            logging.getLogger(name).addHandler(self._failures)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for name in _OSLO_NOTIFY_LOGGERS:
+            logging.getLogger(name).removeHandler(self._failures)
 
     def close(self) -> None:
         self._transport.cleanup()
 
 
-def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.WARNING)
+def _parse_vims(specs: list[str]) -> list[tuple[str, str]] | str:
+    """(vim_id, transport_url) per --vim, or what is wrong with one of them."""
     vims = []
-    for spec in args.vims or DEFAULT_VIMS:
+    for spec in specs:
         vim_id, _, url = spec.partition("=")
         if not vim_id or not url:
-            print(f"eventfed simulate: --vim wants VIM_ID=TRANSPORT_URL, got {spec!r}", file=sys.stderr)
-            return 2
+            return f"--vim wants VIM_ID=TRANSPORT_URL, got {redact_url(spec)!r}"
         vims.append((vim_id, url))
-    schedule = []
-    for index, (vim_id, url) in enumerate(vims):
-        notes = plan(args.vms, args.seed + index, args.format)
-        schedule.append((vim_id, CloudPublisher(url), notes))
-    total = sum(len(notes) for _, _, notes in schedule)
-    interval = 1.0 / (args.rate * len(vims)) if args.rate > 0 else 0.0
-    started = time.monotonic()
-    sent = 0
+    return vims
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load(CommonSettings)
+    setup_logging(settings, "simulate")
+    for name in _OSLO_QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    for name in _OSLO_NOTIFY_LOGGERS:
+        # Send failures are caught by _SendFailures and reported once; never propagated.
+        logging.getLogger(name).propagate = False
+        logging.getLogger(name).setLevel(logging.ERROR)
+    vims = _parse_vims(args.vims or list(DEFAULT_VIMS))
+    if isinstance(vims, str):
+        LOG.error("eventfed simulate: %s", vims)
+        return 2
+    schedule: list[tuple[str, CloudPublisher, list[Notification]]] = []
+    try:
+        for index, (vim_id, url) in enumerate(vims):
+            schedule.append(
+                (vim_id, CloudPublisher(url, vim_id), plan(args.vms, args.seed + index, args.format))
+            )
+        sent, elapsed = _publish(schedule, args.rate, args.no_progress)
+    except RabbitUnreachable as exc:
+        LOG.error("eventfed simulate: %s", exc)
+        return 1
+    finally:
+        for _, publisher, _ in schedule:
+            publisher.close()
+    vms = args.vms * len(vims)
+    print(
+        f"published {sent} notifications for {vms} VMs on {len(vims)} clouds in {elapsed:.1f}s "
+        f"({sent / max(elapsed, 1e-9):.0f}/s)"
+    )
+    return 0
+
+
+def _publish(
+    schedule: list[tuple[str, CloudPublisher, list[Notification]]], rate: float, no_progress: bool
+) -> tuple[int, float]:
+    """Publish every cloud's notifications interleaved, at `rate` per cloud; (sent, seconds)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    total = sum(len(notes) for _, _, notes in schedule)
+    interval = 1.0 / (rate * len(schedule)) if rate > 0 else 0.0
     progress = Progress(
         TextColumn("simulated clouds publishing"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        disable=args.no_progress,
+        disable=no_progress,
     )
-    try:
-        with progress:
-            task = progress.add_task("publish", total=total)
-            longest = max(len(notes) for _, _, notes in schedule)
-            for position in range(longest):
-                for _, publisher, notes in schedule:
-                    if position < len(notes):
-                        publisher.publish(notes[position])
-                        sent += 1
-                        if interval:
-                            delay = started + sent * interval - time.monotonic()
-                            if delay > 0:
-                                time.sleep(delay)
-                progress.update(task, completed=sent)
-    finally:
+    started = time.monotonic()
+    sent = 0
+    with contextlib.ExitStack() as stack:
         for _, publisher, _ in schedule:
-            publisher.close()
-    elapsed = time.monotonic() - started
-    vms = args.vms * len(vims)
-    print(
-        f"published {sent} notifications for {vms} VMs on {len(vims)} clouds in {elapsed:.1f}s "
-        f"({sent / elapsed:.0f}/s)"
-    )
-    return 0
+            stack.enter_context(publisher)
+        stack.enter_context(progress)
+        task = progress.add_task("publish", total=total)
+        longest = max(len(notes) for _, _, notes in schedule)
+        for position in range(longest):
+            for _, publisher, notes in schedule:
+                if position < len(notes):
+                    publisher.publish(notes[position])
+                    sent += 1
+                    if interval:
+                        delay = started + sent * interval - time.monotonic()
+                        if delay > 0:
+                            time.sleep(delay)
+            progress.update(task, completed=sent)
+    return sent, time.monotonic() - started
