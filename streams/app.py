@@ -143,6 +143,7 @@ def build_app(
         table.data,
         settings.state_topic,
         current_generation=lambda: app.consumer_generation_id,
+        max_in_flight=settings.max_batches_in_flight,
     )
     health.processed = lambda: runner.processed
 

@@ -150,7 +150,7 @@ class BatchRunner:
         current_generation: Callable[[], int | None],
         backoff: Callable[[], Backoff] = lambda: Backoff(0.5, 30.0),
         seek_retry_after: float = 2.0,
-        max_in_flight: int = 4,
+        max_in_flight: int = 1,
     ) -> None:
         self.processor = processor
         self.writer = writer
@@ -386,21 +386,25 @@ class BatchRunner:
 
     async def _limit_in_flight(self) -> None:
         while self._in_flight and self._in_flight[0].done():
-            self._settle_oldest()
+            self._settle(self._in_flight[0])
         while len(self._in_flight) >= self.max_in_flight:
-            await asyncio.wait([self._in_flight[0]])
-            self._settle_oldest()
+            task = self._in_flight[0]
+            await asyncio.wait([task])
+            self._settle(task)
 
     async def drain(self) -> None:
         """Returns once every batch decided so far is written."""
         while self._in_flight:
-            await asyncio.wait([self._in_flight[0]])
-            self._settle_oldest()
+            task = self._in_flight[0]
+            await asyncio.wait([task])
+            self._settle(task)
 
-    def _settle_oldest(self) -> None:
-        """Drop the oldest batch, written; if its writing failed, the batches after it fail with
-        it (they wait for it) and the error is raised here, to stop the worker."""
-        task = self._in_flight.popleft()
+    def _settle(self, task: asyncio.Task[None]) -> None:
+        """Drop a written batch (a rebalance may be waiting for the same one); if its writing
+        failed, the batches after it fail with it (they wait for it) and the error is raised
+        here, to stop the worker."""
+        if self._in_flight and self._in_flight[0] is task:
+            self._in_flight.popleft()
         if task.cancelled() or task.exception() is not None:
             for later in self._in_flight:
                 later.cancel()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from dataclasses import dataclass
 
 import pytest
@@ -92,7 +93,9 @@ def quick_backoff() -> Backoff:
     return Backoff(0.001, 0.002)
 
 
-def make_runner(journal: Journal, refusals: int = 0, generation: list[int] | None = None):
+def make_runner(
+    journal: Journal, refusals: int = 0, generation: list[int] | None = None, max_in_flight: int = 1
+):
     generation = generation if generation is not None else [1]
     producer = FakeProducer(journal, refusals)
     offsets = FakeOffsets(journal)
@@ -105,6 +108,7 @@ def make_runner(journal: Journal, refusals: int = 0, generation: list[int] | Non
         STATE,
         current_generation=lambda: generation[0],
         backoff=quick_backoff,
+        max_in_flight=max_in_flight,
     )
     return runner, producer, offsets
 
@@ -155,7 +159,7 @@ def test_a_batch_writes_outputs_then_state_then_may_commit():
 
 def test_a_refused_write_is_retried_and_nothing_is_committed_meanwhile():
     journal = Journal()
-    runner, _producer, offsets = make_runner(journal, refusals=3)
+    runner, _producer, offsets = make_runner(journal, refusals=3, max_in_flight=4)
     messages = lifecycle_messages(3)
 
     async def scenario():
@@ -173,10 +177,11 @@ def test_a_refused_write_is_retried_and_nothing_is_committed_meanwhile():
     assert offsets.committed == {(RAW, 0): 3}
 
 
-def test_a_rebalance_waits_for_the_batch_in_flight_and_drops_what_was_fetched_before_it():
+@pytest.mark.parametrize("max_in_flight", [1, 4])
+def test_a_rebalance_waits_for_the_batch_in_flight_and_drops_what_was_fetched_before_it(max_in_flight):
     journal = Journal()
     generation = [1]
-    runner, _producer, offsets = make_runner(journal, generation=generation)
+    runner, _producer, offsets = make_runner(journal, generation=generation, max_in_flight=max_in_flight)
     release = asyncio.Event()
     original_write_all = runner.writer.write_in_order
 
@@ -305,7 +310,7 @@ def test_a_packed_record_is_processed_line_by_line_and_a_bad_line_is_dead_letter
 
 def test_the_next_batch_is_decided_while_the_previous_is_written_and_writes_stay_in_order():
     journal = Journal()
-    runner, _producer, offsets = make_runner(journal)
+    runner, _producer, offsets = make_runner(journal, max_in_flight=4)
     gate = asyncio.Event()
     original_write_all = runner.writer.write_in_order
 
@@ -340,7 +345,7 @@ def test_the_next_batch_is_decided_while_the_previous_is_written_and_writes_stay
 
 def test_a_batch_whose_predecessor_failed_is_never_written_nor_committed():
     journal = Journal()
-    runner, _producer, offsets = make_runner(journal)
+    runner, _producer, offsets = make_runner(journal, max_in_flight=4)
     calls = 0
     original_write_all = runner.writer.write_in_order
 
@@ -363,3 +368,17 @@ def test_a_batch_whose_predecessor_failed_is_never_written_nor_committed():
 
     asyncio.run(scenario())
     assert offsets.committed == {} and not any(entry[0] == "write" for entry in journal)
+
+
+def test_with_one_batch_in_flight_a_batch_returns_only_once_written():
+    journal = Journal()
+    runner, _producer, offsets = make_runner(journal)
+    messages = lifecycle_messages(3)
+
+    async def scenario():
+        await runner.handle_batch(messages)
+        assert runner._in_flight == deque() or all(t.done() for t in runner._in_flight)
+        await runner.commit_written()
+
+    asyncio.run(scenario())
+    assert offsets.committed == {(RAW, 0): 3}
