@@ -491,19 +491,26 @@ def _legacy_fault(payload: Mapping[str, Any], phase: str) -> Fault | None:
     }
 
 
+def _copy_strings(
+    event: dict[str, Any], names: tuple[str, ...], sources: tuple[str, ...], values: tuple[Any, ...]
+) -> None:
+    """Set the string fields `names` from `values` (read from the payload's `sources`): in one
+    update when every value is ASCII text or null, the common case, else one by one, checked."""
+    if _all_ascii_or_none(values):
+        event.update(zip(names, values, strict=True))
+        return
+    for name, source, value in zip(names, sources, values, strict=True):
+        event[name] = (
+            value if value is None or (type(value) is str and value.isascii()) else _as_str(value, source)
+        )
+
+
 def _legacy_fields(payload: Mapping[str, Any], event: dict[str, Any], phase: str) -> None:
     # Identity first: without an instance there is no event, whatever else is wrong.
     event["instance_id"] = _required_str(payload, "instance_id", MISSING_INSTANCE_ID, "instance_id")
     event["state"] = _required_str(payload, "state", MISSING_STATE, "state")
     get = payload.get
-    values = tuple(map(get, _LEGACY_STRINGS))
-    if _all_ascii_or_none(values):
-        event.update(zip(_LEGACY_STRINGS, values, strict=True))
-    else:
-        for name, value in zip(_LEGACY_STRINGS, values, strict=True):
-            event[name] = (
-                value if value is None or (type(value) is str and value.isascii()) else _as_str(value, name)
-            )
+    _copy_strings(event, _LEGACY_STRINGS, _LEGACY_STRINGS, tuple(map(get, _LEGACY_STRINGS)))
     for name in _LEGACY_INTS:
         value = get(name)
         event[name] = value if type(value) is int and _INT_MIN <= value <= _INT_MAX else _as_int(value, name)
@@ -531,14 +538,7 @@ def _versioned_fields(payload: Mapping[str, Any], event: dict[str, Any]) -> None
     event["instance_id"] = _required_str(data, "uuid", MISSING_INSTANCE_ID, "uuid")
     event["state"] = _required_str(data, "state", MISSING_STATE, "state")
     get = data.get
-    values = tuple(map(get, _VERSIONED_SOURCES))
-    if _all_ascii_or_none(values):
-        event.update(zip(_VERSIONED_NAMES, values, strict=True))
-    else:
-        for name, source, value in zip(_VERSIONED_NAMES, _VERSIONED_SOURCES, values, strict=True):
-            event[name] = (
-                value if value is None or (type(value) is str and value.isascii()) else _as_str(value, source)
-            )
+    _copy_strings(event, _VERSIONED_NAMES, _VERSIONED_SOURCES, tuple(map(get, _VERSIONED_SOURCES)))
     task_state = get("task_state")
     if task_state is not None and (type(task_state) is not str or not task_state.isascii()):
         task_state = _as_str(task_state, "task_state")
