@@ -84,10 +84,13 @@ class SubscriptionReader(threading.Thread):
                 for message in batch:
                     if message.error() is not None:
                         continue
+                    fmt = self._formats[message.topic() or ""]
+                    if fmt == "ves":
+                        # VES records carry no receive time; they are counted, not timed.
+                        self.read += 1
+                        continue
                     try:
-                        occurred, received, _ = event_times(
-                            message.value() or b"", self._formats[message.topic() or ""]
-                        )
+                        occurred, received, _ = event_times(message.value() or b"", fmt)
                     except Exception:
                         self.errors += 1
                         continue

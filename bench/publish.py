@@ -80,8 +80,13 @@ def publisher_main(
 
         def send(wire: amqputil.WireNote) -> None:
             body = amqputil.envelope(wire, amqputil.nova_now(), str(uuid.uuid4()))
+            # RabbitMQ's flow control stops reading a fast publisher's socket for a while: wait for
+            # it rather than give up, since bytes a publisher gave up on are lost with its socket.
             channel.basic_publish(
-                amqputil.amqp_message(body), exchange=amqputil.EXCHANGE, routing_key=wire.routing_key
+                amqputil.amqp_message(body),
+                exchange=amqputil.EXCHANGE,
+                routing_key=wire.routing_key,
+                timeout=120,
             )
 
         close = connection.close
