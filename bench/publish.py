@@ -23,6 +23,10 @@ from typing import Any
 
 from bridge.simulator.novasim import Notification
 
+# Sends a socket buffer can hold (4 MiB of about 1.3 KB messages): the most a publisher that gave
+# up can have written without RabbitMQ reading them.
+UNSETTLED_TAIL = 4096
+
 # Notifications per VM of bridge.simulate.plan's varied lifecycles, on average (4, 8, 16 or 26).
 NOTES_PER_VM = 13.5
 
@@ -128,6 +132,14 @@ def publisher_main(
             "worst_lag_seconds": worst_lag,
             "cores_used": cpu / elapsed if elapsed else 0.0,
             "fingerprints": [(n.instance_id, n.event_type) for n in notes[:count]],
+            # A publisher that gave up cannot tell which of its last sends RabbitMQ had read off
+            # its socket: at most a socket buffer's worth, which the accounting does not count
+            # as lost by eventfed.
+            "unsettled": [
+                (n.instance_id, n.event_type) for n in notes[max(0, count - UNSETTLED_TAIL) : count]
+            ]
+            if error
+            else [],
             "error": error,
         }
     )
@@ -196,6 +208,7 @@ class Publishers:
                         "worst_lag_seconds": 0.0,
                         "cores_used": 0.0,
                         "fingerprints": [],
+                        "unsettled": [],
                         "error": f"{proc.name} ended without a result (exit code {proc.exitcode})",
                     }
                 )
