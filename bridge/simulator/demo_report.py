@@ -53,6 +53,9 @@ def show_feeds(settings: StreamSettings) -> None:
     )
     for subscription in subscriptions:
         records = read_feed(settings, subscription.sink.topic)
+        if subscription.sink.format == "ves":
+            show_ves_feed(subscription.name, subscription.sink.topic, records)
+            continue
         events = [codecs.decode(r.value()) for r in records]
         kinds = Counter(f"{e['status']}.{e['phase']}" for e in events)
         title = (
@@ -84,6 +87,31 @@ def show_feeds(settings: StreamSettings) -> None:
         console.print(table)
         if len(events) > 8:
             console.print(f"  (the last 8 of {len(events)}; decode any with: eventfed decode FILE)")
+
+
+def show_ves_feed(name: str, topic: str, records: list[Any]) -> None:
+    """A VES feed: the alarms raised and cleared, and the state changes, as DCAE reads them."""
+    events = [json.loads(r.value())["event"] for r in records]
+    names = Counter(e["commonEventHeader"]["eventName"] for e in events)
+    title = f"subscription [bold]{name}[/] -> topic {topic} (ves): {len(events)} VES events  " + ", ".join(
+        f"{k} x{n}" for k, n in sorted(names.items())
+    )
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for column in ("eventName", "sourceName", "eventId", "severity / state", "reportingEntityName"):
+        table.add_column(column)
+    alarms = [e for e in events if e["commonEventHeader"]["domain"] == "fault"] or events
+    for event in alarms[-8:]:
+        header = event["commonEventHeader"]
+        fault = event.get("faultFields") or {}
+        change = event.get("stateChangeFields") or {}
+        table.add_row(
+            header["eventName"],
+            str(header.get("sourceName")),
+            header["eventId"][:24],
+            str(fault.get("eventSeverity") or change.get("newState")),
+            str(header.get("reportingEntityName")),
+        )
+    console.print(table)
 
 
 def show_state(api: str) -> None:
