@@ -95,3 +95,19 @@ def fill_sample(table: StateTable) -> None:
     )
     put(table, VIM_B, "vm-b1", state="active", status="UPDATE", phase="none")
     put(table, VIM_B, "vm-b2", state="stopped", status="POWER_OFF")
+
+
+# Paging parameters every paged route refuses, with the message it gives (page limit max 50).
+BAD_PAGING_QUERIES: list[tuple[str, str]] = [
+    ("limit=0", "limit must be an integer from 1 to 50"),
+    ("limit=51", "limit must be an integer from 1 to 50"),
+    ("limit=-1", "limit must be"),
+    ("limit=1.5", "limit must be"),
+    ("limit=abc", "limit must be"),
+    ("limit=", "limit must be 1 to 255 characters"),
+    ("limit=99999999999999999999", "limit must be"),
+    ("limit=1&limit=2", "give limit at most once"),
+    ("marker=", "marker must be 1 to 255 characters"),
+    ("marker=" + "x" * 256, "marker must be 1 to 255 characters"),
+    ("marker=a&marker=b", "give marker at most once"),
+]

@@ -15,6 +15,7 @@ from bridge.api import create_app
 from bridge.api.read_model import InMemoryReadModel
 from bridge.api.vocabulary import StateVocabulary
 from bridge.settings import ApiSettings
+from tests.unit.api.api_records import BAD_PAGING_QUERIES
 
 V1 = "/api/eventfed/v1"
 VMS_A = f"{V1}/CloudOwner/RegionOne/vms"
@@ -113,17 +114,7 @@ def test_check_vim_status_ignores_the_content_type(client: FlaskClient) -> None:
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("limit=0", "limit must be an integer from 1 to 50"),
-        ("limit=51", "limit must be an integer from 1 to 50"),
-        ("limit=-1", "limit must be"),
-        ("limit=1.5", "limit must be"),
-        ("limit=abc", "limit must be"),
-        ("limit=", "limit must be 1 to 255 characters"),
-        ("limit=99999999999999999999", "limit must be"),
-        ("limit=1&limit=2", "give limit at most once"),
-        ("marker=", "marker must be 1 to 255 characters"),
-        ("marker=" + "x" * 256, "marker must be 1 to 255 characters"),
-        ("marker=a&marker=b", "give marker at most once"),
+        *BAD_PAGING_QUERIES,
         ("state=running", "unknown state 'running'"),
         ("event=STOPPED", "unknown event 'STOPPED'"),
         ("state=", "state must be 1 to 255 characters"),

@@ -17,7 +17,7 @@ from bridge.api.paging import DEFAULT_PAGE_LIMIT
 from bridge.api.read_model import InMemoryReadModel
 from bridge.api.state_table import StateTable, VmFilter
 from bridge.settings import ApiSettings
-from tests.unit.api.api_records import VIM_A, put
+from tests.unit.api.api_records import BAD_PAGING_QUERIES, VIM_A, put
 
 V1 = "/api/eventfed/v1"
 VMS_A = f"{V1}/CloudOwner/RegionOne/vms"
@@ -211,19 +211,7 @@ def test_a_few_matches_among_many(settings: ApiSettings) -> None:
 @pytest.mark.parametrize("path", CHECK_PATHS)
 @pytest.mark.parametrize(
     ("query", "message"),
-    [
-        ("limit=0", "limit must be an integer from 1 to 50"),
-        ("limit=51", "limit must be an integer from 1 to 50"),
-        ("limit=-1", "limit must be"),
-        ("limit=1.5", "limit must be"),
-        ("limit=abc", "limit must be"),
-        ("limit=", "limit must be 1 to 255 characters"),
-        ("limit=99999999999999999999", "limit must be"),
-        ("limit=1&limit=2", "give limit at most once"),
-        ("marker=", "marker must be 1 to 255 characters"),
-        ("marker=" + "x" * 256, "marker must be 1 to 255 characters"),
-        ("marker=a&marker=b", "give marker at most once"),
-    ],
+    BAD_PAGING_QUERIES,
 )
 def test_bad_query_paging_is_400(client: FlaskClient, path: str, query: str, message: str) -> None:
     assert message in error_message(client.post(f"{path}?{query}", json={"states": ["active"]}))
