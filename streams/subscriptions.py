@@ -142,20 +142,25 @@ def load_subscriptions(text: str, source: str = "<subscriptions>") -> list[Subsc
         raise SubscriptionError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if document is None:
         document = {"subscriptions": []}
-    errors = sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))
-    if errors:
-        error = errors[0]
-        path = list(error.absolute_path)
-        field_name = "/".join(str(p) for p in path) or "(document)"
-        line = _line_of(node, path)
-        where = f"{source}:{line}" if line else source
-        raise SubscriptionError(f"{where}: {field_name}: {error.message}")
+    problems = [_describe(error, node, source) for error in _validator().iter_errors(document)]
+    if problems:
+        # Every problem at once, in document order: an operator fixes the file in one go.
+        raise SubscriptionError("; ".join(text for _, text in sorted(problems)))
     subscriptions = [_build(item) for item in document["subscriptions"]]
     names = [s.name for s in subscriptions]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise SubscriptionError(f"{source}: subscription names must be unique: {', '.join(duplicates)}")
     return subscriptions
+
+
+def _describe(error: jsonschema.ValidationError, node: yaml.Node | None, source: str) -> tuple[int, str]:
+    """One validation problem as `file:line: field: message`, with its line to sort by."""
+    path = list(error.absolute_path)
+    field_name = "/".join(str(p) for p in path) or "(document)"
+    line = _line_of(node, path)
+    where = f"{source}:{line}" if line else source
+    return (line or 0, f"{where}: {field_name}: {error.message}")
 
 
 def _build(item: Mapping[str, Any]) -> Subscription:

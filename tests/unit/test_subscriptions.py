@@ -90,6 +90,23 @@ def test_invalid_documents_name_line_and_field(text, expected):
     assert str(info.value).startswith("subs.yaml")
 
 
+def test_every_problem_is_listed_in_document_order():
+    text = (
+        "subscriptions:\n"
+        "  - name: first\n"
+        "    sink: {type: kafka, topic: t, format: xml}\n"
+        "  - name: second\n"
+        "    sink: {type: kafka, topic: u}\n"
+        "    match: {phases: [middle]}\n"
+    )
+    with pytest.raises(SubscriptionError) as info:
+        load_subscriptions(text, "subs.yaml")
+    problems = str(info.value).split("; ")
+    assert len(problems) == 2, problems
+    assert problems[0].startswith("subs.yaml:3: subscriptions/0/sink/format")
+    assert problems[1].startswith("subs.yaml:6: subscriptions/1/match/phases/0")
+
+
 def test_duplicate_names_and_empty_document():
     dup = "subscriptions:\n  - {name: a, sink: {type: kafka, topic: t}}\n  - {name: a, sink: {type: kafka, topic: u}}\n"
     with pytest.raises(SubscriptionError, match="unique: a"):
