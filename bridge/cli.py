@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "schema": ("streams.tools", "print the VM status event schema and its fingerprint"),
     "decode": ("streams.tools", "decode an event (Avro, Confluent, JSON) or a raw record to JSON"),
     "topics": ("streams.topics", "create eventfed's Kafka topics with the configured partitions"),
+    "settings": ("bridge.settings_reference", "list every setting: commands, type, default, meaning"),
 }
 
 

@@ -1,0 +1,61 @@
+"""The settings reference: complete, current, and what the README shows."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bridge import settings, settings_reference
+from bridge.cli import main
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_every_settings_class_names_its_command():
+    assert set(settings.ALL_SETTINGS) == set(settings_reference.COMMANDS)
+
+
+def test_every_setting_is_described_and_no_description_is_stale():
+    documented = {row.env_name for row in settings_reference.rows()}
+    for cls in settings.ALL_SETTINGS:
+        assert settings.env_names(cls) - {settings.CONFIG_FILE_ENV} <= documented
+    assert settings_reference.unused_descriptions() == set()
+
+
+def test_the_readme_table_is_the_current_reference():
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"<!-- settings table: .*? -->\n(.*?)<!-- end of settings table -->", text, re.S)
+    assert block, "README.md has no settings table"
+    assert block.group(1) == settings_reference.markdown(), (
+        "README's settings table is stale: run `eventfed settings`"
+    )
+
+
+def test_a_missing_description_is_an_error(monkeypatch):
+    descriptions = dict(settings_reference.DESCRIPTIONS)
+    del descriptions["pool"]
+    monkeypatch.setattr(settings_reference, "DESCRIPTIONS", descriptions)
+    with pytest.raises(KeyError, match="pool"):
+        settings_reference.rows()
+
+
+@pytest.mark.parametrize(
+    ("annotation", "expected"),
+    [
+        (settings.ListenerSettings.model_fields["topics"].annotation, "list (comma-separated)"),
+        (settings.CommonSettings.model_fields["kafka_sasl_password"].annotation, "secret"),
+        (settings.StreamSettings.model_fields["subscriptions_file"].annotation, "path"),
+        (settings.CommonSettings.model_fields["log_format"].annotation, "json \\| text"),
+    ],
+)
+def test_types_read_as_an_operator_writes_them(annotation, expected):
+    assert settings_reference.describe_type(annotation) == expected
+
+
+def test_the_command_prints_the_table(capsys):
+    assert main(["settings"]) == 0
+    out = capsys.readouterr().out
+    assert out == settings_reference.markdown()
+    assert "`EVENTFED_TRANSPORT_URL` | listen | secret | required |" in out
