@@ -104,7 +104,16 @@ def _topics_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _schema_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json-schema",
+        action="store_true",
+        help="print the JSON Schema of the events' JSON form (json sinks, the state topic) instead",
+    )
+
+
 _ARGUMENTS = {
+    "schema": _schema_arguments,
     "decode": _decode_arguments,
     "simulate": _simulate_arguments,
     "topics": _topics_arguments,

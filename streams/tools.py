@@ -1,8 +1,8 @@
 """``eventfed schema`` and ``eventfed decode``: show the contract, and read an encoded event.
 
 ``schema`` prints the Avro schema as shipped on stdout (so ``eventfed schema > x.avsc`` works) and
-its fingerprint on stderr. ``decode`` reads one encoded event from a file or stdin and prints it as
-the JSON the DMaaP and JSON sinks carry; with ``--format raw`` it reads a raw-topic record (one
+its fingerprint on stderr; ``--json-schema`` prints the JSON Schema of the JSON form instead.
+``decode`` reads one encoded event from a file or stdin and prints it as the JSON the DMaaP and JSON sinks carry; with ``--format raw`` it reads a raw-topic record (one
 notification, or several packed as JSON Lines) and prints, per notification, the document and the
 event eventfed makes of it. A `ves` sink's record (a VES event) is recognised by its top-level
 `event.commonEventHeader` and printed as it is; ``--format ves`` insists on one. A message that does
@@ -17,11 +17,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import schemas
 from streams import codecs
 from streams.normalise import MalformedNotification, normalise
 
 
-def _schema() -> int:
+def _schema(args: argparse.Namespace) -> int:
+    if getattr(args, "json_schema", False):
+        sys.stdout.write(schemas.event_json_schema_text())
+        return 0
     sys.stdout.write(codecs.SCHEMA_TEXT if codecs.SCHEMA_TEXT.endswith("\n") else codecs.SCHEMA_TEXT + "\n")
     as_java_long = int.from_bytes(codecs.FINGERPRINT, "little", signed=True)
     print(
@@ -112,7 +116,7 @@ def _decode_raw(data: bytes) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "schema":
-        return _schema()
+        return _schema(args)
     if args.command == "decode":
         return _decode(args)
     print(f"eventfed: streams.tools has no '{args.command}' command", file=sys.stderr)
