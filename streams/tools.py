@@ -2,9 +2,10 @@
 
 ``schema`` prints the Avro schema as shipped on stdout (so ``eventfed schema > x.avsc`` works) and
 its fingerprint on stderr; ``--json-schema`` prints the JSON Schema of the JSON form instead.
-``decode`` reads one encoded event from a file or stdin and prints it as the JSON the DMaaP and JSON sinks carry; with ``--format raw`` it reads a raw-topic record (one
-notification, or several packed as JSON Lines) and prints, per notification, the document and the
-event eventfed makes of it. A `ves` sink's record (a VES event) is recognised by its top-level
+``decode`` reads one encoded event from a file or stdin and prints it as the JSON the DMaaP and
+JSON sinks carry; with ``--format raw`` it reads a raw-topic record (one notification, or several
+packed as JSON Lines) and prints, per notification, the document and the event eventfed makes of
+it. A `ves` sink's record (a VES event) is recognised by its top-level
 `event.commonEventHeader` and printed as it is; ``--format ves`` insists on one. A message that does
 not decode is one line on stderr and exit status 1.
 """
