@@ -15,7 +15,8 @@ from tests.unit import nova_samples
 from tests.unit.nova_samples import RECEIVED_AT, VIM_ID
 
 VALIDATOR = jsonschema.Draft202012Validator(
-    json.loads(schemas.event_json_schema_text()), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    json.loads(schemas.event_json_schema_text()),
+    format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
 )
 SAMPLE_EVENTS = [
     event
