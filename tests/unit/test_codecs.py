@@ -257,7 +257,7 @@ def test_a_registry_that_cannot_be_reached_is_one_clear_error() -> None:
 
     client = SchemaRegistryClient({"url": f"http://127.0.0.1:{port}", "max.retries": 0, "timeout": 2})
     unreachable = codecs.ConfluentCodec(client)
-    with pytest.raises(codecs.RegistrationError, match="cannot register subject topic.x-value") as caught:
+    with pytest.raises(codecs.RegistrationError, match=r"cannot register subject topic\.x-value") as caught:
         unreachable.register("topic.x")
     assert "\n" not in str(caught.value)
 

@@ -23,7 +23,9 @@ VIM = "o_r"
 
 class Harness:
     def __init__(self, window: float = 600, schema_ids: dict[str, int] | None = None) -> None:
-        self.processor = pipeline.Processor(pipeline.Topics("events", "dlq"), lambda: SUBS, window, schema_ids)
+        self.processor = pipeline.Processor(
+            pipeline.Topics("events", "dlq"), lambda: SUBS, window, schema_ids
+        )
         self.state: dict[bytes, dict] = {}
         self.offset = 0
 
@@ -82,7 +84,10 @@ def test_without_a_registry_avro_is_single_object_and_says_so():
     events, _, as_avro = h.feed(notes["power_off"]).outputs
     for output in (events, as_avro):
         assert output.value[:10] == codecs.SINGLE_OBJECT_MAGIC + codecs.FINGERPRINT
-        assert dict(output.headers)["content-type"] == b"application/vnd.apache.avro+binary; encoding=single-object"
+        assert (
+            dict(output.headers)["content-type"]
+            == b"application/vnd.apache.avro+binary; encoding=single-object"
+        )
 
 
 def test_with_a_registry_each_avro_topic_is_framed_with_its_own_schema_id():
@@ -95,7 +100,9 @@ def test_with_a_registry_each_avro_topic_is_framed_with_its_own_schema_id():
     for output, schema_id in ((events, 7), (as_avro, 300)):
         assert output.value[:5] == b"\x00" + schema_id.to_bytes(4, "big")
         assert codecs.encode_confluent(outcome.event, schema_id) == output.value
-        assert dict(output.headers)["content-type"] == b"application/vnd.apache.avro+binary; encoding=confluent"
+        assert (
+            dict(output.headers)["content-type"] == b"application/vnd.apache.avro+binary; encoding=confluent"
+        )
     assert codecs.decode_avro(codecs.encode_avro(outcome.event))["instance_id"] == vm.uuid
     assert dict(as_json.headers)["content-type"] == b"application/json"
     assert json.loads(as_json.value)["instance_id"] == vm.uuid
