@@ -156,3 +156,13 @@ def test_a_standing_problem_makes_the_worker_not_ready() -> None:
     assert ready is False and "feed.a-value" in reason
     health.problem = None
     assert health.check()[0] is True
+
+
+def test_the_registry_url_and_timeout_are_validated_at_start() -> None:
+    from bridge.settings import SettingsError, StreamSettings, load
+
+    with pytest.raises(SettingsError, match="EVENTFED_SCHEMA_REGISTRY_URL") as caught:
+        load(StreamSettings, schema_registry_url="registry:8081", schema_registry_timeout=0)
+    assert "EVENTFED_SCHEMA_REGISTRY_TIMEOUT" in str(caught.value)
+    settings = load(StreamSettings, schema_registry_url="https://registry.onap:8081/apis/ccompat/v7")
+    assert settings.schema_registry_timeout == 60
