@@ -6,7 +6,8 @@ subscription (also one added while the worker runs), none for JSON feeds; every 
 Confluent wire format with its topic's schema id, readable by confluent-kafka's AvroDeserializer and
 by `eventfed decode`; the content-type header says so. Without one: single-object encoding, and a
 header that says that. A registry that cannot be reached keeps the worker not ready, then stops it
-with one clear line.
+with one clear line; a subject it refuses keeps a new subscription out of force (and the worker
+not ready) until it takes it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
@@ -193,3 +194,54 @@ def test_an_unreachable_registry_keeps_the_worker_unready_then_stops_it(stream_r
     assert f"{stream_run.events_topic}-value" in log
     # Nothing was written to the events topic in any framing.
     assert stream_run.read(stream_run.events_topic, idle=1) == []
+
+
+def test_a_subject_the_registry_refuses_keeps_the_new_subscriptions_out_until_it_takes_it(
+    stream_run, registry_url
+):
+    u = stream_run.unique
+    new_topic = f"test.sr.refused.{u}"
+    subject = f"{new_topic}-value"
+    client = SchemaRegistryClient({"url": registry_url})
+    # Someone else's schema under the subject, and a compatibility rule ours cannot meet.
+    client.register_schema(subject, Schema('"string"', "AVRO"))
+    client.set_compatibility(subject, "BACKWARD")
+
+    worker = stream_run.start(EVENTFED_SCHEMA_REGISTRY_URL=registry_url)
+    ready_url = f"http://127.0.0.1:{worker.metrics_port}/readyz"
+    stream_run.subscriptions_file.write_text(
+        SUBSCRIPTIONS.replace("{u}", u) + "  - name: refused-avro\n    match: {events: [POWER_OFF]}\n"
+        f"    sink: {{type: kafka, topic: {new_topic}, format: avro}}\n"
+    )
+    reason = ""
+    deadline = time.monotonic() + 60
+    while subject not in reason:
+        assert time.monotonic() < deadline, worker.log()[-3000:]
+        try:
+            with urllib.request.urlopen(ready_url, timeout=2):
+                pass
+        except urllib.error.HTTPError as error:
+            assert error.code == 503
+            reason = error.read().decode()
+        time.sleep(0.3)
+    assert "new subscriptions not in force" in reason
+
+    # Meanwhile the rules in force keep working, and nothing reaches the refused topic.
+    cloud = SimulatedCloud(seed=24)
+    stream_run.send(power_cycles(cloud, 1))
+    assert len(stream_run.read(f"test.sr.avro.{u}", expected=2)) == 2
+    assert stream_run.read(new_topic, idle=1) == []
+    assert "refused-avro" not in worker.log()
+
+    # Once the registry takes the subject, the new subscription goes in force, the worker is ready.
+    client.set_compatibility(subject, "NONE")
+    deadline = time.monotonic() + 90
+    while "subscriptions reloaded: power-avro, power-json, refused-avro" not in worker.log():
+        assert time.monotonic() < deadline, worker.log()[-3000:]
+        time.sleep(0.5)
+    with urllib.request.urlopen(ready_url, timeout=2) as response:
+        assert response.status == 200
+    schema_id = client.get_latest_version(subject).schema_id
+    stream_run.send(power_cycles(cloud, 1))
+    messages = stream_run.read(new_topic, expected=1)
+    assert [m.value()[:5] for m in messages] == [b"\x00" + schema_id.to_bytes(4, "big")]
