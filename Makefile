@@ -20,6 +20,7 @@ install: $(INSTALLED)
 up: install
 	scripts/kafka start
 	scripts/rabbitmq start
+	scripts/schema-registry fetch
 
 down:
 	-scripts/demo stop

@@ -186,7 +186,11 @@ class StreamSettings(CommonSettings):
     data_dir: Path = Path("/tmp/eventfed-stream")
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
-    schema_registry_url: str | None = None
+    # A Confluent-compatible Schema Registry: Avro records are then in the Confluent wire format,
+    # the schema registered under `<topic>-value` for each Avro topic (streams.registration).
+    schema_registry_url: str | None = Field(default=None, pattern=r"^(https?|mock)://\S+$")
+    # How long start-up retries registering the schema before the worker gives up (exit 1).
+    schema_registry_timeout: float = Field(default=60.0, gt=0, le=3600)
     # Raw records per batch: a packed record carries up to PACK_MAX notifications.
     batch_size: int = Field(default=100, ge=1, le=100_000)
     # Batches decided while earlier ones are still being written. 1 (the default) decides the next

@@ -22,10 +22,12 @@ from bridge.logs import setup_logging
 from bridge.settings import StreamSettings, load
 from bridge.topics import core_topics, ensure_topics
 from streams import pipeline
+from streams.codecs import CodecError, RegistrationError
 from streams.faust_internals import FaustConsumerOffsets, in_recovery, missing_internals
+from streams.registration import BACKOFF_INITIAL, BACKOFF_MAX, Registrar, SchemaIds, avro_topics
 from streams.runner import BatchRunner, BatchWriter
 from streams.subscription_source import SubscriptionSource
-from streams.subscriptions import SubscriptionError
+from streams.subscriptions import Subscription, SubscriptionError
 from streams.topics import sink_topics
 
 LOG = logging.getLogger(__name__)
@@ -64,30 +66,47 @@ class StreamHealth:
     def __init__(self) -> None:
         self.observed: tuple[bool, str, float] = (False, "starting", 0.0)
         self.processed = lambda: 0
+        # Set while something the operator asked for cannot be done (new subscriptions whose
+        # topics cannot be created or registered): not ready, whatever Faust's state.
+        self.problem: str | None = None
 
     def check(self) -> tuple[bool, str]:
+        problem = self.problem
+        if problem is not None:
+            return False, f"{problem}; processed {self.processed()}"
         ready, reason, observed_at = self.observed
         if observed_at and time.monotonic() - observed_at > 30:
             return False, "the worker's event loop has not reported for 30s"
         return ready, f"{reason}; processed {self.processed()}"
 
 
-def build_processor(settings: StreamSettings, subscriptions: SubscriptionSource) -> pipeline.Processor:
-    confluent = None
-    if settings.schema_registry_url:
-        from streams.codecs import ConfluentCodec
-
-        confluent = ConfluentCodec(settings.schema_registry_url)
+def build_processor(
+    settings: StreamSettings, subscriptions: SubscriptionSource, schema_ids: SchemaIds | None = None
+) -> pipeline.Processor:
     return pipeline.Processor(
         pipeline.Topics(events=settings.events_topic, dlq=settings.dlq_topic),
         subscriptions,
         settings.dedup_window_seconds,
-        confluent,
+        schema_ids,
     )
 
 
+def prepare_sinks(
+    settings: StreamSettings, subscriptions: list[Subscription], registrar: Registrar | None
+) -> None:
+    """Make the topics of these subscriptions ready to be written: created, and with a registry,
+    the event schema registered under each Avro topic's subject. Blocking; raises KafkaException,
+    TimeoutError or RegistrationError."""
+    ensure_topics(settings, sink_topics(settings, subscriptions))
+    if registrar is not None:
+        registrar.register(avro_topics(settings.events_topic, subscriptions))
+
+
 def build_app(
-    settings: StreamSettings, subscriptions: SubscriptionSource, health: StreamHealth
+    settings: StreamSettings,
+    subscriptions: SubscriptionSource,
+    health: StreamHealth,
+    registrar: Registrar | None = None,
 ) -> tuple[Any, BatchRunner]:
     import faust
 
@@ -137,7 +156,7 @@ def build_app(
         delivery_timeout=settings.delivery_timeout,
     )
     runner = BatchRunner(
-        build_processor(settings, subscriptions),
+        build_processor(settings, subscriptions, registrar.ids if registrar is not None else None),
         writer,
         FaustConsumerOffsets(app),
         table.data,
@@ -160,12 +179,37 @@ def build_app(
     # mode's stub wants a keyword-only `signal` parameter; the runtime passes it in **kwargs.
     app.on_partitions_revoked.connect(wait_for_writes_on_revoke)  # type: ignore[arg-type]
 
+    retry = {"at": 0.0, "delay": BACKOFF_INITIAL}
+
     @app.timer(interval=settings.subscriptions_reload_seconds)
     async def reload_subscriptions() -> None:
-        if subscriptions.reload_if_changed():
-            # A new subscription's topic must exist before the first event is sent to it.
-            specs = sink_topics(settings, subscriptions())
-            await asyncio.get_running_loop().run_in_executor(None, ensure_topics, settings, specs)
+        if time.monotonic() < retry["at"]:
+            return
+        pending = subscriptions.read_if_changed()
+        if pending is None:
+            # The file is what is in force (or a version that does not validate, which is logged).
+            health.problem = None
+            return
+        # A new subscription's topic must exist, and with a registry have its subject, before
+        # the first event is sent to it: the new rules go in force only once they do.
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, prepare_sinks, settings, pending.subscriptions, registrar
+            )
+        except (KafkaException, TimeoutError, RegistrationError) as exc:
+            reason = exc.args[0] if isinstance(exc, KafkaException) else str(exc) or "no answer in time"
+            health.problem = f"new subscriptions not in force: {reason}"
+            LOG.error(
+                "new subscriptions not in force, the previous ones stay; retrying in %.1fs: %s",
+                retry["delay"],
+                reason,
+            )
+            retry["at"] = time.monotonic() + retry["delay"]
+            retry["delay"] = min(retry["delay"] * 2, BACKOFF_MAX)
+            return
+        retry["at"], retry["delay"] = 0.0, BACKOFF_INITIAL
+        health.problem = None
+        subscriptions.apply(pending)
 
     @app.timer(interval=0.2)
     async def commit_written() -> None:
@@ -229,9 +273,37 @@ def _create_topics_then_work(
         reason = exc.args[0] if isinstance(exc, KafkaException) else "no answer in time"
         LOG.error("cannot start: cannot create topics on %s: %s", settings.kafka_bootstrap_servers, reason)
         return 1
+    registrar = None
+    if settings.schema_registry_url:
+        registrar = _register_schemas(settings, subscriptions, health)
+        if registrar is None:
+            return 1
     health.observed = (False, "starting the worker", 0.0)
-    app, _runner = build_app(settings, subscriptions, health)
+    app, _runner = build_app(settings, subscriptions, health, registrar)
     return _work(settings, app)
+
+
+def _register_schemas(
+    settings: StreamSettings, subscriptions: SubscriptionSource, health: StreamHealth
+) -> Registrar | None:
+    """The event schema registered under the subject of every Avro topic in force, retried with
+    backoff for up to schema_registry_timeout seconds; None (logged) when it could not be."""
+    from streams.codecs import ConfluentCodec
+
+    assert settings.schema_registry_url is not None
+    health.observed = (False, "registering schemas", 0.0)
+    try:
+        registrar = Registrar(ConfluentCodec(settings.schema_registry_url))
+        registrar.register_within(
+            avro_topics(settings.events_topic, subscriptions()),
+            settings.schema_registry_timeout,
+            on_retry=lambda reason: setattr(health, "observed", (False, reason, 0.0)),
+        )
+    except (CodecError, ValueError) as exc:
+        # RegistrationError is a CodecError; the client raises ValueError for a URL it cannot use.
+        LOG.error("cannot start: %s", exc)
+        return None
+    return registrar
 
 
 def _work(settings: StreamSettings, app: Any) -> int:

@@ -2,8 +2,9 @@
 
 - ``avro``: Avro single-object encoding, ``C3 01`` + the schema's CRC-64-AVRO fingerprint (8 bytes,
   little-endian) + the Avro binary body. Self-describing enough for any Avro library, no registry.
-- ``confluent``: the Confluent Schema Registry wire format (``00`` + 4-byte schema id + body), by
-  confluent-kafka's own serializers, when a registry is configured.
+- ``confluent``: the Confluent Schema Registry wire format (``00`` + 4-byte big-endian schema id +
+  the Avro binary body), when a registry is configured. The schema id is the one the registry gave
+  the event schema under the topic's subject, ``<topic>-value`` (TopicNameStrategy).
 - ``json``: the flat shape of the ONAP spec message (spec fields plus event fields), UTF-8,
   timestamps as ISO 8601 with ``Z``; what the DMaaP and JSON sinks and the state topic carry.
 
@@ -294,24 +295,46 @@ def decode_json(data: bytes | str) -> VmStatusEvent:
 # --- Confluent Schema Registry ------------------------------------------------------------------
 
 
+def subject_for(topic: str) -> str:
+    """The subject of a topic's record values: Confluent's TopicNameStrategy, ``<topic>-value``."""
+    return f"{topic}-value"
+
+
+def encode_confluent(event: Mapping[str, Any], schema_id: int) -> bytes:
+    """The Confluent wire format: ``00``, the schema id (4 bytes, big-endian), the Avro body.
+
+    The same bytes as confluent-kafka's AvroSerializer writes (its body is fastavro's too); framed
+    here so that writing a record never waits on the registry: the id comes from the registration
+    done at start-up (:class:`ConfluentCodec`).
+    """
+    return frame_confluent(avro_body(event), schema_id)
+
+
+def frame_confluent(body: bytes, schema_id: int) -> bytes:
+    """An Avro body in the Confluent wire format (for callers that frame one body for several topics)."""
+    if not 0 <= schema_id < 2**31:
+        raise CodecError(f"schema id {schema_id} does not fit the Confluent wire format")
+    return CONFLUENT_MAGIC + schema_id.to_bytes(4, "big") + body
+
+
+class RegistrationError(CodecError):
+    """The registry did not register the event schema under a subject: unreachable, or refused."""
+
+
 class ConfluentCodec:
-    """The Confluent wire format through confluent-kafka's AvroSerializer and AvroDeserializer.
+    """A Confluent-compatible Schema Registry, through confluent-kafka's own client.
 
     ``registry`` is a Schema Registry URL (``mock://...`` gives confluent-kafka's in-memory registry)
-    or a ready client. The subject is ``<topic>-value`` (TopicNameStrategy).
+    or a ready client. :meth:`register` registers the event schema under a topic's subject and
+    returns its id (the client caches it: one HTTP call per topic); :meth:`decode` reads the
+    Confluent wire format with confluent-kafka's AvroDeserializer, whatever the subject.
     """
 
-    def __init__(
-        self,
-        registry: str | SchemaRegistryClient,
-        *,
-        topic: str = DEFAULT_TOPIC,
-        auto_register: bool = True,
-    ) -> None:
+    def __init__(self, registry: str | SchemaRegistryClient) -> None:
         # Imported here: processes that never use a registry do not pay for confluent-kafka's client.
         try:
-            from confluent_kafka.schema_registry import SchemaRegistryClient
-            from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+            from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+            from confluent_kafka.schema_registry.avro import AvroDeserializer
             from confluent_kafka.serialization import MessageField, SerializationContext
         except ImportError as exc:
             raise CodecError(
@@ -319,28 +342,36 @@ class ConfluentCodec:
                 f"(confluent-kafka[schemaregistry]): {exc}"
             ) from exc
 
-        self.client = (
-            SchemaRegistryClient.new_client({"url": registry}) if isinstance(registry, str) else registry
-        )
-        self._serializer = AvroSerializer(
-            self.client, SCHEMA_JSON, conf={"auto.register.schemas": auto_register}
-        )
+        if isinstance(registry, str):
+            self.url = registry
+            # The client's own retries, with jittered exponential backoff, cover a blip; the
+            # caller's retries (streams.registration) cover a registry that is down for longer.
+            self.client = SchemaRegistryClient.new_client(
+                {"url": registry, "timeout": 10, "max.retries": 2, "retries.wait.ms": 500}
+            )
+        else:
+            self.url = "(client)"
+            self.client = registry
+        self._schema = Schema(SCHEMA_JSON, "AVRO")
         self._deserializer = AvroDeserializer(self.client)
-        self._context = SerializationContext(topic, MessageField.VALUE)
+        self._context = SerializationContext(DEFAULT_TOPIC, MessageField.VALUE)
 
-    def encode(self, event: Mapping[str, Any]) -> bytes:
-        from confluent_kafka.error import KafkaException
-        from confluent_kafka.schema_registry.error import SchemaRegistryError
-
+    def register(self, topic: str) -> int:
+        """The id of the event schema under ``<topic>-value``, registering it if need be."""
+        subject = subject_for(topic)
         try:
-            data = self._serializer(dict(event), self._context)
-        except SchemaRegistryError as exc:
-            raise CodecError(f"schema registry: {exc}") from exc
-        except (KafkaException, ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
-            raise CodecError(f"event does not fit the schema: {exc}") from exc
-        if data is None:
-            raise CodecError("the Confluent serializer returned nothing")
-        return data
+            return int(self.client.register_schema(subject, self._schema))
+        except Exception as exc:
+            # SchemaRegistryError for a refusal (incompatible, invalid, unauthorised); the HTTP
+            # library's own errors for a registry that cannot be reached.
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            raise RegistrationError(
+                f"schema registry {self.url}: cannot register subject {subject}: "
+                f"{type(exc).__name__}: {detail}"
+            ) from exc
+
+    def encode(self, event: Mapping[str, Any], topic: str = DEFAULT_TOPIC) -> bytes:
+        return encode_confluent(event, self.register(topic))
 
     def decode(self, data: bytes) -> VmStatusEvent:
         from confluent_kafka.error import KafkaException

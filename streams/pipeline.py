@@ -42,9 +42,12 @@ DUPLICATE = "duplicate"
 IGNORED = "ignored"
 DEAD = "dead"
 
+# The `content-type` header of each output, by format. An Avro record says which framing it has:
+# single-object (C3 01 + fingerprint) without a registry, Confluent's (00 + schema id) with one.
 CONTENT_TYPES = {
     "json": b"application/json",
     "avro": b"application/vnd.apache.avro+binary; encoding=single-object",
+    "avro-confluent": b"application/vnd.apache.avro+binary; encoding=confluent",
     "ves": b"application/json; profile=ves-7.2.1",
 }
 
@@ -128,12 +131,16 @@ class Processor:
         topics: Topics,
         subscriptions: Callable[[], Sequence[Subscription]],
         dedup_window: float,
-        confluent: codecs.ConfluentCodec | None = None,
+        schema_ids: Mapping[str, int] | None = None,
     ) -> None:
+        """``schema_ids``: with a Schema Registry, the schema id of each Avro topic's subject
+        (streams.registration); Avro records are then in the Confluent wire format. None: no
+        registry, Avro single-object encoding."""
         self._topics = topics
         self._subscriptions = subscriptions
         self._dedup = DedupWindow(dedup_window)
-        self._confluent = confluent
+        self._schema_ids = schema_ids
+        self._avro_content_type = CONTENT_TYPES["avro" if schema_ids is None else "avro-confluent"]
 
     def process(
         self,
@@ -218,18 +225,30 @@ class Processor:
             ("message_id", str(event.get("message_id") or "").encode()),
         ]
         encoded: dict[str, bytes] = {}
+        schema_ids = self._schema_ids
 
-        def encoded_as(sink: Sink | None) -> bytes:
+        def encoded_as(sink: Sink | None, topic: str) -> bytes:
+            fmt = sink.format if sink is not None else "avro"
+            if fmt == "avro" and schema_ids is not None:
+                schema_id = schema_ids.get(topic)
+                if schema_id is None:
+                    # Registration comes before a topic is written to; should it not have, the
+                    # record is dead-lettered rather than written in a framing the topic's
+                    # consumers do not expect.
+                    raise codecs.CodecError(
+                        f"no schema id registered for subject {codecs.subject_for(topic)}"
+                    )
+                if "avro-body" not in encoded:
+                    encoded["avro-body"] = codecs.avro_body(event)
+                # Each topic has its own subject, and so possibly its own schema id.
+                return codecs.frame_confluent(encoded["avro-body"], schema_id)
             key = sink.encoding if sink is not None else "avro"
             if key not in encoded:
-                fmt = sink.format if sink is not None else "avro"
                 if fmt == "json":
                     encoded[key] = codecs.encode_json_dict(event_json)
                 elif fmt == "ves":
                     assert step is not None and sink is not None, "stale events reach no subscription"
                     encoded[key] = ves.encode(event_json, step, sink.ves_reporting_entity)
-                elif self._confluent is not None:
-                    encoded[key] = self._confluent.encode(event)
                 else:
                     encoded[key] = codecs.encode_avro(event)
             return encoded[key]
@@ -240,8 +259,8 @@ class Processor:
             Output(
                 self._topics.events,
                 instance_key,
-                encoded_as(None),
-                [*headers, ("content-type", CONTENT_TYPES["avro"]), *stale_header],
+                encoded_as(None, self._topics.events),
+                [*headers, ("content-type", self._avro_content_type), *stale_header],
             )
         )
         if kind == STALE:
@@ -254,16 +273,17 @@ class Processor:
                 alarm_moved and subscription.sink.format == "ves" and subscription.watches(event)
             ):
                 fmt = subscription.sink.format
+                content_type = self._avro_content_type if fmt == "avro" else CONTENT_TYPES[fmt]
                 outcome.matched.append(subscription.name)
                 outcome.outputs.append(
                     Output(
                         subscription.sink.topic,
                         instance_key,
-                        encoded_as(subscription.sink),
+                        encoded_as(subscription.sink, subscription.sink.topic),
                         [
                             *headers,
                             ("subscription", subscription.name.encode()),
-                            ("content-type", CONTENT_TYPES[fmt]),
+                            ("content-type", content_type),
                         ],
                     )
                 )

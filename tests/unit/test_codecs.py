@@ -224,6 +224,51 @@ def test_confluent_framing(confluent: codecs.ConfluentCodec) -> None:
     assert json.loads(registered.schema_str) == codecs.SCHEMA
 
 
+def test_confluent_framing_is_byte_for_byte_confluent_kafkas(confluent: codecs.ConfluentCodec) -> None:
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    serializer = AvroSerializer(confluent.client, codecs.SCHEMA_JSON)
+    for topic in ("eventfed.vm.events", "feeds.framing.avro"):
+        context = SerializationContext(topic, MessageField.VALUE)
+        for event in ALL_EVENTS:
+            assert confluent.encode(event, topic) == serializer(dict(event), context)
+
+
+def test_each_topic_has_its_own_subject(confluent: codecs.ConfluentCodec) -> None:
+    first = confluent.register("feeds.subject.one")
+    second = confluent.register("feeds.subject.two")
+    subjects = confluent.client.get_subjects()
+    assert {"feeds.subject.one-value", "feeds.subject.two-value"} <= set(subjects)
+    for subject, schema_id in (("feeds.subject.one-value", first), ("feeds.subject.two-value", second)):
+        latest = confluent.client.get_latest_version(subject)
+        assert latest.schema_id == schema_id
+        assert json.loads(latest.schema.schema_str) == codecs.SCHEMA
+    assert codecs.subject_for("eventfed.vm.events") == "eventfed.vm.events-value"
+
+
+def test_a_registry_that_cannot_be_reached_is_one_clear_error() -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    client = SchemaRegistryClient({"url": f"http://127.0.0.1:{port}", "max.retries": 0, "timeout": 2})
+    unreachable = codecs.ConfluentCodec(client)
+    with pytest.raises(codecs.RegistrationError, match=r"cannot register subject topic\.x-value") as caught:
+        unreachable.register("topic.x")
+    assert "\n" not in str(caught.value)
+
+
+def test_schema_ids_outside_the_wire_format_are_refused() -> None:
+    with pytest.raises(CodecError, match="does not fit"):
+        codecs.encode_confluent(ALL_EVENTS[0], 2**31)
+    with pytest.raises(CodecError, match="does not fit"):
+        codecs.encode_confluent(ALL_EVENTS[0], -1)
+
+
 # --- JSON: the spec's flat shape ---------------------------------------------------------------------
 
 

@@ -22,8 +22,10 @@ VIM = "o_r"
 
 
 class Harness:
-    def __init__(self, window: float = 600) -> None:
-        self.processor = pipeline.Processor(pipeline.Topics("events", "dlq"), lambda: SUBS, window)
+    def __init__(self, window: float = 600, schema_ids: dict[str, int] | None = None) -> None:
+        self.processor = pipeline.Processor(
+            pipeline.Topics("events", "dlq"), lambda: SUBS, window, schema_ids
+        )
         self.state: dict[bytes, dict] = {}
         self.offset = 0
 
@@ -73,6 +75,50 @@ def test_applied_event_goes_to_events_and_matching_subscriptions_in_their_format
         "offset": 2,
         "index": 0,
     }
+
+
+def test_without_a_registry_avro_is_single_object_and_says_so():
+    h = Harness()
+    _, notes = vm_records()
+    h.feed(notes["create"])
+    events, _, as_avro = h.feed(notes["power_off"]).outputs
+    for output in (events, as_avro):
+        assert output.value[:10] == codecs.SINGLE_OBJECT_MAGIC + codecs.FINGERPRINT
+        assert (
+            dict(output.headers)["content-type"]
+            == b"application/vnd.apache.avro+binary; encoding=single-object"
+        )
+
+
+def test_with_a_registry_each_avro_topic_is_framed_with_its_own_schema_id():
+    h = Harness(schema_ids={"events": 7, "spec.avro": 300})
+    vm, notes = vm_records()
+    h.feed(notes["create"])
+    outcome = h.feed(notes["power_off"])
+    assert outcome.kind == pipeline.APPLIED
+    events, as_json, as_avro = outcome.outputs
+    for output, schema_id in ((events, 7), (as_avro, 300)):
+        assert output.value[:5] == b"\x00" + schema_id.to_bytes(4, "big")
+        assert codecs.encode_confluent(outcome.event, schema_id) == output.value
+        assert (
+            dict(output.headers)["content-type"] == b"application/vnd.apache.avro+binary; encoding=confluent"
+        )
+    assert codecs.decode_avro(codecs.encode_avro(outcome.event))["instance_id"] == vm.uuid
+    assert dict(as_json.headers)["content-type"] == b"application/json"
+    assert json.loads(as_json.value)["instance_id"] == vm.uuid
+
+
+def test_an_avro_topic_without_a_schema_id_gets_nothing_unframed():
+    # The subscription topic was never registered: the record is dead-lettered with the reason,
+    # not written in single-object encoding to a topic whose readers expect the registry's.
+    h = Harness(schema_ids={"events": 7})
+    _, notes = vm_records()
+    h.feed(notes["create"])
+    outcome = h.feed(notes["power_off"])
+    assert outcome.kind == pipeline.DEAD
+    assert topics(outcome) == ["dlq"]
+    headers = dict(outcome.outputs[0].headers)
+    assert b"spec.avro-value" in headers["eventfed.error"]
 
 
 def test_older_event_is_stale_and_only_recorded():
