@@ -11,13 +11,16 @@ stale       older than the state already applied, or about a VM deleted before: 
 duplicate   the same notification seen again (RabbitMQ requeue, listener restart): dropped
 ignored     not an instance status event (aggregate.*, compute.metrics.update, ...)
 dead        malformed: to the dead-letter topic with the reason and where it came from
+stuck       not a record: an action of the VM got no end in time (streams.stuck); the sweep's
+            STUCK event and VES fault, and the state marking the timer fired
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from bridge.raw import (
@@ -31,7 +34,7 @@ from bridge.raw import (
     Headers,
 )
 from bridge.state import DELETED_STATE, META, source_of, state_key
-from streams import codecs, ves
+from streams import codecs, stuck, ves
 from streams.normalise import MalformedNotification, load_record, normalise
 from streams.subscriptions import Sink, Subscription
 
@@ -41,6 +44,7 @@ STALE = "stale"
 DUPLICATE = "duplicate"
 IGNORED = "ignored"
 DEAD = "dead"
+STUCK = "stuck"
 
 CONTENT_TYPES = {
     "json": b"application/json",
@@ -129,11 +133,14 @@ class Processor:
         subscriptions: Callable[[], Sequence[Subscription]],
         dedup_window: float,
         confluent: codecs.ConfluentCodec | None = None,
+        stuck_after: Mapping[str, float] | None = None,
     ) -> None:
         self._topics = topics
         self._subscriptions = subscriptions
         self._dedup = DedupWindow(dedup_window)
         self._confluent = confluent
+        # Seconds per action kind before an action without an end is stuck; empty: no timers.
+        self._stuck_after = dict(stuck_after or {})
 
     def process(
         self,
@@ -168,7 +175,9 @@ class Processor:
                 # Encoded as first written: the alarm step this record made is in its state.
                 step = ves.step_from_meta(meta) or ves.next_step(event_json, None, META)
                 try:
-                    return self._publish(event, event_json, REPLAYED, skey, None, step)
+                    return self._publish(
+                        event, event_json, REPLAYED, skey, None, step, stuck_clears=_cleared_of(meta)
+                    )
                 except codecs.CodecError as exc:
                     return self._dead(key, value, source, "encode_failed", str(exc))
                 except ves.VesMappingError as exc:
@@ -188,11 +197,29 @@ class Processor:
             # The VM's alarm lives in its state record, so it is decided here from the state
             # given, whichever worker holds the partition now.
             step = ves.next_step(event_json, state, META)
+            before = stuck.pending_of(meta)
+            timers = stuck.next_timers(
+                event_json,
+                before,
+                self._stuck_after,
+                ves.epoch_micros(event_json["occurred_at"]),
+                _micros(now),
+            )
+            # A stuck raise took a VES sequence number of the VM's; the VM's next events follow it.
+            sequence = max(step.sequence, _after_stuck_raises(before))
+            clears = [(pending, sequence + i) for i, pending in enumerate(timers.cleared)]
+            step = replace(step, sequence=sequence + len(clears))
             new_state = {
                 **event_json,
-                META: {"version": version, "source": source.as_dict(), **ves.step_to_meta(step)},
+                META: {
+                    "version": version,
+                    "source": source.as_dict(),
+                    **ves.step_to_meta(step),
+                    **stuck.pending_to_meta(timers.pending),
+                    **_cleared_to_meta(clears),
+                },
             }
-            return self._publish(event, event_json, APPLIED, skey, new_state, step)
+            return self._publish(event, event_json, APPLIED, skey, new_state, step, stuck_clears=clears)
         except codecs.CodecError as exc:
             # An event normalise accepted but a sink cannot carry (or a schema registry refusing
             # it): kept, with its reason, rather than crashing the worker.
@@ -209,6 +236,7 @@ class Processor:
         new_state: dict[str, Any] | None,
         step: ves.Step | None,
         reason: str = "",
+        stuck_clears: Sequence[tuple[stuck.Pending, int]] = (),
     ) -> Outcome:
         instance_key = str(event["instance_id"]).encode()
         headers: Headers = [
@@ -248,13 +276,30 @@ class Processor:
             return outcome
         alarm_moved = step is not None and step.transition != ves.NONE
         for subscription in self._subscriptions():
+            fmt = subscription.sink.format
             # A raise or clear reaches every `ves` feed watching the VM, whatever its event and
             # phase filters: a clear filtered out would leave the alarm standing in ONAP forever.
-            if subscription.matches(event) or (
-                alarm_moved and subscription.sink.format == "ves" and subscription.watches(event)
-            ):
-                fmt = subscription.sink.format
+            watched = fmt == "ves" and bool(alarm_moved or stuck_clears) and subscription.watches(event)
+            sends_event = subscription.matches(event) or (alarm_moved and watched)
+            if watched and stuck_clears:
+                outcome.outputs.extend(
+                    Output(
+                        subscription.sink.topic,
+                        instance_key,
+                        ves.encode_stuck(
+                            event_json, pending, False, sequence, subscription.sink.ves_reporting_entity
+                        ),
+                        [
+                            *headers,
+                            ("subscription", subscription.name.encode()),
+                            ("content-type", CONTENT_TYPES[fmt]),
+                        ],
+                    )
+                    for pending, sequence in stuck_clears
+                )
+            if sends_event or (watched and stuck_clears):
                 outcome.matched.append(subscription.name)
+            if sends_event:
                 outcome.outputs.append(
                     Output(
                         subscription.sink.topic,
@@ -267,6 +312,92 @@ class Processor:
                         ],
                     )
                 )
+        return outcome
+
+    def expire(self, skey: bytes, state: Mapping[str, Any], now: float) -> Outcome | None:
+        """The stuck alarm of the VM's earliest pending action past its deadline, or None.
+
+        One per call: the sweep comes back for the next. Its outputs are the STUCK event (events
+        topic, subscriptions selecting it) and the VES fault (every ves feed watching the VM); its
+        new state marks the timer fired, so it is raised once, unless a crash comes between the
+        two writes (then again, with the same eventId).
+        """
+        meta = state.get(META)
+        if not isinstance(meta, Mapping) or "pending" not in meta:
+            return None
+        now_micros = _micros(now)
+        pending = stuck.pending_of(meta)
+        due = sorted((p for p in pending.values() if p.due(now_micros)), key=lambda p: (p.deadline, p.kind))
+        if not due:
+            return None
+        written = ves.step_from_meta(meta)
+        sequence = max((written.sequence + 1) if written else 0, _after_stuck_raises(pending))
+        fired = due[0].raised(sequence)
+        pending[fired.kind] = fired
+        new_state = {**state, META: {**meta, **stuck.pending_to_meta(pending)}}
+        event_json = stuck.stuck_event(state, fired, META, _iso_micros(fired.deadline))
+        try:
+            event = codecs.json_dict_to_event(event_json)
+            outcome = self._publish_stuck(event, event_json, fired, skey, new_state)
+        except (codecs.CodecError, ves.VesMappingError) as exc:
+            # A state record a STUCK event cannot be made of: kept, with the reason, and the
+            # timer marked fired, so that the sweep does not try again forever.
+            reason = exc.reason if isinstance(exc, ves.VesMappingError) else "encode_failed"
+            headers: Headers = [
+                (HEADER_REASON, reason.encode()),
+                (HEADER_ERROR, str(exc)[:500].encode()),
+                (HEADER_STAGE, b"stuck"),
+            ]
+            dead = Output(self._topics.dlq, skey, codecs.encode_json_dict(state), headers)
+            return Outcome(DEAD, reason, outputs=[dead], state_key=skey, new_state=new_state)
+        return outcome
+
+    def _publish_stuck(
+        self,
+        event: Mapping[str, Any],
+        event_json: Mapping[str, Any],
+        fired: stuck.Pending,
+        skey: bytes,
+        new_state: dict[str, Any],
+    ) -> Outcome:
+        instance_key = str(event["instance_id"]).encode()
+        headers: Headers = [
+            ("vim_id", str(event["vim_id"]).encode()),
+            ("status", stuck.STUCK_STATUS.encode()),
+            ("phase", stuck.STUCK_PHASE.encode()),
+            ("message_id", str(event.get("message_id") or "").encode()),
+        ]
+        avro = self._confluent.encode(event) if self._confluent is not None else codecs.encode_avro(event)
+        outcome = Outcome(STUCK, fired.kind, event, state_key=skey, new_state=new_state)
+        outcome.outputs.append(
+            Output(
+                self._topics.events, instance_key, avro, [*headers, ("content-type", CONTENT_TYPES["avro"])]
+            )
+        )
+        assert fired.sequence is not None
+        for subscription in self._subscriptions():
+            sink = subscription.sink
+            if sink.format == "ves":
+                if not subscription.watches(event):
+                    continue
+                value = ves.encode_stuck(event_json, fired, True, fired.sequence, sink.ves_reporting_entity)
+            elif subscription.matches(event):
+                value = codecs.encode_json_dict(event_json) if sink.format == "json" else avro
+            else:
+                continue
+            outcome.matched.append(subscription.name)
+            outcome.outputs.append(
+                Output(
+                    sink.topic,
+                    instance_key,
+                    value,
+                    [
+                        *headers,
+                        ("subscription", subscription.name.encode()),
+                        ("content-type", CONTENT_TYPES[sink.format]),
+                    ],
+                )
+            )
         return outcome
 
     def _dead(
@@ -282,6 +413,37 @@ class Processor:
             (HEADER_SOURCE_INDEX, str(source.index).encode()),
         ]
         return Outcome(DEAD, reason, outputs=[Output(self._topics.dlq, key, value, headers)])
+
+
+def _micros(epoch_seconds: float) -> int:
+    return round(epoch_seconds * 1e6)
+
+
+def _iso_micros(micros: int) -> str:
+    return datetime.fromtimestamp(micros / 1e6, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _after_stuck_raises(pending: Mapping[str, stuck.Pending]) -> int:
+    """The first VES sequence number after the stuck raises of these pending actions (0: none)."""
+    return max((p.sequence + 1 for p in pending.values() if p.sequence is not None), default=0)
+
+
+def _cleared_to_meta(clears: Sequence[tuple[stuck.Pending, int]]) -> dict[str, Any]:
+    """The stuck alarms a record cleared, so that the record replayed clears them the same way."""
+    if not clears:
+        return {}
+    return {"stuck_cleared": [{"kind": p.kind, **p.as_dict(), "clear_sequence": n} for p, n in clears]}
+
+
+def _cleared_of(meta: Mapping[str, Any]) -> list[tuple[stuck.Pending, int]]:
+    written = meta.get("stuck_cleared")
+    clears = []
+    for item in written if isinstance(written, list) else []:
+        kind = item.get("kind") if isinstance(item, Mapping) else None
+        pending = stuck.Pending.from_dict(kind, item) if isinstance(kind, str) else None
+        if pending is not None and type(item.get("clear_sequence")) is int:
+            clears.append((pending, item["clear_sequence"]))
+    return clears
 
 
 def tombstone_due(state: Mapping[str, Any], now_epoch: float, retention: float) -> bool:
