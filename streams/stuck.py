@@ -119,6 +119,7 @@ class Pending:
     deadline    epoch µs after which it is stuck
     stuck       whether the stuck alarm is raised
     sequence    the VES sequence of the stuck raise, once raised
+    after       the time the kind was given, seconds
     """
 
     kind: str
@@ -127,6 +128,7 @@ class Pending:
     deadline: int
     stuck: bool = False
     sequence: int | None = None
+    after: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -135,6 +137,7 @@ class Pending:
             "deadline": self.deadline,
             "stuck": self.stuck,
             "sequence": self.sequence,
+            "after": self.after,
         }
 
     @classmethod
@@ -142,6 +145,7 @@ class Pending:
         if not isinstance(value, Mapping):
             return None
         started_at, deadline, sequence = value.get("started_at"), value.get("deadline"), value.get("sequence")
+        after = value.get("after")
         if type(started_at) is not int or type(deadline) is not int:
             return None
         return cls(
@@ -151,6 +155,7 @@ class Pending:
             deadline,
             value.get("stuck") is True,
             sequence if type(sequence) is int else None,
+            float(after) if isinstance(after, int | float) and not isinstance(after, bool) else 0.0,
         )
 
     def due(self, now_micros: int) -> bool:
@@ -161,7 +166,7 @@ class Pending:
 
     @property
     def stuck_seconds(self) -> float:
-        return (self.deadline - self.started_at) / 1e6
+        return self.after or (self.deadline - self.started_at) / 1e6
 
 
 def pending_of(meta: Any) -> dict[str, Pending]:
@@ -215,7 +220,11 @@ def next_timers(
         if seconds > 0:
             since = max(occurred_micros, now_micros)
             pending[kind] = Pending(
-                kind, str(event.get("event_type") or ""), occurred_micros, since + round(seconds * 1e6)
+                kind,
+                str(event.get("event_type") or ""),
+                occurred_micros,
+                since + round(seconds * 1e6),
+                after=seconds,
             )
     return Timers(pending, tuple(cleared))
 
