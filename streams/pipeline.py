@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bridge.raw import (
@@ -45,6 +45,8 @@ DUPLICATE = "duplicate"
 IGNORED = "ignored"
 DEAD = "dead"
 STUCK = "stuck"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 CONTENT_TYPES = {
     "json": b"application/json",
@@ -420,7 +422,9 @@ def _micros(epoch_seconds: float) -> int:
 
 
 def _iso_micros(micros: int) -> str:
-    return datetime.fromtimestamp(micros / 1e6, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    # Integer arithmetic: a float of today's epoch microseconds is not exact.
+    moment = _EPOCH + timedelta(microseconds=micros)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _after_stuck_raises(pending: Mapping[str, stuck.Pending]) -> int:
