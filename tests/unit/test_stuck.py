@@ -429,3 +429,32 @@ def test_the_sweep_raises_on_owned_partitions_only_and_writes_outputs_before_sta
     assert topics == [EVENTS, "ves.all", "ves.power", "stuck.json", STATE] * 2
     assert [entry[3] for entry in journal if entry[1] == STATE] == [2, 1]
     assert all(state[META]["pending"]["DELETE"]["stuck"] for state in runner.state.values())
+
+
+# --- the contract: STUCK needs no new schema version -----------------------------------------------
+
+
+def test_the_stuck_event_fits_the_avro_schema_json_and_openapi_unchanged():
+    from jsonschema import Draft202012Validator
+
+    from bridge.api.openapi import openapi_document
+    from bridge.api.vocabulary import StateVocabulary
+    from bridge.settings import ApiSettings
+
+    h = Harness()
+    h.feed(h.record("create", "end"), at(1))
+    h.feed(h.record("delete", "start"), at(2))
+    raised = h.sweep(at(700))
+    assert raised is not None and raised.event is not None
+    # Status kinds are strings, not an Avro enum (schemas/README.md, evolution rule 3): STUCK is a
+    # new value, not a new schema, so every consumer's reader still knows the writer's fingerprint.
+    assert codecs.FINGERPRINT_HEX == "95292a9022f3a0fc"
+    [canonical] = [o for o in raised.outputs if o.topic == "events"]
+    assert canonical.value[2:10] == codecs.FINGERPRINT
+    assert codecs.decode(canonical.value) == raised.event
+    as_json = codecs.encode(raised.event, "json")
+    assert codecs.decode(as_json) == raised.event
+    document = openapi_document(ApiSettings(), StateVocabulary.from_catalogue(), auth=[])
+    record_schema = {**document["components"]["schemas"]["VmRecord"], "$defs": document["components"]["schemas"]}
+    errors = [e.message for e in Draft202012Validator(record_schema).iter_errors(json.loads(as_json))]
+    assert not errors, errors
