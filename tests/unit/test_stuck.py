@@ -455,6 +455,31 @@ def test_the_stuck_event_fits_the_avro_schema_json_and_openapi_unchanged():
     as_json = codecs.encode(raised.event, "json")
     assert codecs.decode(as_json) == raised.event
     document = openapi_document(ApiSettings(), StateVocabulary.from_catalogue(), auth=[])
-    record_schema = {**document["components"]["schemas"]["VmRecord"], "$defs": document["components"]["schemas"]}
+    record_schema = {
+        **document["components"]["schemas"]["VmRecord"],
+        "$defs": document["components"]["schemas"],
+    }
     errors = [e.message for e in Draft202012Validator(record_schema).iter_errors(json.loads(as_json))]
     assert not errors, errors
+
+
+# --- the simulator's stuck deletes (the demo's) ----------------------------------------------------
+
+
+def test_the_simulator_leaves_deletes_stuck_and_a_second_run_ends_them():
+    from bridge.simulator.simulate import plan
+
+    full = plan(8, 7, "versioned")
+    stuck_run = plan(8, 7, "versioned", stuck_deletes=1)
+    ends = plan(8, 7, "versioned", stuck_deletes=1, end_stuck=True)
+    # VM 3 is the first VM deleted: its delete starts, then nothing; the second run sends the rest.
+    assert [n.event_type for n in ends] == [
+        "instance.shutdown.start",
+        "instance.shutdown.end",
+        "instance.delete.end",
+    ]
+    assert {n.instance_id for n in ends} == {
+        n.instance_id for n in stuck_run if n.event_type == "instance.delete.start"
+    }
+    assert len(stuck_run) + len(ends) == len(full)
+    assert plan(8, 7, "versioned", end_stuck=True) == []
