@@ -483,3 +483,28 @@ def test_the_simulator_leaves_deletes_stuck_and_a_second_run_ends_them():
     assert {n.instance_id for n in ends} == started - ended and len(started - ended) == 1
     assert len(stuck_run) + len(ends) == len(full)
     assert plan(8, 7, "versioned", end_stuck=True) == []
+
+
+def test_decode_shows_the_stuck_fault_its_clear_and_the_stuck_event(tmp_path, capsys):
+    from bridge.cli import main
+
+    h = Harness()
+    h.feed(h.record("create", "end"), at(1))
+    h.feed(h.record("delete", "start"), at(2))
+    raised = h.sweep(at(700))
+    assert raised is not None
+    cleared = h.feed(h.record("delete", "end"), at(800))
+    records = {
+        "raise.json": next(o.value for o in raised.outputs if o.topic == "ves.all"),
+        "clear.json": next(o.value for o in cleared.outputs if o.topic == "ves.all"),
+        "stuck.avro": next(o.value for o in raised.outputs if o.topic == "events"),
+    }
+    shown = {}
+    for name, value in records.items():
+        assert value is not None
+        (tmp_path / name).write_bytes(value)
+        assert main(["decode", str(tmp_path / name)]) == 0
+        shown[name] = json.loads(capsys.readouterr().out)
+    names = [shown[n]["event"]["commonEventHeader"]["eventName"] for n in ("raise.json", "clear.json")]
+    assert names == [ves.STUCK_EVENT_NAME, ves.STUCK_CLEAR_EVENT_NAME]
+    assert (shown["stuck.avro"]["status"], shown["stuck.avro"]["phase"]) == ("STUCK", "error")
