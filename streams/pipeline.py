@@ -195,22 +195,31 @@ class Processor:
                 if state.get("state") == DELETED_STATE and event_json.get("state") != DELETED_STATE:
                     return self._publish(event, event_json, STALE, skey, None, None, reason="after_delete")
                 if meta and version < list(meta.get("version") or []):
-                    return self._publish(event, event_json, STALE, skey, None, None, reason="older")
+                    late_state, late_clears = _late_end(event_json, state, meta)
+                    return self._publish(
+                        event,
+                        event_json,
+                        STALE,
+                        skey,
+                        late_state,
+                        None,
+                        reason="older",
+                        stuck_clears=late_clears,
+                    )
             # The VM's alarm lives in its state record, so it is decided here from the state
             # given, whichever worker holds the partition now.
             step = ves.next_step(event_json, state, META)
             before = stuck.pending_of(meta)
-            timers = stuck.next_timers(
-                event_json,
-                before,
-                self._stuck_after,
-                ves.epoch_micros(event_json["occurred_at"]),
-                _micros(now),
-            )
-            # A stuck raise took a VES sequence number of the VM's; the VM's next events follow it.
-            sequence = max(step.sequence, _after_stuck_raises(before))
-            clears = [(pending, sequence + i) for i, pending in enumerate(timers.cleared)]
-            step = replace(step, sequence=sequence + len(clears))
+            # Only a start needs its time as a number (parsing it costs, on every event).
+            started = ves.epoch_micros(event_json["occurred_at"]) if event_json.get("phase") == "start" else 0
+            timers = stuck.next_timers(event_json, before, self._stuck_after, started, _micros(now))
+            clears: list[tuple[stuck.Pending, int]] = []
+            if before:
+                # A stuck raise took a VES sequence number of the VM's; the VM's next events follow it.
+                sequence = max(step.sequence, _after_stuck_raises(before))
+                clears = [(pending, sequence + i) for i, pending in enumerate(timers.cleared)]
+                if sequence + len(clears) != step.sequence:
+                    step = replace(step, sequence=sequence + len(clears))
             new_state = {
                 **event_json,
                 META: {
@@ -274,14 +283,14 @@ class Processor:
                 [*headers, ("content-type", CONTENT_TYPES["avro"]), *stale_header],
             )
         )
-        if kind == STALE:
-            return outcome
         alarm_moved = step is not None and step.transition != ves.NONE
         for subscription in self._subscriptions():
             fmt = subscription.sink.format
             # A raise or clear reaches every `ves` feed watching the VM, whatever its event and
             # phase filters: a clear filtered out would leave the alarm standing in ONAP forever.
             watched = fmt == "ves" and bool(alarm_moved or stuck_clears) and subscription.watches(event)
+            if kind == STALE and not watched:
+                continue
             sends_event = subscription.matches(event) or (alarm_moved and watched)
             if watched and stuck_clears:
                 outcome.outputs.extend(
@@ -299,6 +308,9 @@ class Processor:
                     )
                     for pending, sequence in stuck_clears
                 )
+            if kind == STALE:
+                # A stale event reaches no subscriber; only the stuck alarms its end cleared do.
+                continue
             if sends_event or (watched and stuck_clears):
                 outcome.matched.append(subscription.name)
             if sends_event:
@@ -430,6 +442,32 @@ def _iso_micros(micros: int) -> str:
 def _after_stuck_raises(pending: Mapping[str, stuck.Pending]) -> int:
     """The first VES sequence number after the stuck raises of these pending actions (0: none)."""
     return max((p.sequence + 1 for p in pending.values() if p.sequence is not None), default=0)
+
+
+def _late_end(
+    event_json: Mapping[str, Any], state: Mapping[str, Any], meta: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, list[tuple[stuck.Pending, int]]]:
+    """An end or error older than the VM's state (an update overtook it) still stops its action's
+    timer, if it came after the start: otherwise the action would be called stuck although it
+    ended. The new state changes only the timers; (None, []) when nothing is to change."""
+    kind, phase = event_json.get("status"), event_json.get("phase")
+    pending = stuck.pending_of(meta)
+    ended = pending.get(kind) if isinstance(kind, str) and phase in ("end", "error") else None
+    if ended is None:
+        return None, []
+    try:
+        if ves.epoch_micros(event_json.get("occurred_at")) < ended.started_at:
+            return None, []
+    except ves.VesMappingError:
+        return None, []
+    del pending[ended.kind]
+    clears = []
+    if ended.stuck:
+        written = ves.step_from_meta(meta)
+        sequence = max((written.sequence + 1) if written else 0, _after_stuck_raises({ended.kind: ended}))
+        clears = [(ended, sequence)]
+    kept = {k: v for k, v in meta.items() if k != "pending"}
+    return {**state, META: {**kept, **stuck.pending_to_meta(pending)}}, clears
 
 
 def _cleared_to_meta(clears: Sequence[tuple[stuck.Pending, int]]) -> dict[str, Any]:

@@ -508,3 +508,36 @@ def test_decode_shows_the_stuck_fault_its_clear_and_the_stuck_event(tmp_path, ca
     names = [shown[n]["event"]["commonEventHeader"]["eventName"] for n in ("raise.json", "clear.json")]
     assert names == [ves.STUCK_EVENT_NAME, ves.STUCK_CLEAR_EVENT_NAME]
     assert (shown["stuck.avro"]["status"], shown["stuck.avro"]["phase"]) == ("STUCK", "error")
+
+
+# --- an end overtaken by a newer event ------------------------------------------------------------
+
+
+def test_an_end_older_than_the_state_still_stops_its_timer_and_clears_its_stuck_alarm():
+    h = Harness()
+    h.feed(h.record("create", "end"), at(1))
+    h.feed(h.record("reboot", "start"), at(2))
+    raised = h.sweep(at(400))
+    assert raised is not None
+    end = h.record("reboot", "end")
+    newer = h.record("rebuild", "start")
+    h.feed(newer, at(500))
+    late = h.feed(end, at(501))
+    assert (late.kind, late.reason) == (pipeline.STALE, "older")
+    # Not to subscribers (they act on the latest state), but the stuck alarm's clear reaches them.
+    assert [fault_of(d)[0] for d in on(late, "ves.all")] == [ves.STUCK_CLEAR_EVENT_NAME]
+    assert stuck_faults(late)[0][3] == stuck_faults(raised)[0][3]
+    assert on(late, "stuck.json") == [] and late.matched == []
+    assert set(h.state[h.key][META]["pending"]) == {"REBUILD"}
+    assert h.state[h.key]["status"] == "REBUILD"
+
+
+def test_an_old_end_from_before_the_start_leaves_the_timer():
+    h = Harness()
+    h.feed(h.record("create", "end"), at(1))
+    old_end = h.record("reboot", "end")
+    h.feed(h.record("reboot", "start"), at(2))
+    stale = h.feed(old_end, at(3))
+    assert stale.kind == pipeline.STALE and stale.new_state is None
+    assert [o.topic for o in stale.outputs] == ["events"]
+    assert h.sweep(at(400)) is not None
