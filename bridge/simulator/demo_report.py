@@ -103,9 +103,9 @@ def show_ves_feed(name: str, topic: str, records: list[Any]) -> None:
         "eventId",
         "severity",
         "specificProblem",
-        "reportingEntityName",
     ):
-        table.add_column(column)
+        # eventId first to fold: its end (`alarm/{µs}`, `stuck/DELETE/{µs}`) is what tells alarms apart.
+        table.add_column(column, overflow="fold" if column == "eventId" else "ellipsis")
     faults = [e for e in events if e["commonEventHeader"]["domain"] == "fault"]
     # The last two of each kind of fault: failures and stuck actions, raised and cleared.
     shown = [
@@ -123,7 +123,6 @@ def show_ves_feed(name: str, topic: str, records: list[Any]) -> None:
             short_event_id(header["eventId"]),
             str(fault.get("eventSeverity") or change.get("newState")),
             str(fault.get("specificProblem") or ""),
-            str(header.get("reportingEntityName")),
         )
     console.print(table)
     show_stuck_pair(events)
