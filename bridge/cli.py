@@ -58,6 +58,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
 def _decode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", default="-", help="message file ('-' = stdin)")
     parser.add_argument(
@@ -90,6 +101,18 @@ def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["mixed", "legacy", "versioned"],
         default="mixed",
         help="mixed: half the VMs' compute hosts send legacy notifications, half versioned",
+    )
+    parser.add_argument(
+        "--stuck-deletes",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="per cloud, the first N VMs to be deleted get a delete.start and no end (a stuck action)",
+    )
+    parser.add_argument(
+        "--end-stuck-deletes",
+        action="store_true",
+        help="publish only the ends that a run with the same --seed, --vms and --stuck-deletes left out",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -204,6 +204,30 @@ class StreamSettings(CommonSettings):
     # How long a worker that died silently keeps its partitions before the group moves them.
     # Kafka's default group.min.session.timeout.ms is 6 s.
     session_timeout_seconds: float = Field(default=10.0, ge=6, le=300)
+    # How long each action kind may go without its end or error before it is stuck (a STUCK event
+    # and a VES fault): the defaults of streams.stuck, overridden per kind by `KIND=DURATION,...`
+    # (`DELETE=5m,SNAPSHOT=2h,default=30m`; 0 or `off`: no timer), or a mapping in the YAML file.
+    stuck_after: Annotated[dict[str, float], NoDecode] = Field(default_factory=lambda: _stuck_defaults())
+
+    @field_validator("stuck_after", mode="before")
+    @classmethod
+    def _parse_stuck_after(cls, value: Any) -> Any:
+        # Imported here: the kinds are the stream's catalogue, which no other command loads.
+        from streams.stuck import parse_stuck_after
+
+        return parse_stuck_after(value)
+
+    @property
+    def stuck_check_seconds(self) -> float:
+        """How often the worker looks for stuck actions: a tenth of the shortest time, 1-30 s."""
+        shortest = min((s for s in self.stuck_after.values() if s > 0), default=300.0)
+        return max(1.0, min(30.0, shortest / 10))
+
+
+def _stuck_defaults() -> dict[str, float]:
+    from streams.stuck import DEFAULT_STUCK_AFTER
+
+    return dict(DEFAULT_STUCK_AFTER)
 
 
 class ApiSettings(CommonSettings):

@@ -67,6 +67,12 @@ DESCRIPTIONS: dict[str, str] = {
     "data_dir": "the worker's local table store",
     "web_host": "address of the worker's /healthz, /readyz and /metrics",
     "web_port": "port of the worker's /healthz, /readyz and /metrics",
+    "schema_registry_timeout": "seconds the worker tries to register its schemas at start before it exits",
+    "stuck_after": (
+        "per status kind, how long an action may go without its end before it is stuck, e.g. "
+        "`DELETE=5m,SNAPSHOT=2h,default=30m` (0 or off: no timer); kinds not named keep theirs: 10m for "
+        "a delete, reboot or power action, 1h for a snapshot, resize, live migration or shelve, 30m else"
+    ),
     "schema_registry_url": "a Confluent-compatible Schema Registry; unset: Avro single-object encoding",
     "stream:batch_size": "raw records per batch (a packed record carries up to PACK_MAX notifications)",
     "max_batches_in_flight": "batches decided while earlier ones are still being written",
@@ -106,6 +112,8 @@ def describe_type(annotation: Any) -> str:
         return " \\| ".join(str(a) for a in arguments)
     if origin is list:
         return "list (comma-separated)"
+    if origin is dict:
+        return "KEY=VALUE list (comma-separated)"
     if annotation is SecretStr:
         return "secret"
     if annotation is Path:
@@ -121,6 +129,8 @@ def describe_default(field: FieldInfo) -> str:
         return "-"
     if isinstance(value, list):
         return ",".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return "see meaning"
     return str(value)
 
 

@@ -7,7 +7,10 @@ value   the event's JSON form (see streams.codecs.event_to_json_dict) plus the w
         bookkeeping under META: {"version": [updated_at, occurred_at], "source": {"topic": ...,
         "partition": ..., "offset": ..., "index": ...}}, where source is the raw record (and its
         line) that produced it, plus the VM's VES alarm when one is raised ("alarm") and what its
-        last event did in VES ("ves"), see streams.ves;
+        last event did in VES ("ves"), see streams.ves; the actions started and not yet ended
+        ("pending": kind -> start, deadline, whether stuck was raised) and the stuck alarms the
+        last event cleared ("stuck_cleared"), see streams.stuck. A fired timer rewrites the
+        record with only "pending" changed;
         None (a tombstone) once a deleted VM's retention has passed
 """
 

@@ -88,6 +88,7 @@ def build_processor(
         subscriptions,
         settings.dedup_window_seconds,
         schema_ids,
+        settings.stuck_after,
     )
 
 
@@ -232,6 +233,17 @@ def build_app(
     async def expire_deleted() -> None:
         actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.raw_topic}
         await runner.remove_expired_deletes(actives, time.time(), settings.tombstone_seconds)
+
+    @app.timer(interval=settings.stuck_check_seconds)
+    async def raise_stuck_actions() -> None:
+        # Not while the table is recovering: a start whose end is not yet read back from the
+        # changelog would look stuck.
+        if in_recovery(app):
+            return
+        actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.raw_topic}
+        raised = await runner.raise_stuck_actions(actives, time.time())
+        if raised:
+            LOG.info("raised %d stuck-action alarms", raised)
 
     return app, runner
 

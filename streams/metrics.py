@@ -42,6 +42,9 @@ DROPPED_AFTER_REBALANCE = Counter(
     "eventfed_stream_dropped_after_rebalance_total",
     "Records fetched before a rebalance and left for the partition's new owner",
 )
+STUCK = Counter(
+    "eventfed_stream_stuck_actions_total", "Actions that got no end in time (stuck alarms raised)", ["kind"]
+)
 TOMBSTONES = Counter("eventfed_stream_tombstones_total", "Deleted VMs removed from the state topic")
 SUBSCRIPTIONS = Gauge("eventfed_stream_subscriptions", "Subscriptions in force")
 SUBSCRIPTION_RELOADS = Counter(

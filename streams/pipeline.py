@@ -11,13 +11,16 @@ stale       older than the state already applied, or about a VM deleted before: 
 duplicate   the same notification seen again (RabbitMQ requeue, listener restart): dropped
 ignored     not an instance status event (aggregate.*, compute.metrics.update, ...)
 dead        malformed: to the dead-letter topic with the reason and where it came from
+stuck       not a record: an action of the VM got no end in time (streams.stuck); the sweep's
+            STUCK event and VES fault, and the state marking the timer fired
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bridge.raw import (
@@ -31,7 +34,7 @@ from bridge.raw import (
     Headers,
 )
 from bridge.state import DELETED_STATE, META, source_of, state_key
-from streams import codecs, ves
+from streams import codecs, stuck, ves
 from streams.normalise import MalformedNotification, load_record, normalise
 from streams.subscriptions import Sink, Subscription
 
@@ -41,6 +44,9 @@ STALE = "stale"
 DUPLICATE = "duplicate"
 IGNORED = "ignored"
 DEAD = "dead"
+STUCK = "stuck"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # The `content-type` header of each output, by format. An Avro record says which framing it has:
 # single-object (C3 01 + fingerprint) without a registry, Confluent's (00 + schema id) with one.
@@ -132,6 +138,7 @@ class Processor:
         subscriptions: Callable[[], Sequence[Subscription]],
         dedup_window: float,
         schema_ids: Mapping[str, int] | None = None,
+        stuck_after: Mapping[str, float] | None = None,
     ) -> None:
         """``schema_ids``: with a Schema Registry, the schema id of each Avro topic's subject
         (streams.registration); Avro records are then in the Confluent wire format. None: no
@@ -141,6 +148,8 @@ class Processor:
         self._dedup = DedupWindow(dedup_window)
         self._schema_ids = schema_ids
         self._avro_content_type = CONTENT_TYPES["avro" if schema_ids is None else "avro-confluent"]
+        # Seconds per action kind before an action without an end is stuck; empty: no timers.
+        self._stuck_after = dict(stuck_after or {})
 
     def process(
         self,
@@ -175,7 +184,9 @@ class Processor:
                 # Encoded as first written: the alarm step this record made is in its state.
                 step = ves.step_from_meta(meta) or ves.next_step(event_json, None, META)
                 try:
-                    return self._publish(event, event_json, REPLAYED, skey, None, step)
+                    return self._publish(
+                        event, event_json, REPLAYED, skey, None, step, stuck_clears=_cleared_of(meta)
+                    )
                 except codecs.CodecError as exc:
                     return self._dead(key, value, source, "encode_failed", str(exc))
                 except ves.VesMappingError as exc:
@@ -191,21 +202,67 @@ class Processor:
                 if state.get("state") == DELETED_STATE and event_json.get("state") != DELETED_STATE:
                     return self._publish(event, event_json, STALE, skey, None, None, reason="after_delete")
                 if meta and version < list(meta.get("version") or []):
-                    return self._publish(event, event_json, STALE, skey, None, None, reason="older")
+                    late_state, late_clears = _late_end(event_json, state, meta)
+                    return self._publish(
+                        event,
+                        event_json,
+                        STALE,
+                        skey,
+                        late_state,
+                        None,
+                        reason="older",
+                        stuck_clears=late_clears,
+                    )
             # The VM's alarm lives in its state record, so it is decided here from the state
             # given, whichever worker holds the partition now.
             step = ves.next_step(event_json, state, META)
+            before = stuck.pending_of(meta)
+            # Only a start needs its time as a number (parsing it costs, on every event).
+            started = ves.epoch_micros(event_json["occurred_at"]) if event_json.get("phase") == "start" else 0
+            timers = stuck.next_timers(event_json, before, self._stuck_after, started, _micros(now))
+            clears: list[tuple[stuck.Pending, int]] = []
+            if before:
+                # A stuck raise took a VES sequence number of the VM's; the VM's next events follow it.
+                sequence = max(step.sequence, _after_stuck_raises(before))
+                clears = [(pending, sequence + i) for i, pending in enumerate(timers.cleared)]
+                if sequence + len(clears) != step.sequence:
+                    step = replace(step, sequence=sequence + len(clears))
             new_state = {
                 **event_json,
-                META: {"version": version, "source": source.as_dict(), **ves.step_to_meta(step)},
+                META: {
+                    "version": version,
+                    "source": source.as_dict(),
+                    **ves.step_to_meta(step),
+                    **stuck.pending_to_meta(timers.pending),
+                    **_cleared_to_meta(clears),
+                },
             }
-            return self._publish(event, event_json, APPLIED, skey, new_state, step)
+            return self._publish(event, event_json, APPLIED, skey, new_state, step, stuck_clears=clears)
         except codecs.CodecError as exc:
             # An event normalise accepted but a sink cannot carry (or a schema registry refusing
             # it): kept, with its reason, rather than crashing the worker.
             return self._dead(key, value, source, "encode_failed", str(exc))
         except ves.VesMappingError as exc:
             return self._dead(key, value, source, exc.reason, str(exc))
+
+    def _avro(self, event: Mapping[str, Any], topic: str, encoded: dict[str, bytes]) -> bytes:
+        """The event's Avro record for a topic, in the framing the topic's consumers expect.
+
+        ``encoded`` caches across the topics of one event: the body is encoded once.
+        """
+        if self._schema_ids is None:
+            if "avro" not in encoded:
+                encoded["avro"] = codecs.encode_avro(event)
+            return encoded["avro"]
+        schema_id = self._schema_ids.get(topic)
+        if schema_id is None:
+            # Registration comes before a topic is written to; should it not have, the record is
+            # dead-lettered rather than written in a framing the topic's consumers do not expect.
+            raise codecs.CodecError(f"no schema id registered for subject {codecs.subject_for(topic)}")
+        if "avro-body" not in encoded:
+            encoded["avro-body"] = codecs.avro_body(event)
+        # Each topic has its own subject, and so possibly its own schema id.
+        return codecs.frame_confluent(encoded["avro-body"], schema_id)
 
     def _publish(
         self,
@@ -216,6 +273,7 @@ class Processor:
         new_state: dict[str, Any] | None,
         step: ves.Step | None,
         reason: str = "",
+        stuck_clears: Sequence[tuple[stuck.Pending, int]] = (),
     ) -> Outcome:
         instance_key = str(event["instance_id"]).encode()
         headers: Headers = [
@@ -225,33 +283,19 @@ class Processor:
             ("message_id", str(event.get("message_id") or "").encode()),
         ]
         encoded: dict[str, bytes] = {}
-        schema_ids = self._schema_ids
 
         def encoded_as(sink: Sink | None, topic: str) -> bytes:
             fmt = sink.format if sink is not None else "avro"
-            if fmt == "avro" and schema_ids is not None:
-                schema_id = schema_ids.get(topic)
-                if schema_id is None:
-                    # Registration comes before a topic is written to; should it not have, the
-                    # record is dead-lettered rather than written in a framing the topic's
-                    # consumers do not expect.
-                    raise codecs.CodecError(
-                        f"no schema id registered for subject {codecs.subject_for(topic)}"
-                    )
-                if "avro-body" not in encoded:
-                    encoded["avro-body"] = codecs.avro_body(event)
-                # Each topic has its own subject, and so possibly its own schema id.
-                return codecs.frame_confluent(encoded["avro-body"], schema_id)
-            key = sink.encoding if sink is not None else "avro"
-            if key not in encoded:
+            if fmt == "avro":
+                return self._avro(event, topic, encoded)
+            assert sink is not None
+            if sink.encoding not in encoded:
                 if fmt == "json":
-                    encoded[key] = codecs.encode_json_dict(event_json)
-                elif fmt == "ves":
-                    assert step is not None and sink is not None, "stale events reach no subscription"
-                    encoded[key] = ves.encode(event_json, step, sink.ves_reporting_entity)
+                    encoded[sink.encoding] = codecs.encode_json_dict(event_json)
                 else:
-                    encoded[key] = codecs.encode_avro(event)
-            return encoded[key]
+                    assert step is not None, "stale events reach no ves subscription"
+                    encoded[sink.encoding] = ves.encode(event_json, step, sink.ves_reporting_entity)
+            return encoded[sink.encoding]
 
         outcome = Outcome(kind, reason, event, state_key=skey, new_state=new_state)
         stale_header: Headers = [("eventfed.stale", reason.encode())] if kind == STALE else []
@@ -263,18 +307,38 @@ class Processor:
                 [*headers, ("content-type", self._avro_content_type), *stale_header],
             )
         )
-        if kind == STALE:
-            return outcome
         alarm_moved = step is not None and step.transition != ves.NONE
         for subscription in self._subscriptions():
+            fmt = subscription.sink.format
             # A raise or clear reaches every `ves` feed watching the VM, whatever its event and
             # phase filters: a clear filtered out would leave the alarm standing in ONAP forever.
-            if subscription.matches(event) or (
-                alarm_moved and subscription.sink.format == "ves" and subscription.watches(event)
-            ):
-                fmt = subscription.sink.format
-                content_type = self._avro_content_type if fmt == "avro" else CONTENT_TYPES[fmt]
+            watched = fmt == "ves" and bool(alarm_moved or stuck_clears) and subscription.watches(event)
+            if kind == STALE and not watched:
+                continue
+            sends_event = subscription.matches(event) or (alarm_moved and watched)
+            if watched and stuck_clears:
+                outcome.outputs.extend(
+                    Output(
+                        subscription.sink.topic,
+                        instance_key,
+                        ves.encode_stuck(
+                            event_json, pending, False, sequence, subscription.sink.ves_reporting_entity
+                        ),
+                        [
+                            *headers,
+                            ("subscription", subscription.name.encode()),
+                            ("content-type", CONTENT_TYPES[fmt]),
+                        ],
+                    )
+                    for pending, sequence in stuck_clears
+                )
+            if kind == STALE:
+                # A stale event reaches no subscriber; only the stuck alarms its end cleared do.
+                continue
+            if sends_event or (watched and stuck_clears):
                 outcome.matched.append(subscription.name)
+            if sends_event:
+                content_type = self._avro_content_type if fmt == "avro" else CONTENT_TYPES[fmt]
                 outcome.outputs.append(
                     Output(
                         subscription.sink.topic,
@@ -287,6 +351,101 @@ class Processor:
                         ],
                     )
                 )
+        return outcome
+
+    def expire(self, skey: bytes, state: Mapping[str, Any], now: float) -> Outcome | None:
+        """The stuck alarm of the VM's earliest pending action past its deadline, or None.
+
+        One per call: the sweep comes back for the next. Its outputs are the STUCK event (events
+        topic, subscriptions selecting it) and the VES fault (every ves feed watching the VM); its
+        new state marks the timer fired, so it is raised once, unless a crash comes between the
+        two writes (then again, with the same eventId).
+        """
+        meta = state.get(META)
+        if not isinstance(meta, Mapping) or "pending" not in meta:
+            return None
+        now_micros = _micros(now)
+        pending = stuck.pending_of(meta)
+        due = sorted((p for p in pending.values() if p.due(now_micros)), key=lambda p: (p.deadline, p.kind))
+        if not due:
+            return None
+        written = ves.step_from_meta(meta)
+        sequence = max((written.sequence + 1) if written else 0, _after_stuck_raises(pending))
+        fired = due[0].raised(sequence)
+        pending[fired.kind] = fired
+        new_state = {**state, META: {**meta, **stuck.pending_to_meta(pending)}}
+        event_json = stuck.stuck_event(state, fired, META, _iso_micros(fired.deadline))
+        try:
+            event = codecs.json_dict_to_event(event_json)
+            outcome = self._publish_stuck(event, event_json, fired, skey, new_state)
+        except (codecs.CodecError, ves.VesMappingError) as exc:
+            # A state record a STUCK event cannot be made of: kept, with the reason, and the
+            # timer marked fired, so that the sweep does not try again forever.
+            reason = exc.reason if isinstance(exc, ves.VesMappingError) else "encode_failed"
+            headers: Headers = [
+                (HEADER_REASON, reason.encode()),
+                (HEADER_ERROR, str(exc)[:500].encode()),
+                (HEADER_STAGE, b"stuck"),
+            ]
+            dead = Output(self._topics.dlq, skey, codecs.encode_json_dict(state), headers)
+            return Outcome(DEAD, reason, outputs=[dead], state_key=skey, new_state=new_state)
+        return outcome
+
+    def _publish_stuck(
+        self,
+        event: Mapping[str, Any],
+        event_json: Mapping[str, Any],
+        fired: stuck.Pending,
+        skey: bytes,
+        new_state: dict[str, Any],
+    ) -> Outcome:
+        instance_key = str(event["instance_id"]).encode()
+        headers: Headers = [
+            ("vim_id", str(event["vim_id"]).encode()),
+            ("status", stuck.STUCK_STATUS.encode()),
+            ("phase", stuck.STUCK_PHASE.encode()),
+            ("message_id", str(event.get("message_id") or "").encode()),
+        ]
+        encoded: dict[str, bytes] = {}
+        outcome = Outcome(STUCK, fired.kind, event, state_key=skey, new_state=new_state)
+        outcome.outputs.append(
+            Output(
+                self._topics.events,
+                instance_key,
+                self._avro(event, self._topics.events, encoded),
+                [*headers, ("content-type", self._avro_content_type)],
+            )
+        )
+        assert fired.sequence is not None
+        for subscription in self._subscriptions():
+            sink = subscription.sink
+            if sink.format == "ves":
+                if not subscription.watches(event):
+                    continue
+                value = ves.encode_stuck(event_json, fired, True, fired.sequence, sink.ves_reporting_entity)
+            elif subscription.matches(event):
+                if sink.format == "json":
+                    value = codecs.encode_json_dict(event_json)
+                else:
+                    value = self._avro(event, sink.topic, encoded)
+            else:
+                continue
+            outcome.matched.append(subscription.name)
+            outcome.outputs.append(
+                Output(
+                    sink.topic,
+                    instance_key,
+                    value,
+                    [
+                        *headers,
+                        ("subscription", subscription.name.encode()),
+                        (
+                            "content-type",
+                            self._avro_content_type if sink.format == "avro" else CONTENT_TYPES[sink.format],
+                        ),
+                    ],
+                )
+            )
         return outcome
 
     def _dead(
@@ -302,6 +461,65 @@ class Processor:
             (HEADER_SOURCE_INDEX, str(source.index).encode()),
         ]
         return Outcome(DEAD, reason, outputs=[Output(self._topics.dlq, key, value, headers)])
+
+
+def _micros(epoch_seconds: float) -> int:
+    return round(epoch_seconds * 1e6)
+
+
+def _iso_micros(micros: int) -> str:
+    # Integer arithmetic: a float of today's epoch microseconds is not exact.
+    moment = _EPOCH + timedelta(microseconds=micros)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _after_stuck_raises(pending: Mapping[str, stuck.Pending]) -> int:
+    """The first VES sequence number after the stuck raises of these pending actions (0: none)."""
+    return max((p.sequence + 1 for p in pending.values() if p.sequence is not None), default=0)
+
+
+def _late_end(
+    event_json: Mapping[str, Any], state: Mapping[str, Any], meta: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, list[tuple[stuck.Pending, int]]]:
+    """An end or error older than the VM's state (an update overtook it) still stops its action's
+    timer, if it came after the start: otherwise the action would be called stuck although it
+    ended. The new state changes only the timers; (None, []) when nothing is to change."""
+    kind, phase = event_json.get("status"), event_json.get("phase")
+    pending = stuck.pending_of(meta)
+    ended = pending.get(kind) if isinstance(kind, str) and phase in ("end", "error") else None
+    if ended is None:
+        return None, []
+    try:
+        if ves.epoch_micros(event_json.get("occurred_at")) < ended.started_at:
+            return None, []
+    except ves.VesMappingError:
+        return None, []
+    del pending[ended.kind]
+    clears = []
+    if ended.stuck:
+        written = ves.step_from_meta(meta)
+        sequence = max((written.sequence + 1) if written else 0, _after_stuck_raises({ended.kind: ended}))
+        clears = [(ended, sequence)]
+    kept = {k: v for k, v in meta.items() if k != "pending"}
+    return {**state, META: {**kept, **stuck.pending_to_meta(pending)}}, clears
+
+
+def _cleared_to_meta(clears: Sequence[tuple[stuck.Pending, int]]) -> dict[str, Any]:
+    """The stuck alarms a record cleared, so that the record replayed clears them the same way."""
+    if not clears:
+        return {}
+    return {"stuck_cleared": [{"kind": p.kind, **p.as_dict(), "clear_sequence": n} for p, n in clears]}
+
+
+def _cleared_of(meta: Mapping[str, Any]) -> list[tuple[stuck.Pending, int]]:
+    written = meta.get("stuck_cleared")
+    clears = []
+    for item in written if isinstance(written, list) else []:
+        kind = item.get("kind") if isinstance(item, Mapping) else None
+        pending = stuck.Pending.from_dict(kind, item) if isinstance(kind, str) else None
+        if pending is not None and type(item.get("clear_sequence")) is int:
+            clears.append((pending, item["clear_sequence"]))
+    return clears
 
 
 def tombstone_due(state: Mapping[str, Any], now_epoch: float, retention: float) -> bool:

@@ -432,6 +432,37 @@ class BatchRunner:
         metrics.STATE_SIZE.set(len(self.state))
         return len(job.states)
 
+    async def raise_stuck_actions(self, active_partitions: set[int], now: float) -> int:
+        """Raise the stuck alarms now due, on the partitions this worker owns; how many.
+
+        Each is decided against the state the VM will have once the batches in flight are
+        written, and goes through the same ordered writes as a batch: its outputs, then its state.
+        """
+        async with self.write_lock:
+            if not self.accepts(self.current_generation()):
+                return 0
+            job = Job(started=time.monotonic())
+            pending = self._pending_states
+            for key, written in list(self.state.items()):
+                value = pending.get(key, written)
+                if value is None:
+                    continue
+                partition = source_partition(value)
+                if partition is not None and partition not in active_partitions:
+                    continue
+                outcome = self.processor.expire(key, value, now)
+                if outcome is None or outcome.new_state is None:
+                    continue
+                job.outputs.extend(outcome.outputs)
+                job.outcomes.append(outcome)
+                pending[key] = outcome.new_state
+                job.states[key] = (partition, outcome.new_state)
+            task = self._send(job) if job.states else None
+        if task is not None:
+            await asyncio.wait([task])
+            task.result()
+        return len(job.states)
+
 
 @dataclass
 class Job:
@@ -467,6 +498,8 @@ def count(outcome: pipeline.Outcome) -> None:
     if outcome.kind == pipeline.IGNORED:
         metrics.IGNORED.inc()
         return
+    if outcome.kind == pipeline.STUCK:
+        _counter(metrics.STUCK, outcome.reason).inc()
     assert event is not None
     _counter(metrics.EVENTS, outcome.kind, event["status"], event["phase"]).inc()
     if outcome.kind == pipeline.DUPLICATE:

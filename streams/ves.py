@@ -20,6 +20,8 @@ from typing import Any, Final, Literal
 
 import orjson
 
+from streams.stuck import Pending, stuck_event_id
+
 # Nova's API status of a server from its vm_state and task_state (the mapping the servers API
 # applies, nova/api/openstack/common.py): the task states listed override the vm_state's default.
 _REBOOT = {"rebooting": "REBOOT", "reboot_pending": "REBOOT", "reboot_started": "REBOOT"}
@@ -76,6 +78,9 @@ _MAINTENANCE: Final = frozenset(
 RAISE_EVENT_NAME: Final = "Fault_MultiCloud_VMFailure"
 CLEAR_EVENT_NAME: Final = "Fault_MultiCloud_VMFailureCleared"
 STATE_CHANGE_EVENT_NAME: Final = "stateChange_eventfed_VmStatus"
+STUCK_EVENT_NAME: Final = "Fault_eventfed_VmActionStuck"
+STUCK_CLEAR_EVENT_NAME: Final = "Fault_eventfed_VmActionStuckCleared"
+STUCK_CONDITION: Final = "Vm_Action_Stuck"
 HEADER_VERSION: Final = "4.1"
 LISTENER_VERSION: Final = "7.2.1"
 FIELDS_VERSION: Final = "4.0"
@@ -218,8 +223,15 @@ def next_step(event: Mapping[str, Any], previous_state: Mapping[str, Any] | None
         api_status(previous_state.get("state"), previous_state.get("task_state")) if previous_state else None
     )
     status = api_status(event.get("state"), event.get("task_state"))
-    failed_status = status is not None and status not in HEALTHY_STATUSES
     failed_action = event.get("phase") == "error"
+    if not failed_action and (status == "DELETED" or event.get("status") == "DELETE"):
+        # A deliberate delete is no VM failure, although Multicloud's healthy set would call the
+        # deleted VM one that nothing ever clears: the VM being gone clears its alarm, and its
+        # delete raises only if it fails (or, in streams.stuck, never ends).
+        if standing is not None and status == "DELETED":
+            return Step(CLEAR, standing, old_status, sequence)
+        return Step(NONE, standing, old_status, sequence)
+    failed_status = status is not None and status not in HEALTHY_STATUSES
     if failed_status or failed_action:
         # A failed action on a VM Nova still reports healthy is less than a VM that is down.
         severity = CRITICAL if failed_status else MAJOR
@@ -335,3 +347,72 @@ def ves_event(event: Mapping[str, Any], step: Step, reporting_entity: str | None
 
 def encode(event: Mapping[str, Any], step: Step, reporting_entity: str | None = None) -> bytes:
     return orjson.dumps(ves_event(event, step, reporting_entity))
+
+
+def stuck_fault(
+    event: Mapping[str, Any],
+    pending: Pending,
+    raising: bool,
+    sequence: int,
+    reporting_entity: str | None = None,
+) -> dict[str, Any]:
+    """The VES fault of a stuck action: raised (`event` is the STUCK event) or cleared (`event` is
+    what ended it). An alarm of its own, apart from the VM failure: a stuck action is not a failed
+    guest, and Holmes rules written for `Fault_MultiCloud_VMFailure` must not fire on it.
+    """
+    instance_id = str(event["instance_id"])
+    vim_id = str(event["vim_id"])
+    severity = MAJOR if raising else NORMAL
+    details = _text_map(
+        {
+            "vimId": vim_id,
+            "stuckAction": pending.kind,
+            "startEventType": pending.event_type,
+            "stuckAfterSeconds": f"{pending.stuck_seconds:g}",
+            "vmState": event.get("state"),
+            "taskState": event.get("task_state"),
+            "powerState": event.get("power_state"),
+            "apiStatus": api_status(event.get("state"), event.get("task_state")),
+            "statusKind": event.get("status"),
+            "phase": event.get("phase"),
+            "eventType": None if raising else event.get("event_type"),
+            "messageId": None if raising else event.get("message_id"),
+            "tenantId": event.get("tenant_id"),
+            "host": event.get("host"),
+        }
+    )
+    header: dict[str, Any] = {
+        "domain": "fault",
+        "eventId": stuck_event_id(vim_id, instance_id, pending),
+        "eventName": STUCK_EVENT_NAME if raising else STUCK_CLEAR_EVENT_NAME,
+        "priority": _PRIORITY[severity],
+        "sourceId": instance_id,
+        "sourceName": event.get("display_name") or instance_id,
+        "reportingEntityName": reporting_entity or vim_id,
+        "sequence": sequence,
+        "startEpochMicrosec": pending.started_at,
+        "lastEpochMicrosec": epoch_micros(event.get("occurred_at")),
+        "version": HEADER_VERSION,
+        "vesEventListenerVersion": LISTENER_VERSION,
+        "timeZoneOffset": "UTC+00.00",
+    }
+    fields: dict[str, Any] = {
+        "alarmCondition": STUCK_CONDITION,
+        "eventSeverity": severity,
+        "eventSourceType": SOURCE_TYPE,
+        "faultFieldsVersion": FIELDS_VERSION,
+        "specificProblem": f"{pending.kind} has no end",
+        "vfStatus": "Active",
+        "alarmAdditionalInformation": details,
+    }
+    return {"event": {"commonEventHeader": header, "faultFields": fields}}
+
+
+def encode_stuck(
+    event: Mapping[str, Any],
+    pending: Pending,
+    raising: bool,
+    sequence: int,
+    reporting_entity: str | None = None,
+) -> bytes:
+    return orjson.dumps(stuck_fault(event, pending, raising, sequence, reporting_entity))

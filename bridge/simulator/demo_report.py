@@ -16,7 +16,7 @@ from rich.table import Table
 
 from bridge.kafka_config import consumer_config
 from bridge.settings import StreamSettings, load
-from streams import codecs
+from streams import codecs, ves
 from streams.subscriptions import load_subscriptions
 
 console = Console()
@@ -97,21 +97,73 @@ def show_ves_feed(name: str, topic: str, records: list[Any]) -> None:
         f"{k} x{n}" for k, n in sorted(names.items())
     )
     table = Table(title=title, title_justify="left", show_lines=False)
-    for column in ("eventName", "sourceName", "eventId", "severity / state", "reportingEntityName"):
-        table.add_column(column)
-    alarms = [e for e in events if e["commonEventHeader"]["domain"] == "fault"] or events
-    for event in alarms[-8:]:
+    for column in (
+        "eventName",
+        "sourceName",
+        "eventId",
+        "severity",
+        "specificProblem",
+    ):
+        # eventId first to fold: its end (`alarm/{µs}`, `stuck/DELETE/{µs}`) is what tells alarms apart.
+        table.add_column(column, overflow="fold" if column == "eventId" else "ellipsis")
+    faults = [e for e in events if e["commonEventHeader"]["domain"] == "fault"]
+    # The last two of each kind of fault: failures and stuck actions, raised and cleared.
+    shown = [
+        e
+        for kind in sorted({f["commonEventHeader"]["eventName"] for f in faults})
+        for e in [f for f in faults if f["commonEventHeader"]["eventName"] == kind][-2:]
+    ]
+    for event in shown or events[-8:]:
         header = event["commonEventHeader"]
         fault = event.get("faultFields") or {}
         change = event.get("stateChangeFields") or {}
         table.add_row(
             header["eventName"],
             str(header.get("sourceName")),
-            header["eventId"][:24],
+            short_event_id(header["eventId"]),
             str(fault.get("eventSeverity") or change.get("newState")),
-            str(header.get("reportingEntityName")),
+            str(fault.get("specificProblem") or ""),
         )
     console.print(table)
+    show_stuck_pair(events)
+
+
+def short_event_id(event_id: str) -> str:
+    """`{vim}/{uuid}/alarm/{µs}` as `{uuid[:8]}…/alarm/{µs}`: what tells two alarms apart."""
+    parts = event_id.split("/")
+    return f"{parts[1][:8]}…/{'/'.join(parts[2:])}" if len(parts) > 2 else event_id
+
+
+def show_stuck_pair(events: list[dict[str, Any]]) -> None:
+    """One stuck action's fault and its clear (same eventId), in brief, as `eventfed decode` has them."""
+    stuck = [e for e in events if e["commonEventHeader"]["eventName"] == ves.STUCK_EVENT_NAME]
+    if not stuck:
+        return
+    event_id = stuck[0]["commonEventHeader"]["eventId"]
+    pair = [e for e in events if e["commonEventHeader"]["eventId"] == event_id]
+    console.print(f"a stuck delete, raised then cleared (eventId {event_id}):")
+    for event in pair:
+        header, fault = event["commonEventHeader"], event["faultFields"]
+        brief = {
+            "commonEventHeader": {
+                k: header[k]
+                for k in (
+                    "domain",
+                    "eventName",
+                    "eventId",
+                    "priority",
+                    "sourceName",
+                    "startEpochMicrosec",
+                    "lastEpochMicrosec",
+                    "sequence",
+                )
+            },
+            "faultFields": {
+                k: fault[k] for k in ("alarmCondition", "eventSeverity", "specificProblem", "eventSourceType")
+            },
+            "alarmAdditionalInformation": fault.get("alarmAdditionalInformation"),
+        }
+        console.print_json(json.dumps(brief))
 
 
 def show_state(api: str) -> None:
@@ -171,6 +223,7 @@ def show_metrics(sources: list[tuple[str, str]]) -> None:
             "eventfed_stream_duplicates_total",
             "eventfed_stream_stale_total",
             "eventfed_stream_dead_lettered_total",
+            "eventfed_stream_stuck_actions_total",
         ],
         "api": ["eventfed_api_state_vms", "eventfed_api_requests_total"],
     }

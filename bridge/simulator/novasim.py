@@ -138,11 +138,14 @@ class SimulatedCloud:
                 yield self.action(vm, action, "start", fmt)
                 yield self.action(vm, action, "end", fmt)
 
-    def varied_lifecycle(self, vm: SimulatedVm, index: int, fmt: str) -> Iterator[Notification]:
+    def varied_lifecycle(
+        self, vm: SimulatedVm, index: int, fmt: str, stuck_delete: bool = False
+    ) -> Iterator[Notification]:
         """A lifecycle that ends in one of several states, with an occasional failed action.
 
         A quarter of the VMs stay stopped, a quarter paused, a quarter soft-deleted and the rest are
         deleted; every fifth VM's reboot fails (an `.error` notification, the VM stays active).
+        With `stuck_delete`, a deleted VM's delete starts and never ends (stuck in `deleting`).
         """
         ending = ("power_off", "pause", "soft_delete", None)[index % 4]
         for action in LIFECYCLE:
@@ -150,6 +153,8 @@ class SimulatedCloud:
                 continue
             if action == "delete":
                 yield self.action(vm, "delete", "start", fmt)
+                if stuck_delete:
+                    return
                 yield self.action(vm, "shutdown", "start", fmt)
                 yield self.action(vm, "shutdown", "end", fmt)
                 yield self.action(vm, "delete", "end", fmt)

@@ -26,13 +26,23 @@ DEFAULT_VIMS = (
 TOPIC_FOR_FORMAT = {"legacy": "notifications", "versioned": "versioned_notifications"}
 
 
-def plan(vms: int, seed: int, fmt: str) -> list[Notification]:
-    """Every notification of `vms` VM lifecycles, interleaved round-robin."""
+def plan(
+    vms: int, seed: int, fmt: str, stuck_deletes: int = 0, end_stuck: bool = False
+) -> list[Notification]:
+    """Every notification of `vms` VM lifecycles, interleaved round-robin; the first
+    `stuck_deletes` VMs that are deleted never see their delete end. With `end_stuck`, only what
+    those stuck deletes left out (the same VMs: same seed), so a second run ends them."""
     cloud = SimulatedCloud(seed=seed, start=datetime.now(UTC))
     lifecycles = []
     for index in range(vms):
         vm_format = fmt if fmt != "mixed" else ("legacy" if index % 2 else "versioned")
-        lifecycles.append(list(cloud.varied_lifecycle(cloud.new_vm(index), index, vm_format)))
+        # Every fourth VM is deleted (SimulatedCloud.varied_lifecycle).
+        stuck = index % 4 == 3 and index // 4 < stuck_deletes
+        notes = list(cloud.varied_lifecycle(cloud.new_vm(index), index, vm_format, stuck and not end_stuck))
+        if end_stuck:
+            started = [i for i, note in enumerate(notes) if note.event_type.endswith("delete.start")]
+            notes = notes[started[-1] + 1 :] if stuck and started else []
+        lifecycles.append(notes)
     ordered: list[Notification] = []
     position = 0
     while any(position < len(notes) for notes in lifecycles):
@@ -159,7 +169,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         for index, (vim_id, url) in enumerate(vims):
             schedule.append(
-                (vim_id, CloudPublisher(url, vim_id), plan(args.vms, args.seed + index, args.format))
+                (
+                    vim_id,
+                    CloudPublisher(url, vim_id),
+                    plan(
+                        args.vms, args.seed + index, args.format, args.stuck_deletes, args.end_stuck_deletes
+                    ),
+                )
             )
         sent, elapsed = _publish(schedule, args.rate, args.no_progress)
     except RabbitUnreachable as exc:

@@ -779,6 +779,23 @@ def test_secrets_are_wired_to_secret_settings(manifests: list[Manifest]) -> None
             )
 
 
+def test_stuck_after_renders_as_the_setting(
+    default_manifests: list[Manifest], multi_manifests: list[Manifest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (stream,) = component(multi_manifests, "Deployment", "stream")
+    (container,) = stream["spec"]["template"]["spec"]["containers"]
+    env = env_of(container, multi_manifests)
+    assert env["EVENTFED_STUCK_AFTER"]["value"] == "DELETE=15m,LIVE_MIGRATION=5400,SNAPSHOT=2h,default=45m"
+    settings = settings_from_env(container, multi_manifests, StreamSettings, monkeypatch)
+    assert settings.stuck_after["DELETE"] == 900 and settings.stuck_after["LIVE_MIGRATION"] == 5400
+    assert settings.stuck_after["SNAPSHOT"] == 7200 and settings.stuck_after["default"] == 2700
+    # Not set: the worker's built-in times.
+    (stream,) = component(default_manifests, "Deployment", "stream")
+    assert "EVENTFED_STUCK_AFTER" not in env_of(
+        stream["spec"]["template"]["spec"]["containers"][0], default_manifests
+    )
+
+
 def settings_from_env(
     container: Manifest,
     docs: list[Manifest],
@@ -871,6 +888,8 @@ BAD_VALUES: list[tuple[str, Manifest, str, str]] = [
         TEMPLATE,
     ),
     ("duplicate-vim", {"vims": [A_VIM, A_VIM]}, r'VIM "o_r" is listed twice', TEMPLATE),
+    ("bad-stuck-kind", {"stream": {"stuckAfter": {"delete": "10m"}}}, r"propertyName 'delete'", SCHEMA),
+    ("bad-stuck-time", {"stream": {"stuckAfter": {"DELETE": "soon"}}}, r"/stream/stuckAfter/DELETE", SCHEMA),
 ]
 
 

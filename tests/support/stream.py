@@ -6,7 +6,7 @@ import contextlib
 import json
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +88,15 @@ class StreamRun:
         assert self.producer.flush(30) == 0
         return count
 
-    def read(self, topic: str, expected: int | None = None, timeout: float = 90, idle: float = 3) -> list:
-        return read_topic(self.bootstrap, topic, expected=expected, timeout=timeout, idle=idle)
+    def read(
+        self,
+        topic: str,
+        expected: int | None = None,
+        timeout: float = 90,
+        idle: float = 3,
+        until: Callable[[list[Any]], bool] | None = None,
+    ) -> list:
+        return read_topic(self.bootstrap, topic, expected=expected, timeout=timeout, idle=idle, until=until)
 
     def latest_state(self, timeout: float = 90, idle: float = 4) -> dict[str, dict | None]:
         """The state topic folded to the latest value per key, as compaction would leave it."""

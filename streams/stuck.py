@@ -1,0 +1,255 @@
+"""Stuck actions: a Nova action whose `.start` gets no `.end` or `.error` in time. Pure: no I/O.
+
+Nova tells when an action starts and when it ends or fails; when neither comes (a DELETE stuck in
+`deleting`, a live migration that hangs), nothing else will. The pending actions of a VM live in
+its state record (under META, key `pending`: kind -> `Pending`), not in the worker: the state
+table is changelog-backed, so a timer survives a worker restart and moves with its partition. The
+worker's sweep asks `due` of each and writes what `Processor.expire` decides, through the same
+ordered writer as every batch (outputs first, then the state), so a crash in between raises again
+with the same eventId rather than never.
+
+The rules, one timer per action kind of a VM (a delete's nested shutdown has its own):
+- `.start` of a kind with a time set: the timer starts (a second start of the same kind replaces
+  the first one, clearing its stuck alarm if it was raised: Nova has moved on);
+- `.end` or `.error` of that kind: the timer stops; if it had fired, its alarm clears;
+- the VM deleted (vm_state `deleted`): every timer stops, fired ones clear;
+- the deadline is counted from when eventfed handled the start (or Nova's timestamp, if later), so
+  a worker catching up on a backlog does not raise for actions whose end is just behind.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+from streams.catalogue import KINDS
+
+DEFAULT_KEY: Final = "default"
+# Seconds an action may take before it is stuck; 0 means no timer. Most actions finish in seconds;
+# what copies disks or memory (create from an image, snapshot, resize, migrations, shelve) gets
+# longer.
+DEFAULT_STUCK_AFTER: Final[Mapping[str, float]] = {
+    DEFAULT_KEY: 1800.0,
+    "DELETE": 600.0,
+    "SOFT_DELETE": 600.0,
+    "RESTORE": 600.0,
+    "POWER_ON": 600.0,
+    "POWER_OFF": 600.0,
+    "SHUT_DOWN": 600.0,
+    "REBOOT": 600.0,
+    "PAUSE": 600.0,
+    "UNPAUSE": 600.0,
+    "SUSPEND": 600.0,
+    "RESUME": 600.0,
+    "RESIZE_CONFIRM": 600.0,
+    "LIVE_MIGRATION_ABORT": 600.0,
+    "TRIGGER_CRASH_DUMP": 600.0,
+    "SNAPSHOT": 3600.0,
+    "RESIZE": 3600.0,
+    "LIVE_MIGRATION": 3600.0,
+    "SHELVE": 3600.0,
+}
+MAX_SECONDS: Final = 7 * 86_400.0
+_UNITS: Final = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
+
+STUCK_STATUS: Final = "STUCK"
+STUCK_PHASE: Final = "error"
+_PENDING: Final = "pending"
+
+
+def parse_duration(value: Any, kind: str) -> float:
+    """Seconds of `10m`, `90s`, `1h`, `600` or a number; `off` and 0 are 0 (no timer)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{kind}: {value!r} is not a duration")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip().lower() == "off":
+        return 0.0
+    elif isinstance(value, str) and (match := _DURATION.match(value.lower())):
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        raise ValueError(f"{kind}: {value!r} is not a duration (600, 90s, 10m, 1h or off)")
+    if not 0 <= seconds <= MAX_SECONDS:
+        raise ValueError(f"{kind}: {value!r} is not between 0 and 7 days")
+    return seconds
+
+
+def parse_stuck_after(value: Any) -> dict[str, float]:
+    """The defaults overridden by `KIND=DURATION,...` (the environment) or a mapping (YAML, Helm).
+
+    Only what is named changes: `DELETE=2m` keeps every other kind's default.
+    """
+    if isinstance(value, str):
+        items: list[tuple[str, Any]] = []
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            kind, equals, duration = part.partition("=")
+            if not equals:
+                raise ValueError(f"{part!r} is not KIND=DURATION")
+            items.append((kind.strip(), duration.strip()))
+    elif isinstance(value, Mapping):
+        items = [(str(k), v) for k, v in value.items()]
+    else:
+        raise ValueError("expected KIND=DURATION,... or a mapping of kind to duration")
+    result = dict(DEFAULT_STUCK_AFTER)
+    for kind, duration in items:
+        key = DEFAULT_KEY if kind.lower() == DEFAULT_KEY else kind.upper()
+        if key != DEFAULT_KEY and key not in KINDS:
+            raise ValueError(f"{kind!r} is not a status kind (DELETE, REBOOT, ...) or 'default'")
+        result[key] = parse_duration(duration, key)
+    return result
+
+
+def seconds_for(stuck_after: Mapping[str, float], kind: str) -> float:
+    """The time a kind may take; 0: no timer. Empty settings (the processor's default) time nothing."""
+    if not stuck_after:
+        return 0.0
+    return stuck_after.get(kind, stuck_after.get(DEFAULT_KEY, 0.0))
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """One started action waiting for its end.
+
+    started_at  the start's occurred_at, epoch µs (the stuck alarm's id and start)
+    deadline    epoch µs after which it is stuck
+    stuck       whether the stuck alarm is raised
+    sequence    the VES sequence of the stuck raise, once raised
+    after       the time the kind was given, seconds
+    """
+
+    kind: str
+    event_type: str
+    started_at: int
+    deadline: int
+    stuck: bool = False
+    sequence: int | None = None
+    after: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "event_type": self.event_type,
+            "started_at": self.started_at,
+            "deadline": self.deadline,
+            "stuck": self.stuck,
+            "sequence": self.sequence,
+            "after": self.after,
+        }
+
+    @classmethod
+    def from_dict(cls, kind: str, value: Any) -> Pending | None:
+        if not isinstance(value, Mapping):
+            return None
+        started_at, deadline, sequence = value.get("started_at"), value.get("deadline"), value.get("sequence")
+        after = value.get("after")
+        if type(started_at) is not int or type(deadline) is not int:
+            return None
+        return cls(
+            kind,
+            str(value.get("event_type") or ""),
+            started_at,
+            deadline,
+            value.get("stuck") is True,
+            sequence if type(sequence) is int else None,
+            float(after) if isinstance(after, int | float) and not isinstance(after, bool) else 0.0,
+        )
+
+    def due(self, now_micros: int) -> bool:
+        return not self.stuck and self.deadline <= now_micros
+
+    def raised(self, sequence: int) -> Pending:
+        return replace(self, stuck=True, sequence=sequence)
+
+    @property
+    def stuck_seconds(self) -> float:
+        return self.after or (self.deadline - self.started_at) / 1e6
+
+
+def pending_of(meta: Any) -> dict[str, Pending]:
+    """The pending actions written in a state record's META; unreadable entries are dropped."""
+    written = meta.get(_PENDING) if isinstance(meta, Mapping) else None
+    if not isinstance(written, Mapping):
+        return {}
+    found = {kind: Pending.from_dict(kind, value) for kind, value in written.items() if isinstance(kind, str)}
+    return {kind: pending for kind, pending in found.items() if pending is not None}
+
+
+def pending_to_meta(pending: Mapping[str, Pending]) -> dict[str, Any]:
+    return {_PENDING: {kind: p.as_dict() for kind, p in sorted(pending.items())}} if pending else {}
+
+
+def stuck_event_id(vim_id: str, instance_id: str, pending: Pending) -> str:
+    # Deterministic: a raise written again after a crash, and its clear, carry the same id.
+    return f"{vim_id}/{instance_id}/stuck/{pending.kind}/{pending.started_at}"
+
+
+@dataclass(frozen=True, slots=True)
+class Timers:
+    """The pending actions after an event, and those whose stuck alarm the event clears."""
+
+    pending: dict[str, Pending]
+    cleared: tuple[Pending, ...]
+
+
+def next_timers(
+    event: Mapping[str, Any],
+    before: Mapping[str, Pending],
+    stuck_after: Mapping[str, float],
+    occurred_micros: int,
+    now_micros: int,
+) -> Timers:
+    """The timers of a VM after an applied event (its JSON form), given those before it."""
+    kind = str(event.get("status") or "")
+    phase = event.get("phase")
+    pending = dict(before)
+    cleared: list[Pending] = []
+    if event.get("state") == "deleted":
+        # Nothing can finish on a VM that is gone; a deleted VM's stuck alarms are cleared.
+        cleared = [p for p in pending.values() if p.stuck]
+        return Timers({}, tuple(cleared))
+    if phase in ("end", "error", "start") and kind in pending:
+        ended = pending.pop(kind)
+        if ended.stuck:
+            cleared.append(ended)
+    if phase == "start":
+        seconds = seconds_for(stuck_after, kind)
+        if seconds > 0:
+            since = max(occurred_micros, now_micros)
+            pending[kind] = Pending(
+                kind,
+                str(event.get("event_type") or ""),
+                occurred_micros,
+                since + round(seconds * 1e6),
+                after=seconds,
+            )
+    return Timers(pending, tuple(cleared))
+
+
+def stuck_event(state: Mapping[str, Any], pending: Pending, meta_key: str, iso: str) -> dict[str, Any]:
+    """The canonical event (JSON form) of a stuck action: the VM as last known, status STUCK.
+
+    event_type is the start's; occurred_at and received_at are the deadline (`iso`), so that a raise
+    written again is the same event; the fault's message names the action and how long it has had.
+    """
+    event = {k: v for k, v in state.items() if k != meta_key}
+    event.update(
+        status=STUCK_STATUS,
+        phase=STUCK_PHASE,
+        event_type=pending.event_type,
+        priority="ERROR",
+        occurred_at=iso,
+        received_at=iso,
+        message_id=stuck_event_id(str(state.get("vim_id")), str(state.get("instance_id")), pending),
+        fault={
+            "exception": "ActionStuck",
+            "message": f"{pending.kind} has had no end or error for {pending.stuck_seconds:g}s",
+            "code": None,
+            "module_name": None,
+            "function_name": None,
+        },
+    )
+    return event
