@@ -54,7 +54,9 @@ def core_topics(settings: CommonSettings) -> list[TopicSpec]:
 
 def ensure_topics(settings: CommonSettings, specs: list[TopicSpec], timeout: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
-    admin = AdminClient(admin_config(settings))
+    # librdkafka's own lines only at CRITICAL: this client is polled (see _wait_polling), and the
+    # caller reports a failure once, in its words.
+    admin = AdminClient({**admin_config(settings), "log_level": 2})
     new = [
         NewTopic(
             s.name,

@@ -11,7 +11,7 @@ KEY_PASSWORD = "key-pw-Vb58"
 
 
 @dataclass(frozen=True)
-class TestPki:
+class Pki:
     dir: Path
     ca: Path
     server_cert: Path
@@ -49,7 +49,7 @@ def _signed(directory: Path, name: str, extensions: str) -> None:
     )  # fmt: skip
 
 
-def make_pki(directory: Path) -> TestPki:
+def make_pki(directory: Path) -> Pki:
     directory.mkdir(parents=True, exist_ok=True)
     _ca(directory, "ca")
     _ca(directory, "other-ca")
@@ -67,7 +67,7 @@ def make_pki(directory: Path) -> TestPki:
     for path in directory.iterdir():
         # The brokers may run as another user (Debian's rabbitmq-server drops to `rabbitmq`).
         path.chmod(0o644)
-    return TestPki(
+    return Pki(
         dir=directory,
         ca=directory / "ca.crt",
         server_cert=directory / "server.crt",
