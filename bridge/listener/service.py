@@ -105,8 +105,12 @@ class Listener:
         self.transport.cleanup()
 
     def readiness(self) -> tuple[bool, str]:
-        if not self._consuming or self.stop_event.is_set():
+        if self.stop_event.is_set():
             return False, "not consuming"
+        if not self._consuming:
+            # oslo's start() is still retrying the connection: say why, in plain words.
+            problem = handshake(self.settings, self.rabbit_hosts, timeout=2.0)
+            return False, f"rabbitmq unreachable: {problem}" if problem else "connecting to RabbitMQ"
         now = time.monotonic()
         if now - self._kafka_checked_at > 5:
             self._kafka_checked_at = now
@@ -189,7 +193,13 @@ def _listen_until_stopped(settings: ListenerSettings, readiness: StartupReadines
     problem = handshake(settings, listener.rabbit_hosts)
     if problem is not None:
         LOG.error("cannot connect to RabbitMQ: %s; retrying, not ready meanwhile", problem)
-    listener.start()
+    # oslo's start() connects, retrying for as long as RabbitMQ refuses; in a thread of its own so
+    # that SIGTERM meanwhile still stops the process.
+    starter = threading.Thread(target=listener.start, name="rabbit-connect", daemon=True)
+    starter.start()
     while not stop_requested.wait(1.0):
         pass
+    if starter.is_alive():
+        LOG.info("stopping before RabbitMQ accepted the connection: nothing was consumed")
+        return
     listener.stop()
