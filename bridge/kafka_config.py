@@ -104,10 +104,15 @@ def _detail(error: str) -> str:
     return text.split(" (after ", 1)[0]
 
 
-def _log_client_error(error: KafkaError) -> None:
+def record_client_error(error: KafkaError) -> None:
+    """An error callback for a client whose caller reports failures itself: remembered, not logged."""
     if error.code() == KafkaError._TRANSPORT:
         # Kept short: one entry is all a waiting caller needs.
         _last_transport_error[:] = [str(error)]
+
+
+def _log_client_error(error: KafkaError) -> None:
+    record_client_error(error)
     if error.fatal():
         LOG.error("kafka client failed: %s", error)
     elif error.code() == KafkaError._TRANSPORT:

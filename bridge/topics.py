@@ -21,6 +21,7 @@ from bridge.kafka_config import (
     explain_tls_failure,
     forget_transport_error,
     last_transport_error,
+    record_client_error,
 )
 from bridge.settings import CommonSettings
 
@@ -54,9 +55,10 @@ def core_topics(settings: CommonSettings) -> list[TopicSpec]:
 
 def ensure_topics(settings: CommonSettings, specs: list[TopicSpec], timeout: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
-    # librdkafka's own lines only at CRITICAL: this client is polled (see _wait_polling), and the
-    # caller reports a failure once, in its words.
-    admin = AdminClient({**admin_config(settings), "log_level": 2})
+    # Neither librdkafka's own lines (below CRITICAL) nor its error callbacks are logged: this client
+    # is polled (see _wait_polling), and the caller reports a failure once, in its words.
+    quiet: dict[str, Any] = {"log_level": 2, "error_cb": record_client_error}
+    admin = AdminClient({**admin_config(settings), **quiet})
     new = [
         NewTopic(
             s.name,
