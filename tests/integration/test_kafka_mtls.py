@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.error
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -175,7 +176,9 @@ def _error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if " ERROR " in line]
 
 
-def test_a_client_without_a_certificate_is_refused_with_one_clear_line(mtls_kafka, tmp_path, unique):
+def test_a_client_without_a_certificate_is_refused_with_one_clear_line(
+    mtls_kafka, tmp_path, unique, rabbit_url
+):
     env = mtls_kafka.client_env(
         EVENTFED_RAW_TOPIC=f"test.raw.{unique}", EVENTFED_DLQ_TOPIC=f"test.dlq.{unique}"
     )
@@ -190,6 +193,41 @@ def test_a_client_without_a_certificate_is_refused_with_one_clear_line(mtls_kafk
         assert "the broker refused this client's TLS certificate" in errors[0]
         assert "set EVENTFED_KAFKA_SSL_CERTIFICATE_LOCATION" in errors[0]
         assert "Traceback" not in result.stderr
+
+    # The listener keeps running (batches would wait in RabbitMQ), says it once, and is not ready.
+    metrics_port = free_port()
+    listener = Proc(
+        ["listen"],
+        {
+            **env,
+            "EVENTFED_TRANSPORT_URL": rabbit_url,
+            "EVENTFED_VIM_ID": VIM_ID,
+            "EVENTFED_TOPICS": f"notifications_{unique}",
+            "EVENTFED_POOL": f"eventfed-nocert-{unique}",
+            "EVENTFED_METRICS_PORT": str(metrics_port),
+        },
+        tmp_path / "listen-nocert.log",
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{metrics_port}/healthz", 60, listener)
+
+        def refused_reason() -> str | None:
+            try:
+                _get_json(f"http://127.0.0.1:{metrics_port}/readyz")
+            except urllib.error.HTTPError as error:
+                reason = json.loads(error.read())["reason"]
+                return reason if "refused this client's TLS certificate" in reason else None
+            raise AssertionError("ready without a client certificate")
+
+        _wait_for(refused_reason, 60, "/readyz says the broker refused the certificate")
+        assert listener.alive()
+        log = listener.log()
+        assert (
+            len([line for line in _error_lines(log) if "refused this client's TLS certificate" in line]) == 1
+        ), log
+        assert "Traceback" not in log
+    finally:
+        listener.terminate()
 
 
 def test_a_broker_certificate_from_another_ca_is_a_clear_error(mtls_kafka, unique):
