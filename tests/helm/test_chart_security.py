@@ -5,6 +5,7 @@ Secret, and parse as the settings of the subcommand that reads it."""
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
@@ -268,3 +269,49 @@ def test_bad_security_values_fail_with_a_message(helm: str, tmp_path, values: Ma
     result = run_helm(helm, "template", "x", str(CHART), "-f", str(path))
     assert result.returncode != 0, f"helm template accepted {values}"
     assert re.search(message, result.stdout + result.stderr, re.DOTALL), result.stderr
+
+
+MTLS_EXAMPLE = CHART / "ci" / "strimzi-mtls-values.yaml"
+
+
+def test_mtls_example_is_what_it_says(render) -> None:  # noqa: F811
+    docs = render(MTLS_EXAMPLE, release="onap")
+    (user,) = of_kind(docs, "KafkaUser")
+    assert user["spec"]["authentication"] == {"type": "tls"}
+    listeners = component(docs, "Deployment", "listener")
+    assert len(listeners) == 2
+    for deployment in of_kind(docs, "Deployment"):
+        (container,) = pod_spec(deployment)["containers"]
+        env = env_of(container, docs)
+        secret, _ = mounted_file(deployment, container, env["EVENTFED_KAFKA_SSL_KEY_LOCATION"]["value"])
+        assert secret["secretName"] == "onap-eventfed-ku"
+        if container["args"][0] == "listen":
+            secret, key = mounted_file(deployment, container, env["EVENTFED_RABBIT_SSL_CA_FILE"]["value"])
+            assert key == "ca.crt" and secret["secretName"] in {"rabbitmq-ca", "regiontwo-rabbitmq-tls"}
+
+
+def test_notes_name_the_client_certificate_secret(helm: str, tmp_path) -> None:  # noqa: F811
+    """As test_chart.test_notes_render: NOTES.txt rendered as an ordinary template."""
+    chart = tmp_path / "eventfed"
+    shutil.copytree(CHART, chart)
+    (chart / "NOTES.src").write_text((chart / "templates" / "NOTES.txt").read_text())
+    (chart / "templates" / "notes-check.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: |\n"
+        '    {{- tpl (.Files.Get "NOTES.src") . | nindent 4 }}\n'
+    )
+    result = run_helm(
+        helm,
+        "template",
+        "onap",
+        str(chart),
+        "--show-only",
+        "templates/notes-check.yaml",
+        "-f",
+        str(MTLS_EXAMPLE),
+    )
+    assert result.returncode == 0, result.stderr
+    notes = yaml.safe_load(result.stdout)["data"]["notes"]
+    assert (
+        'Kafka: onap-strimzi-kafka-bootstrap:9093 (SSL, client certificate from Secret "onap-eventfed-ku")'
+        in notes
+    )
