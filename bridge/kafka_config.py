@@ -9,12 +9,14 @@ Consumers never auto-commit: an offset is committed only after the message is ha
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import Any
 
 from confluent_kafka import KafkaError, murmur2
 
 from bridge.logs import librdkafka_logger
-from bridge.settings import CommonSettings
+from bridge.settings import ENV_PREFIX, CommonSettings
+from bridge.tls import client_context
 
 LOG = logging.getLogger(__name__)
 
@@ -29,10 +31,88 @@ def security_config(settings: CommonSettings) -> dict[str, Any]:
         config["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
     if settings.kafka_ssl_ca_location is not None:
         config["ssl.ca.location"] = str(settings.kafka_ssl_ca_location)
+    # Mutual TLS: the client certificate a listener with ssl.client.auth=required (Strimzi's
+    # `tls` authentication) checks. The pair was loaded once by CommonSettings.check().
+    if settings.kafka_ssl_certificate_location is not None:
+        config["ssl.certificate.location"] = str(settings.kafka_ssl_certificate_location)
+    if settings.kafka_ssl_key_location is not None:
+        config["ssl.key.location"] = str(settings.kafka_ssl_key_location)
+    if settings.kafka_ssl_key_password is not None:
+        config["ssl.key.password"] = settings.kafka_ssl_key_password.get_secret_value()
     return config
 
 
+def ssl_context(settings: CommonSettings) -> ssl.SSLContext | None:
+    """The same TLS set-up for clients that take an SSLContext (aiokafka, under Faust): server
+    verified against the CA and its host name (as librdkafka's default
+    ssl.endpoint.identification.algorithm=https does), the client certificate presented.
+    None when the protocol does not use TLS."""
+    if not settings.kafka_security_protocol.endswith("SSL"):
+        return None
+    return client_context(settings.kafka_tls())
+
+
+class KafkaTlsRefused(Exception):
+    """The TLS handshake with Kafka failed for a reason retrying will not fix (a certificate the
+    broker refuses or a broker certificate this client does not trust); the message says which."""
+
+
+# The last transport error any client of this process reported (librdkafka calls error_cb from
+# poll()); TLS failures show only there, a waiting caller otherwise just times out.
+_last_transport_error: list[str] = []
+
+
+def last_transport_error() -> str | None:
+    return _last_transport_error[-1] if _last_transport_error else None
+
+
+def forget_transport_error() -> None:
+    """Start a fresh wait: an error from before (fixed since, say) must not be reported again."""
+    _last_transport_error.clear()
+
+
+def explain_tls_failure(error: str | None, settings: CommonSettings) -> str | None:
+    """What a librdkafka transport error means for the TLS settings, in an operator's words; None
+    when it is no TLS failure (an outage, say, which retrying does fix)."""
+    if not error:
+        return None
+    text = error.lower()
+    if any(
+        alert in text for alert in ("alert bad certificate", "alert certificate required", "alert unknown ca")
+    ):
+        if settings.kafka_ssl_certificate_location is None:
+            hint = (
+                f"none is configured: set {ENV_PREFIX}KAFKA_SSL_CERTIFICATE_LOCATION and "
+                f"{ENV_PREFIX}KAFKA_SSL_KEY_LOCATION"
+            )
+        else:
+            hint = f"is {settings.kafka_ssl_certificate_location} signed by a CA the broker trusts?"
+        return f"the broker refused this client's TLS certificate ({hint}); librdkafka: {_detail(error)}"
+    if "certificate verify failed" in text:
+        return (
+            f"the broker's TLS certificate is not trusted (check {ENV_PREFIX}KAFKA_SSL_CA_LOCATION); "
+            f"librdkafka: {_detail(error)}"
+        )
+    if "ssl handshake failed" in text:
+        return f"the TLS handshake failed; librdkafka: {_detail(error)}"
+    return None
+
+
+def _detail(error: str) -> str:
+    """librdkafka's reason without the KafkaError wrapper and the broker-state suffix."""
+    text = error.split('str="', 1)[-1].rstrip('"}')
+    return text.split(" (after ", 1)[0]
+
+
+def record_client_error(error: KafkaError) -> None:
+    """An error callback for a client whose caller reports failures itself: remembered, not logged."""
+    if error.code() == KafkaError._TRANSPORT:
+        # Kept short: one entry is all a waiting caller needs.
+        _last_transport_error[:] = [str(error)]
+
+
 def _log_client_error(error: KafkaError) -> None:
+    record_client_error(error)
     if error.fatal():
         LOG.error("kafka client failed: %s", error)
     elif error.code() == KafkaError._TRANSPORT:

@@ -21,6 +21,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from bridge.tls import ClientTls
+from bridge.tls import problems as tls_problems
+
 ENV_PREFIX = "EVENTFED_"
 CONFIG_FILE_ENV = "EVENTFED_CONFIG_FILE"
 # The test suite's own variables (broker addresses), not settings of any deployable.
@@ -95,7 +98,12 @@ class CommonSettings(BaseSettings):
     kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    # TLS (security protocol SSL or SASL_SSL), PEM files: the CA that signed the brokers'
+    # certificates (default: the system's), and for mutual TLS the client certificate and its key.
     kafka_ssl_ca_location: Path | None = None
+    kafka_ssl_certificate_location: Path | None = None
+    kafka_ssl_key_location: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
     kafka_client_id: str = "eventfed"
 
     raw_topic: str = Field(default="eventfed.nova.raw", min_length=1, max_length=249)
@@ -132,6 +140,12 @@ class CommonSettings(BaseSettings):
 
     def check(self) -> None:
         """Cross-field rules that a single field validator cannot express; lists every breach."""
+        problems = self.problems()
+        if problems:
+            raise SettingsError("; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """Every breach of the cross-field rules, and every TLS file that cannot be used."""
         problems = []
         if self.kafka_security_protocol.startswith("SASL") and (
             not self.kafka_sasl_username or self.kafka_sasl_password is None
@@ -140,13 +154,69 @@ class CommonSettings(BaseSettings):
                 f"{ENV_PREFIX}KAFKA_SASL_USERNAME and {ENV_PREFIX}KAFKA_SASL_PASSWORD are required "
                 f"when {ENV_PREFIX}KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"
             )
-        if self.kafka_ssl_ca_location is not None and not self.kafka_ssl_ca_location.is_file():
-            problems.append(f"{ENV_PREFIX}KAFKA_SSL_CA_LOCATION: no such file {self.kafka_ssl_ca_location}")
-        if problems:
-            raise SettingsError("; ".join(problems))
+        tls = self.kafka_tls()
+        if not self.kafka_security_protocol.endswith("SSL") and tls.has_any_file:
+            problems.append(
+                f"{ENV_PREFIX}KAFKA_SSL_* files are set but {ENV_PREFIX}KAFKA_SECURITY_PROTOCOL="
+                f"{self.kafka_security_protocol} does not use TLS (SSL or SASL_SSL)"
+            )
+        problems.extend(tls_problems(tls))
+        return problems
+
+    def kafka_tls(self) -> ClientTls:
+        """The Kafka clients' TLS material, with the names of its settings."""
+        password = self.kafka_ssl_key_password
+        return ClientTls(
+            ca=self.kafka_ssl_ca_location,
+            certificate=self.kafka_ssl_certificate_location,
+            key=self.kafka_ssl_key_location,
+            key_password=password.get_secret_value() if password is not None else None,
+            names=(
+                f"{ENV_PREFIX}KAFKA_SSL_CA_LOCATION",
+                f"{ENV_PREFIX}KAFKA_SSL_CERTIFICATE_LOCATION",
+                f"{ENV_PREFIX}KAFKA_SSL_KEY_LOCATION",
+                f"{ENV_PREFIX}KAFKA_SSL_KEY_PASSWORD",
+            ),
+        )
 
 
-class ListenerSettings(CommonSettings):
+class RabbitSettings(CommonSettings):
+    """What a RabbitMQ client (the listener, the simulator) adds: TLS, as oslo.messaging's rabbit
+    driver takes it (``[oslo_messaging_rabbit] ssl, ssl_ca_file, ssl_cert_file, ssl_key_file``)."""
+
+    rabbit_ssl: bool = False
+    rabbit_ssl_ca_file: Path | None = None
+    rabbit_ssl_cert_file: Path | None = None
+    rabbit_ssl_key_file: Path | None = None
+
+    def problems(self) -> list[str]:
+        problems = super().problems()
+        tls = self.rabbit_tls()
+        if not self.rabbit_ssl and tls.has_any_file:
+            problems.append(f"{ENV_PREFIX}RABBIT_SSL_* files are set but {ENV_PREFIX}RABBIT_SSL is false")
+        # oslo.messaging has no key password option: an encrypted key could never be used.
+        problems.extend(tls_problems(tls, allow_key_password=False))
+        return problems
+
+    def rabbit_tls(self) -> ClientTls:
+        return ClientTls(
+            ca=self.rabbit_ssl_ca_file,
+            certificate=self.rabbit_ssl_cert_file,
+            key=self.rabbit_ssl_key_file,
+            names=(
+                f"{ENV_PREFIX}RABBIT_SSL_CA_FILE",
+                f"{ENV_PREFIX}RABBIT_SSL_CERT_FILE",
+                f"{ENV_PREFIX}RABBIT_SSL_KEY_FILE",
+                "(no key password)",
+            ),
+        )
+
+
+class SimulateSettings(RabbitSettings):
+    """`eventfed simulate`: the clouds and their RabbitMQ come from --vim; TLS from settings."""
+
+
+class ListenerSettings(RabbitSettings):
     """`eventfed listen`: one process per VIM, RabbitMQ (oslo.messaging) to the raw Kafka topic."""
 
     transport_url: SecretStr
@@ -245,7 +315,12 @@ class ApiSettings(CommonSettings):
 
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)
 
-ALL_SETTINGS: tuple[type[CommonSettings], ...] = (ListenerSettings, StreamSettings, ApiSettings)
+ALL_SETTINGS: tuple[type[CommonSettings], ...] = (
+    ListenerSettings,
+    StreamSettings,
+    ApiSettings,
+    SimulateSettings,
+)
 
 
 def env_names(settings_cls: type[CommonSettings]) -> set[str]:

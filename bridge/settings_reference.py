@@ -24,6 +24,7 @@ COMMANDS: dict[type[settings.CommonSettings], str] = {
     settings.ListenerSettings: "listen",
     settings.StreamSettings: "stream",
     settings.ApiSettings: "api",
+    settings.SimulateSettings: "simulate",
 }
 
 # What each setting does, for an operator. A name whose meaning differs per command is keyed
@@ -35,6 +36,13 @@ DESCRIPTIONS: dict[str, str] = {
     "kafka_sasl_username": "SASL user, required with a SASL protocol",
     "kafka_sasl_password": "SASL password, required with a SASL protocol",
     "kafka_ssl_ca_location": "PEM file of the CA that signed the brokers' certificates",
+    "kafka_ssl_certificate_location": "PEM client certificate for mutual TLS (Strimzi KafkaUser's user.crt)",
+    "kafka_ssl_key_location": "PEM private key of the client certificate (user.key)",
+    "kafka_ssl_key_password": "password of an encrypted client key",
+    "rabbit_ssl": "connect to RabbitMQ over TLS (amqps)",
+    "rabbit_ssl_ca_file": "PEM file of the CA that signed RabbitMQ's certificate",
+    "rabbit_ssl_cert_file": "PEM client certificate, when RabbitMQ asks for one",
+    "rabbit_ssl_key_file": "unencrypted PEM key of the client certificate (oslo takes no password)",
     "kafka_client_id": "client.id the brokers see (quotas, logs)",
     "raw_topic": "the raw topic: every notification as received, the audit log the stream reads",
     "dlq_topic": "the dead-letter topic: what could not be handled, with the reason in its headers",

@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bridge.kafka_config import admin_config
+from bridge.kafka_config import (
+    KafkaTlsRefused,
+    admin_config,
+    explain_tls_failure,
+    forget_transport_error,
+    last_transport_error,
+    record_client_error,
+)
 from bridge.settings import CommonSettings
 
 LOG = logging.getLogger(__name__)
@@ -46,7 +55,10 @@ def core_topics(settings: CommonSettings) -> list[TopicSpec]:
 
 def ensure_topics(settings: CommonSettings, specs: list[TopicSpec], timeout: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
-    admin = AdminClient(admin_config(settings))
+    # Neither librdkafka's own lines (below CRITICAL) nor its error callbacks are logged: this client
+    # is polled (see _wait_polling), and the caller reports a failure once, in its words.
+    quiet: dict[str, Any] = {"log_level": 2, "error_cb": record_client_error}
+    admin = AdminClient({**admin_config(settings), **quiet})
     new = [
         NewTopic(
             s.name,
@@ -59,7 +71,9 @@ def ensure_topics(settings: CommonSettings, specs: list[TopicSpec], timeout: flo
     if not new:
         return []
     created: list[str] = []
-    for name, future in admin.create_topics(new, request_timeout=timeout).items():
+    futures = admin.create_topics(new, request_timeout=timeout)
+    _wait_polling(admin, settings, list(futures.values()), timeout)
+    for name, future in futures.items():
         try:
             future.result(timeout=timeout)
             created.append(name)
@@ -77,6 +91,20 @@ def ensure_topics(settings: CommonSettings, specs: list[TopicSpec], timeout: flo
     if created:
         LOG.info("created topics %s", ", ".join(created))
     return created
+
+
+def _wait_polling(
+    admin: AdminClient, settings: CommonSettings, futures: list[Future[Any]], timeout: float
+) -> None:
+    """Wait for the futures while serving the client's callbacks: a TLS refusal is reported only
+    through them, and stops the wait at once instead of after the whole timeout."""
+    forget_transport_error()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not all(f.done() for f in futures):
+        admin.poll(0.2)
+        refused = explain_tls_failure(last_transport_error(), settings)
+        if refused is not None:
+            raise KafkaTlsRefused(f"Kafka at {settings.kafka_bootstrap_servers}: {refused}")
 
 
 def delete_topics(settings: CommonSettings, names: list[str], timeout: float = 30.0) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 
 from bridge.health import HealthServer, register_build_info
-from bridge.kafka_config import producer_config
+from bridge.kafka_config import KafkaTlsRefused, producer_config, ssl_context
 from bridge.logs import setup_logging
 from bridge.settings import StreamSettings, load
 from bridge.topics import core_topics, ensure_topics
@@ -34,29 +34,24 @@ LOG = logging.getLogger(__name__)
 
 
 def faust_broker_settings(settings: StreamSettings) -> dict[str, Any]:
-    """Faust's broker URL and credentials for the configured security protocol."""
+    """Faust's broker URL and credentials for the configured security protocol; TLS (CA, client
+    certificate) comes from the one Kafka configuration module, as for the librdkafka clients."""
     from faust.auth import SASLCredentials, SSLCredentials
 
     servers = ";".join(f"kafka://{s.strip()}" for s in settings.kafka_bootstrap_servers.split(","))
     config: dict[str, Any] = {"broker": servers}
     protocol = settings.kafka_security_protocol
-    ssl_context = None
-    if protocol in ("SSL", "SASL_SSL"):
-        import ssl
-
-        ssl_context = ssl.create_default_context(
-            cafile=str(settings.kafka_ssl_ca_location) if settings.kafka_ssl_ca_location else None
-        )
+    context = ssl_context(settings)
     if protocol.startswith("SASL"):
         assert settings.kafka_sasl_password is not None
         config["broker_credentials"] = SASLCredentials(
             username=settings.kafka_sasl_username,
             password=settings.kafka_sasl_password.get_secret_value(),
             mechanism=settings.kafka_sasl_mechanism,
-            ssl_context=ssl_context,
+            ssl_context=context,
         )
-    elif protocol == "SSL":
-        config["broker_credentials"] = SSLCredentials(ssl_context)
+    elif context is not None:
+        config["broker_credentials"] = SSLCredentials(context)
     return config
 
 
@@ -280,9 +275,9 @@ def _create_topics_then_work(
     health.observed = (False, "creating topics", 0.0)
     try:
         ensure_topics(settings, core_topics(settings) + sink_topics(settings, subscriptions()))
-    except (KafkaException, TimeoutError) as exc:
+    except (KafkaException, KafkaTlsRefused, TimeoutError) as exc:
         # Without its topics the worker cannot start; the orchestrator restarts it.
-        reason = exc.args[0] if isinstance(exc, KafkaException) else "no answer in time"
+        reason = exc.args[0] if isinstance(exc, KafkaException | KafkaTlsRefused) else "no answer in time"
         LOG.error("cannot start: cannot create topics on %s: %s", settings.kafka_bootstrap_servers, reason)
         return 1
     registrar = None

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from confluent_kafka import KafkaException
 
+from bridge.kafka_config import KafkaTlsRefused
 from bridge.logs import setup_logging
 from bridge.settings import CommonSettings, StreamSettings, load
 from bridge.topics import TopicSpec, core_topics, delete_topics, ensure_topics
@@ -56,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
         created = ensure_topics(settings, specs)
     except KafkaException as exc:
         LOG.error("eventfed topics: %s", exc.args[0])
+        return 1
+    except KafkaTlsRefused as exc:
+        LOG.error("eventfed topics: %s", exc)
         return 1
     except TimeoutError:
         LOG.error("eventfed topics: Kafka at %s did not answer in time", settings.kafka_bootstrap_servers)

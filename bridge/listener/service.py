@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import logging
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -20,9 +19,10 @@ from typing import Any
 from confluent_kafka import Producer
 
 from bridge.health import HealthServer, register_build_info
-from bridge.kafka_config import producer_config
+from bridge.kafka_config import KafkaTlsRefused, explain_tls_failure, last_transport_error, producer_config
 from bridge.listener.endpoint import KafkaBatchWriter, NotificationEndpoint, ordered_batch_listener
 from bridge.logs import setup_logging
+from bridge.rabbit_tls import apply_to_oslo, handshake
 from bridge.settings import ListenerSettings, load, redact_url
 from bridge.topics import core_topics, ensure_topics
 
@@ -58,11 +58,12 @@ class Listener:
         self._conf([], project="eventfed", default_config_files=[], default_config_dirs=[])
         oslo_messaging.set_transport_defaults(control_exchange=settings.exchange)
         url = settings.transport_url.get_secret_value()
-        self._rabbit_hosts = [
+        self.rabbit_hosts = [
             (h.hostname or "127.0.0.1", int(h.port or 5672))
             for h in oslo_messaging.TransportURL.parse(self._conf, url).hosts
         ]
         self.transport = oslo_messaging.get_notification_transport(self._conf, url=url)
+        apply_to_oslo(self._conf, settings)
         # oslo's default (0) lets RabbitMQ push a whole backlog into this process while Kafka is
         # down; two batches in hand keep the next one filling while the current one is written.
         with contextlib.suppress(cfg.NoSuchOptError, cfg.NoSuchGroupError):
@@ -104,8 +105,12 @@ class Listener:
         self.transport.cleanup()
 
     def readiness(self) -> tuple[bool, str]:
-        if not self._consuming or self.stop_event.is_set():
+        if self.stop_event.is_set():
             return False, "not consuming"
+        if not self._consuming:
+            # oslo's start() is still retrying the connection: say why, in plain words.
+            problem = handshake(self.settings, self.rabbit_hosts, timeout=2.0)
+            return False, f"rabbitmq unreachable: {problem}" if problem else "connecting to RabbitMQ"
         now = time.monotonic()
         if now - self._kafka_checked_at > 5:
             self._kafka_checked_at = now
@@ -113,16 +118,14 @@ class Listener:
                 self.producer.list_topics(self.settings.raw_topic, timeout=3)
                 self._kafka_ok = (True, "")
             except Exception as exc:
-                self._kafka_ok = (False, f"kafka unreachable: {exc}")
+                refused = explain_tls_failure(last_transport_error(), self.settings)
+                self._kafka_ok = (False, f"kafka unreachable: {refused or exc}")
         if not self._kafka_ok[0]:
             return self._kafka_ok
-        for host, port in self._rabbit_hosts:
-            try:
-                socket.create_connection((host, port), timeout=2).close()
-                return True, "connected"
-            except OSError:
-                continue
-        return False, "rabbitmq unreachable"
+        problem = handshake(self.settings, self.rabbit_hosts)
+        if problem is not None:
+            return False, f"rabbitmq unreachable: {problem}"
+        return True, "connected"
 
 
 class StartupReadiness:
@@ -164,6 +167,9 @@ def _check_topics(settings: ListenerSettings, readiness: StartupReadiness) -> No
     wanted = (settings.raw_topic, settings.dlq_topic)
     try:
         ensure_topics(settings, [spec for spec in core_topics(settings) if spec.name in wanted])
+    except KafkaTlsRefused as exc:
+        # Not fatal either, but a configuration error: said once at ERROR; readiness says it too.
+        LOG.error("could not check the raw and dead-letter topics: %s", exc)
     except Exception as exc:
         # Not fatal: Kafka may be down at start-up; batches then wait in RabbitMQ until it is back.
         LOG.warning("could not check the raw and dead-letter topics: %s", exc)
@@ -182,7 +188,18 @@ def _listen_until_stopped(settings: ListenerSettings, readiness: StartupReadines
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    listener.start()
+    # oslo's driver retries a refused connection or TLS handshake forever, a line per attempt in
+    # its own words; this says once what is wrong (readiness keeps saying it).
+    problem = handshake(settings, listener.rabbit_hosts)
+    if problem is not None:
+        LOG.error("cannot connect to RabbitMQ: %s; retrying, not ready meanwhile", problem)
+    # oslo's start() connects, retrying for as long as RabbitMQ refuses; in a thread of its own so
+    # that SIGTERM meanwhile still stops the process.
+    starter = threading.Thread(target=listener.start, name="rabbit-connect", daemon=True)
+    starter.start()
     while not stop_requested.wait(1.0):
         pass
+    if starter.is_alive():
+        LOG.info("stopping before RabbitMQ accepted the connection: nothing was consumed")
+        return
     listener.stop()

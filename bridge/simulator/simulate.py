@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.logs import setup_logging
-from bridge.settings import CommonSettings, load, redact_url
+from bridge.rabbit_tls import apply_to_oslo, kombu_ssl
+from bridge.settings import RabbitSettings, SimulateSettings, load, redact_url
 from bridge.simulator.novasim import Notification, SimulatedCloud
 
 LOG = logging.getLogger(__name__)
@@ -77,16 +78,26 @@ _OSLO_QUIET_LOGGERS = ("oslo_messaging", "oslo.messaging", "kombu", "amqp")
 
 
 class CloudPublisher:
-    def __init__(self, transport_url: str, vim_id: str = "simulated", connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        transport_url: str,
+        vim_id: str = "simulated",
+        connect_timeout: float = 5.0,
+        rabbit: RabbitSettings | None = None,
+    ) -> None:
         import oslo_messaging
         from oslo_config import cfg
 
         self.vim_id = vim_id
+        # TLS towards RabbitMQ, as the listener's (EVENTFED_RABBIT_SSL_*); None: plain AMQP.
+        self._rabbit = rabbit
         conf = cfg.ConfigOpts()
         conf([], project="eventfed-simulate", default_config_files=[], default_config_dirs=[])
         oslo_messaging.set_transport_defaults(control_exchange="nova")
         self._check_reachable(oslo_messaging.TransportURL.parse(conf, transport_url), connect_timeout)
         self._transport = oslo_messaging.get_notification_transport(conf, url=transport_url)
+        if rabbit is not None:
+            apply_to_oslo(conf, rabbit)
         # retry=0: a notification that cannot be sent is a failure now, not a retry forever.
         self._notifiers = {
             fmt: oslo_messaging.Notifier(self._transport, driver="messagingv2", topics=[topic], retry=0)
@@ -112,6 +123,7 @@ class CloudPublisher:
                     password=host.password or "guest",
                     virtual_host=virtual_host,
                     connect_timeout=timeout,
+                    ssl=kombu_ssl(self._rabbit, host.hostname) if self._rabbit is not None else False,
                 ) as connection:
                     connection.connect()
                 return
@@ -153,7 +165,7 @@ def _parse_vims(specs: list[str]) -> list[tuple[str, str]] | str:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load(CommonSettings)
+    settings = load(SimulateSettings)
     setup_logging(settings, "simulate")
     for name in _OSLO_QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -171,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
             schedule.append(
                 (
                     vim_id,
-                    CloudPublisher(url, vim_id),
+                    CloudPublisher(url, vim_id, rabbit=settings),
                     plan(
                         args.vms, args.seed + index, args.format, args.stuck_deletes, args.end_stuck_deletes
                     ),

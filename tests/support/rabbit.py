@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, free_port
 
 
 class NovaNotifier:
@@ -66,3 +68,58 @@ def wait_for_queue(name: str, timeout: float = 60.0) -> None:
             return
         time.sleep(0.5)
     raise AssertionError(f"queue {name} was not declared within {timeout}s")
+
+
+class PrivateRabbit:
+    """A RabbitMQ node of a test's own (scripts/rabbitmq on free ports), optionally with an AMQPS
+    listener using the PEM files of `tls_dir` (ca.crt, server.crt, server.key)."""
+
+    def __init__(self, tls_dir: Path | None = None) -> None:
+        import os
+
+        self.port = _free_port_pair()
+        self.tls_port = free_port() if tls_dir is not None else None
+        # As scripts/rabbitmq chooses it: a node started as root runs as `rabbitmq`, which needs a
+        # folder of its own outside the checkout.
+        self.run_dir = (
+            Path(f"/var/lib/rabbitmq/eventfed-{self.port}")
+            if os.getuid() == 0
+            else ROOT / ".run" / f"rabbitmq-{self.port}"
+        )
+        self.env = {**os.environ, "RABBITMQ_PORT": str(self.port), "RABBITMQ_RUN_DIR": str(self.run_dir)}
+        if tls_dir is not None:
+            self.env.update({"RABBITMQ_TLS_PORT": str(self.tls_port), "RABBITMQ_TLS_DIR": str(tls_dir)})
+        self._script = str(ROOT / "scripts/rabbitmq")
+
+    def url(self, tls: bool = False) -> str:
+        return f"rabbit://guest:guest@127.0.0.1:{self.tls_port if tls else self.port}/"
+
+    def start(self) -> PrivateRabbit:
+        subprocess.run([self._script, "start"], env=self.env, check=True)
+        return self
+
+    def ctl(self, *args: str) -> str:
+        return subprocess.run(
+            [self._script, "ctl", *args], env=self.env, capture_output=True, text=True, check=True
+        ).stdout
+
+    def stop(self) -> None:
+        subprocess.run([self._script, "stop"], env=self.env, check=False)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def _free_port_pair() -> int:
+    """A free port whose Erlang distribution port (scripts/rabbitmq: port + 20000) is free too."""
+    import random
+    import socket
+
+    for _ in range(200):
+        port = random.randint(20_000, 45_000)
+        try:
+            for candidate in (port, port + 20_000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a private RabbitMQ node")

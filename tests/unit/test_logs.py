@@ -16,6 +16,7 @@ from bridge.kafka_config import admin_config, consumer_config, producer_config
 from bridge.logs import LIBRDKAFKA_LOGGER, RepeatSuppressor, configure
 from bridge.settings import ApiSettings, ListenerSettings, SettingsError, StreamSettings, load
 from tests.support.processes import free_port
+from tests.support.tls import KEY_PASSWORD, make_pki
 
 RFC3339_UTC_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -107,11 +108,12 @@ SECRETS = {
     "EVENTFED_TRANSPORT_URL": "rabbit://nova:rabbit-pw-Xk22@127.0.0.1:1/",
     "EVENTFED_API_AUTH_TOKEN": "api-token-Lm93",
     "EVENTFED_API_BASIC_PASSWORD": "basic-pw-Rt47",
+    "EVENTFED_KAFKA_SSL_KEY_PASSWORD": KEY_PASSWORD,
 }
-SECRET_VALUES = ("kafka-pw-Zq81", "rabbit-pw-Xk22", "api-token-Lm93", "basic-pw-Rt47")
+SECRET_VALUES = ("kafka-pw-Zq81", "rabbit-pw-Xk22", "api-token-Lm93", "basic-pw-Rt47", KEY_PASSWORD)
 
 
-def test_no_secret_is_logged_by_settings_loading_or_client_set_up(monkeypatch, capfd):
+def test_no_secret_is_logged_by_settings_loading_or_client_set_up(monkeypatch, capfd, tmp_path):
     from bridge.api.app import create_app
     from bridge.api.read_model import KafkaReadModel
     from bridge.listener.service import Listener
@@ -119,7 +121,14 @@ def test_no_secret_is_logged_by_settings_loading_or_client_set_up(monkeypatch, c
 
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("EVENTFED_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    # SASL over mutual TLS with an encrypted client key, and RabbitMQ over TLS: every secret at once.
+    pki = make_pki(tmp_path / "pki")
+    monkeypatch.setenv("EVENTFED_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("EVENTFED_KAFKA_SSL_CA_LOCATION", str(pki.ca))
+    monkeypatch.setenv("EVENTFED_KAFKA_SSL_CERTIFICATE_LOCATION", str(pki.client_cert))
+    monkeypatch.setenv("EVENTFED_KAFKA_SSL_KEY_LOCATION", str(pki.client_key_encrypted))
+    monkeypatch.setenv("EVENTFED_RABBIT_SSL", "true")
+    monkeypatch.setenv("EVENTFED_RABBIT_SSL_CA_FILE", str(pki.ca))
     monkeypatch.setenv("EVENTFED_KAFKA_SASL_USERNAME", "eventfed")
     monkeypatch.setenv("EVENTFED_KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
     monkeypatch.setenv("EVENTFED_VIM_ID", "owner_region")
@@ -135,6 +144,12 @@ def test_no_secret_is_logged_by_settings_loading_or_client_set_up(monkeypatch, c
     with pytest.raises(SettingsError) as error:
         load(ApiSettings)
     monkeypatch.delenv("EVENTFED_API_PORT")
+    # A wrong key password is named, not shown; nor is the right one.
+    monkeypatch.setenv("EVENTFED_KAFKA_SSL_KEY_PASSWORD", "wrong-" + KEY_PASSWORD)
+    with pytest.raises(SettingsError) as key_error:
+        load(StreamSettings)
+    assert "EVENTFED_KAFKA_SSL_KEY_PASSWORD: wrong password" in str(key_error.value)
+    monkeypatch.setenv("EVENTFED_KAFKA_SSL_KEY_PASSWORD", KEY_PASSWORD)
 
     debug = {"debug": "generic,broker,security,conf"}
     clients = [
@@ -159,7 +174,7 @@ def test_no_secret_is_logged_by_settings_loading_or_client_set_up(monkeypatch, c
     records = _json_lines(seen.err)  # every line is a JSON record: nothing raw from librdkafka
     assert any(r["logger"] == LIBRDKAFKA_LOGGER for r in records), "librdkafka's debug lines were seen"
     assert {"bridge.listener.service", "bridge.api.read_model"} <= {r["logger"] for r in records}
-    for text in (seen.out, seen.err, str(error.value)):
+    for text in (seen.out, seen.err, str(error.value), str(key_error.value)):
         for secret in SECRET_VALUES:
             assert secret not in text
 

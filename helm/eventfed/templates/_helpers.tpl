@@ -151,6 +151,35 @@ Kafka
 
 {{- define "eventfed.kafkaCaDir" -}}/var/run/secrets/eventfed/kafka-ca{{- end -}}
 
+{{/* "true" when the Kafka clients present a certificate (mutual TLS), else empty. */}}
+{{- define "eventfed.kafkaClientCert" -}}
+{{- if .Values.kafka.clientCertificate.enabled }}true{{ end -}}
+{{- end -}}
+
+{{/* The Secret with the client certificate: as named, else the Strimzi KafkaUser's. */}}
+{{- define "eventfed.kafkaClientCertSecretName" -}}
+{{- if .Values.kafka.clientCertificate.secretName -}}
+{{- .Values.kafka.clientCertificate.secretName -}}
+{{- else if .Values.strimzi.enabled -}}
+{{- include "eventfed.kafkaUserName" . -}}
+{{- else -}}
+{{- fail "kafka.clientCertificate.secretName is required when kafka.clientCertificate.enabled is true and strimzi.enabled is false" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "eventfed.kafkaClientCertDir" -}}/var/run/secrets/eventfed/kafka-user{{- end -}}
+
+{{/*
+RabbitMQ TLS of one VIM: its own rabbitTls, else listener.rabbitTls. (dict "root" $ "vim" $vim)
+Rendered as YAML, read back with fromYaml.
+*/}}
+{{- define "eventfed.rabbitTls" -}}
+{{- $tls := .vim.rabbitTls | default .root.Values.listener.rabbitTls | default (dict "enabled" false) -}}
+{{- toYaml $tls -}}
+{{- end -}}
+
+{{- define "eventfed.rabbitTlsDir" -}}/var/run/secrets/eventfed/rabbitmq{{- end -}}
+
 {{/*
 Every subscription's sink topic that is not one of the chart's own topics, each once.
 Rendered as a YAML list so callers can `fromYamlArray` it.
@@ -206,6 +235,25 @@ Checks that the schema cannot express.
 {{- if include "eventfed.kafkaSasl" . -}}
 {{- $_ := include "eventfed.kafkaSaslUsername" . -}}
 {{- $_ := include "eventfed.kafkaPasswordSecretName" . -}}
+{{- end -}}
+{{- $cert := .Values.kafka.clientCertificate -}}
+{{- if $cert.enabled -}}
+{{- if not (include "eventfed.kafkaTls" .) -}}
+{{- fail (printf "kafka.clientCertificate.enabled needs kafka.securityProtocol SSL or SASL_SSL, not %s" .Values.kafka.securityProtocol) -}}
+{{- end -}}
+{{- if and .Values.strimzi.enabled (include "eventfed.kafkaSasl" .) -}}
+{{- fail "kafka.clientCertificate.enabled with strimzi.enabled: a Strimzi KafkaUser authenticates with SCRAM (SASL_*) or a TLS client certificate (SSL), not both; set kafka.securityProtocol to SSL" -}}
+{{- end -}}
+{{- $_ := include "eventfed.kafkaClientCertSecretName" . -}}
+{{- end -}}
+{{- range $i, $vim := .Values.vims -}}
+{{- $tls := include "eventfed.rabbitTls" (dict "root" $ "vim" $vim) | fromYaml -}}
+{{- if and $tls.enabled (ne (empty $tls.certificateKey) (empty $tls.keyKey)) -}}
+{{- fail (printf "vims[%d]: rabbitTls.certificateKey and rabbitTls.keyKey go together: a client certificate needs its key" $i) -}}
+{{- end -}}
+{{- if and $tls.enabled (or $tls.certificateKey $tls.keyKey) (not $tls.secretName) -}}
+{{- fail (printf "vims[%d]: rabbitTls.secretName is required for a client certificate" $i) -}}
+{{- end -}}
 {{- end -}}
 {{- if and .Values.api.auth.basic.user (not .Values.api.auth.basic.passwordSecret.name) -}}
 {{- fail "api.auth.basic.passwordSecret.name is required when api.auth.basic.user is set" -}}
@@ -340,6 +388,15 @@ Secret. (dict "root" $ "clientId" "...")
       name: {{ include "eventfed.kafkaPasswordSecretName" .root }}
       key: {{ .root.Values.kafka.sasl.passwordSecret.key }}
 {{- end }}
+{{- with .root.Values.kafka.clientCertificate }}
+{{- if and .enabled .keyPasswordSecret.name }}
+- name: EVENTFED_KAFKA_SSL_KEY_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .keyPasswordSecret.name }}
+      key: {{ .keyPasswordSecret.key }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "eventfed.envFrom" -}}
@@ -360,6 +417,18 @@ Secret. (dict "root" $ "clientId" "...")
       - key: {{ .Values.kafka.caSecret.key }}
         path: ca.crt
 {{- end }}
+{{- if include "eventfed.kafkaClientCert" . }}
+- name: kafka-user
+  secret:
+    secretName: {{ include "eventfed.kafkaClientCertSecretName" . }}
+    # Read by the pod's group (fsGroup) only: the key is a credential.
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.kafka.clientCertificate.certificateKey }}
+        path: user.crt
+      - key: {{ .Values.kafka.clientCertificate.keyKey }}
+        path: user.key
+{{- end }}
 {{- end -}}
 
 {{- define "eventfed.commonVolumeMounts" -}}
@@ -368,6 +437,11 @@ Secret. (dict "root" $ "clientId" "...")
 {{- if include "eventfed.kafkaTls" . }}
 - name: kafka-ca
   mountPath: {{ include "eventfed.kafkaCaDir" . }}
+  readOnly: true
+{{- end }}
+{{- if include "eventfed.kafkaClientCert" . }}
+- name: kafka-user
+  mountPath: {{ include "eventfed.kafkaClientCertDir" . }}
   readOnly: true
 {{- end }}
 {{- end -}}
