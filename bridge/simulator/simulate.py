@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+from bridge.durability import DurabilityMismatch, declare, describe_mismatch, oslo_override
 from bridge.logs import setup_logging
 from bridge.settings import CommonSettings, load, redact_url
 from bridge.simulator.novasim import Notification, SimulatedCloud
@@ -67,16 +69,29 @@ _OSLO_QUIET_LOGGERS = ("oslo_messaging", "oslo.messaging", "kombu", "amqp")
 
 
 class CloudPublisher:
-    def __init__(self, transport_url: str, vim_id: str = "simulated", connect_timeout: float = 5.0) -> None:
+    """A simulated Nova's Notifiers on one RabbitMQ. oslo publishes with publisher confirms, so a
+    send that returns was confirmed by RabbitMQ; one that was not raises RabbitUnreachable."""
+
+    def __init__(
+        self,
+        transport_url: str,
+        vim_id: str = "simulated",
+        connect_timeout: float = 5.0,
+        durable: bool = True,
+    ) -> None:
         import oslo_messaging
         from oslo_config import cfg
 
         self.vim_id = vim_id
+        self.durable = durable
         conf = cfg.ConfigOpts()
         conf([], project="eventfed-simulate", default_config_files=[], default_config_dirs=[])
         oslo_messaging.set_transport_defaults(control_exchange="nova")
         self._check_reachable(oslo_messaging.TransportURL.parse(conf, transport_url), connect_timeout)
         self._transport = oslo_messaging.get_notification_transport(conf, url=transport_url)
+        # As Nova's [oslo_messaging_rabbit] amqp_durable_queues; registered with the transport.
+        with contextlib.suppress(cfg.NoSuchOptError, cfg.NoSuchGroupError):
+            oslo_override(conf, durable)
         # retry=0: a notification that cannot be sent is a failure now, not a retry forever.
         self._notifiers = {
             fmt: oslo_messaging.Notifier(self._transport, driver="messagingv2", topics=[topic], retry=0)
@@ -85,7 +100,8 @@ class CloudPublisher:
         self._failures = _SendFailures()
 
     def _check_reachable(self, url: Any, timeout: float) -> None:
-        """Connect once, so that a wrong address, password or virtual host stops the run at once."""
+        """Connect once, so that a wrong address, password or virtual host stops the run at once;
+        declare the exchange as this Nova would, so that a durability mismatch does too."""
         import kombu
 
         if url.transport not in ("rabbit", "amqp"):
@@ -104,7 +120,10 @@ class CloudPublisher:
                     connect_timeout=timeout,
                 ) as connection:
                     connection.connect()
+                    declare(connection, virtual_host, "nova", self.durable, who="--durable-queues")
                 return
+            except DurabilityMismatch as exc:
+                raise RabbitUnreachable(f"cloud {self.vim_id}: {exc}") from None
             except Exception as exc:  # socket, AMQP access and vhost errors all mean "cannot publish"
                 last_error = f"{address}: {type(exc).__name__}: {exc}".rstrip(": ")
         raise RabbitUnreachable(f"cloud {self.vim_id}: RabbitMQ virtual host {virtual_host!r}: {last_error}")
@@ -116,7 +135,9 @@ class CloudPublisher:
         self._failures.last = None
         getattr(notifier, note.priority.lower())({}, note.event_type, note.payload)
         if self._failures.last is not None:
-            raise RabbitUnreachable(f"cloud {self.vim_id}: could not publish: {self._failures.last}")
+            raise RabbitUnreachable(
+                f"cloud {self.vim_id}: could not publish: {_explain(self._failures.last)}"
+            )
 
     def __enter__(self) -> CloudPublisher:
         for name in _OSLO_NOTIFY_LOGGERS:
@@ -129,6 +150,19 @@ class CloudPublisher:
 
     def close(self) -> None:
         self._transport.cleanup()
+
+
+def _explain(error: str) -> str:
+    """A durability refusal, in the words of bridge.durability; any other error as it is."""
+    match = re.search(
+        r"inequivalent arg 'durable' for (exchange|queue) '([^']*)' in vhost '([^']*)': "
+        r"received '(true|false)'",
+        error,
+    )
+    if match is None:
+        return error
+    kind, name, vhost, wanted = match.groups()
+    return describe_mismatch(kind, name, vhost, wanted == "true", "--durable-queues")
 
 
 def _parse_vims(specs: list[str]) -> list[tuple[str, str]] | str:
@@ -159,7 +193,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         for index, (vim_id, url) in enumerate(vims):
             schedule.append(
-                (vim_id, CloudPublisher(url, vim_id), plan(args.vms, args.seed + index, args.format))
+                (
+                    vim_id,
+                    CloudPublisher(url, vim_id, durable=args.durable_queues),
+                    plan(args.vms, args.seed + index, args.format),
+                )
             )
         sent, elapsed = _publish(schedule, args.rate, args.no_progress)
     except RabbitUnreachable as exc:
