@@ -59,6 +59,8 @@ EXIT_BOUND_SECONDS = 60.0
 DRAIN_QUIET_SECONDS = 120.0
 DRAIN_MAX_SECONDS = 600.0
 RESTART_DELAY_SECONDS = (1.0, 5.0)
+# How long Kafka is down before RabbitMQ is restarted: the backlog its queues then hold.
+BACKLOG_SECONDS = (10.0, 20.0)
 # Liveness probes while the soak runs, as Kubernetes would: a process that misses this many in a
 # row (each within HEALTH_BOUND_SECONDS) counts as hung.
 PROBE_INTERVAL_SECONDS = 10.0
@@ -112,14 +114,14 @@ class SoakSettings:
 @dataclass(frozen=True)
 class Fault:
     at: float  # seconds after publishing started
-    kind: str  # kill-listener, kill-stream, kill-api, restart-kafka, restart-rabbitmq
+    kind: str  # kill-listener, kill-stream, kill-api, restart-brokers
     target: str  # the process or broker
 
 
 def plan_faults(seconds: float, rng: random.Random) -> list[Fault]:
-    """Random times in the middle 10%..80% of the run: each listener, one of the two stream
-    workers (chosen at random each time) and the API killed once per 4 minutes (at least once),
-    Kafka and RabbitMQ restarted once each. Sorted by time."""
+    """Random times in 10%..80% of the run: each listener, one of the two stream workers (chosen
+    at random each time) and the API killed once per 4 minutes (at least once); in 10%..50%,
+    Kafka and RabbitMQ restarted once each, RabbitMQ while Kafka is down. Sorted by time."""
     kills_each = max(1, round(seconds / 240))
     faults = []
     for _ in range(kills_each):
@@ -127,12 +129,13 @@ def plan_faults(seconds: float, rng: random.Random) -> list[Fault]:
             faults.append(("kill-listener", f"listen-{vim}"))
         faults.append(("kill-stream", rng.choice(("stream-1", "stream-2"))))
         faults.append(("kill-api", "api"))
-    faults += [("restart-kafka", "kafka"), ("restart-rabbitmq", "rabbitmq")]
+    # RabbitMQ is restarted while Kafka is down, so that its queues then hold a backlog (the
+    # listeners keep every batch unacked until Kafka has it): what a restart could lose.
     start, end = 0.1 * seconds, 0.8 * seconds
-    return sorted(
-        (Fault(round(rng.uniform(start, end), 1), kind, target) for kind, target in faults),
-        key=lambda f: f.at,
-    )
+    planned = [Fault(round(rng.uniform(start, end), 1), kind, target) for kind, target in faults]
+    # The brokers' restart takes a minute or so: early enough to end while the clouds publish.
+    planned.append(Fault(round(rng.uniform(start, 0.5 * seconds), 1), "restart-brokers", "kafka, rabbitmq"))
+    return sorted(planned, key=lambda f: f.at)
 
 
 Fingerprint = tuple[str, str, str]  # (vim_id, instance_id, event_type)
@@ -692,9 +695,9 @@ def _run(
             else:
                 # In a thread: the processes are killed and probed while a broker is down, too.
                 broker_restart = threading.Thread(
-                    target=_restart_broker,
-                    args=(fault.target, brokers, fleet, rng.uniform(*RESTART_DELAY_SECONDS), problems),
-                    name=f"restart-{fault.target}",
+                    target=_restart_brokers,
+                    args=(brokers, fleet, rng.uniform(*BACKLOG_SECONDS), problems),
+                    name="restart-brokers",
                     daemon=True,
                 )
                 broker_restart.start()
@@ -806,18 +809,45 @@ def _can_inject(fault: Fault, fleet: Fleet, broker_restart: threading.Thread | N
     return broker_restart is None or not broker_restart.is_alive()
 
 
-def _restart_broker(broker: str, brokers: Brokers, fleet: Fleet, down: float, problems: list[str]) -> None:
+def _restart_brokers(brokers: Brokers, fleet: Fleet, down: float, problems: list[str]) -> None:
+    """Kafka stopped; once RabbitMQ's queues hold a backlog, RabbitMQ restarted; Kafka started."""
+    step = "stopping Kafka"
     began = time.monotonic()
-    action = brokers.kafka if broker == "kafka" else brokers.rabbitmq
     try:
-        action("stop")
-        fleet.note(f"{broker} stopped")
+        brokers.kafka("stop")
+        fleet.note("kafka stopped")
         time.sleep(down)
-        action("start")
-        fleet.note(f"{broker} started again ({time.monotonic() - began:.0f} s down)")
+        step = "restarting RabbitMQ"
+        fleet.note(f"RabbitMQ's queues hold {_queued(brokers)}; rabbitmq stopping")
+        rabbit_began = time.monotonic()
+        brokers.rabbitmq("stop")
+        fleet.note("rabbitmq stopped")
+        time.sleep(min(down, RESTART_DELAY_SECONDS[1]))
+        brokers.rabbitmq("start")
+        fleet.note(
+            f"rabbitmq started again ({time.monotonic() - rabbit_began:.0f} s down); "
+            f"its queues hold {_queued(brokers)}"
+        )
+        step = "starting Kafka"
+        brokers.kafka("start")
+        fleet.note(f"kafka started again ({time.monotonic() - began:.0f} s down)")
     except Exception as exc:
-        problems.append(f"restarting {broker}: {exc}")
-        fleet.note(f"restarting {broker} failed: {exc}")
+        problems.append(f"{step}: {exc}")
+        fleet.note(f"{step} failed: {exc}")
+
+
+def _queued(brokers: Brokers) -> str:
+    """Messages (ready and unacked) in each cloud's queues, as RabbitMQ counts them."""
+    parts = []
+    for vim in VIMS:
+        vhost = vim.split("_", 1)[1]
+        try:
+            depths = brokers.rabbit.queue_depths(vhost)
+        except Exception as exc:
+            parts.append(f"{vhost}: unknown ({exc})")
+            continue
+        parts.append(f"{vhost}: " + ", ".join(f"{n} in {q}" for q, n in sorted(depths.items())))
+    return "; ".join(parts)
 
 
 # --- the report -------------------------------------------------------------------------------
