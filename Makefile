@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install up down test unit integration helm-check lint demo bench clean
+.PHONY: install up down test unit integration helm-check lint demo bench soak clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "eventfed needs Python 3.11+"'
@@ -50,6 +50,11 @@ demo: install up
 
 bench: install up
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# SOAK_MINUTES (default 10) under faults, with a Kafka and a RabbitMQ of its own on free ports;
+# writes bench/results/soak.md and fails on any discrepancy.
+soak: install
+	$(PY) -m bench.soak
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -73,7 +73,7 @@ def publisher_main(
         from bridge.simulator.simulate import CloudPublisher
 
         logging.basicConfig(level=logging.ERROR)
-        publisher = CloudPublisher(amqputil.transport_url(spec.vhost))
+        publisher = CloudPublisher(amqputil.transport_url(spec.vhost), durable=False)
         send, close = publisher.publish, publisher.close
         items: list[Any] = notes
     else:

@@ -115,6 +115,13 @@ def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
         help="publish only the ends that a run with the same --seed, --vms and --stuck-deletes left out",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--durable-queues",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="declare the exchange durable, as Nova does with [oslo_messaging_rabbit] amqp_durable_queues; "
+        "must match the listener's EVENTFED_DURABLE_QUEUES (default: durable)",
+    )
 
 
 def _topics_arguments(parser: argparse.ArgumentParser) -> None:

@@ -59,6 +59,7 @@ DESCRIPTIONS: dict[str, str] = {
     "exchange": "the exchange Nova publishes notifications on",
     "topics": "oslo.messaging notification topics, comma-separated",
     "pool": "listener pool: its own queue on the exchange, shared by this VIM's listener replicas",
+    "durable_queues": "durable exchange and pool queue (survive a RabbitMQ restart); must match Nova's",
     "listen:batch_size": "notifications per batch written to Kafka and acked to RabbitMQ",
     "listen:batch_timeout": "seconds a batch waits to fill: the latency a quiet cloud pays",
     "max_message_bytes": "largest raw record; bigger notifications are dead-lettered",

@@ -18,11 +18,12 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from bridge.durability import DurabilityMismatch, declare, oslo_override
 from bridge.health import HealthServer, register_build_info
 from bridge.kafka_config import KafkaTlsRefused, explain_tls_failure, last_transport_error, producer_config
 from bridge.listener.endpoint import KafkaBatchWriter, NotificationEndpoint, ordered_batch_listener
 from bridge.logs import setup_logging
-from bridge.rabbit_tls import apply_to_oslo, handshake
+from bridge.rabbit_tls import apply_to_oslo, handshake, kombu_ssl
 from bridge.settings import ListenerSettings, load, redact_url
 from bridge.topics import core_topics, ensure_topics
 
@@ -58,12 +59,13 @@ class Listener:
         self._conf([], project="eventfed", default_config_files=[], default_config_dirs=[])
         oslo_messaging.set_transport_defaults(control_exchange=settings.exchange)
         url = settings.transport_url.get_secret_value()
-        self.rabbit_hosts = [
-            (h.hostname or "127.0.0.1", int(h.port or 5672))
-            for h in oslo_messaging.TransportURL.parse(self._conf, url).hosts
-        ]
+        parsed = oslo_messaging.TransportURL.parse(self._conf, url)
+        self.rabbit_hosts = [(h.hostname or "127.0.0.1", int(h.port or 5672)) for h in parsed.hosts]
+        check_declarations(parsed, settings)
         self.transport = oslo_messaging.get_notification_transport(self._conf, url=url)
         apply_to_oslo(self._conf, settings)
+        with contextlib.suppress(cfg.NoSuchOptError, cfg.NoSuchGroupError):
+            oslo_override(self._conf, settings.durable_queues)
         # oslo's default (0) lets RabbitMQ push a whole backlog into this process while Kafka is
         # down; two batches in hand keep the next one filling while the current one is written.
         with contextlib.suppress(cfg.NoSuchOptError, cfg.NoSuchGroupError):
@@ -82,12 +84,13 @@ class Listener:
         self._kafka_checked_at = 0.0
         self._kafka_ok: tuple[bool, str] = (False, "not checked yet")
         LOG.info(
-            "listening for vim %s on %s exchange=%s topics=%s pool=%s -> kafka %s topic %s",
+            "listening for vim %s on %s exchange=%s topics=%s pool=%s durable=%s -> kafka %s topic %s",
             settings.vim_id,
             redact_url(url),
             settings.exchange,
             ",".join(settings.topics),
             settings.pool,
+            settings.durable_queues,
             settings.kafka_bootstrap_servers,
             settings.raw_topic,
         )
@@ -128,6 +131,44 @@ class Listener:
         return True, "connected"
 
 
+def check_declarations(url: Any, settings: ListenerSettings) -> None:
+    """Declare the exchange and the pool queue with the configured durability before oslo does.
+
+    A durability mismatch stops the listener (DurabilityMismatch); an unreachable RabbitMQ does not,
+    since oslo keeps reconnecting and the check is repeated by nobody: the declarations oslo then
+    makes are the same ones.
+    """
+    import kombu
+
+    if url.transport not in ("rabbit", "amqp"):
+        return  # oslo's in-memory fake:// transport, for tests
+    virtual_host = url.virtual_host or "/"
+    for host in url.hosts:
+        try:
+            with kombu.Connection(
+                hostname=host.hostname or "127.0.0.1",
+                port=host.port or 5672,
+                userid=host.username or "guest",
+                password=host.password or "guest",
+                virtual_host=virtual_host,
+                connect_timeout=5,
+                ssl=kombu_ssl(settings, host.hostname),
+            ) as connection:
+                connection.connect()
+                declare(connection, virtual_host, settings.exchange, settings.durable_queues, settings.pool)
+            return
+        except DurabilityMismatch:
+            raise
+        except Exception as exc:
+            LOG.warning(
+                "could not check the durability of exchange %s on %s:%s: %s",
+                settings.exchange,
+                host.hostname,
+                host.port,
+                exc,
+            )
+
+
 class StartupReadiness:
     """The health endpoint's readiness check from the first second: not ready, saying what
     start-up is doing, until the running listener's own check takes over."""
@@ -155,6 +196,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         _check_topics(settings, readiness)
         _listen_until_stopped(settings, readiness)
+    except DurabilityMismatch as exc:
+        LOG.error("eventfed listen: %s", exc)
+        return 2
     finally:
         if health is not None:
             health.stop()

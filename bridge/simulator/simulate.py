@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+from bridge.durability import DurabilityMismatch, declare, describe_mismatch, oslo_override
 from bridge.logs import setup_logging
 from bridge.rabbit_tls import apply_to_oslo, kombu_ssl
 from bridge.settings import RabbitSettings, SimulateSettings, load, redact_url
@@ -78,12 +80,16 @@ _OSLO_QUIET_LOGGERS = ("oslo_messaging", "oslo.messaging", "kombu", "amqp")
 
 
 class CloudPublisher:
+    """A simulated Nova's Notifiers on one RabbitMQ. oslo publishes with publisher confirms, so a
+    send that returns was confirmed by RabbitMQ; one that was not raises RabbitUnreachable."""
+
     def __init__(
         self,
         transport_url: str,
         vim_id: str = "simulated",
         connect_timeout: float = 5.0,
         rabbit: RabbitSettings | None = None,
+        durable: bool = True,
     ) -> None:
         import oslo_messaging
         from oslo_config import cfg
@@ -91,6 +97,7 @@ class CloudPublisher:
         self.vim_id = vim_id
         # TLS towards RabbitMQ, as the listener's (EVENTFED_RABBIT_SSL_*); None: plain AMQP.
         self._rabbit = rabbit
+        self.durable = durable
         conf = cfg.ConfigOpts()
         conf([], project="eventfed-simulate", default_config_files=[], default_config_dirs=[])
         oslo_messaging.set_transport_defaults(control_exchange="nova")
@@ -98,6 +105,9 @@ class CloudPublisher:
         self._transport = oslo_messaging.get_notification_transport(conf, url=transport_url)
         if rabbit is not None:
             apply_to_oslo(conf, rabbit)
+        # As Nova's [oslo_messaging_rabbit] amqp_durable_queues; registered with the transport.
+        with contextlib.suppress(cfg.NoSuchOptError, cfg.NoSuchGroupError):
+            oslo_override(conf, durable)
         # retry=0: a notification that cannot be sent is a failure now, not a retry forever.
         self._notifiers = {
             fmt: oslo_messaging.Notifier(self._transport, driver="messagingv2", topics=[topic], retry=0)
@@ -106,7 +116,8 @@ class CloudPublisher:
         self._failures = _SendFailures()
 
     def _check_reachable(self, url: Any, timeout: float) -> None:
-        """Connect once, so that a wrong address, password or virtual host stops the run at once."""
+        """Connect once, so that a wrong address, password or virtual host stops the run at once;
+        declare the exchange as this Nova would, so that a durability mismatch does too."""
         import kombu
 
         if url.transport not in ("rabbit", "amqp"):
@@ -126,7 +137,10 @@ class CloudPublisher:
                     ssl=kombu_ssl(self._rabbit, host.hostname) if self._rabbit is not None else False,
                 ) as connection:
                     connection.connect()
+                    declare(connection, virtual_host, "nova", self.durable, who="--durable-queues")
                 return
+            except DurabilityMismatch as exc:
+                raise RabbitUnreachable(f"cloud {self.vim_id}: {exc}") from None
             except Exception as exc:  # socket, AMQP access and vhost errors all mean "cannot publish"
                 last_error = f"{address}: {type(exc).__name__}: {exc}".rstrip(": ")
         raise RabbitUnreachable(f"cloud {self.vim_id}: RabbitMQ virtual host {virtual_host!r}: {last_error}")
@@ -138,7 +152,9 @@ class CloudPublisher:
         self._failures.last = None
         getattr(notifier, note.priority.lower())({}, note.event_type, note.payload)
         if self._failures.last is not None:
-            raise RabbitUnreachable(f"cloud {self.vim_id}: could not publish: {self._failures.last}")
+            raise RabbitUnreachable(
+                f"cloud {self.vim_id}: could not publish: {_explain(self._failures.last)}"
+            )
 
     def __enter__(self) -> CloudPublisher:
         for name in _OSLO_NOTIFY_LOGGERS:
@@ -151,6 +167,19 @@ class CloudPublisher:
 
     def close(self) -> None:
         self._transport.cleanup()
+
+
+def _explain(error: str) -> str:
+    """A durability refusal, in the words of bridge.durability; any other error as it is."""
+    match = re.search(
+        r"inequivalent arg 'durable' for (exchange|queue) '([^']*)' in vhost '([^']*)': "
+        r"received '(true|false)'",
+        error,
+    )
+    if match is None:
+        return error
+    kind, name, vhost, wanted = match.groups()
+    return describe_mismatch(kind, name, vhost, wanted == "true", "--durable-queues")
 
 
 def _parse_vims(specs: list[str]) -> list[tuple[str, str]] | str:
@@ -183,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
             schedule.append(
                 (
                     vim_id,
-                    CloudPublisher(url, vim_id, rabbit=settings),
+                    CloudPublisher(url, vim_id, rabbit=settings, durable=args.durable_queues),
                     plan(
                         args.vms, args.seed + index, args.format, args.stuck_deletes, args.end_stuck_deletes
                     ),

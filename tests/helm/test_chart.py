@@ -508,6 +508,34 @@ def test_one_listener_per_vim(multi_manifests: list[Manifest], default_manifests
     assert component(default_manifests, "Deployment", "listener") == []
 
 
+def test_queue_durability_per_vim_with_the_listener_default(render: Callable[..., list[Manifest]]) -> None:
+    def durability(docs: list[Manifest]) -> dict[str, str]:
+        found = {}
+        for deployment in component(docs, "Deployment", "listener"):
+            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+            env = env_of(container, docs)
+            found[env["EVENTFED_VIM_ID"]["value"]] = env["EVENTFED_DURABLE_QUEUES"]["value"]
+        return found
+
+    vims = (
+        "vims[0].cloudOwner=o",
+        "vims[0].cloudRegionId=a",
+        "vims[0].transportUrlSecret.name=s",
+        "vims[0].transportUrlSecret.key=k",
+        "vims[1].cloudOwner=o",
+        "vims[1].cloudRegionId=b",
+        "vims[1].transportUrlSecret.name=s",
+        "vims[1].transportUrlSecret.key=k",
+    )
+    assert durability(render(sets=vims)) == {"o_a": "true", "o_b": "true"}
+    # An explicit false wins over the default, for the listener and for one VIM.
+    assert durability(render(sets=(*vims, "vims[1].durableQueues=false"))) == {"o_a": "true", "o_b": "false"}
+    assert durability(render(sets=(*vims, "listener.durableQueues=false", "vims[0].durableQueues=true"))) == {
+        "o_a": "true",
+        "o_b": "false",
+    }
+
+
 def topics_by_name(docs: list[Manifest]) -> dict[str, Manifest]:
     return {doc["spec"]["topicName"]: doc for doc in of_kind(docs, "KafkaTopic")}
 
@@ -890,6 +918,12 @@ BAD_VALUES: list[tuple[str, Manifest, str, str]] = [
     ("duplicate-vim", {"vims": [A_VIM, A_VIM]}, r'VIM "o_r" is listed twice', TEMPLATE),
     ("bad-stuck-kind", {"stream": {"stuckAfter": {"delete": "10m"}}}, r"propertyName 'delete'", SCHEMA),
     ("bad-stuck-time", {"stream": {"stuckAfter": {"DELETE": "soon"}}}, r"/stream/stuckAfter/DELETE", SCHEMA),
+    (
+        "durable-queues-not-a-boolean",
+        {"vims": [{**A_VIM, "durableQueues": "yes"}]},
+        r"/vims/0/durableQueues.*want boolean",
+        SCHEMA,
+    ),
 ]
 
 

@@ -43,6 +43,9 @@ class ListenerRun:
             EVENTFED_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
             EVENTFED_METRICS_PORT=str(self.metrics_port),
             EVENTFED_BATCH_TIMEOUT="0.1",
+            # The shared broker's virtual host "/" holds a non-durable `nova` exchange (the test
+            # Notifiers declare it as Nova does by default).
+            EVENTFED_DURABLE_QUEUES="false",
             **settings,
         )
         self.log_path = tmp_path / f"listener-{unique}.log"

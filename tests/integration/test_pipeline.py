@@ -44,10 +44,12 @@ def test_simulated_cloud_to_subscriptions_through_both_brokers(tmp_path, unique,
             EVENTFED_KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
             EVENTFED_METRICS_PORT=str(metrics_port),
             EVENTFED_PARTITIONS="4",
+            # The shared virtual host "/" holds the non-durable `nova` exchange of Nova's default.
+            EVENTFED_DURABLE_QUEUES="false",
         ),
         tmp_path / "listener.log",
     )
-    publisher = CloudPublisher(rabbit_url)
+    publisher = CloudPublisher(rabbit_url, durable=False)
     try:
         wait_http(f"http://127.0.0.1:{metrics_port}/readyz", 60, listener)
         wait_for_queue(pool)

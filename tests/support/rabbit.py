@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import random
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -123,3 +126,70 @@ def _free_port_pair() -> int:
             continue
         return port
     raise RuntimeError("no free port pair for a private RabbitMQ node")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+class PrivateRabbitMQ:
+    """A RabbitMQ node of one's own on a free port, for tests that stop or restart it: started,
+    stopped and asked through scripts/rabbitmq (RABBITMQ_PORT), its data removed at the end."""
+
+    def __init__(self, log_path: Path, rng: random.Random | None = None) -> None:
+        rng = rng or random.Random()
+        # scripts/rabbitmq puts the node's distribution port at RABBITMQ_PORT + 20000.
+        for _ in range(200):
+            port = rng.randrange(20_000, 40_000)
+            if _port_free(port) and _port_free(port + 20_000):
+                break
+        else:
+            raise RuntimeError("no free pair of ports for RabbitMQ")
+        self.port = port
+        self.env = {**os.environ, "RABBITMQ_PORT": str(port)}
+        self.log_path = log_path
+
+    def script(self, *args: str) -> str:
+        with open(self.log_path, "ab") as log:
+            result = subprocess.run(
+                [str(ROOT / "scripts/rabbitmq"), *args],
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                timeout=300,
+            )
+        if result.returncode != 0:
+            raise RuntimeError(f"scripts/rabbitmq {' '.join(args[:2])} failed (see {self.log_path})")
+        return result.stdout.decode(errors="replace")
+
+    def start(self) -> None:
+        self.script("start")
+
+    def stop(self) -> None:
+        self.script("stop")
+
+    def add_vhost(self, vhost: str) -> None:
+        self.script("ctl", "add_vhost", vhost)
+        self.script("ctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+
+    def url(self, vhost: str) -> str:
+        return f"rabbit://guest:guest@127.0.0.1:{self.port}/{vhost}"
+
+    def queue_depths(self, vhost: str) -> dict[str, int]:
+        """queue name -> messages (ready and unacknowledged) in a virtual host."""
+        out = self.script("ctl", "list_queues", "-p", vhost, "-q", "--no-table-headers", "name", "messages")
+        return {p[0]: int(p[1]) for p in (line.split() for line in out.splitlines()) if len(p) == 2}
+
+    def remove_data(self) -> None:
+        """The node's files (scripts/rabbitmq's layout), once it is stopped."""
+        folder = (
+            Path(f"/var/lib/rabbitmq/eventfed-{self.port}")
+            if os.getuid() == 0
+            else ROOT / ".run" / f"rabbitmq-{self.port}"
+        )
+        shutil.rmtree(folder, ignore_errors=True)
