@@ -21,6 +21,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -236,3 +237,75 @@ class RealNova:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+# Lifecycles: each step drives one user action on one server over the API and waits until Nova is
+# done with it. `create` is implicit: run_lifecycle starts every lifecycle with it.
+StepFn = Callable[[NovaClient, str], Any]
+
+
+def _action(body: dict[str, Any], status: str | None) -> StepFn:
+    return lambda client, server_id: client.action(server_id, body, status)
+
+
+def _soft_delete(client: NovaClient, server_id: str) -> None:
+    client.configure(reclaim_instance_interval=3600)
+    try:
+        client.delete(server_id, "SOFT_DELETED")
+    finally:
+        client.configure(reclaim_instance_interval=0)
+
+
+STEPS: dict[str, StepFn] = {
+    "pause": _action({"pause": None}, "PAUSED"),
+    "unpause": _action({"unpause": None}, "ACTIVE"),
+    "stop": _action({"os-stop": None}, "SHUTOFF"),
+    "start": _action({"os-start": None}, "ACTIVE"),
+    "reboot_soft": _action({"reboot": {"type": "SOFT"}}, "ACTIVE"),
+    "reboot_hard": _action({"reboot": {"type": "HARD"}}, "ACTIVE"),
+    "rebuild": lambda client, server_id: client.action(
+        server_id, {"rebuild": {"imageRef": client.images[1]}}, "ACTIVE"
+    ),
+    "suspend": _action({"suspend": None}, "SUSPENDED"),
+    "resume": _action({"resume": None}, "ACTIVE"),
+    # shelved_offload_time is 0: the shelved server is offloaded at once.
+    "shelve": _action({"shelve": None}, "SHELVED_OFFLOADED"),
+    "unshelve": _action({"unshelve": None}, "ACTIVE"),
+    "resize": _action({"resize": {"flavorRef": "2"}}, "VERIFY_RESIZE"),
+    "resize_confirm": _action({"confirmResize": None}, "ACTIVE"),
+    "resize_back": _action({"resize": {"flavorRef": "1"}}, "VERIFY_RESIZE"),
+    "resize_revert": _action({"revertResize": None}, "ACTIVE"),
+    "rescue": _action({"rescue": None}, "RESCUE"),
+    "unrescue": _action({"unrescue": None}, "ACTIVE"),
+    "lock": _action({"lock": None}, "ACTIVE"),
+    "unlock": _action({"unlock": None}, "ACTIVE"),
+    "migrate": _action({"migrate": None}, "VERIFY_RESIZE"),
+    "migrate_confirm": _action({"confirmResize": None}, "ACTIVE"),
+    "soft_delete": _soft_delete,
+    "restore": _action({"restore": None}, "ACTIVE"),
+    "force_delete": _action({"forceDelete": None}, None),
+    "delete": lambda client, server_id: client.delete(server_id),
+}
+
+# Every action the fixture supports, on one server (ends deleted by forceDelete after a soft
+# delete), then a second server deleted plainly.
+ALL_ACTIONS = [
+    ["pause", "unpause", "stop", "start", "reboot_soft", "reboot_hard", "rebuild", "suspend", "resume",
+     "shelve", "unshelve", "resize", "resize_confirm", "resize_back", "resize_revert", "rescue", "unrescue",
+     "lock", "unlock", "migrate", "migrate_confirm", "soft_delete", "restore", "soft_delete", "force_delete"],
+    ["delete"],
+]  # fmt: skip
+
+
+def run_lifecycle(
+    client: NovaClient, name: str, steps: list[str], after: Callable[[str, str], None] | None = None
+) -> str:
+    """Create server `name`, then run `steps` on it; `after(step, server_id)` follows each step."""
+    server_id = str(client.create_server(name)["id"])
+    if after is not None:
+        after("create", server_id)
+    for step in steps:
+        STEPS[step](client, server_id)
+        if after is not None:
+            after(step, server_id)
+    return server_id
