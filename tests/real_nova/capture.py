@@ -7,7 +7,7 @@ queue to exchange ``nova`` before Nova starts, runs every lifecycle of
 ``tests.support.real_nova.ALL_ACTIONS`` and after each step drains the queue until it has been
 quiet for a moment. It writes
 
-- ``tests/fixtures/nova/real-nova-34/lifecycle[-<state change>].json``: every message per action,
+- ``tests/fixtures/nova/real-nova-34/lifecycle[-<state change>].json.gz``: every message per action,
   in arrival order (the unit tests pair legacy and versioned twins from it);
 - with no state change, the per-action table between the markers of ``tests/real_nova/README.md``.
 
@@ -17,6 +17,7 @@ The classification is ``streams.normalise.normalise``, the function the stream w
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 import time
@@ -123,8 +124,10 @@ def main() -> int:
             capture.connection.release()
     suffix = "" if args.state_change == "none" else f"-{args.state_change}"
     FIXTURES.mkdir(parents=True, exist_ok=True)
-    out = FIXTURES / f"lifecycle{suffix}.json"
-    out.write_text(json.dumps(steps, indent=1, sort_keys=True) + "\n")
+    out = FIXTURES / f"lifecycle{suffix}.json.gz"
+    # A step per line, compressed: over a megabyte of JSON as text, a tenth of it so.
+    text = "[\n" + ",\n".join(json.dumps(step, sort_keys=True) for step in steps) + "\n]\n"
+    out.write_bytes(gzip.compress(text.encode(), mtime=0))
     print(f"{out}: {sum(len(s['messages']) for s in steps)} messages")
     if args.state_change == "none":
         text = README.read_text()

@@ -1,11 +1,12 @@
 """Every legacy notification real Nova 34 sent and its versioned twin are classified alike.
 
-The messages are in tests/fixtures/nova/real-nova-34/, recorded from the real-Nova fixture
+The messages are in tests/fixtures/nova/real-nova-34/ (gzipped JSON), recorded from the real-Nova fixture
 (notification_format both) by tests/real_nova/capture.py: per user action, in arrival order.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,8 @@ def recorded() -> list[tuple[str, str, dict[str, Any]]]:
     """(file, action, step) for every step of every recorded run."""
     return [
         (path.name, step["action"], step)
-        for path in sorted(FIXTURES.glob("lifecycle*.json"))
-        for step in json.loads(path.read_text())
+        for path in sorted(FIXTURES.glob("lifecycle*.json.gz"))
+        for step in json.loads(gzip.decompress(path.read_bytes()))
     ]
 
 
