@@ -134,6 +134,20 @@ def version_of(event_json: Mapping[str, Any]) -> list[str]:
     return [first, occurred]
 
 
+def is_older(
+    version: list[str], current: list[str], event_json: Mapping[str, Any], state: Mapping[str, Any]
+) -> bool:
+    """Whether the event is older than the state, by version_of.
+
+    Across formats only the notification times compare: a legacy notification has no updated_at
+    (its version starts with its own time), and a versioned payload's updated_at is often the
+    instance's previous save, so a versioned lock right after a legacy update would look older.
+    """
+    if event_json.get("format") != state.get("format"):
+        return version[1:] < current[1:]
+    return version < current
+
+
 # Twins are sent one right after the other; further apart, two alike events are two events.
 TWIN_SECONDS = 5.0
 
@@ -222,7 +236,7 @@ class Processor:
             if state is not None:
                 if state.get("state") == DELETED_STATE and event_json.get("state") != DELETED_STATE:
                     return self._publish(event, event_json, STALE, skey, None, None, reason="after_delete")
-                if meta and version < list(meta.get("version") or []):
+                if meta and is_older(version, list(meta.get("version") or []), event_json, state):
                     return self._publish(event, event_json, STALE, skey, None, None, reason="older")
             # The VM's alarm lives in its state record, so it is decided here from the state
             # given, whichever worker holds the partition now.
