@@ -14,7 +14,8 @@ useful to subscribers:
   differently.
 
 The phase is ``start``, ``end`` or ``error``, or ``none`` for actions Nova sends without one
-(update, exists, lock, unlock, evacuate, rebuild_scheduled, legacy volume.attach/detach).
+(update, exists, lock, unlock, evacuate, rebuild.scheduled/rebuild_scheduled, legacy
+volume.attach/detach).
 Every phased action accepts all three phases, although Nova sends ``error`` for only some.
 
 Everything here is data; nothing is read from the network or disk.
@@ -136,7 +137,8 @@ _TABLE: Final[tuple[_Entry, ...]] = (
     _Entry("SHUT_DOWN", ("shutdown",), ("shutdown",)),
     _Entry("REBOOT", ("reboot",), ("reboot",)),
     _Entry("REBUILD", ("rebuild",), ("rebuild",)),
-    _Entry("REBUILD", (), ("rebuild_scheduled",), versioned_phases=_PHASELESS),
+    # The conductor sends both twins once the rebuild is scheduled, without a phase.
+    _Entry("REBUILD", ("rebuild.scheduled",), ("rebuild_scheduled",), _PHASELESS, _PHASELESS),
     _Entry("EVACUATE", ("evacuate",), ("evacuate",), _PHASELESS, _PHASELESS),
     _Entry("RESCUE", ("rescue",), ("rescue",)),
     _Entry("UNRESCUE", ("unrescue",), ("unrescue",)),
@@ -186,6 +188,10 @@ class Classification(NamedTuple):
     kind: str
     phase: str
     format: str
+    # The versioned action name, for a legacy event type that of its versioned twin: a legacy
+    # notification and its twin share kind, phase and action (resize.prep and resize_prep are one
+    # step; resize_prep and resize_finish are not).
+    action: str
 
 
 def _event_types(prefix: str, actions: Iterable[str], phases: Iterable[str]) -> Iterable[tuple[str, str]]:
@@ -202,17 +208,31 @@ def _build() -> dict[str, Classification]:
             (VERSIONED_PREFIX, entry.versioned, entry.versioned_phases, FORMAT_VERSIONED),
         )
         for prefix, actions, phases, fmt in sides:
-            for event_type, phase in _event_types(prefix, actions, phases):
-                # Dotted legacy actions could collide with "<action>.<phase>" of another one.
-                if event_type in catalogue:
-                    raise RuntimeError(f"catalogue: {event_type} is listed twice")
-                catalogue[event_type] = Classification(entry.kind, phase, fmt)
+            for index, action in enumerate(actions):
+                # Twins sit at the same place in both lists; an extra legacy spelling (the doubled
+                # "instance.create") is the twin of the first versioned action.
+                twin = (
+                    entry.versioned[index if index < len(entry.versioned) else 0]
+                    if entry.versioned
+                    else action
+                )
+                for event_type, phase in _event_types(prefix, (action,), phases):
+                    # Dotted legacy actions could collide with "<action>.<phase>" of another one.
+                    if event_type in catalogue:
+                        raise RuntimeError(f"catalogue: {event_type} is listed twice")
+                    catalogue[event_type] = Classification(entry.kind, phase, fmt, twin)
     return catalogue
 
 
 CATALOGUE: Final[dict[str, Classification]] = _build()
 
 KINDS: Final = frozenset(entry.kind for entry in _TABLE)
+
+
+def twin_action(event_type: str) -> str | None:
+    """The action a notification shares with its twin in the other format, or None."""
+    found = CATALOGUE.get(event_type)
+    return None if found is None else found.action
 
 
 def lookup(event_type: str) -> tuple[str, str] | None:

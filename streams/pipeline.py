@@ -8,7 +8,9 @@ replayed    the record that produced the current state, read again after a resta
 stale       older than the state already applied, or about a VM deleted before: it goes to the
             canonical events topic (it did happen) but neither moves the state backwards nor
             reaches subscribers, who act on the latest state
-duplicate   the same notification seen again (RabbitMQ requeue, listener restart): dropped
+duplicate   the same notification seen again (RabbitMQ requeue, listener restart), or the twin of
+            the one that made the state (Nova's notification_format=both sends every event as a
+            legacy and a versioned notification, with different message ids): dropped
 ignored     not an instance status event (aggregate.*, compute.metrics.update, ...)
 dead        malformed: to the dead-letter topic with the reason and where it came from
 stuck       not a record: an action of the VM got no end in time (streams.stuck); the sweep's
@@ -35,6 +37,7 @@ from bridge.raw import (
 )
 from bridge.state import DELETED_STATE, META, source_of, state_key
 from streams import codecs, stuck, ves
+from streams.catalogue import FORMAT_LEGACY, FORMAT_VERSIONED, twin_action
 from streams.normalise import MalformedNotification, load_record, normalise
 from streams.subscriptions import Sink, Subscription
 
@@ -124,9 +127,56 @@ class DedupWindow:
 
 
 def version_of(event_json: Mapping[str, Any]) -> list[str]:
-    """Searchlight's ordering: the instance's updated_at, then the notification time (ISO, UTC)."""
+    """Searchlight's ordering: the instance's updated_at, then the notification time (ISO, UTC).
+
+    Nova keeps updated_at in whole seconds (a DATETIME column), so the first part is cut to the
+    second whether it is updated_at or, where the notification has none (legacy ones, a versioned
+    create.start), the notification time: else a notification without updated_at would rank above
+    every later one of the same second, and real Nova sends a whole lifecycle within one.
+    """
     occurred = str(event_json.get("occurred_at") or "")
-    return [str(event_json.get("updated_at") or occurred), occurred]
+    first = str(event_json.get("updated_at") or occurred)
+    # "YYYY-MM-DDTHH:MM:SS.ffffffZ", the form codecs.event_to_json_dict writes.
+    if len(first) == 27 and first[19] == ".":
+        first = first[:19] + ".000000" + first[26:]
+    return [first, occurred]
+
+
+def is_older(
+    version: list[str], current: list[str], event_json: Mapping[str, Any], state: Mapping[str, Any]
+) -> bool:
+    """Whether the event is older than the state, by version_of.
+
+    Across formats only the notification times compare: a legacy notification has no updated_at
+    (its version starts with its own time), and a versioned payload's updated_at is often the
+    instance's previous save, so a versioned lock right after a legacy update would look older.
+    """
+    if event_json.get("format") != state.get("format"):
+        return version[1:] < current[1:]
+    return version < current
+
+
+# Twins are sent one right after the other; further apart, two alike events are two events.
+TWIN_SECONDS = 5.0
+
+
+def is_twin(event_json: Mapping[str, Any], state: Mapping[str, Any]) -> bool:
+    """Whether the event is the other-format twin of the one that made the state."""
+    if {event_json.get("format"), state.get("format")} != {FORMAT_LEGACY, FORMAT_VERSIONED}:
+        return False
+    if twin_action(str(event_json.get("event_type"))) != twin_action(str(state.get("event_type"))):
+        return False
+    if any(event_json.get(name) != state.get(name) for name in ("phase", "state", "task_state")):
+        return False
+    try:
+        apart = abs(_instant(event_json["occurred_at"]) - _instant(state["occurred_at"]))
+    except (KeyError, TypeError, ValueError):
+        return False
+    return apart <= TWIN_SECONDS
+
+
+def _instant(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
 
 
 class Processor:
@@ -196,12 +246,14 @@ class Processor:
             return Outcome(DUPLICATE, "window", event)
 
         event_json = codecs.event_to_json_dict(event, stamps=stamps)
+        if state is not None and is_twin(event_json, state):
+            return Outcome(DUPLICATE, "twin", event)
         version = version_of(event_json)
         try:
             if state is not None:
                 if state.get("state") == DELETED_STATE and event_json.get("state") != DELETED_STATE:
                     return self._publish(event, event_json, STALE, skey, None, None, reason="after_delete")
-                if meta and version < list(meta.get("version") or []):
+                if meta and is_older(version, list(meta.get("version") or []), event_json, state):
                     late_state, late_clears = _late_end(event_json, state, meta)
                     return self._publish(
                         event,

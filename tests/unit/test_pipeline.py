@@ -209,3 +209,45 @@ def test_tombstone_due():
     assert not pipeline.tombstone_due(deleted, epoch + 10, 60)
     assert pipeline.tombstone_due(deleted, epoch + 61, 60)
     assert not pipeline.tombstone_due({"state": "active"}, epoch + 1e9, 60)
+
+
+def _event(fmt, event_type, occurred, **fields):
+    return {
+        "format": fmt,
+        "event_type": event_type,
+        "occurred_at": occurred,
+        "phase": "end",
+        "state": "paused",
+        "task_state": None,
+        **fields,
+    }
+
+
+def test_twins_are_one_event_in_two_formats_sent_together():
+    legacy = _event("legacy", "compute.instance.pause.end", "2026-01-01T10:00:00.100000Z")
+    versioned = _event("versioned", "instance.pause.end", "2026-01-01T10:00:00.104000Z")
+    assert pipeline.is_twin(versioned, legacy) and pipeline.is_twin(legacy, versioned)
+    assert not pipeline.is_twin(dict(versioned, format="legacy"), legacy)
+    assert not pipeline.is_twin(dict(versioned, phase="start"), legacy)
+    assert not pipeline.is_twin(dict(versioned, state="active"), legacy)
+    assert not pipeline.is_twin(dict(versioned, event_type="instance.unpause.end"), legacy)
+    assert not pipeline.is_twin(dict(versioned, occurred_at="2026-01-01T10:00:09.000000Z"), legacy)
+    # resize_prep and resize_finish share a kind but are two steps.
+    prep = _event("legacy", "compute.instance.resize.prep.end", "2026-01-01T10:00:00.100000Z")
+    finish = _event("versioned", "instance.resize_finish.end", "2026-01-01T10:00:00.200000Z")
+    assert not pipeline.is_twin(finish, prep)
+    assert pipeline.is_twin(dict(finish, event_type="instance.resize_prep.end"), prep)
+
+
+def test_versions_compare_updated_at_at_novas_whole_seconds():
+    start = {"occurred_at": "2026-01-01T10:00:00.900000Z", "updated_at": None}
+    end = {"occurred_at": "2026-01-01T10:00:00.950000Z", "updated_at": "2026-01-01T10:00:00.000000Z"}
+    assert pipeline.version_of(start) == ["2026-01-01T10:00:00.000000Z", "2026-01-01T10:00:00.900000Z"]
+    assert pipeline.version_of(start) < pipeline.version_of(end)
+    # Across formats only the notification times count.
+    legacy = dict(start, format="legacy")
+    versioned = dict(end, format="versioned", updated_at="2026-01-01T09:59:58.000000Z")
+    assert not pipeline.is_older(
+        pipeline.version_of(versioned), pipeline.version_of(legacy), versioned, legacy
+    )
+    assert pipeline.is_older(pipeline.version_of(legacy), pipeline.version_of(versioned), legacy, versioned)
