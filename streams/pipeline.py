@@ -8,7 +8,8 @@ replayed    the record that produced the current state, read again after a resta
 stale       older than the state already applied, or about a VM deleted before: it goes to the
             canonical events topic (it did happen) but neither moves the state backwards nor
             reaches subscribers, who act on the latest state
-duplicate   the same notification seen again (RabbitMQ requeue, listener restart): dropped
+duplicate   the same notification seen again (RabbitMQ requeue, listener restart), or a polled
+            snapshot and a notification of the same change (see `same_change`): dropped
 ignored     not an instance status event (aggregate.*, compute.metrics.update, ...)
 dead        malformed: to the dead-letter topic with the reason and where it came from
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from bridge.raw import (
@@ -32,6 +34,7 @@ from bridge.raw import (
 )
 from bridge.state import DELETED_STATE, META, source_of, state_key
 from streams import codecs, ves
+from streams.catalogue import FORMAT_POLL
 from streams.normalise import MalformedNotification, load_record, normalise
 from streams.subscriptions import Sink, Subscription
 
@@ -114,10 +117,53 @@ class DedupWindow:
         return len(self._seen)
 
 
+# A notification this close (seconds) to a polled snapshot with the same vm_state, task_state and
+# host is the same change seen twice: Nova sends an action's notification just after it saves the
+# instance, whose updated_at the API shows.
+SAME_CHANGE_SECONDS = 5.0
+
+
 def version_of(event_json: Mapping[str, Any]) -> list[str]:
-    """Searchlight's ordering: the instance's updated_at, then the notification time (ISO, UTC)."""
+    """Searchlight's ordering: the instance's updated_at, then the notification time (ISO, UTC).
+
+    Nova's API shows `updated` in whole seconds; a polled snapshot is the state at the end of
+    that second (it held when the server was read), so it ranks after the notifications of its
+    own second. A later change in the same second loses to it until the next cycle reads it.
+    """
     occurred = str(event_json.get("occurred_at") or "")
+    if event_json.get("format") == FORMAT_POLL:
+        updated = str(event_json.get("updated_at") or occurred)
+        if len(updated) >= 19:
+            updated = updated[:19] + ".999999Z"
+        return [updated, updated]
     return [str(event_json.get("updated_at") or occurred), occurred]
+
+
+def _epoch(text: object) -> float | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def same_change(event_json: Mapping[str, Any], state: Mapping[str, Any]) -> bool:
+    """Whether a polled snapshot and the VM's state (or a notification and a polled state) tell of
+    the same change: same vm_state, task_state and host. A snapshot that finds the VM as its state
+    already says brings no news; a notification within SAME_CHANGE_SECONDS of the snapshot it
+    follows is that snapshot's change. Two notifications are never compared here."""
+    event_polled = event_json.get("format") == FORMAT_POLL
+    state_polled = state.get("format") == FORMAT_POLL
+    if not (event_polled or state_polled):
+        return False
+    if any(event_json.get(name) != state.get(name) for name in ("state", "task_state", "host")):
+        return False
+    if event_polled:
+        return True
+    polled_at = _epoch(state.get("updated_at") or state.get("occurred_at"))
+    occurred = _epoch(event_json.get("occurred_at"))
+    return polled_at is not None and occurred is not None and abs(occurred - polled_at) <= SAME_CHANGE_SECONDS
 
 
 class Processor:
@@ -178,6 +224,8 @@ class Processor:
             return Outcome(DUPLICATE, "window", event)
 
         event_json = codecs.event_to_json_dict(event, stamps=stamps)
+        if state is not None and same_change(event_json, state):
+            return Outcome(DUPLICATE, "same_change", event)
         version = version_of(event_json)
         try:
             if state is not None:
@@ -291,8 +339,6 @@ def tombstone_due(state: Mapping[str, Any], now_epoch: float, retention: float) 
     deleted = state.get("occurred_at")
     if not isinstance(deleted, str):
         return True
-    from datetime import datetime
-
     try:
         deleted_epoch = datetime.fromisoformat(deleted.replace("Z", "+00:00")).timestamp()
     except ValueError:
