@@ -78,7 +78,7 @@ def build_client(settings: PollerSettings) -> Any:
         settings.nova_api_version,
         session=session,
         region_name=settings.os_region_name,
-        interface=settings.os_interface,
+        endpoint_type=settings.os_interface,
     )
 
 

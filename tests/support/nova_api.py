@@ -149,7 +149,9 @@ class FakeNovaApi:
             for n in range(count):
                 server_id = str(uuid.UUID(int=n + 1))
                 created = updated - timedelta(seconds=count - n)
-                self.servers[server_id] = server(server_id, "active", updated, created=created, name=f"vm-{n}")
+                self.servers[server_id] = server(
+                    server_id, "active", updated, created=created, name=f"vm-{n}"
+                )
                 ids.append(server_id)
             self._ordered = None
         return ids
@@ -157,12 +159,16 @@ class FakeNovaApi:
     def _list(self, query: dict[str, list[str]]) -> dict[str, Any]:
         with self._lock:
             if self._ordered is None:
-                self._ordered = sorted(self.servers.values(), key=lambda s: (s["created"], s["id"]), reverse=True)
+                self._ordered = sorted(
+                    self.servers.values(), key=lambda s: (s["created"], s["id"]), reverse=True
+                )
             ordered = self._ordered
         since = query.get("changes-since", [None])[0]
         if since is not None:
             floor = datetime.fromisoformat(since.replace("Z", "+00:00"))
-            chosen = [s for s in ordered if datetime.fromisoformat(s["updated"].replace("Z", "+00:00")) >= floor]
+            chosen = [
+                s for s in ordered if datetime.fromisoformat(s["updated"].replace("Z", "+00:00")) >= floor
+            ]
         else:
             chosen = [s for s in ordered if s["OS-EXT-STS:vm_state"] != "deleted"]
         marker = query.get("marker", [None])[0]
@@ -203,7 +209,9 @@ class FakeNovaApi:
                 try:
                     body = outer._list(parse_qs(parts.query))
                 except LookupError as exc:
-                    return self._send(400, {"badRequest": {"code": 400, "message": f"marker [{exc}] not found"}})
+                    return self._send(
+                        400, {"badRequest": {"code": 400, "message": f"marker [{exc}] not found"}}
+                    )
                 self._send(200, body)
 
             def _send(self, status: int, body: Any) -> None:

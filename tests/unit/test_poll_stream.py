@@ -48,7 +48,11 @@ class Harness:
     def feed(self, document: dict) -> pipeline.Outcome:
         self.offset += 1
         outcome = self.processor.process(
-            b"k", json.dumps(document).encode(), pipeline.Source("raw", 0, self.offset), self.state.get, 1000.0
+            b"k",
+            json.dumps(document).encode(),
+            pipeline.Source("raw", 0, self.offset),
+            self.state.get,
+            1000.0,
         )
         if outcome.new_state is not None:
             self.state[outcome.state_key] = outcome.new_state  # type: ignore[index]
@@ -80,7 +84,10 @@ def test_polled_server_becomes_a_canonical_event():
     assert event["power_state"] == "paused"
     assert event["event_type"] == POLLED_EVENT_TYPE and event["publisher_id"] == f"eventfed-poll:{VIM}"
     assert event["message_id"] == message_id(VIM, item)
-    assert (event["instance_flavor_id"], event["image_ref_url"]) == ("1", "155d900f-4e14-4e4c-a73d-069cbf4541e6")
+    assert (event["instance_flavor_id"], event["image_ref_url"]) == (
+        "1",
+        "155d900f-4e14-4e4c-a73d-069cbf4541e6",
+    )
     assert event["access_ip_v4"] is None and event["metadata"] == {"role": "web"}
     # It fits the schema in every wire format.
     assert codecs.decode(codecs.encode_avro(event), "avro")["status"] == "PAUSE"
@@ -93,7 +100,12 @@ def test_polled_flavor_of_microversion_2_47_and_a_fault():
     event = normalise(polled(item))
     assert event is not None
     assert (event["status"], event["phase"]) == ("UPDATE", "error")
-    assert (event["instance_type"], event["memory_mb"], event["vcpus"], event["disk_gb"]) == ("m1.small", 2048, 2, 25)
+    assert (event["instance_type"], event["memory_mb"], event["vcpus"], event["disk_gb"]) == (
+        "m1.small",
+        2048,
+        2,
+        25,
+    )
     assert event["fault"] == {
         "exception": None,
         "message": "No valid host",
