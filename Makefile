@@ -5,8 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Real Nova for the real-Nova integration tests lives in its own venv: its pins clash with ours.
+NOVA_VENV := .venv-nova
+NOVA_INSTALLED := $(NOVA_VENV)/.installed
 
-.PHONY: install up down test unit integration helm-check lint demo bench clean
+.PHONY: install nova-env up down test unit integration helm-check lint demo bench clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "eventfed needs Python 3.11+"'
@@ -17,6 +20,15 @@ $(INSTALLED): pyproject.toml constraints.txt
 
 install: $(INSTALLED)
 
+$(NOVA_INSTALLED): tests/real_nova/requirements.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Nova 34 needs Python 3.11+"'
+	$(PYTHON) -m venv $(NOVA_VENV)
+	$(NOVA_VENV)/bin/pip install -q --upgrade 'pip==26.3'
+	$(NOVA_VENV)/bin/pip install -q -r tests/real_nova/requirements.txt
+	touch $(NOVA_INSTALLED)
+
+nova-env: $(NOVA_INSTALLED)
+
 up: install
 	scripts/kafka start
 	scripts/rabbitmq start
@@ -26,14 +38,14 @@ down:
 	scripts/kafka stop
 	scripts/rabbitmq stop
 
-test: install up
+test: install nova-env up
 	$(PY) -m pytest -m "not helm" $(PYTEST_ARGS)
 	scripts/helm-check
 
 unit: install
 	$(PY) -m pytest -m "not integration and not helm" $(PYTEST_ARGS)
 
-integration: install up
+integration: install nova-env up
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
 helm-check: install
@@ -51,4 +63,4 @@ bench: install up
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(NOVA_VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -14,7 +14,8 @@ useful to subscribers:
   differently.
 
 The phase is ``start``, ``end`` or ``error``, or ``none`` for actions Nova sends without one
-(update, exists, lock, unlock, evacuate, rebuild_scheduled, legacy volume.attach/detach).
+(update, exists, lock, unlock, evacuate, rebuild.scheduled/rebuild_scheduled, legacy
+volume.attach/detach).
 Every phased action accepts all three phases, although Nova sends ``error`` for only some.
 
 Everything here is data; nothing is read from the network or disk.
@@ -136,7 +137,8 @@ _TABLE: Final[tuple[_Entry, ...]] = (
     _Entry("SHUT_DOWN", ("shutdown",), ("shutdown",)),
     _Entry("REBOOT", ("reboot",), ("reboot",)),
     _Entry("REBUILD", ("rebuild",), ("rebuild",)),
-    _Entry("REBUILD", (), ("rebuild_scheduled",), versioned_phases=_PHASELESS),
+    # The conductor sends both twins once the rebuild is scheduled, without a phase.
+    _Entry("REBUILD", ("rebuild.scheduled",), ("rebuild_scheduled",), _PHASELESS, _PHASELESS),
     _Entry("EVACUATE", ("evacuate",), ("evacuate",), _PHASELESS, _PHASELESS),
     _Entry("RESCUE", ("rescue",), ("rescue",)),
     _Entry("UNRESCUE", ("unrescue",), ("unrescue",)),
