@@ -32,6 +32,10 @@ class TcpGate:
             listener, self._listener = self._listener, None
             sockets, self._open = self._open, []
         if listener is not None:
+            # shutdown() wakes the thread blocked in accept(); close() alone would leave the
+            # socket listening until that call returned.
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
             listener.close()
         for sock in sockets:
             with contextlib.suppress(OSError):
