@@ -126,17 +126,22 @@ SAME_CHANGE_SECONDS = 5.0
 def version_of(event_json: Mapping[str, Any]) -> list[str]:
     """Searchlight's ordering: the instance's updated_at, then the notification time (ISO, UTC).
 
-    Nova's API shows `updated` in whole seconds; a polled snapshot is the state at the end of
-    that second (it held when the server was read), so it ranks after the notifications of its
-    own second. A later change in the same second loses to it until the next cycle reads it.
+    Nova gives updated_at in whole seconds (the versioned payload's, and the API's `updated`),
+    while notification times have microseconds; the first key is therefore cut to the second for
+    every event, else an event without updated_at (instance.create.start, every legacy one) would
+    rank after the next event of the same second (create.end arriving stale). Within a second the
+    notification time orders. A polled snapshot is the state at the end of its second (it held when
+    the server was read), so it ranks after the notifications of that second; a later change in the
+    same second loses to it until the next cycle reads it.
     """
     occurred = str(event_json.get("occurred_at") or "")
+    first = str(event_json.get("updated_at") or occurred)
+    if len(first) < 19:
+        return [first, occurred]
     if event_json.get("format") == FORMAT_POLL:
-        updated = str(event_json.get("updated_at") or occurred)
-        if len(updated) >= 19:
-            updated = updated[:19] + ".999999Z"
-        return [updated, updated]
-    return [str(event_json.get("updated_at") or occurred), occurred]
+        end_of_second = first[:19] + ".999999Z"
+        return [end_of_second, end_of_second]
+    return [first[:19] + ".000000Z", occurred]
 
 
 def _epoch(text: object) -> float | None:

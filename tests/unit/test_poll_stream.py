@@ -308,3 +308,18 @@ def test_poll_version_is_the_end_of_its_second():
         "2026-11-25T12:00:05.999999Z",
         "2026-11-25T12:00:05.999999Z",
     ]
+
+
+def test_event_with_whole_second_updated_at_follows_one_without_it_in_the_same_second():
+    """Real Nova 34: instance.create.start has no updated_at, create.end has it in whole seconds."""
+    h = Harness()
+    cloud, vm = cloud_and_vm()
+    start = notified(cloud, vm, "create", "start")
+    start["payload"]["nova_object.data"]["updated_at"] = None
+    start["timestamp"] = "2026-11-25 12:00:05.900000"
+    end = notified(cloud, vm, "create", "end")
+    end["payload"]["nova_object.data"]["updated_at"] = "2026-11-25T12:00:05Z"
+    end["timestamp"] = "2026-11-25 12:00:05.950000"
+    assert h.feed(start).kind == pipeline.APPLIED
+    assert h.feed(end).kind == pipeline.APPLIED
+    assert h.vm_state(vm.uuid)["state"] == "active"
