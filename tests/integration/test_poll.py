@@ -258,6 +258,20 @@ def test_poll_beside_a_listener_repairs_missed_notifications_and_delivers_each_c
         repaired = [e for e in closed if e["instance_id"] == missed]
         assert [e["format"] for e in repaired] == ["poll"]
         assert api.get(f"{V1}/{OWNER}/{REGION}/vms/{missed}")["state"] == "paused"
+        # The deletion was told twice, by the listener and by the poller: one of the two was
+        # recognised as the other's change (same_change) or as older (stale).
+        port = run.procs[0].metrics_port  # type: ignore[attr-defined]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+
+        def total(prefix: str) -> float:
+            return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(prefix))
+
+        assert (
+            total('eventfed_stream_duplicates_total{reason="same_change"}')
+            + total("eventfed_stream_stale_total{")
+            >= 1
+        )
     finally:
         for proc in procs:
             if proc.alive():
