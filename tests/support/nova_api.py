@@ -5,7 +5,8 @@ what `eventfed poll` asks, as Nova 34 does (nova/api/openstack/compute/servers.p
 nova/db/main/api.py): servers sorted by created_at then id, newest first; `changes-since` keeps
 servers whose updated_at >= it, deleted ones included, and without it deleted servers are left
 out; `limit` is capped at max_limit and a full page has a `servers_links` "next" link with the
-marker; `updated` in whole seconds; a wrong X-Auth-Token is a 401.
+marker; `updated` in whole seconds; a wrong X-Auth-Token is a 401. `POST /identity/v3/auth/tokens`
+plays Keystone v3 (password auth, a catalog with this compute endpoint) for `password`.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class FakeNovaApi:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.token = token
+        self.password = "secret"
         self.max_limit = max_limit
         self.clock = clock
         self.servers: dict[str, dict[str, Any]] = {}
@@ -112,6 +114,36 @@ class FakeNovaApi:
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self._http.server_address[1]}/v2.1"
+
+    @property
+    def auth_url(self) -> str:
+        return f"http://127.0.0.1:{self._http.server_address[1]}/identity/v3"
+
+    def _keystone_token(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Keystone v3's answer to a password authentication, or None for a wrong password."""
+        try:
+            password = body["auth"]["identity"]["password"]["user"]["password"]
+        except (KeyError, TypeError):
+            return None
+        if password != self.password:
+            return None
+        endpoint = {
+            "interface": "public",
+            "region": "RegionOne",
+            "region_id": "RegionOne",
+            "url": self.endpoint,
+        }
+        return {
+            "token": {
+                "methods": ["password"],
+                "expires_at": api_time(datetime.now(UTC) + timedelta(hours=1)),
+                "issued_at": api_time(datetime.now(UTC)),
+                "user": {"id": "u1", "name": "admin", "domain": {"id": "default", "name": "Default"}},
+                "project": {"id": "p1", "name": "admin", "domain": {"id": "default", "name": "Default"}},
+                "roles": [{"id": "r1", "name": "admin"}],
+                "catalog": [{"type": "compute", "name": "nova", "id": "c1", "endpoints": [endpoint]}],
+            }
+        }
 
     def start(self) -> FakeNovaApi:
         self._thread.start()
@@ -197,6 +229,26 @@ class FakeNovaApi:
             def date_time_string(self, timestamp: float | None = None) -> str:
                 return format_datetime(outer.clock().astimezone(UTC), usegmt=True)
 
+            def do_POST(self) -> None:
+                outer.requests.append(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if urlsplit(self.path).path != "/identity/v3/auth/tokens":
+                    return self._send(404, {"error": {"code": 404, "message": "not found"}})
+                answer = outer._keystone_token(body)
+                if answer is None:
+                    return self._send(
+                        401,
+                        {
+                            "error": {
+                                "code": 401,
+                                "message": "The request you have made requires authentication.",
+                                "title": "Unauthorized",
+                            }
+                        },
+                    )
+                self._send(201, answer, {"X-Subject-Token": outer.token})
+
             def do_GET(self) -> None:
                 outer.requests.append(self.path)
                 parts = urlsplit(self.path)
@@ -214,9 +266,11 @@ class FakeNovaApi:
                     )
                 self._send(200, body)
 
-            def _send(self, status: int, body: Any) -> None:
+            def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

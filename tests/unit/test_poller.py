@@ -233,6 +233,34 @@ def test_nova_auth_errors_are_told_apart_from_outages(nova):
         list(NovaServers(build_client(settings(nova)), 10).pages(None, Listing()))
 
 
+def keystone_settings(api: FakeNovaApi, password: str) -> PollerSettings:
+    return PollerSettings(
+        vim_id=VIM,
+        os_auth_url=api.auth_url,
+        os_username="admin",
+        os_password=password,
+        os_project_name="admin",
+        os_region_name="RegionOne",
+    )
+
+
+def test_keystone_session_finds_nova_in_the_catalog(nova):
+    nova.add_many(4, START)
+    listing = Listing()
+    servers = [
+        s
+        for page in NovaServers(build_client(keystone_settings(nova, "secret")), 10).pages(None, listing)
+        for s in page.servers
+    ]
+    assert len(servers) == 4 and listing.calls == 2  # max_limit 3: a full page, then the rest
+    assert nova.requests[0] == "/identity/v3/auth/tokens"
+
+
+def test_keystone_refusing_the_password_is_an_auth_error(nova):
+    with pytest.raises(NovaAuthError, match="Keystone refused the credentials"):
+        list(NovaServers(build_client(keystone_settings(nova, "wrong")), 10).pages(None, Listing()))
+
+
 def test_unreachable_keystone_is_an_outage_not_an_auth_error():
     s = PollerSettings(
         vim_id=VIM,
