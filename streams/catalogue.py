@@ -188,6 +188,10 @@ class Classification(NamedTuple):
     kind: str
     phase: str
     format: str
+    # The versioned action name, for a legacy event type that of its versioned twin: a legacy
+    # notification and its twin share kind, phase and action (resize.prep and resize_prep are one
+    # step; resize_prep and resize_finish are not).
+    action: str
 
 
 def _event_types(prefix: str, actions: Iterable[str], phases: Iterable[str]) -> Iterable[tuple[str, str]]:
@@ -204,17 +208,31 @@ def _build() -> dict[str, Classification]:
             (VERSIONED_PREFIX, entry.versioned, entry.versioned_phases, FORMAT_VERSIONED),
         )
         for prefix, actions, phases, fmt in sides:
-            for event_type, phase in _event_types(prefix, actions, phases):
-                # Dotted legacy actions could collide with "<action>.<phase>" of another one.
-                if event_type in catalogue:
-                    raise RuntimeError(f"catalogue: {event_type} is listed twice")
-                catalogue[event_type] = Classification(entry.kind, phase, fmt)
+            for index, action in enumerate(actions):
+                # Twins sit at the same place in both lists; an extra legacy spelling (the doubled
+                # "instance.create") is the twin of the first versioned action.
+                twin = (
+                    entry.versioned[index if index < len(entry.versioned) else 0]
+                    if entry.versioned
+                    else action
+                )
+                for event_type, phase in _event_types(prefix, (action,), phases):
+                    # Dotted legacy actions could collide with "<action>.<phase>" of another one.
+                    if event_type in catalogue:
+                        raise RuntimeError(f"catalogue: {event_type} is listed twice")
+                    catalogue[event_type] = Classification(entry.kind, phase, fmt, twin)
     return catalogue
 
 
 CATALOGUE: Final[dict[str, Classification]] = _build()
 
 KINDS: Final = frozenset(entry.kind for entry in _TABLE)
+
+
+def twin_action(event_type: str) -> str | None:
+    """The action a notification shares with its twin in the other format, or None."""
+    found = CATALOGUE.get(event_type)
+    return None if found is None else found.action
 
 
 def lookup(event_type: str) -> tuple[str, str] | None:
@@ -288,16 +306,22 @@ _STATE_KINDS: Final = {
     "shelved_offloaded": "SHELVE_OFFLOAD",
 }
 POLLED_KIND_DEFAULT: Final = "UPDATE"
+# A snapshot has no action of its own, and no twin.
+POLLED_ACTION: Final = "polled"
 
 
 def polled_classification(vm_state: str, task_state: str | None) -> Classification:
-    """(status kind, phase, format) of a polled server snapshot; see the table above."""
+    """(status kind, phase, format, action) of a polled server snapshot; see the table above."""
     if vm_state == "error":
         return Classification(
-            _TASK_KINDS.get(task_state or "", POLLED_KIND_DEFAULT), PHASE_ERROR, FORMAT_POLL
+            _TASK_KINDS.get(task_state or "", POLLED_KIND_DEFAULT), PHASE_ERROR, FORMAT_POLL, POLLED_ACTION
         )
     if task_state:
-        return Classification(_TASK_KINDS.get(task_state, POLLED_KIND_DEFAULT), PHASE_START, FORMAT_POLL)
+        return Classification(
+            _TASK_KINDS.get(task_state, POLLED_KIND_DEFAULT), PHASE_START, FORMAT_POLL, POLLED_ACTION
+        )
     if vm_state == "building":
-        return Classification("CREATE", PHASE_START, FORMAT_POLL)
-    return Classification(_STATE_KINDS.get(vm_state, POLLED_KIND_DEFAULT), PHASE_END, FORMAT_POLL)
+        return Classification("CREATE", PHASE_START, FORMAT_POLL, POLLED_ACTION)
+    return Classification(
+        _STATE_KINDS.get(vm_state, POLLED_KIND_DEFAULT), PHASE_END, FORMAT_POLL, POLLED_ACTION
+    )

@@ -8,7 +8,9 @@ replayed    the record that produced the current state, read again after a resta
 stale       older than the state already applied, or about a VM deleted before: it goes to the
             canonical events topic (it did happen) but neither moves the state backwards nor
             reaches subscribers, who act on the latest state
-duplicate   the same notification seen again (RabbitMQ requeue, listener restart), or a polled
+duplicate   the same notification seen again (RabbitMQ requeue, listener restart), the twin of
+            the one that made the state (Nova's notification_format=both sends every event as a
+            legacy and a versioned notification, with different message ids), or a polled
             snapshot and a notification of the same change (see `same_change`): dropped
 ignored     not an instance status event (aggregate.*, compute.metrics.update, ...)
 dead        malformed: to the dead-letter topic with the reason and where it came from
@@ -34,7 +36,7 @@ from bridge.raw import (
 )
 from bridge.state import DELETED_STATE, META, source_of, state_key
 from streams import codecs, ves
-from streams.catalogue import FORMAT_POLL
+from streams.catalogue import FORMAT_LEGACY, FORMAT_POLL, FORMAT_VERSIONED, twin_action
 from streams.normalise import MalformedNotification, load_record, normalise
 from streams.subscriptions import Sink, Subscription
 
@@ -126,31 +128,47 @@ SAME_CHANGE_SECONDS = 5.0
 def version_of(event_json: Mapping[str, Any]) -> list[str]:
     """Searchlight's ordering: the instance's updated_at, then the notification time (ISO, UTC).
 
-    Nova gives updated_at in whole seconds (the versioned payload's, and the API's `updated`),
-    while notification times have microseconds; the first key is therefore cut to the second for
-    every event, else an event without updated_at (instance.create.start, every legacy one) would
-    rank after the next event of the same second (create.end arriving stale). Within a second the
-    notification time orders. A polled snapshot is the state at the end of its second (it held when
-    the server was read), so it ranks after the notifications of that second; a later change in the
-    same second loses to it until the next cycle reads it.
+    Nova keeps updated_at in whole seconds (a DATETIME column), so the first part is cut to the
+    second whether it is updated_at or, where the notification has none (legacy ones, a versioned
+    create.start), the notification time: else a notification without updated_at would rank above
+    every later one of the same second, and real Nova sends a whole lifecycle within one.
+
+    A polled snapshot (its `updated` is whole seconds too) is the state at the end of its second:
+    it held when the server was read, so it ranks after the notifications of that second; a later
+    change in the same second loses to it until the next cycle reads it.
     """
     occurred = str(event_json.get("occurred_at") or "")
     first = str(event_json.get("updated_at") or occurred)
-    if len(first) < 19:
-        return [first, occurred]
-    if event_json.get("format") == FORMAT_POLL:
-        end_of_second = first[:19] + ".999999Z"
-        return [end_of_second, end_of_second]
-    return [first[:19] + ".000000Z", occurred]
+    # "YYYY-MM-DDTHH:MM:SS.ffffffZ", the form codecs.event_to_json_dict writes.
+    if len(first) == 27 and first[19] == ".":
+        if event_json.get("format") == FORMAT_POLL:
+            end_of_second = first[:19] + ".999999" + first[26:]
+            return [end_of_second, end_of_second]
+        first = first[:19] + ".000000" + first[26:]
+    return [first, occurred]
 
 
-def _epoch(text: object) -> float | None:
-    if not isinstance(text, str) or not text:
-        return None
+# Twins are sent one right after the other; further apart, two alike events are two events.
+TWIN_SECONDS = 5.0
+
+
+def is_twin(event_json: Mapping[str, Any], state: Mapping[str, Any]) -> bool:
+    """Whether the event is the other-format twin of the one that made the state."""
+    if {event_json.get("format"), state.get("format")} != {FORMAT_LEGACY, FORMAT_VERSIONED}:
+        return False
+    if twin_action(str(event_json.get("event_type"))) != twin_action(str(state.get("event_type"))):
+        return False
+    if any(event_json.get(name) != state.get(name) for name in ("phase", "state", "task_state")):
+        return False
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+        apart = abs(_instant(event_json["occurred_at"]) - _instant(state["occurred_at"]))
+    except (KeyError, TypeError, ValueError):
+        return False
+    return apart <= TWIN_SECONDS
+
+
+def _instant(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
 
 
 def same_change(event_json: Mapping[str, Any], state: Mapping[str, Any]) -> bool:
@@ -166,9 +184,12 @@ def same_change(event_json: Mapping[str, Any], state: Mapping[str, Any]) -> bool
         return False
     if event_polled:
         return True
-    polled_at = _epoch(state.get("updated_at") or state.get("occurred_at"))
-    occurred = _epoch(event_json.get("occurred_at"))
-    return polled_at is not None and occurred is not None and abs(occurred - polled_at) <= SAME_CHANGE_SECONDS
+    try:
+        polled_at = _instant(str(state.get("updated_at") or state.get("occurred_at")))
+        occurred = _instant(str(event_json.get("occurred_at")))
+    except ValueError:
+        return False
+    return abs(occurred - polled_at) <= SAME_CHANGE_SECONDS
 
 
 class Processor:
@@ -229,6 +250,8 @@ class Processor:
             return Outcome(DUPLICATE, "window", event)
 
         event_json = codecs.event_to_json_dict(event, stamps=stamps)
+        if state is not None and is_twin(event_json, state):
+            return Outcome(DUPLICATE, "twin", event)
         if state is not None and same_change(event_json, state):
             return Outcome(DUPLICATE, "same_change", event)
         version = version_of(event_json)
