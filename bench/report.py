@@ -444,6 +444,42 @@ def _api(api: Results) -> list[str]:
     return lines
 
 
+def _poll(poll: Results) -> list[str]:
+    if "first_cycle" not in poll:
+        return ["## Poll", "", f"Not measured: {poll.get('error', 'section not run')}", ""]
+    rows = []
+    for title, cycle in (
+        ("first (full listing)", poll["first_cycle"]),
+        (f"incremental, {_n(poll['changed'])} servers changed", poll["incremental_cycle"]),
+        ("incremental, nothing changed", poll["idle_cycle"]),
+    ):
+        rows.append(
+            [
+                title,
+                _n(cycle["calls"]),
+                _n(cycle["servers"]),
+                _n(cycle["written"]),
+                _n(cycle["seconds"] * 1000),
+            ]
+        )
+    return [
+        "## Poll: `eventfed poll` over a cloud of " + _n(poll["servers"]) + " servers",
+        "",
+        f"Nova is {poll['nova']}: pages of {_n(poll['page_size'])} servers with `servers_links`, as "
+        "Nova caps them; real Nova with this many servers takes too long to create. The poller is the "
+        f"real process writing to the real Kafka, every {_n(poll['interval_seconds'])} s; a cycle's time "
+        "runs from its first request to Kafka's acknowledgement of its last record. Every snapshot "
+        f"written is on the raw topic ({_n(poll['on_raw_topic'])}).",
+        "",
+        *_table(["cycle", "API calls", "servers read", "records written", "ms"], rows),
+        "",
+        "The first cycle of a VIM without a checkpoint lists every live server, then the changes of the "
+        "look-back window (one more call here); a full last page has a next link, so a listing of "
+        "exactly N pages costs N + 1 calls.",
+        "",
+    ]
+
+
 def _memory(r: Results) -> list[str]:
     rows = [[role, _n(mib)] for role, mib in (r.get("memory_peak_rss_mib") or {}).items()]
     api = r.get("api") or {}
@@ -530,6 +566,7 @@ def write(results: Results, output: Path, raw: Results | None = None, charts: bo
         *_stream(r.get("stream") or {}),
         *_e2e(r.get("e2e") or {}),
         *_api(r.get("api") or {}),
+        *_poll(r.get("poll") or {}),
         *_memory(r),
         *_accounting(r),
     ]

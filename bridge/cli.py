@@ -22,6 +22,7 @@ LOG = logging.getLogger("eventfed")
 # subcommand -> (module, help). The module provides `run(args: argparse.Namespace) -> int`.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "listen": ("bridge.listener.service", "read Nova notifications from RabbitMQ into the raw Kafka topic"),
+    "poll": ("bridge.poller.service", "read one VIM's servers from Nova's API into the raw Kafka topic"),
     "stream": ("streams.app", "normalise, keep VM state, filter per subscription, forward"),
     "api": ("bridge.api.server", "serve the VM state table and check_vim_status over HTTP"),
     "simulate": ("bridge.simulator.simulate", "publish a simulated cloud's Nova notifications to RabbitMQ"),

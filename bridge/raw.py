@@ -15,6 +15,11 @@ A Kafka record of the raw topic carries one notification, or several packed toge
 The stream stage pays Faust's per-record cost once per packed record instead of once per
 notification. `unpack` turns either form back into one (key, value, headers) per notification,
 exactly as the single form would have had them; `eventfed decode --format raw` shows them.
+
+`eventfed poll` writes the same documents for the servers it reads from Nova's API: event_type
+POLLED_EVENT_TYPE, payload the server as `GET /servers/detail` shows it, timestamp its `updated`,
+a message id derived from the snapshot (so a server read again unchanged has the same one),
+key the server id (the instance uuid, as a notification's), field and header `source: poll`.
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ HEADER_ORIGINAL_SIZE = "eventfed.original.size"
 HEADER_SOURCE_INDEX = "eventfed.source.index"
 HEADER_COUNT = "eventfed.count"
 HEADER_CONTENT_TYPE = "content-type"
+HEADER_SOURCE = "source"
+SOURCE_POLL = "poll"
+# The event_type of a server snapshot read from Nova's API by `eventfed poll`.
+POLLED_EVENT_TYPE = "eventfed.server.polled"
 PACKED_CONTENT_TYPE = b"application/x-ndjson"
 
 # Context keys that carry credentials or bulky catalogues: never written to Kafka.
@@ -85,7 +94,11 @@ def scrub_context(context: Any) -> dict[str, Any]:
 
 
 def record_key(event_type: Any, payload: Any, publisher_id: Any) -> bytes:
-    """The instance uuid of an instance notification, else the publisher id."""
+    """The instance uuid of an instance notification (a polled server's id), else the publisher id."""
+    if event_type == POLLED_EVENT_TYPE and isinstance(payload, Mapping):
+        server_id = payload.get("id")
+        if isinstance(server_id, str) and server_id:
+            return server_id.encode()
     if isinstance(payload, Mapping):
         instance_id = payload.get("instance_id")
         if not instance_id:
@@ -97,12 +110,15 @@ def record_key(event_type: Any, payload: Any, publisher_id: Any) -> bytes:
     return str(publisher_id or event_type or "unknown").encode()
 
 
-def _headers(vim_id: str, event_type: Any, message_id: Any) -> Headers:
-    return [
+def _headers(vim_id: str, event_type: Any, message_id: Any, source: str | None = None) -> Headers:
+    headers: Headers = [
         (HEADER_VIM_ID, vim_id.encode()),
         (HEADER_EVENT_TYPE, str(event_type or "").encode()),
         (HEADER_MESSAGE_ID, str(message_id or "").encode()),
     ]
+    if source:
+        headers.append((HEADER_SOURCE, source.encode()))
+    return headers
 
 
 def raw_document(
@@ -116,9 +132,11 @@ def raw_document(
     message_id: Any,
     timestamp: Any,
     context: Any = None,
+    source: str | None = None,
 ) -> dict[str, Any]:
-    """The raw record's value, before encoding: the one definition of its fields."""
-    return {
+    """The raw record's value, before encoding: the one definition of its fields. `source` is
+    set (to SOURCE_POLL) only on what did not come from the notification bus."""
+    document = {
         "vim_id": vim_id,
         "received_at": received_at.isoformat(),
         "event_type": event_type,
@@ -129,6 +147,9 @@ def raw_document(
         "timestamp": timestamp,
         "context": scrub_context(context),
     }
+    if source:
+        document["source"] = source
+    return document
 
 
 def build_raw_record(
@@ -137,6 +158,7 @@ def build_raw_record(
     vim_id: str,
     received_at: datetime,
     max_bytes: int,
+    source: str | None = None,
 ) -> RawRecord | DeadLetter:
     """Turn one oslo message dict (ctxt, publisher_id, event_type, payload, metadata) into a record."""
     metadata = message.get("metadata") or {}
@@ -156,9 +178,10 @@ def build_raw_record(
         message_id=message_id,
         timestamp=metadata.get("timestamp"),
         context=message.get("ctxt"),
+        source=source,
     )
     key = record_key(event_type, payload, publisher_id)
-    headers = _headers(vim_id, event_type, message_id)
+    headers = _headers(vim_id, event_type, message_id, source)
     try:
         value = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
     except (TypeError, ValueError) as exc:
@@ -258,7 +281,10 @@ def unpack(key: bytes | None, value: bytes, headers: Any) -> list[RawRecord]:
                 record_key(document.get("event_type"), document.get("payload"), document.get("publisher_id")),
                 line,
                 _headers(
-                    str(document.get("vim_id") or ""), document.get("event_type"), document.get("message_id")
+                    str(document.get("vim_id") or ""),
+                    document.get("event_type"),
+                    document.get("message_id"),
+                    document.get("source") if isinstance(document.get("source"), str) else None,
                 ),
             )
         )

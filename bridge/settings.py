@@ -317,6 +317,70 @@ class ApiSettings(CommonSettings):
     api_page_limit_max: int = Field(default=1000, ge=1)
 
 
+class PollerSettings(CommonSettings):
+    """`eventfed poll`: one process per VIM, Nova's servers API to the raw Kafka topic.
+
+    Auth is a Keystone v3 password session (`os_auth_url` and the `os_*` names) or, for a Nova
+    served without Keystone, a fixed `nova_endpoint` and `nova_token`.
+    """
+
+    vim_id: str = Field(pattern=VIM_ID_PATTERN, max_length=200)
+    nova_auth: Literal["keystone", "token"] = "keystone"
+    # token: the compute endpoint (".../v2.1") and the X-Auth-Token sent to it.
+    nova_endpoint: str | None = None
+    nova_token: SecretStr | None = None
+    os_auth_url: str | None = None
+    os_username: str | None = None
+    os_password: SecretStr | None = None
+    os_project_name: str | None = None
+    os_user_domain_name: str = "Default"
+    os_project_domain_name: str = "Default"
+    os_region_name: str | None = None
+    os_interface: Literal["public", "internal", "admin"] = "public"
+    os_cacert: Path | None = None
+    nova_api_version: str = Field(default="2.1", pattern=r"^2\.([0-9]+|latest)$")
+    # Seconds between the starts of two polling cycles.
+    poll_interval: float = Field(default=60.0, gt=0, le=86_400)
+    # Each cycle asks for changes since the last cycle's newest `updated` minus this many seconds:
+    # it covers clock skew between Nova's hosts and transactions that commit late. Re-read servers
+    # have the same message id and are dropped as duplicates.
+    poll_overlap_seconds: float = Field(default=60.0, ge=0, le=86_400)
+    # With no checkpoint (the first start for a VIM), deletions this far back are read too.
+    poll_lookback_seconds: float = Field(default=3600.0, ge=0, le=90 * 86_400)
+    # Servers per API page (Nova caps it with its own [api] max_limit, 1000 by default).
+    poll_page_size: int = Field(default=1000, ge=1, le=10_000)
+    poll_checkpoint_topic: str = Field(default="eventfed.poll.checkpoints", min_length=1, max_length=249)
+    poll_request_timeout: float = Field(default=30.0, gt=0, le=600)
+    # Snapshots packed into one raw-topic record, as the listener packs notifications.
+    pack_max: int = Field(default=500, ge=1, le=100_000)
+    max_message_bytes: int = Field(default=1_000_000, ge=1024)
+    retry_backoff_initial: float = Field(default=0.5, gt=0, le=60)
+    retry_backoff_max: float = Field(default=30.0, gt=0, le=3600)
+    delivery_timeout: float = Field(default=30.0, gt=0, le=3600)
+
+    def check(self) -> None:
+        super().check()
+        problems = []
+        if self.nova_auth == "token":
+            if not self.nova_endpoint or self.nova_token is None:
+                problems.append(
+                    f"{ENV_PREFIX}NOVA_ENDPOINT and {ENV_PREFIX}NOVA_TOKEN are required when "
+                    f"{ENV_PREFIX}NOVA_AUTH=token"
+                )
+        else:
+            missing = [
+                f"{ENV_PREFIX}{name.upper()}"
+                for name in ("os_auth_url", "os_username", "os_password", "os_project_name")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                problems.append(f"{', '.join(missing)} required when {ENV_PREFIX}NOVA_AUTH=keystone")
+        if self.os_cacert is not None and not self.os_cacert.is_file():
+            problems.append(f"{ENV_PREFIX}OS_CACERT: no such file {self.os_cacert}")
+        if problems:
+            raise SettingsError("; ".join(problems))
+
+
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)
 
 ALL_SETTINGS: tuple[type[CommonSettings], ...] = (
@@ -324,6 +388,7 @@ ALL_SETTINGS: tuple[type[CommonSettings], ...] = (
     StreamSettings,
     ApiSettings,
     SimulateSettings,
+    PollerSettings,
 )
 
 

@@ -239,3 +239,89 @@ def lookup(event_type: str) -> tuple[str, str] | None:
     """(status kind, phase) of a Nova instance event type, or None if it is not one."""
     found = CATALOGUE.get(event_type)
     return None if found is None else (found.kind, found.phase)
+
+
+# --- polled snapshots ------------------------------------------------------------------------
+# A server read from Nova's API (`eventfed poll`) says what the VM is, not what was done to it.
+# Its status kind is the action its task_state shows in progress (phase start), else the action
+# that leaves a VM in its vm_state (phase end); UPDATE when no action does (active, or an error
+# with no task); vm_state error gives phase error. So a subscriber to PAUSE hears of a VM found
+# paused whether the news came from a notification or a poll.
+FORMAT_POLL: Final = "poll"
+
+_TASK_KINDS: Final = {
+    "scheduling": "CREATE",
+    "block_device_mapping": "CREATE",
+    "networking": "CREATE",
+    "spawning": "CREATE",
+    "image_snapshot": "SNAPSHOT",
+    "image_snapshot_pending": "SNAPSHOT",
+    "image_pending_upload": "SNAPSHOT",
+    "image_uploading": "SNAPSHOT",
+    "image_backup": "SNAPSHOT",
+    "updating_password": "UPDATE",
+    "resize_prep": "RESIZE",
+    "resize_migrating": "RESIZE",
+    "resize_migrated": "RESIZE",
+    "resize_finish": "RESIZE",
+    "resize_reverting": "RESIZE_REVERT",
+    "resize_confirming": "RESIZE_CONFIRM",
+    "rebooting": "REBOOT",
+    "reboot_pending": "REBOOT",
+    "reboot_started": "REBOOT",
+    "rebooting_hard": "REBOOT",
+    "reboot_pending_hard": "REBOOT",
+    "reboot_started_hard": "REBOOT",
+    "pausing": "PAUSE",
+    "unpausing": "UNPAUSE",
+    "suspending": "SUSPEND",
+    "resuming": "RESUME",
+    "powering-off": "POWER_OFF",
+    "powering-on": "POWER_ON",
+    "rescuing": "RESCUE",
+    "unrescuing": "UNRESCUE",
+    "rebuilding": "REBUILD",
+    "rebuild_block_device_mapping": "REBUILD",
+    "rebuild_spawning": "REBUILD",
+    "migrating": "LIVE_MIGRATION",
+    "deleting": "DELETE",
+    "soft-deleting": "SOFT_DELETE",
+    "restoring": "RESTORE",
+    "shelving": "SHELVE",
+    "shelving_image_pending_upload": "SHELVE",
+    "shelving_image_uploading": "SHELVE",
+    "shelving_offloading": "SHELVE_OFFLOAD",
+    "unshelving": "UNSHELVE",
+}
+_STATE_KINDS: Final = {
+    "building": "CREATE",
+    "paused": "PAUSE",
+    "suspended": "SUSPEND",
+    "stopped": "POWER_OFF",
+    "rescued": "RESCUE",
+    "resized": "RESIZE",
+    "soft-delete": "SOFT_DELETE",
+    "deleted": "DELETE",
+    "shelved": "SHELVE",
+    "shelved_offloaded": "SHELVE_OFFLOAD",
+}
+POLLED_KIND_DEFAULT: Final = "UPDATE"
+# A snapshot has no action of its own, and no twin.
+POLLED_ACTION: Final = "polled"
+
+
+def polled_classification(vm_state: str, task_state: str | None) -> Classification:
+    """(status kind, phase, format, action) of a polled server snapshot; see the table above."""
+    if vm_state == "error":
+        return Classification(
+            _TASK_KINDS.get(task_state or "", POLLED_KIND_DEFAULT), PHASE_ERROR, FORMAT_POLL, POLLED_ACTION
+        )
+    if task_state:
+        return Classification(
+            _TASK_KINDS.get(task_state, POLLED_KIND_DEFAULT), PHASE_START, FORMAT_POLL, POLLED_ACTION
+        )
+    if vm_state == "building":
+        return Classification("CREATE", PHASE_START, FORMAT_POLL, POLLED_ACTION)
+    return Classification(
+        _STATE_KINDS.get(vm_state, POLLED_KIND_DEFAULT), PHASE_END, FORMAT_POLL, POLLED_ACTION
+    )

@@ -21,7 +21,15 @@ from typing import Any, Final, NoReturn, TypedDict, cast
 
 import orjson
 
-from streams.catalogue import CATALOGUE, FORMAT_LEGACY, PHASE_ERROR, Classification
+from bridge.raw import POLLED_EVENT_TYPE
+from streams.catalogue import (
+    CATALOGUE,
+    FORMAT_LEGACY,
+    FORMAT_POLL,
+    PHASE_ERROR,
+    Classification,
+    polled_classification,
+)
 
 
 class Fault(TypedDict):
@@ -589,6 +597,86 @@ def _versioned_fields(payload: Mapping[str, Any], event: dict[str, Any]) -> None
     event["updated_at"] = _optional_timestamp(get("updated_at"), "updated_at")
 
 
+# (event field, server field of GET /servers/detail); the OS-EXT-* fields need an admin's view.
+_SERVER_STRINGS: Final = (
+    ("availability_zone", "OS-EXT-AZ:availability_zone"),
+    ("terminated_at", "OS-SRV-USG:terminated_at"),
+    ("reservation_id", "OS-EXT-SRV-ATTR:reservation_id"),
+    ("display_name", "name"),
+    ("hostname", "OS-EXT-SRV-ATTR:hostname"),
+    ("launched_at", "OS-SRV-USG:launched_at"),
+    ("node", "OS-EXT-SRV-ATTR:hypervisor_hostname"),
+    ("ramdisk_id", "OS-EXT-SRV-ATTR:ramdisk_id"),
+    ("kernel_id", "OS-EXT-SRV-ATTR:kernel_id"),
+    ("host", "OS-EXT-SRV-ATTR:host"),
+    ("user_id", "user_id"),
+    ("tenant_id", "tenant_id"),
+    ("created_at", "created"),
+    ("access_ip_v4", "accessIPv4"),
+    ("access_ip_v6", "accessIPv6"),
+)
+_SERVER_NAMES: Final = tuple(name for name, _ in _SERVER_STRINGS)
+_SERVER_SOURCES: Final = tuple(source for _, source in _SERVER_STRINGS)
+# nova/compute/power_state.py: the API shows the number.
+_POWER_STATES: Final = {0: "pending", 1: "running", 3: "paused", 4: "shutdown", 6: "crashed", 7: "suspended"}
+
+
+def _polled_fields(payload: Mapping[str, Any], event: dict[str, Any]) -> None:
+    """A server of Nova's API (`eventfed poll`): its vm_state, task_state, host, tenant and times."""
+    event["instance_id"] = _required_str(payload, "id", MISSING_INSTANCE_ID, "id")
+    event["state"] = _required_str(payload, "OS-EXT-STS:vm_state", MISSING_STATE, "OS-EXT-STS:vm_state")
+    get = payload.get
+    task_state = _as_str(get("OS-EXT-STS:task_state"), "OS-EXT-STS:task_state")
+    event["task_state"] = task_state or None
+    event["state_description"] = task_state or ""
+    found = polled_classification(event["state"], event["task_state"])
+    event["status"], event["phase"], event["format"] = found.kind, found.phase, found.format
+    _copy_strings(event, _SERVER_NAMES, _SERVER_SOURCES, tuple(map(get, _SERVER_SOURCES)))
+    if event["access_ip_v4"] == "":
+        event["access_ip_v4"] = None
+    if event["access_ip_v6"] == "":
+        event["access_ip_v6"] = None
+    power = get("OS-EXT-STS:power_state")
+    event["power_state"] = _POWER_STATES.get(power) if type(power) is int else None
+    event["progress"] = _as_int(get("progress"), "progress")
+    event["metadata"] = _as_string_map(get("metadata"), "metadata")
+    event["image_meta"] = {}
+    event["cell_name"] = None
+    event["instance_type_id"] = None
+    event["deleted_at"] = None
+    event["os_type"] = None
+    event["architecture"] = None
+    image = get("image")
+    event["image_ref_url"] = _as_str(image.get("id"), "image.id") if isinstance(image, Mapping) else None
+    flavor = get("flavor")
+    flavor = _as_mapping(flavor, "flavor") if flavor is not None else {}
+    # Before microversion 2.47 the flavor is its id only; from 2.47 its name and sizes.
+    event["instance_flavor_id"] = _as_str(flavor.get("id"), "flavor.id")
+    event["instance_type"] = _as_str(flavor.get("original_name"), "flavor.original_name")
+    event["memory_mb"] = _as_int(flavor.get("ram"), "flavor.ram")
+    event["vcpus"] = _as_int(flavor.get("vcpus"), "flavor.vcpus")
+    event["root_gb"] = _as_int(flavor.get("disk"), "flavor.disk")
+    event["ephemeral_gb"] = _as_int(flavor.get("ephemeral"), "flavor.ephemeral")
+    root_gb, ephemeral_gb = event["root_gb"], event["ephemeral_gb"]
+    event["disk_gb"] = (
+        _as_int(root_gb + ephemeral_gb, "disk_gb")
+        if root_gb is not None and ephemeral_gb is not None
+        else None
+    )
+    fault = get("fault")
+    if isinstance(fault, Mapping):
+        event["fault"] = {
+            "exception": None,
+            "message": _as_str(fault.get("message"), "fault.message"),
+            "code": _as_int(fault.get("code"), "fault.code"),
+            "module_name": None,
+            "function_name": None,
+        }
+    else:
+        event["fault"] = None
+    event["updated_at"] = _optional_timestamp(get("updated"), "updated")
+
+
 def _time_from_payload(payload: Mapping[str, Any], event: dict[str, Any]) -> datetime | None:
     """When the envelope has no timestamp: the instance's updated_at, else the audit period's end."""
     updated_at: datetime | None = event["updated_at"]
@@ -596,6 +684,8 @@ def _time_from_payload(payload: Mapping[str, Any], event: dict[str, Any]) -> dat
         return updated_at
     if event["format"] == FORMAT_LEGACY:
         return _optional_timestamp(payload.get("audit_period_ending"), "audit_period_ending")
+    if event["format"] == FORMAT_POLL:
+        return None
     audit_period = payload["nova_object.data"].get("audit_period")
     if audit_period is None:
         return None
@@ -651,7 +741,8 @@ def normalise(
             _bad_type("event_type", event_type, "a string")
         event_type = str(event_type)
     found: Classification | None = CATALOGUE.get(event_type)
-    if found is None:
+    polled = event_type == POLLED_EVENT_TYPE
+    if found is None and not polled:
         return None
 
     payload = raw.get("payload")
@@ -670,17 +761,24 @@ def normalise(
             _bad_type("vim_id", vim, "a string")
         vim = cast(str, _as_str(vim, "vim_id"))
 
-    event: dict[str, Any] = {
-        "status": found.kind,
-        "phase": found.phase,
-        "vim_id": vim,
-        "event_type": event_type,
-        "format": found.format,
-    }
-    if found.format == FORMAT_LEGACY:
-        _legacy_fields(payload, event, found.phase)
+    event: dict[str, Any]
+    if found is None:
+        # A polled server snapshot: its status and phase come from its states.
+        event = {"vim_id": vim, "event_type": event_type}
+        _polled_fields(payload, event)
     else:
-        _versioned_fields(payload, event)
+        event = {
+            "status": found.kind,
+            "phase": found.phase,
+            "vim_id": vim,
+            "event_type": event_type,
+            "format": found.format,
+        }
+        if found.format == FORMAT_LEGACY:
+            _legacy_fields(payload, event, found.phase)
+        else:
+            _versioned_fields(payload, event)
+    phase = event["phase"]
 
     event["publisher_id"] = _required_str(raw, "publisher_id", MISSING_PUBLISHER_ID, "publisher_id")
     message_id = raw.get("message_id")
@@ -692,7 +790,7 @@ def normalise(
         event["priority"] = priority if priority.isupper() else priority.upper()
     elif priority is None or priority == "":
         # oslo.messaging sends error notifications at ERROR; producers that drop the key lose that.
-        event["priority"] = "ERROR" if found.phase == PHASE_ERROR else "INFO"
+        event["priority"] = "ERROR" if phase == PHASE_ERROR else "INFO"
     else:
         event["priority"] = cast(str, _as_str(priority, "priority")).upper()
 
@@ -734,6 +832,9 @@ def _stamp_texts(
         # No received_at anywhere: the notification's own time stands for both.
         stamps["received_at"] = occurred_text
     if event["updated_at"] is not None:
-        updated_text = json_timestamp_text(payload["nova_object.data"].get("updated_at"))
+        data = payload["nova_object.data"] if event["format"] != FORMAT_POLL else payload
+        updated_text = json_timestamp_text(
+            data.get("updated" if event["format"] == FORMAT_POLL else "updated_at")
+        )
         if updated_text is not None:
             stamps["updated_at"] = updated_text

@@ -8,9 +8,10 @@ replayed    the record that produced the current state, read again after a resta
 stale       older than the state already applied, or about a VM deleted before: it goes to the
             canonical events topic (it did happen) but neither moves the state backwards nor
             reaches subscribers, who act on the latest state
-duplicate   the same notification seen again (RabbitMQ requeue, listener restart), or the twin of
+duplicate   the same notification seen again (RabbitMQ requeue, listener restart), the twin of
             the one that made the state (Nova's notification_format=both sends every event as a
-            legacy and a versioned notification, with different message ids): dropped
+            legacy and a versioned notification, with different message ids), or a polled
+            snapshot and a notification of the same change (see `same_change`): dropped
 ignored     not an instance status event (aggregate.*, compute.metrics.update, ...)
 dead        malformed: to the dead-letter topic with the reason and where it came from
 stuck       not a record: an action of the VM got no end in time (streams.stuck); the sweep's
@@ -37,7 +38,7 @@ from bridge.raw import (
 )
 from bridge.state import DELETED_STATE, META, source_of, state_key
 from streams import codecs, stuck, ves
-from streams.catalogue import FORMAT_LEGACY, FORMAT_VERSIONED, twin_action
+from streams.catalogue import FORMAT_LEGACY, FORMAT_POLL, FORMAT_VERSIONED, twin_action
 from streams.normalise import MalformedNotification, load_record, normalise
 from streams.subscriptions import Sink, Subscription
 
@@ -126,6 +127,12 @@ class DedupWindow:
         return len(self._seen)
 
 
+# A notification this close (seconds) to a polled snapshot with the same vm_state, task_state and
+# host is the same change seen twice: Nova sends an action's notification just after it saves the
+# instance, whose updated_at the API shows.
+SAME_CHANGE_SECONDS = 5.0
+
+
 def version_of(event_json: Mapping[str, Any]) -> list[str]:
     """Searchlight's ordering: the instance's updated_at, then the notification time (ISO, UTC).
 
@@ -133,11 +140,18 @@ def version_of(event_json: Mapping[str, Any]) -> list[str]:
     second whether it is updated_at or, where the notification has none (legacy ones, a versioned
     create.start), the notification time: else a notification without updated_at would rank above
     every later one of the same second, and real Nova sends a whole lifecycle within one.
+
+    A polled snapshot (its `updated` is whole seconds too) is the state at the end of its second:
+    it held when the server was read, so it ranks after the notifications of that second; a later
+    change in the same second loses to it until the next cycle reads it.
     """
     occurred = str(event_json.get("occurred_at") or "")
     first = str(event_json.get("updated_at") or occurred)
     # "YYYY-MM-DDTHH:MM:SS.ffffffZ", the form codecs.event_to_json_dict writes.
     if len(first) == 27 and first[19] == ".":
+        if event_json.get("format") == FORMAT_POLL:
+            end_of_second = first[:19] + ".999999" + first[26:]
+            return [end_of_second, end_of_second]
         first = first[:19] + ".000000" + first[26:]
     return [first, occurred]
 
@@ -177,6 +191,27 @@ def is_twin(event_json: Mapping[str, Any], state: Mapping[str, Any]) -> bool:
 
 def _instant(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
+
+
+def same_change(event_json: Mapping[str, Any], state: Mapping[str, Any]) -> bool:
+    """Whether a polled snapshot and the VM's state (or a notification and a polled state) tell of
+    the same change: same vm_state, task_state and host. A snapshot that finds the VM as its state
+    already says brings no news; a notification within SAME_CHANGE_SECONDS of the snapshot it
+    follows is that snapshot's change. Two notifications are never compared here."""
+    event_polled = event_json.get("format") == FORMAT_POLL
+    state_polled = state.get("format") == FORMAT_POLL
+    if not (event_polled or state_polled):
+        return False
+    if any(event_json.get(name) != state.get(name) for name in ("state", "task_state", "host")):
+        return False
+    if event_polled:
+        return True
+    try:
+        polled_at = _instant(str(state.get("updated_at") or state.get("occurred_at")))
+        occurred = _instant(str(event_json.get("occurred_at")))
+    except ValueError:
+        return False
+    return abs(occurred - polled_at) <= SAME_CHANGE_SECONDS
 
 
 class Processor:
@@ -248,6 +283,8 @@ class Processor:
         event_json = codecs.event_to_json_dict(event, stamps=stamps)
         if state is not None and is_twin(event_json, state):
             return Outcome(DUPLICATE, "twin", event)
+        if state is not None and same_change(event_json, state):
+            return Outcome(DUPLICATE, "same_change", event)
         version = version_of(event_json)
         try:
             if state is not None:
@@ -581,8 +618,6 @@ def tombstone_due(state: Mapping[str, Any], now_epoch: float, retention: float) 
     deleted = state.get("occurred_at")
     if not isinstance(deleted, str):
         return True
-    from datetime import datetime
-
     try:
         deleted_epoch = datetime.fromisoformat(deleted.replace("Z", "+00:00")).timestamp()
     except ValueError:

@@ -31,6 +31,7 @@ from bridge.settings import (
     ApiSettings,
     CommonSettings,
     ListenerSettings,
+    PollerSettings,
     StreamSettings,
     env_names,
 )
@@ -40,12 +41,14 @@ pytestmark = pytest.mark.helm
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "eventfed"
 MULTI_VIM_VALUES = CHART / "ci" / "onap-multi-vim-values.yaml"
+POLL_MODES_VALUES = CHART / "ci" / "poll-modes-values.yaml"
 K8S_VERSION = "1.30.0"
 
 SETTINGS_BY_SUBCOMMAND: dict[str, type[CommonSettings]] = {
     "listen": ListenerSettings,
     "stream": StreamSettings,
     "api": ApiSettings,
+    "poll": PollerSettings,
 }
 
 Manifest = dict[str, Any]
@@ -152,12 +155,18 @@ def variant_manifests(render: Callable[..., list[Manifest]], variant_values: Pat
     return render(variant_values, release="dev")
 
 
-@pytest.fixture(scope="session", params=["default", "multi-vim", "no-strimzi"])
+@pytest.fixture(scope="session")
+def poll_manifests(render: Callable[..., list[Manifest]]) -> list[Manifest]:
+    return render(POLL_MODES_VALUES)
+
+
+@pytest.fixture(scope="session", params=["default", "multi-vim", "no-strimzi", "poll-modes"])
 def manifests(request: pytest.FixtureRequest) -> list[Manifest]:
     fixture = {
         "default": "default_manifests",
         "multi-vim": "multi_manifests",
         "no-strimzi": "variant_manifests",
+        "poll-modes": "poll_manifests",
     }
     return request.getfixturevalue(fixture[request.param])
 
@@ -205,7 +214,9 @@ def subcommand(container: Manifest) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("values", [None, MULTI_VIM_VALUES], ids=["default", "multi-vim"])
+@pytest.mark.parametrize(
+    "values", [None, MULTI_VIM_VALUES, POLL_MODES_VALUES], ids=["default", "multi-vim", "poll-modes"]
+)
 def test_lint_strict(helm: str, values: Path | None) -> None:
     result = run_helm(helm, "lint", "--strict", str(CHART), *(["-f", str(values)] if values else []))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -534,6 +545,77 @@ def test_queue_durability_per_vim_with_the_listener_default(render: Callable[...
         "o_a": "true",
         "o_b": "false",
     }
+
+
+def test_vim_modes_give_listeners_and_pollers(poll_manifests: list[Manifest]) -> None:
+    vims = yaml.safe_load(POLL_MODES_VALUES.read_text())["vims"]
+    modes = {f"{v['cloudOwner']}_{v['cloudRegionId']}": v.get("mode", "listen") for v in vims}
+    assert sorted(modes.values()) == ["both", "listen", "poll"]
+
+    def vim_ids(role: str) -> set[str]:
+        return {
+            d["metadata"]["annotations"]["eventfed.onap.org/vim-id"]
+            for d in component(poll_manifests, "Deployment", role)
+        }
+
+    assert vim_ids("listener") == {vim for vim, mode in modes.items() if mode in ("listen", "both")}
+    assert vim_ids("poller") == {vim for vim, mode in modes.items() if mode in ("poll", "both")}
+    pollers = {
+        d["metadata"]["annotations"]["eventfed.onap.org/vim-id"]: d
+        for d in component(poll_manifests, "Deployment", "poller")
+    }
+    for deployment in pollers.values():
+        assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+        (container,) = containers(deployment)
+        assert subcommand(container) == "poll"
+    keystone = env_of(containers(pollers["CloudOwner_RegionTwo"])[0], poll_manifests)
+    assert keystone["EVENTFED_NOVA_AUTH"]["value"] == "keystone"
+    assert keystone["EVENTFED_OS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "vim-regiontwo-keystone",
+        "key": "password",
+    }
+    assert keystone["EVENTFED_OS_INTERFACE"]["value"] == "internal"
+    assert keystone["EVENTFED_POLL_INTERVAL"]["value"] == "30"
+    assert keystone["EVENTFED_POLL_OVERLAP_SECONDS"]["value"] == "60"  # the chart's default
+    mounts = {
+        m["name"]: m["mountPath"] for m in containers(pollers["CloudOwner_RegionTwo"])[0]["volumeMounts"]
+    }
+    assert keystone["EVENTFED_OS_CACERT"]["value"] == mounts["nova-ca"] + "/ca.crt"
+    token = env_of(containers(pollers["edge-owner_edge_site_7"])[0], poll_manifests)
+    assert token["EVENTFED_NOVA_AUTH"]["value"] == "token"
+    assert token["EVENTFED_NOVA_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "vim-edge-site-7-nova",
+        "key": "token",
+    }
+    assert (token["EVENTFED_POLL_INTERVAL"]["value"], token["EVENTFED_POLL_OVERLAP_SECONDS"]["value"]) == (
+        "300",
+        "120",
+    )
+    assert "EVENTFED_OS_AUTH_URL" not in token and "EVENTFED_NOVA_TOKEN" not in keystone
+
+
+def test_polling_adds_its_checkpoint_topic_acl_and_metrics_service(
+    poll_manifests: list[Manifest], multi_manifests: list[Manifest]
+) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    checkpoint = values["kafka"]["topics"]["pollCheckpoints"]["name"]
+    topic = topics_by_name(poll_manifests)[checkpoint]["spec"]
+    assert topic["partitions"] == 1 and topic["config"]["cleanup.policy"] == "compact"
+    assert acl_table(poll_manifests)[("topic", "literal", checkpoint)] == {
+        "Create",
+        "Describe",
+        "Read",
+        "Write",
+    }
+    assert component(poll_manifests, "Service", "poller")
+    pollers = component(poll_manifests, "Deployment", "poller")
+    for deployment in pollers:
+        env = env_of(containers(deployment)[0], poll_manifests)
+        assert env["EVENTFED_POLL_CHECKPOINT_TOPIC"]["value"] == checkpoint
+    # Without a polled VIM, none of it.
+    assert checkpoint not in topics_by_name(multi_manifests)
+    assert ("topic", "literal", checkpoint) not in acl_table(multi_manifests)
+    assert component(multi_manifests, "Service", "poller") == []
 
 
 def topics_by_name(docs: list[Manifest]) -> dict[str, Manifest]:
@@ -924,6 +1006,52 @@ BAD_VALUES: list[tuple[str, Manifest, str, str]] = [
         r"/vims/0/durableQueues.*want boolean",
         SCHEMA,
     ),
+    (
+        "poll-without-nova",
+        {"vims": [{"cloudOwner": "o", "cloudRegionId": "r", "mode": "poll"}]},
+        r"/vims/0.*missing propert.*nova",
+        SCHEMA,
+    ),
+    (
+        "both-without-transport-url",
+        {
+            "vims": [
+                {
+                    "cloudOwner": "o",
+                    "cloudRegionId": "r",
+                    "mode": "both",
+                    "nova": {
+                        "auth": "token",
+                        "endpoint": "http://n/v2.1",
+                        "tokenSecret": {"name": "s", "key": "k"},
+                    },
+                }
+            ]
+        },
+        r"/vims/0.*missing propert.*transportUrlSecret",
+        SCHEMA,
+    ),
+    (
+        "keystone-without-password",
+        {
+            "vims": [
+                {
+                    "cloudOwner": "o",
+                    "cloudRegionId": "r",
+                    "mode": "poll",
+                    "nova": {
+                        "auth": "keystone",
+                        "authUrl": "https://k/v3",
+                        "username": "u",
+                        "projectName": "p",
+                    },
+                }
+            ]
+        },
+        r"/vims/0/nova.*missing propert.*passwordSecret",
+        SCHEMA,
+    ),
+    ("bad-mode", {"vims": [{**A_VIM, "mode": "push"}]}, r"/vims/0/mode", SCHEMA),
 ]
 
 

@@ -65,6 +65,29 @@ VIM helpers. Call with (dict "root" $ "vim" $vim).
 {{- printf "%s-listener-%s" (include "eventfed.fullname" .root) (include "eventfed.vimSlug" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{- define "eventfed.pollerName" -}}
+{{- printf "%s-poller-%s" (include "eventfed.fullname" .root) (include "eventfed.vimSlug" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* A VIM's mode: listen (the default), poll or both. */}}
+{{- define "eventfed.vimMode" -}}
+{{- .mode | default "listen" -}}
+{{- end -}}
+
+{{/* "true" when some VIM is polled (mode poll or both), else empty. */}}
+{{- define "eventfed.anyPoller" -}}
+{{- range .Values.vims -}}
+{{- if ne (include "eventfed.vimMode" .) "listen" }}true{{ end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when some VIM is listened to (mode listen or both), else empty. */}}
+{{- define "eventfed.anyListener" -}}
+{{- range .Values.vims -}}
+{{- if ne (include "eventfed.vimMode" .) "poll" }}true{{ end -}}
+{{- end -}}
+{{- end -}}
+
 {{/*
 Image
 */}}
