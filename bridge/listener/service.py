@@ -21,6 +21,7 @@ from confluent_kafka import Producer
 
 from bridge.health import HealthServer, register_build_info
 from bridge.kafka_config import producer_config
+from bridge.listener import oslo_internals
 from bridge.listener.endpoint import KafkaBatchWriter, NotificationEndpoint, ordered_batch_listener
 from bridge.logs import setup_logging
 from bridge.settings import ListenerSettings, load, redact_url
@@ -53,7 +54,7 @@ class Listener:
             pack_max=settings.pack_max,
             max_bytes=settings.max_message_bytes,
         )
-        self.endpoint = NotificationEndpoint(settings, writer, self.stop_event)
+        self.endpoint = NotificationEndpoint(settings, writer, self.stop_event, self._window_setter())
         self._conf = cfg.ConfigOpts()
         self._conf([], project="eventfed", default_config_files=[], default_config_dirs=[])
         oslo_messaging.set_transport_defaults(control_exchange=settings.exchange)
@@ -90,6 +91,20 @@ class Listener:
             settings.kafka_bootstrap_servers,
             settings.raw_topic,
         )
+
+    def _window_setter(self) -> Callable[[float], object] | None:
+        """How the endpoint widens oslo's batch window under load; None keeps it fixed."""
+        if self.settings.batch_timeout_max <= self.settings.batch_timeout:
+            return None
+        missing = oslo_internals.missing_internals()
+        if missing:
+            LOG.warning(
+                "this oslo.messaging lacks %s: the batch window stays at %ss",
+                ", ".join(missing),
+                self.settings.batch_timeout,
+            )
+            return None
+        return lambda seconds: oslo_internals.set_batch_timeout(self.server, seconds)
 
     def start(self) -> None:
         self.server.start()
