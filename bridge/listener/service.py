@@ -20,6 +20,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from bridge.health import HealthServer, register_build_info
+from bridge.heap import settle_after_start_up
 from bridge.kafka_config import producer_config
 from bridge.listener import oslo_internals
 from bridge.listener.endpoint import KafkaBatchWriter, NotificationEndpoint, ordered_batch_listener
@@ -198,6 +199,7 @@ def _listen_until_stopped(settings: ListenerSettings, readiness: StartupReadines
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     listener.start()
+    settle_after_start_up()
     while not stop_requested.wait(1.0):
         pass
     listener.stop()
