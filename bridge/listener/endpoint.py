@@ -215,7 +215,7 @@ class NotificationEndpoint:
         RECEIVED.inc(len(messages))
         BATCH_SIZE.observe(len(messages))
         if self._set_window is not None:
-            window = self.window.observe(len(messages), started)
+            window = self.window.observe(len(messages), self._applied_window, started)
             # Applied from oslo's next poll on; a change under a millisecond is not worth a write.
             if abs(window - self._applied_window) >= 0.001:
                 self._set_window(window)

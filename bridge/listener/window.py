@@ -1,10 +1,15 @@
-"""How long the listener waits to fill a batch, from the rate notifications arrive at.
+"""How long the listener waits to fill a batch, from how fast its batches fill.
 
 A batch's fixed costs (a Kafka round trip here; a Faust record per partition pack in the stream
 worker) are paid per batch, so a busy cloud gains from longer batches, while a quiet cloud's
-notifications would only wait longer for company that does not come. The window is therefore
-`minimum` up to `quiet_rate`, `maximum` from `busy_rate` on, and linear in between; the rate is
-the notifications received over the last `span` seconds. Pure logic: the caller applies it.
+notifications would only wait longer for company that does not come. The window is `minimum` up
+to `quiet_rate`, `maximum` from `busy_rate` on, and linear in between.
+
+The rate is how fast batches filled over the last `span` seconds: the notifications they held
+divided by the windows they were polled with. That is the arrival rate while the listener keeps
+up, and the listener's own pace when RabbitMQ holds a backlog for it, so a listener that falls
+behind (a burst, a starved core) gets the long window too, where counting what it handled per
+second would see its own slowness as a quiet cloud. Pure logic: the caller applies the window.
 """
 
 from __future__ import annotations
@@ -26,22 +31,24 @@ class BatchWindow:
         self.busy_rate = busy_rate
         self.quiet_rate = busy_rate / 5 if quiet_rate is None else min(quiet_rate, busy_rate)
         self.span = span
-        self._batches: deque[tuple[float, int]] = deque()
-        self._count = 0
+        # (monotonic time, notifications, window the batch was polled with)
+        self._batches: deque[tuple[float, int, float]] = deque()
         self.current = minimum
 
     @property
     def adaptive(self) -> bool:
         return self.maximum > self.minimum
 
-    def observe(self, received: int, now: float) -> float:
-        """A batch of `received` notifications arrived at monotonic time `now`; the window the
-        next batches should use."""
-        self._batches.append((now, received))
-        self._count += received
-        while self._batches and self._batches[0][0] <= now - self.span:
-            self._count -= self._batches.popleft()[1]
-        self.current = self.for_rate(self._count / self.span)
+    def observe(self, received: int, window: float, now: float) -> float:
+        """A batch of `received` notifications, polled with `window`, arrived at monotonic time
+        `now`; the window the next batches should use."""
+        batches = self._batches
+        batches.append((now, received, window))
+        while batches[0][0] <= now - self.span:
+            batches.popleft()
+        # Summed afresh (at most a hundred batches a second): running sums would drift.
+        polled = sum(b[2] for b in batches)
+        self.current = self.for_rate(sum(b[1] for b in batches) / polled if polled > 0 else 0.0)
         return self.current
 
     def for_rate(self, rate: float) -> float:

@@ -28,21 +28,41 @@ def test_the_window_is_short_when_quiet_long_when_busy_and_linear_between():
     assert window.for_rate(50_000) == 0.05
 
 
-def test_the_window_follows_the_rate_of_the_last_second():
+def test_the_window_follows_how_fast_the_batches_of_the_last_second_filled():
     window = BatchWindow(0.01, 0.05, busy_rate=1000)
-    now = 100.0
-    for _ in range(20):  # 1,000/s: 50 every 50 ms
-        now += 0.05
-        last = window.observe(50, now)
-    assert last == 0.05
-    # The load stops; the next notification, two seconds later, is alone in its second.
-    assert window.observe(1, now + 2.0) == 0.01
+    now, current = 100.0, 0.01
+    for _ in range(40):  # 1,000/s arriving: a batch holds what came during its window
+        now += current + 0.002
+        current = window.observe(round(1000 * current), current, now)
+    assert current == pytest.approx(0.05)
+    # The load stops; the next notification, two seconds later, is alone in its window.
+    assert window.observe(1, current, now + 2.0) == 0.01
+
+
+def test_a_listener_behind_a_backlog_gets_the_long_window():
+    # Starved of CPU, it handles 300 notifications a second, but each 10 ms poll comes back
+    # with 30 of them, waiting in RabbitMQ: counted per second it would look quiet.
+    window = BatchWindow(0.01, 0.05, busy_rate=1000)
+    now = 0.0
+    for _ in range(10):
+        now += 0.1
+        current = window.observe(30, 0.01, now)
+    assert current == 0.05
+
+
+def test_a_quiet_cloud_keeps_the_short_window():
+    window = BatchWindow(0.01, 0.05, busy_rate=1000)
+    now = 0.0
+    for _ in range(100):  # 100/s: mostly one notification a window, sometimes two
+        now += 0.01
+        current = window.observe(1 if int(now * 100) % 3 else 2, 0.01, now)
+    assert current == 0.01
 
 
 def test_a_maximum_no_larger_than_the_minimum_is_a_fixed_window():
     window = BatchWindow(0.05, 0.01, busy_rate=1000)
     assert not window.adaptive
-    assert window.observe(5000, 1.0) == 0.05
+    assert window.observe(5000, 0.05, 1.0) == 0.05
 
 
 def _endpoint(applied: list[float], **overrides: object) -> NotificationEndpoint:
