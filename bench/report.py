@@ -528,9 +528,10 @@ def _why_missed(r: Results) -> list[str]:
             f"- Stream ratio: the plain loop costs {_n(plain_us)} µs of CPU per record; the decision alone "
             f"(`Processor.process`, no Kafka) costs {_n(logic_us)} µs, of which the Avro encoding is "
             f"{_pct(avro)}. Even with no Faust, no state and no confirmed writes the worker would reach "
-            f"at most {_ratio(ceiling)} of the plain loop; it spends {_n(worker_us)} µs, the rest being "
-            "Faust's per-record path, about three output records and a state record per event (produce, "
-            "delivery report, lz4) and the two confirmed writes per batch. A ratio of 0.6 leaves "
+            f"at most {_ratio(ceiling)} of the plain loop; the worker spends {_n(worker_us)} µs: on top "
+            "of the decision, Faust's per-record path, about three output records and a state record per "
+            "event (produce, delivery report, lz4) and the two confirmed writes per batch. A ratio of 0.6 "
+            "leaves "
             f"{_n(plain_us / 0.6 - plain_us if plain_us else None)} µs for the whole decision, less "
             "than its Avro encoding and normalising take in Python here."
         )
