@@ -234,6 +234,13 @@ class ListenerSettings(RabbitSettings):
     # A batch closes at batch_size or after batch_timeout seconds: the timeout is the latency a
     # quiet cloud's notifications pay, the size what a busy one gains.
     batch_timeout: float = Field(default=0.01, gt=0, le=60)
+    # Above batch_timeout, the window grows with the load up to batch_timeout_max (reached when
+    # batches fill at batch_busy_rate notifications/s, from a fifth of it up): bigger batches make
+    # bigger packs for the stream worker. Off by default (equal to batch_timeout): on the 2-core
+    # bench box a listener short of CPU drained slower with longer windows and, once behind, kept
+    # them (bench/results: the adaptive rows).
+    batch_timeout_max: float = Field(default=0.01, gt=0, le=60)
+    batch_busy_rate: float = Field(default=1000.0, gt=0)
     # Largest raw record written to Kafka; bigger ones are dead-lettered (Kafka's default
     # max.message.bytes is about 1 MiB).
     max_message_bytes: int = Field(default=1_000_000, ge=1024)

@@ -63,6 +63,8 @@ DESCRIPTIONS: dict[str, str] = {
     "durable_queues": "durable exchange and pool queue (survive a RabbitMQ restart); must match Nova's",
     "listen:batch_size": "notifications per batch written to Kafka and acked to RabbitMQ",
     "listen:batch_timeout": "seconds a batch waits to fill: the latency a quiet cloud pays",
+    "batch_timeout_max": "the batch window grows with the load up to this (equal to BATCH_TIMEOUT: fixed)",
+    "batch_busy_rate": "notifications/s at which the batch window reaches BATCH_TIMEOUT_MAX",
     "max_message_bytes": "largest raw record; bigger notifications are dead-lettered",
     "pack_max": "notifications packed in one raw record (same partition, JSON Lines); 1 = one each",
     "retry_backoff_initial": "first wait, in seconds, before writing to Kafka again after a failure",

@@ -17,6 +17,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 
 from bridge.health import HealthServer, register_build_info
+from bridge.heap import settle_after_start_up
 from bridge.kafka_config import KafkaTlsRefused, producer_config, ssl_context
 from bridge.logs import setup_logging
 from bridge.settings import StreamSettings, load
@@ -215,12 +216,20 @@ def build_app(
     async def retry_stalled_seeks() -> None:
         await runner.retry_stalled_seeks()
 
+    settled = False
+
     @app.timer(interval=1.0)
     async def observe_health() -> None:
+        nonlocal settled
         # Read Faust's state here, on its own event loop; the probe thread only reads the result.
         if in_recovery(app):
             health.observed = (False, "recovering state", time.monotonic())
         else:
+            if not settled:
+                # Once, when the table is first recovered: later recoveries (after a rebalance)
+                # only add their partitions' share.
+                settled = True
+                settle_after_start_up()
             actives = app.assignor.assigned_actives()
             health.observed = (True, f"{len(actives)} partitions active", time.monotonic())
 

@@ -13,15 +13,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from bridge.kafka_config import KeyPartitioner
 from bridge.kafka_delivery import ProduceRequest, produce_and_confirm
+from bridge.listener.window import BatchWindow
 from bridge.raw import DeadLetter, RawRecord, build_raw_record, pack
 from bridge.retry import Backoff
 from bridge.settings import ListenerSettings
@@ -46,6 +47,9 @@ BATCH_SIZE = Histogram(
     "eventfed_listener_batch_size", "Notifications per batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 5000)
 )
 BATCH_SECONDS = Histogram("eventfed_listener_batch_duration_seconds", "Time to write and confirm one batch")
+BATCH_WINDOW = Gauge(
+    "eventfed_listener_batch_window_seconds", "How long the listener now waits to fill a batch"
+)
 
 PRIORITIES = ("audit", "debug", "info", "warn", "error", "critical", "sample")
 
@@ -150,7 +154,14 @@ class KafkaBatchWriter:
 class NotificationEndpoint:
     """Writes one batch, in arrival order, and says what to do with it: HANDLED or REQUEUE."""
 
-    def __init__(self, settings: ListenerSettings, writer: KafkaBatchWriter, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        settings: ListenerSettings,
+        writer: KafkaBatchWriter,
+        stop: threading.Event,
+        set_window: Callable[[float], object] | None = None,
+    ) -> None:
+        """set_window: applies the batch window the load calls for (None: the window is fixed)."""
         import oslo_messaging
 
         self._handled = oslo_messaging.NotificationResult.HANDLED
@@ -159,6 +170,12 @@ class NotificationEndpoint:
         self._writer = writer
         self._backoff = Backoff(settings.retry_backoff_initial, settings.retry_backoff_max)
         self._stop = stop
+        self.window = BatchWindow(
+            settings.batch_timeout, settings.batch_timeout_max, settings.batch_busy_rate
+        )
+        self._set_window = set_window if self.window.adaptive else None
+        self._applied_window = settings.batch_timeout
+        BATCH_WINDOW.set(settings.batch_timeout)
 
     def _write_holding_the_batch(self, records: list[RawRecord | DeadLetter]) -> Any:
         """Write until Kafka has every record, holding the batch unacked in between.
@@ -197,6 +214,13 @@ class NotificationEndpoint:
         started = time.monotonic()
         RECEIVED.inc(len(messages))
         BATCH_SIZE.observe(len(messages))
+        if self._set_window is not None:
+            window = self.window.observe(len(messages), self._applied_window, started)
+            # Applied from oslo's next poll on; a change under a millisecond is not worth a write.
+            if abs(window - self._applied_window) >= 0.001:
+                self._set_window(window)
+                self._applied_window = window
+                BATCH_WINDOW.set(window)
         received_at = datetime.now(UTC)
         records = [
             build_raw_record(

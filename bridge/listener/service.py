@@ -20,7 +20,9 @@ from confluent_kafka import Producer
 
 from bridge.durability import DurabilityMismatch, declare, oslo_override
 from bridge.health import HealthServer, register_build_info
+from bridge.heap import settle_after_start_up
 from bridge.kafka_config import KafkaTlsRefused, explain_tls_failure, last_transport_error, producer_config
+from bridge.listener import oslo_internals
 from bridge.listener.endpoint import KafkaBatchWriter, NotificationEndpoint, ordered_batch_listener
 from bridge.logs import setup_logging
 from bridge.rabbit_tls import apply_to_oslo, handshake, kombu_ssl
@@ -54,7 +56,7 @@ class Listener:
             pack_max=settings.pack_max,
             max_bytes=settings.max_message_bytes,
         )
-        self.endpoint = NotificationEndpoint(settings, writer, self.stop_event)
+        self.endpoint = NotificationEndpoint(settings, writer, self.stop_event, self._window_setter())
         self._conf = cfg.ConfigOpts()
         self._conf([], project="eventfed", default_config_files=[], default_config_dirs=[])
         oslo_messaging.set_transport_defaults(control_exchange=settings.exchange)
@@ -94,6 +96,20 @@ class Listener:
             settings.kafka_bootstrap_servers,
             settings.raw_topic,
         )
+
+    def _window_setter(self) -> Callable[[float], object] | None:
+        """How the endpoint widens oslo's batch window under load; None keeps it fixed."""
+        if self.settings.batch_timeout_max <= self.settings.batch_timeout:
+            return None
+        missing = oslo_internals.missing_internals()
+        if missing:
+            LOG.warning(
+                "this oslo.messaging lacks %s: the batch window stays at %ss",
+                ", ".join(missing),
+                self.settings.batch_timeout,
+            )
+            return None
+        return lambda seconds: oslo_internals.set_batch_timeout(self.server, seconds)
 
     def start(self) -> None:
         self.server.start()
@@ -237,9 +253,14 @@ def _listen_until_stopped(settings: ListenerSettings, readiness: StartupReadines
     problem = handshake(settings, listener.rabbit_hosts)
     if problem is not None:
         LOG.error("cannot connect to RabbitMQ: %s; retrying, not ready meanwhile", problem)
+
+    def start() -> None:
+        listener.start()
+        settle_after_start_up()
+
     # oslo's start() connects, retrying for as long as RabbitMQ refuses; in a thread of its own so
     # that SIGTERM meanwhile still stops the process.
-    starter = threading.Thread(target=listener.start, name="rabbit-connect", daemon=True)
+    starter = threading.Thread(target=start, name="rabbit-connect", daemon=True)
     starter.start()
     while not stop_requested.wait(1.0):
         pass

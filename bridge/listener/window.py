@@ -1,0 +1,60 @@
+"""How long the listener waits to fill a batch, from how fast its batches fill.
+
+A batch's fixed costs (a Kafka round trip here; a Faust record per partition pack in the stream
+worker) are paid per batch, so a busy cloud gains from longer batches, while a quiet cloud's
+notifications would only wait longer for company that does not come. The window is `minimum` up
+to `quiet_rate`, `maximum` from `busy_rate` on, and linear in between.
+
+The rate is how fast batches filled over the last `span` seconds: the notifications they held
+divided by the windows they were polled with. That is the arrival rate while the listener keeps
+up, and the listener's own pace when RabbitMQ holds a backlog for it, so a listener that falls
+behind (a burst, a starved core) gets the long window too, where counting what it handled per
+second would see its own slowness as a quiet cloud. Pure logic: the caller applies the window.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+
+class BatchWindow:
+    def __init__(
+        self,
+        minimum: float,
+        maximum: float,
+        busy_rate: float,
+        quiet_rate: float | None = None,
+        span: float = 1.0,
+    ) -> None:
+        self.minimum = minimum
+        self.maximum = max(minimum, maximum)
+        self.busy_rate = busy_rate
+        self.quiet_rate = busy_rate / 5 if quiet_rate is None else min(quiet_rate, busy_rate)
+        self.span = span
+        # (monotonic time, notifications, window the batch was polled with)
+        self._batches: deque[tuple[float, int, float]] = deque()
+        self.current = minimum
+
+    @property
+    def adaptive(self) -> bool:
+        return self.maximum > self.minimum
+
+    def observe(self, received: int, window: float, now: float) -> float:
+        """A batch of `received` notifications, polled with `window`, arrived at monotonic time
+        `now`; the window the next batches should use."""
+        batches = self._batches
+        batches.append((now, received, window))
+        while batches[0][0] <= now - self.span:
+            batches.popleft()
+        # Summed afresh (at most a hundred batches a second): running sums would drift.
+        polled = sum(b[2] for b in batches)
+        self.current = self.for_rate(sum(b[1] for b in batches) / polled if polled > 0 else 0.0)
+        return self.current
+
+    def for_rate(self, rate: float) -> float:
+        if rate <= self.quiet_rate:
+            return self.minimum
+        if rate >= self.busy_rate:
+            return self.maximum
+        share = (rate - self.quiet_rate) / (self.busy_rate - self.quiet_rate)
+        return self.minimum + share * (self.maximum - self.minimum)

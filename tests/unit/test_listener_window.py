@@ -1,0 +1,154 @@
+"""The listener's adaptive batch window: the policy, the endpoint applying it, and the one
+oslo.messaging attribute it is applied through (over oslo's in-process fake:// bus)."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from bridge.listener import oslo_internals
+from bridge.listener.endpoint import KafkaBatchWriter, NotificationEndpoint, ordered_batch_listener
+from bridge.listener.window import BatchWindow
+from tests.unit.test_raw_and_listener import FakeProducer, message, settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_window_is_short_when_quiet_long_when_busy_and_linear_between():
+    window = BatchWindow(0.01, 0.05, busy_rate=1000)
+    assert window.for_rate(0) == 0.01
+    assert window.for_rate(200) == 0.01
+    assert window.for_rate(600) == pytest.approx(0.03)
+    assert window.for_rate(1000) == 0.05
+    assert window.for_rate(50_000) == 0.05
+
+
+def test_the_window_follows_how_fast_the_batches_of_the_last_second_filled():
+    window = BatchWindow(0.01, 0.05, busy_rate=1000)
+    now, current = 100.0, 0.01
+    for _ in range(40):  # 1,000/s arriving: a batch holds what came during its window
+        now += current + 0.002
+        current = window.observe(round(1000 * current), current, now)
+    assert current == pytest.approx(0.05)
+    # The load stops; the next notification, two seconds later, is alone in its window.
+    assert window.observe(1, current, now + 2.0) == 0.01
+
+
+def test_a_listener_behind_a_backlog_gets_the_long_window():
+    # Starved of CPU, it handles 300 notifications a second, but each 10 ms poll comes back
+    # with 30 of them, waiting in RabbitMQ: counted per second it would look quiet.
+    window = BatchWindow(0.01, 0.05, busy_rate=1000)
+    now = 0.0
+    for _ in range(10):
+        now += 0.1
+        current = window.observe(30, 0.01, now)
+    assert current == 0.05
+
+
+def test_a_quiet_cloud_keeps_the_short_window():
+    window = BatchWindow(0.01, 0.05, busy_rate=1000)
+    now = 0.0
+    for _ in range(100):  # 100/s: mostly one notification a window, sometimes two
+        now += 0.01
+        current = window.observe(1 if int(now * 100) % 3 else 2, 0.01, now)
+    assert current == 0.01
+
+
+def test_a_maximum_no_larger_than_the_minimum_is_a_fixed_window():
+    window = BatchWindow(0.05, 0.01, busy_rate=1000)
+    assert not window.adaptive
+    assert window.observe(5000, 0.05, 1.0) == 0.05
+
+
+def _endpoint(applied: list[float], **overrides: object) -> NotificationEndpoint:
+    writer = KafkaBatchWriter(FakeProducer(), "raw", "dlq", 1.0)  # type: ignore[arg-type]
+    return NotificationEndpoint(settings(**overrides), writer, threading.Event(), applied.append)
+
+
+def test_the_endpoint_widens_the_window_under_load_and_narrows_it_when_quiet():
+    applied: list[float] = []
+    endpoint = _endpoint(applied, batch_timeout=0.01, batch_timeout_max=0.05, batch_busy_rate=1000)
+    busy = [("info", message({"instance_id": f"vm-{i}"}, message_id=f"m{i}")) for i in range(1000)]
+    endpoint.handle(busy)
+    assert applied == [0.05]
+    time.sleep(1.05)  # the busy batch leaves the last second
+    endpoint.handle(busy[:1])
+    assert applied == [0.05, 0.01]
+
+
+def test_the_endpoint_leaves_a_fixed_window_alone():
+    applied: list[float] = []
+    endpoint = _endpoint(applied, batch_timeout=0.05, batch_timeout_max=0.05)
+    endpoint.handle([("info", message({"instance_id": f"vm-{i}"}, message_id=f"m{i}")) for i in range(1000)])
+    assert applied == []
+
+
+def test_every_oslo_attribute_used_is_present():
+    assert oslo_internals.missing_internals() == []
+
+
+def test_the_installed_version_is_the_one_checked():
+    # An upgrade must re-check the attributes and then update CHECKED_VERSIONS.
+    installed = {name: metadata.version(name) for name in oslo_internals.CHECKED_VERSIONS}
+    assert installed == oslo_internals.CHECKED_VERSIONS
+
+
+def test_a_moved_attribute_is_reported(monkeypatch):
+    from oslo_messaging._drivers import base
+
+    def runner_without_the_attribute(self):  # what a version that fixed the window would look like
+        return None
+
+    monkeypatch.setattr(base.PollStyleListenerAdapter, "_runner", runner_without_the_attribute)
+    assert oslo_internals.missing_internals() == ["PollStyleListenerAdapter._runner reads batch_timeout"]
+
+
+def test_no_other_module_sets_the_window():
+    found = subprocess.run(
+        ["grep", "-rlE", r"\.batch_timeout = |server\.listener\b", "bridge", "streams", "--include=*.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    assert found == ["bridge/listener/oslo_internals.py"]
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_a_running_server_polls_with_the_window_set(monkeypatch):
+    import oslo_messaging
+    from oslo_config import cfg
+    from oslo_messaging._drivers import impl_fake
+
+    windows: list[float] = []
+    original = impl_fake.FakeListener.poll
+
+    def recording_poll(self, timeout=None, batch_size=1, batch_timeout=None):
+        windows.append(batch_timeout)
+        return original(self, timeout=timeout, batch_size=batch_size, batch_timeout=batch_timeout)
+
+    monkeypatch.setattr(impl_fake.FakeListener, "poll", recording_poll)
+    conf = cfg.ConfigOpts()
+    conf([], project="eventfed-unit", default_config_files=[], default_config_dirs=[])
+    oslo_messaging.set_transport_defaults(control_exchange="nova")
+    transport = oslo_messaging.get_notification_transport(conf, url="fake://")
+    target = oslo_messaging.Target(topic="notifications", exchange="nova")
+    server = ordered_batch_listener(transport, [target], object(), "pool-w", 10, 0.02)  # type: ignore[arg-type]
+    assert not oslo_internals.set_batch_timeout(server, 0.03)  # not started: nothing to set
+    server.start()
+    try:
+        assert oslo_internals.set_batch_timeout(server, 0.03)
+        deadline = time.monotonic() + 10
+        while 0.03 not in windows and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        server.stop()
+        server.wait()
+        transport.cleanup()
+    assert windows[0] == 0.02
+    assert 0.03 in windows
