@@ -119,9 +119,9 @@ def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--durable-queues",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=False,
         help="declare the exchange durable, as Nova does with [oslo_messaging_rabbit] amqp_durable_queues; "
-        "must match the listener's EVENTFED_DURABLE_QUEUES (default: durable)",
+        "must match the listener's EVENTFED_DURABLE_QUEUES (default: not durable, as Nova's default)",
     )
 
 

@@ -228,8 +228,10 @@ class ListenerSettings(RabbitSettings):
     pool: str = Field(default="eventfed", min_length=1)
     # oslo's amqp_durable_queues for the exchange and the pool queue: durable ones, with oslo's
     # persistent messages, survive a RabbitMQ restart. Nova's own setting must be the same, since
-    # RabbitMQ refuses a declaration of the other durability (see bridge.durability).
-    durable_queues: bool = True
+    # RabbitMQ refuses a declaration of the other durability (see bridge.durability). False is
+    # oslo's and so Nova's default: a listener that declared the exchange first with the other
+    # durability would make a default Nova drop its notifications.
+    durable_queues: bool = False
     batch_size: int = Field(default=500, ge=1, le=100_000)
     # A batch closes at batch_size or after batch_timeout seconds: the timeout is the latency a
     # quiet cloud's notifications pay, the size what a busy one gains.

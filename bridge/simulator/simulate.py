@@ -89,7 +89,7 @@ class CloudPublisher:
         vim_id: str = "simulated",
         connect_timeout: float = 5.0,
         rabbit: RabbitSettings | None = None,
-        durable: bool = True,
+        durable: bool = False,
     ) -> None:
         import oslo_messaging
         from oslo_config import cfg

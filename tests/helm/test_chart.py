@@ -538,9 +538,9 @@ def test_queue_durability_per_vim_with_the_listener_default(render: Callable[...
         "vims[1].transportUrlSecret.name=s",
         "vims[1].transportUrlSecret.key=k",
     )
-    assert durability(render(sets=vims)) == {"o_a": "true", "o_b": "true"}
-    # An explicit false wins over the default, for the listener and for one VIM.
-    assert durability(render(sets=(*vims, "vims[1].durableQueues=false"))) == {"o_a": "true", "o_b": "false"}
+    assert durability(render(sets=vims)) == {"o_a": "false", "o_b": "false"}
+    # An explicit value wins over the default, for the listener and for one VIM.
+    assert durability(render(sets=(*vims, "vims[1].durableQueues=true"))) == {"o_a": "false", "o_b": "true"}
     assert durability(render(sets=(*vims, "listener.durableQueues=false", "vims[0].durableQueues=true"))) == {
         "o_a": "true",
         "o_b": "false",

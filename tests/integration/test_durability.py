@@ -50,6 +50,7 @@ def test_a_durable_listener_refuses_nova_s_non_durable_exchange_with_one_line(vh
             EVENTFED_KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
             EVENTFED_RAW_TOPIC=f"test.raw.{vhost}",
             EVENTFED_DLQ_TOPIC=f"test.dlq.{vhost}",
+            EVENTFED_DURABLE_QUEUES="true",
         ),
         capture_output=True,
         text=True,

@@ -7,12 +7,12 @@ from bridge.settings import ListenerSettings
 from bridge.simulator.simulate import _explain
 
 
-def test_listener_queues_are_durable_unless_told_otherwise(monkeypatch):
+def test_listener_queues_follow_nova_s_default_unless_told_otherwise(monkeypatch):
     monkeypatch.setenv("EVENTFED_TRANSPORT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
     monkeypatch.setenv("EVENTFED_VIM_ID", "owner_region")
+    assert ListenerSettings().durable_queues is False  # oslo's and Nova's default
+    monkeypatch.setenv("EVENTFED_DURABLE_QUEUES", "true")
     assert ListenerSettings().durable_queues is True
-    monkeypatch.setenv("EVENTFED_DURABLE_QUEUES", "false")
-    assert ListenerSettings().durable_queues is False
 
 
 def test_an_exchange_mismatch_names_both_ways_out():
