@@ -64,6 +64,22 @@ def kombu_ssl(settings: RabbitSettings, hostname: str | None) -> dict[str, Any] 
     return options or True
 
 
+def kombu_connection(host: Any, virtual_host: str, timeout: float, settings: RabbitSettings | None) -> Any:
+    """A kombu connection (not yet open) to one host of a parsed transport URL, with the TLS of
+    `settings` (None: plain AMQP), for the checks made before oslo connects."""
+    import kombu
+
+    return kombu.Connection(
+        hostname=host.hostname or "127.0.0.1",
+        port=host.port or 5672,
+        userid=host.username or "guest",
+        password=host.password or "guest",
+        virtual_host=virtual_host,
+        connect_timeout=timeout,
+        ssl=kombu_ssl(settings, host.hostname) if settings is not None else False,
+    )
+
+
 def handshake(settings: RabbitSettings, hosts: list[tuple[str, int]], timeout: float = 3.0) -> str | None:
     """None when one of the hosts accepts a connection (a TLS handshake when TLS is on, checked as
     oslo's driver checks it); otherwise why the last one did not, in one line."""

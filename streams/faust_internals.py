@@ -13,19 +13,13 @@ consumer is only ever called there, through the thread's `call_thread`.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from bridge.private_api import has_source, missing
+
 CHECKED_VERSIONS = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aiokafka": "0.14.0"}
-
-
-def _has_source(owner: Callable[..., Any], text: str) -> bool:
-    try:
-        return text in inspect.getsource(owner)
-    except (OSError, TypeError):
-        return False
 
 
 def _checks() -> dict[str, Callable[[], bool]]:
@@ -35,9 +29,7 @@ def _checks() -> dict[str, Callable[[], bool]]:
 
     return {
         # ThreadDelegateConsumer keeps its consumer thread in `_thread`.
-        "ThreadDelegateConsumer._thread": lambda: _has_source(
-            ThreadDelegateConsumer.__init__, "self._thread"
-        ),
+        "ThreadDelegateConsumer._thread": lambda: has_source(ThreadDelegateConsumer.__init__, "self._thread"),
         # mode's QueueServiceThread runs a coroutine on the thread and returns its result.
         "ConsumerThread.call_thread": lambda: callable(getattr(AIOKafkaConsumerThread, "call_thread", None)),
         # The aiokafka consumer itself.
@@ -45,11 +37,11 @@ def _checks() -> dict[str, Callable[[], bool]]:
             getattr(AIOKafkaConsumerThread, "_ensure_consumer", None)
         ),
         # Faust's livelock check reads when each partition was last committed.
-        "AIOKafkaConsumerThread.tp_last_committed_at": lambda: _has_source(
+        "AIOKafkaConsumerThread.tp_last_committed_at": lambda: has_source(
             AIOKafkaConsumerThread, "self.tp_last_committed_at = "
         ),
         # Faust drops fetched records below its read offset: a seek back must lower it too.
-        "Consumer._read_offset": lambda: _has_source(Consumer.__init__, "self._read_offset"),
+        "Consumer._read_offset": lambda: has_source(Consumer.__init__, "self._read_offset"),
         # Whether the table is still being recovered from its changelog (readiness).
         "Recovery.in_recovery": lambda: hasattr(Recovery, "in_recovery"),
     }
@@ -57,7 +49,7 @@ def _checks() -> dict[str, Callable[[], bool]]:
 
 def missing_internals() -> list[str]:
     """The private attributes this module relies on that the installed versions lack."""
-    return [name for name, present in _checks().items() if not present()]
+    return missing(_checks())
 
 
 def _aiokafka_tp(tp: Any) -> Any:

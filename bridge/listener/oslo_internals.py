@@ -10,18 +10,12 @@ way, a unit test fails when an upgrade moves it, and without it the listener kee
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
+from bridge.private_api import has_source, missing
+
 CHECKED_VERSIONS = {"oslo.messaging": "18.3.1"}
-
-
-def _has_source(owner: Callable[..., Any], text: str) -> bool:
-    try:
-        return text in inspect.getsource(owner)
-    except (OSError, TypeError):
-        return False
 
 
 def _checks() -> dict[str, Callable[[], bool]]:
@@ -30,15 +24,15 @@ def _checks() -> dict[str, Callable[[], bool]]:
 
     return {
         # The server keeps the driver's listener it created at start() in `listener`.
-        "MessageHandlingServer.listener": lambda: _has_source(
+        "MessageHandlingServer.listener": lambda: has_source(
             server.MessageHandlingServer.start, "self.listener = self._create_listener()"
         ),
         # The listener stores the window in a plain attribute...
-        "Listener.batch_timeout": lambda: _has_source(
+        "Listener.batch_timeout": lambda: has_source(
             base.Listener.__init__, "self.batch_timeout = batch_timeout"
         ),
         # ...that the polling thread reads again for every batch.
-        "PollStyleListenerAdapter._runner reads batch_timeout": lambda: _has_source(
+        "PollStyleListenerAdapter._runner reads batch_timeout": lambda: has_source(
             base.PollStyleListenerAdapter._runner, "batch_timeout=self.batch_timeout"
         ),
     }
@@ -46,7 +40,7 @@ def _checks() -> dict[str, Callable[[], bool]]:
 
 def missing_internals() -> list[str]:
     """What the batch window relies on that the installed oslo.messaging lacks."""
-    return [name for name, present in _checks().items() if not present()]
+    return missing(_checks())
 
 
 def set_batch_timeout(server: Any, seconds: float) -> bool:

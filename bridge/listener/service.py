@@ -25,7 +25,7 @@ from bridge.kafka_config import KafkaTlsRefused, explain_tls_failure, last_trans
 from bridge.listener import oslo_internals
 from bridge.listener.endpoint import KafkaBatchWriter, NotificationEndpoint, ordered_batch_listener
 from bridge.logs import setup_logging
-from bridge.rabbit_tls import apply_to_oslo, handshake, kombu_ssl
+from bridge.rabbit_tls import apply_to_oslo, handshake, kombu_connection
 from bridge.settings import ListenerSettings, load, redact_url
 from bridge.topics import core_topics, ensure_topics
 
@@ -154,22 +154,12 @@ def check_declarations(url: Any, settings: ListenerSettings) -> None:
     since oslo keeps reconnecting and the check is repeated by nobody: the declarations oslo then
     makes are the same ones.
     """
-    import kombu
-
     if url.transport not in ("rabbit", "amqp"):
         return  # oslo's in-memory fake:// transport, for tests
     virtual_host = url.virtual_host or "/"
     for host in url.hosts:
         try:
-            with kombu.Connection(
-                hostname=host.hostname or "127.0.0.1",
-                port=host.port or 5672,
-                userid=host.username or "guest",
-                password=host.password or "guest",
-                virtual_host=virtual_host,
-                connect_timeout=5,
-                ssl=kombu_ssl(settings, host.hostname),
-            ) as connection:
+            with kombu_connection(host, virtual_host, 5, settings) as connection:
                 connection.connect()
                 declare(connection, virtual_host, settings.exchange, settings.durable_queues, settings.pool)
             return

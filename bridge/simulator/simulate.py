@@ -16,7 +16,7 @@ from typing import Any
 
 from bridge.durability import DurabilityMismatch, declare, describe_mismatch, oslo_override
 from bridge.logs import setup_logging
-from bridge.rabbit_tls import apply_to_oslo, kombu_ssl
+from bridge.rabbit_tls import apply_to_oslo, kombu_connection
 from bridge.settings import RabbitSettings, SimulateSettings, load, redact_url
 from bridge.simulator.novasim import Notification, SimulatedCloud
 
@@ -118,8 +118,6 @@ class CloudPublisher:
     def _check_reachable(self, url: Any, timeout: float) -> None:
         """Connect once, so that a wrong address, password or virtual host stops the run at once;
         declare the exchange as this Nova would, so that a durability mismatch does too."""
-        import kombu
-
         if url.transport not in ("rabbit", "amqp"):
             return  # oslo's in-memory fake:// transport, for tests: nothing to reach
         virtual_host = url.virtual_host or "/"
@@ -127,15 +125,7 @@ class CloudPublisher:
         for host in url.hosts:
             address = f"{host.hostname or '127.0.0.1'}:{host.port or 5672}"
             try:
-                with kombu.Connection(
-                    hostname=host.hostname or "127.0.0.1",
-                    port=host.port or 5672,
-                    userid=host.username or "guest",
-                    password=host.password or "guest",
-                    virtual_host=virtual_host,
-                    connect_timeout=timeout,
-                    ssl=kombu_ssl(self._rabbit, host.hostname) if self._rabbit is not None else False,
-                ) as connection:
+                with kombu_connection(host, virtual_host, timeout, self._rabbit) as connection:
                     connection.connect()
                     declare(connection, virtual_host, "nova", self.durable, who="--durable-queues")
                 return

@@ -1,0 +1,24 @@
+"""Checks for the private attributes of a library that a `*_internals` module relies on.
+
+Each such module names what it uses and how to see that it is still there; these helpers run the
+checks, so that a library upgrade that moves one is reported at start (and in a unit test) instead
+of failing later."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+def has_source(owner: Callable[..., Any], text: str) -> bool:
+    """Whether `text` is in the source of `owner` (False when its source cannot be read)."""
+    try:
+        return text in inspect.getsource(owner)
+    except (OSError, TypeError):
+        return False
+
+
+def missing(checks: Mapping[str, Callable[[], bool]]) -> list[str]:
+    """The names of the checks that fail."""
+    return [name for name, present in checks.items() if not present()]
