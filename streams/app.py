@@ -99,6 +99,10 @@ def prepare_sinks(
         registrar.register(avro_topics(settings.events_topic, subscriptions))
 
 
+# A metadata request for the worker's few topics is cheap; a worker idle for minutes is not.
+METADATA_MAX_AGE_MS = 5_000
+
+
 def build_app(
     settings: StreamSettings,
     subscriptions: SubscriptionSource,
@@ -125,6 +129,10 @@ def build_app(
         stream_publish_on_commit=False,
         table_standby_replicas=1,
         broker_commit_interval=1.0,
+        # The group leader assigns no partition of a subscribed topic its metadata lacks (right
+        # after a broker restart, or a topic re-created by an operator), and only a metadata refresh
+        # showing the topic back makes it rebalance: refresh every few seconds, not every 5 minutes.
+        consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=settings.session_timeout_seconds / 4,
         autodiscover=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ import pytest
 from bridge.simulator.novasim import SimulatedCloud, raw_record
 from streams import codecs
 from tests.support.kafka import headers_of
+from tests.support.processes import EVENTFED
 from tests.support.stream import StreamRun
 
 pytestmark = pytest.mark.integration
@@ -367,3 +369,32 @@ def test_records_deleted_by_retention_before_the_worker_returns_are_counted_and_
     assert len(events) == survivors
     assert len({headers_of(m)["message_id"] for m in events}) == survivors
     assert f"eventfed_stream_lost_to_retention_total {lost}.0" in _metrics(proc)
+
+
+def test_a_worker_that_saw_its_raw_topic_missing_takes_it_up_again_once_it_is_back(stream_run):
+    """The group leader assigns no partition of a subscribed topic missing from its metadata (as
+    right after a broker restart, or when an operator re-creates the topic); the worker must take the
+    topic's partitions up again within seconds of their return, not at the next routine refresh of
+    its metadata, minutes later."""
+    from confluent_kafka.admin import AdminClient
+
+    cloud = SimulatedCloud(seed=7)
+    records = lifecycle_records(cloud, 4)  # 104 records
+    first, rest = records[:30], records[30:]
+    stream_run.start("w1")
+    stream_run.send(first)
+    assert len(stream_run.read(stream_run.events_topic, expected=30)) == 30
+
+    admin = AdminClient({"bootstrap.servers": stream_run.bootstrap})
+    for future in admin.delete_topics([stream_run.raw_topic], request_timeout=30).values():
+        future.result(timeout=30)
+    deadline = time.monotonic() + 60
+    while stream_run.raw_topic in admin.list_topics(timeout=10).topics:
+        assert time.monotonic() < deadline, "the raw topic was not deleted"
+        time.sleep(0.5)
+    # Long enough for the worker's consumer to see the topic gone and its group to rebalance.
+    time.sleep(8)
+    subprocess.run([EVENTFED, "topics"], env=stream_run.base_env, check=True, capture_output=True)
+    stream_run.send(rest)
+    events = stream_run.read(stream_run.events_topic, expected=len(records), timeout=90)
+    assert len(events) == len(records)
