@@ -274,6 +274,9 @@ class StreamSettings(CommonSettings):
     schema_registry_url: str | None = Field(default=None, pattern=r"^(https?|mock)://\S+$")
     # How long start-up retries registering the schema before the worker gives up (exit 1).
     schema_registry_timeout: float = Field(default=60.0, gt=0, le=3600)
+    # How long start-up retries creating (or checking) its topics while Kafka does not answer
+    # before the worker gives up (exit 1): Kafka starting after the worker is routine in a cluster.
+    kafka_start_timeout: float = Field(default=300.0, gt=0, le=86_400)
     # Raw records per batch: a packed record carries up to PACK_MAX notifications.
     batch_size: int = Field(default=100, ge=1, le=100_000)
     # Batches decided while earlier ones are still being written. 1 (the default) decides the next

@@ -100,6 +100,10 @@ DESCRIPTIONS: dict[str, str] = {
     "web_host": "address of the worker's /healthz, /readyz and /metrics",
     "web_port": "port of the worker's /healthz, /readyz and /metrics",
     "schema_registry_timeout": "seconds the worker tries to register its schemas at start before it exits",
+    "kafka_start_timeout": (
+        "seconds the worker retries creating its topics at start while Kafka does not answer, "
+        "not ready meanwhile, before it exits"
+    ),
     "stuck_after": (
         "per status kind, how long an action may go without its end before it is stuck, e.g. "
         "`DELETE=5m,SNAPSHOT=2h,default=30m` (0 or off: no timer); kinds not named keep theirs: 10m for "

@@ -14,12 +14,13 @@ import logging
 import time
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from bridge.health import HealthServer, register_build_info
 from bridge.heap import settle_after_start_up
 from bridge.kafka_config import KafkaTlsRefused, producer_config, ssl_context
 from bridge.logs import setup_logging
+from bridge.retry import Backoff
 from bridge.settings import StreamSettings, load
 from bridge.topics import core_topics, ensure_topics
 from streams import pipeline
@@ -289,13 +290,7 @@ def run(args: argparse.Namespace) -> int:
 def _create_topics_then_work(
     settings: StreamSettings, subscriptions: SubscriptionSource, health: StreamHealth
 ) -> int:
-    health.observed = (False, "creating topics", 0.0)
-    try:
-        ensure_topics(settings, core_topics(settings) + sink_topics(settings, subscriptions()))
-    except (KafkaException, KafkaTlsRefused, TimeoutError) as exc:
-        # Without its topics the worker cannot start; the orchestrator restarts it.
-        reason = exc.args[0] if isinstance(exc, KafkaException | KafkaTlsRefused) else "no answer in time"
-        LOG.error("cannot start: cannot create topics on %s: %s", settings.kafka_bootstrap_servers, reason)
+    if not _create_topics(settings, subscriptions, health):
         return 1
     registrar = None
     if settings.schema_registry_url:
@@ -305,6 +300,38 @@ def _create_topics_then_work(
     health.observed = (False, "starting the worker", 0.0)
     app, _runner = build_app(settings, subscriptions, health, registrar)
     return _work(settings, app)
+
+
+def _create_topics(settings: StreamSettings, subscriptions: SubscriptionSource, health: StreamHealth) -> bool:
+    """The worker's topics created (or found), retried with backoff while Kafka does not answer,
+    for up to kafka_start_timeout seconds; False (logged) when they could not be."""
+    deadline = time.monotonic() + settings.kafka_start_timeout
+    backoff = Backoff(initial=1.0, maximum=15.0)
+    while True:
+        health.observed = (False, "creating topics", 0.0)
+        try:
+            ensure_topics(settings, core_topics(settings) + sink_topics(settings, subscriptions()))
+            return True
+        except KafkaTlsRefused as exc:
+            # A refused certificate is configuration: trying again cannot mend it.
+            LOG.error("cannot start: %s", exc.args[0])
+            return False
+        except (KafkaException, TimeoutError) as exc:
+            error = exc.args[0] if isinstance(exc, KafkaException) else None
+            reason = error.str() if isinstance(error, KafkaError) else "no answer in time"
+        where = settings.kafka_bootstrap_servers
+        delay = backoff.next_delay()
+        if time.monotonic() + delay > deadline:
+            LOG.error(
+                "cannot start: cannot create topics on %s within %.0fs: %s",
+                where,
+                settings.kafka_start_timeout,
+                reason,
+            )
+            return False
+        LOG.warning("cannot create topics on %s (%s); trying again in %.1fs", where, reason, delay)
+        health.observed = (False, f"waiting for Kafka at {where}: {reason}", 0.0)
+        time.sleep(delay)
 
 
 def _register_schemas(

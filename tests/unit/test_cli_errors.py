@@ -189,9 +189,45 @@ def test_stream_that_cannot_create_its_topics_is_one_line(monkeypatch, capsys):
         raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed while waiting for controller"))
 
     monkeypatch.setattr("streams.app.ensure_topics", unreachable)
+    # Shorter than the first retry's delay: one attempt, then the error.
+    monkeypatch.setenv("EVENTFED_KAFKA_START_TIMEOUT", "0.5")
     assert main(["stream"]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
     message = _one_error_line(captured.err)["message"]
     assert message.startswith("cannot start: cannot create topics on 127.0.0.1:")
     assert "Failed while waiting for controller" in message
+
+
+def test_stream_waits_for_a_kafka_that_answers_late(monkeypatch, caplog):
+    from confluent_kafka import KafkaError, KafkaException
+
+    from streams import app
+    from streams.subscription_source import SubscriptionSource
+
+    attempts: list[str] = []
+    waits: list[float] = []
+    seen_by_probe: list[str] = []
+    health = app.StreamHealth()
+
+    def late_kafka(_settings, specs):
+        attempts.append(",".join(spec.name for spec in specs))
+        if len(attempts) < 3:
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "Connection refused"))
+        return []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        seen_by_probe.append(health.observed[1])
+
+    monkeypatch.setattr(app, "ensure_topics", late_kafka)
+    monkeypatch.setattr(app.time, "sleep", sleep)
+    settings = load(StreamSettings)
+    with caplog.at_level(logging.WARNING):
+        assert app._create_topics(settings, SubscriptionSource(settings.subscriptions_file), health)
+    assert len(attempts) == 3 and len(waits) == 2
+    assert waits[0] < waits[1]
+    where = f"waiting for Kafka at {settings.kafka_bootstrap_servers}: Connection refused"
+    assert seen_by_probe == [where, where]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2 and all("trying again in" in w for w in warnings), warnings
