@@ -23,9 +23,10 @@ from bridge.health import HealthServer, register_build_info
 from bridge.heap import settle_after_start_up
 from bridge.kafka_config import KafkaTlsRefused, explain_tls_failure, last_transport_error, producer_config
 from bridge.listener import oslo_internals
-from bridge.listener.endpoint import KafkaBatchWriter, NotificationEndpoint, ordered_batch_listener
+from bridge.listener.endpoint import NotificationEndpoint, ordered_batch_listener
 from bridge.logs import setup_logging
 from bridge.rabbit_tls import apply_to_oslo, handshake, kombu_connection
+from bridge.raw_writer import KafkaBatchWriter
 from bridge.settings import ListenerSettings, load, redact_url
 from bridge.topics import core_topics, ensure_topics
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from bridge.listener import oslo_internals
-from bridge.listener.endpoint import KafkaBatchWriter, NotificationEndpoint, ordered_batch_listener
+from bridge.listener.endpoint import NotificationEndpoint, ordered_batch_listener
 from bridge.listener.window import BatchWindow
+from bridge.raw_writer import KafkaBatchWriter
 from tests.unit.test_raw_and_listener import FakeProducer, message, settings
 
 ROOT = Path(__file__).resolve().parents[2]

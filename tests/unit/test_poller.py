@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bridge.listener.endpoint import BatchResult
 from bridge.poller.nova import Listing, NovaAuthError, NovaServers, NovaUnavailable, build_client
 from bridge.poller.service import EXIT_AUTH, KafkaRefused, Poller, PollState, poll_until_stopped
 from bridge.raw import DeadLetter, RawRecord
+from bridge.raw_writer import BatchResult
 from bridge.retry import Backoff
 from bridge.settings import PollerSettings, SettingsError, load
 from tests.support.nova_api import FakeNovaApi, server

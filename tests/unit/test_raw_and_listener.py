@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bridge.listener.endpoint import KafkaBatchWriter, NotificationEndpoint, ordered_batch_listener
+from bridge.listener.endpoint import NotificationEndpoint, ordered_batch_listener
 from bridge.raw import DeadLetter, RawRecord, build_raw_record, record_key, scrub_context
+from bridge.raw_writer import KafkaBatchWriter
 from bridge.retry import Backoff
 from bridge.settings import ListenerSettings
 

@@ -149,7 +149,7 @@ class MetadataProducer:
 
 
 def test_the_listener_writer_packs_per_partition_and_maps_a_refusal_back_to_its_notifications():
-    from bridge.listener.endpoint import KafkaBatchWriter
+    from bridge.raw_writer import KafkaBatchWriter
 
     vms = [str(uuid.UUID(int=i)) for i in range(16)]
     records = raw_records(vms, 3)
