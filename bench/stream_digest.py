@@ -83,10 +83,16 @@ def lifecycles(vms: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
 def _vm_state_of(document: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
     payload = document.get("payload") or {}
     data = payload.get("nova_object.data", payload)
-    return data.get("state"), data.get("task_state") or data.get("state_description") or None, data.get("host")
+    return (
+        data.get("state"),
+        data.get("task_state") or data.get("state_description") or None,
+        data.get("host"),
+    )
 
 
-def _polled(instance_id: str, document: Mapping[str, Any], updated: datetime, vm_state: str) -> dict[str, Any]:
+def _polled(
+    instance_id: str, document: Mapping[str, Any], updated: datetime, vm_state: str
+) -> dict[str, Any]:
     _, task_state, host = _vm_state_of(document)
     stamp = updated.strftime("%Y-%m-%dT%H:%M:%SZ")
     server = {
