@@ -265,11 +265,18 @@ def _text_map(values: Mapping[str, Any]) -> dict[str, str]:
     return {k: v if isinstance(v, str) else str(v) for k, v in values.items() if v not in (None, "")}
 
 
-def ves_event(event: Mapping[str, Any], step: Step, reporting_entity: str | None = None) -> dict[str, Any]:
+def ves_event(
+    event: Mapping[str, Any],
+    step: Step,
+    reporting_entity: str | None = None,
+    *,
+    occurred_micros: int | None = None,
+) -> dict[str, Any]:
     """The VES event for a VM status event (its JSON form) and the alarm step it made.
 
     reporting_entity names the reporter in the header; by default the event's VIM: Policy and
-    Holmes find the vserver in A&AI by its cloud region.
+    Holmes find the vserver in A&AI by its cloud region. occurred_micros: the event's occurred_at
+    in epoch µs, when the caller has it (else it is read from the event's ISO text).
     """
     status = api_status(event.get("state"), event.get("task_state"))
     if status is None:
@@ -279,7 +286,7 @@ def ves_event(event: Mapping[str, Any], step: Step, reporting_entity: str | None
         )
     instance_id = str(event["instance_id"])
     vim_id = str(event["vim_id"])
-    occurred = epoch_micros(event.get("occurred_at"))
+    occurred = epoch_micros(event.get("occurred_at")) if occurred_micros is None else occurred_micros
     details = _text_map(
         {
             "vimId": vim_id,
@@ -345,8 +352,14 @@ def ves_event(event: Mapping[str, Any], step: Step, reporting_entity: str | None
     return {"event": {"commonEventHeader": header, "stateChangeFields": state_fields}}
 
 
-def encode(event: Mapping[str, Any], step: Step, reporting_entity: str | None = None) -> bytes:
-    return orjson.dumps(ves_event(event, step, reporting_entity))
+def encode(
+    event: Mapping[str, Any],
+    step: Step,
+    reporting_entity: str | None = None,
+    *,
+    occurred_micros: int | None = None,
+) -> bytes:
+    return orjson.dumps(ves_event(event, step, reporting_entity, occurred_micros=occurred_micros))
 
 
 def stuck_fault(
