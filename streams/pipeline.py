@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 from bridge.raw import (
     HEADER_ERROR,
@@ -76,8 +76,10 @@ class Source:
         return {"topic": self.topic, "partition": self.partition, "offset": self.offset, "index": self.index}
 
 
-@dataclass(frozen=True, slots=True)
-class Output:
+class Output(NamedTuple):
+    """One record to write. A named tuple rather than a frozen dataclass: as immutable, and made
+    in a quarter of the time (two or three per notification)."""
+
     topic: str
     key: bytes | None
     value: bytes | None
@@ -215,11 +217,12 @@ def is_older(
 
 # Twins are sent one right after the other; further apart, two alike events are two events.
 TWIN_SECONDS = 5.0
+_TWIN_FORMATS = frozenset({FORMAT_LEGACY, FORMAT_VERSIONED})
 
 
 def is_twin(event_json: Mapping[str, Any], state: Mapping[str, Any]) -> bool:
     """Whether the event is the other-format twin of the one that made the state."""
-    if {event_json.get("format"), state.get("format")} != {FORMAT_LEGACY, FORMAT_VERSIONED}:
+    if {event_json.get("format"), state.get("format")} != _TWIN_FORMATS:
         return False
     if twin_action(str(event_json.get("event_type"))) != twin_action(str(state.get("event_type"))):
         return False
@@ -364,7 +367,7 @@ class Processor:
                 sequence = max(step.sequence, _after_stuck_raises(before))
                 clears = [(pending, sequence + i) for i, pending in enumerate(timers.cleared)]
                 if sequence + len(clears) != step.sequence:
-                    step = replace(step, sequence=sequence + len(clears))
+                    step = step._replace(sequence=sequence + len(clears))
             new_state = {
                 **event_json,
                 META: {
