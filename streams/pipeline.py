@@ -78,7 +78,7 @@ class Source:
 
 class Output(NamedTuple):
     """One record to write. A named tuple rather than a frozen dataclass: as immutable, and made
-    in a quarter of the time (two or three per notification)."""
+    in about a third of the time (two or three are made per notification)."""
 
     topic: str
     key: bytes | None

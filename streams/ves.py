@@ -130,7 +130,7 @@ class Alarm:
 
 class Step(NamedTuple):
     """What one applied event did to its VM's alarm, and what the VES encoding of it needs. A
-    named tuple: as immutable as a frozen dataclass, made in a third of the time (twice per event).
+    named tuple: as immutable as a frozen dataclass, made in half the time (twice per event).
 
     alarm       for raise and none, the alarm standing after the event (None: no alarm); for
                 clear, the alarm it cleared
