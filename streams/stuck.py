@@ -171,8 +171,9 @@ class Pending:
 
 def pending_of(meta: Any) -> dict[str, Pending]:
     """The pending actions written in a state record's META; unreadable entries are dropped."""
-    written = meta.get(_PENDING) if isinstance(meta, Mapping) else None
-    if not isinstance(written, Mapping):
+    # dict first: the ABC check costs, and this runs on every event.
+    written = meta.get(_PENDING) if type(meta) is dict or isinstance(meta, Mapping) else None
+    if written is None or (type(written) is not dict and not isinstance(written, Mapping)):
         return {}
     found = {kind: Pending.from_dict(kind, value) for kind, value in written.items() if isinstance(kind, str)}
     return {kind: pending for kind, pending in found.items() if pending is not None}

@@ -11,11 +11,12 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Literal
+from operator import itemgetter
+from typing import Any, Final, Literal
 
 import jsonschema
 import yaml
@@ -34,6 +35,10 @@ class Patterns:
     include: re.Pattern[str] | None = None
     exclude: re.Pattern[str] | None = None
     case_insensitive: bool = False
+
+    @property
+    def matches_all(self) -> bool:
+        return self.include is None and self.exclude is None
 
     @classmethod
     def compile(cls, patterns: Sequence[str] | None, case_insensitive: bool = False) -> Patterns:
@@ -103,6 +108,82 @@ class Subscription:
 
 def matching(subscriptions: Sequence[Subscription], event: Mapping[str, Any]) -> list[Subscription]:
     return [s for s in subscriptions if s.matches(event)]
+
+
+# A cache of verdicts is cleared when it holds this many: a bound, should the fields filtered on
+# take many values (a filter on tenants, in a cloud of thousands of them).
+MAX_VERDICTS: Final = 4096
+
+Verdicts = tuple[bool, ...]
+
+
+class Matcher:
+    """What every subscription decides for an event, `matches` and `watches`, one bool each, in
+    the subscriptions' order; the same as asking each, for many events at less cost.
+
+    A verdict depends only on the event fields the subscriptions filter on, and those take few
+    values (phases, status kinds, a few VIMs): the verdicts of all the subscriptions are
+    remembered by those fields' values, so most events are decided by one dict lookup instead of
+    a pass of regular expressions per subscription.
+    """
+
+    def __init__(self, subscriptions: Sequence[Subscription]) -> None:
+        self.subscriptions = tuple(subscriptions)
+        watched = [
+            name
+            for name, filtered in (
+                ("vim_id", any(not s.vims.matches_all for s in self.subscriptions)),
+                ("tenant_id", any(not s.tenants.matches_all for s in self.subscriptions)),
+                ("host", any(not s.hosts.matches_all for s in self.subscriptions)),
+            )
+            if filtered
+        ]
+        # The phase always counts: every subscription has phases (by default end and error).
+        matched = ["phase"]
+        if any(not s.events.matches_all for s in self.subscriptions):
+            matched.append("status")
+        if any(not s.states.matches_all for s in self.subscriptions):
+            matched.append("state")
+        self._match_key = _key_of(matched + watched)
+        self._watch_key = _key_of(watched)
+        self._matches: dict[Any, Verdicts] = {}
+        self._watches: dict[Any, Verdicts] = {}
+
+    def matches(self, event: Mapping[str, Any]) -> Verdicts:
+        """Subscription.matches of each subscription."""
+        return _verdicts(self.subscriptions, event, self._match_key, self._matches, Subscription.matches)
+
+    def watches(self, event: Mapping[str, Any]) -> Verdicts:
+        """Subscription.watches of each subscription."""
+        return _verdicts(self.subscriptions, event, self._watch_key, self._watches, Subscription.watches)
+
+
+def _key_of(names: Sequence[str]) -> Callable[[Mapping[str, Any]], Any]:
+    if not names:
+        return lambda event: ()
+    # One name: the value itself is the key (itemgetter of one name returns no tuple).
+    return itemgetter(*names)
+
+
+def _verdicts(
+    subscriptions: tuple[Subscription, ...],
+    event: Mapping[str, Any],
+    key_of: Callable[[Mapping[str, Any]], Any],
+    cache: dict[Any, Verdicts],
+    decide: Callable[[Subscription, Mapping[str, Any]], bool],
+) -> Verdicts:
+    try:
+        key = key_of(event)
+        found = cache.get(key)
+    except (KeyError, TypeError):
+        # A field absent or unhashable (not from normalise): decided without the cache.
+        return tuple(decide(s, event) for s in subscriptions)
+    if found is None:
+        found = tuple(decide(s, event) for s in subscriptions)
+        if len(cache) >= MAX_VERDICTS:
+            cache.clear()
+        cache[key] = found
+    return found
 
 
 @lru_cache(maxsize=1)

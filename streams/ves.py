@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import orjson
 
@@ -119,7 +119,8 @@ class Alarm:
 
     @classmethod
     def from_dict(cls, value: Any) -> Alarm | None:
-        if not isinstance(value, Mapping):
+        # None and dict first: the ABC check costs, and this runs on every event.
+        if value is None or (type(value) is not dict and not isinstance(value, Mapping)):
             return None
         event_id, raised_at, severity = value.get("event_id"), value.get("raised_at"), value.get("severity")
         if not isinstance(event_id, str) or type(raised_at) is not int or severity not in _PRIORITY:
@@ -127,9 +128,9 @@ class Alarm:
         return cls(event_id, raised_at, severity)
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    """What one applied event did to its VM's alarm, and what the VES encoding of it needs.
+class Step(NamedTuple):
+    """What one applied event did to its VM's alarm, and what the VES encoding of it needs. A
+    named tuple: as immutable as a frozen dataclass, made in half the time (twice per event).
 
     alarm       for raise and none, the alarm standing after the event (None: no alarm); for
                 clear, the alarm it cleared
@@ -179,10 +180,13 @@ def alarm_event_id(vim_id: str, instance_id: str, raised_at: int) -> str:
 
 def step_from_meta(meta: Any) -> Step | None:
     """The step a state record's event made, as written by `step_to_meta`; None if absent."""
-    if not isinstance(meta, Mapping):
+    # dict first: the ABC check costs, and this runs on every event.
+    if type(meta) is not dict and not isinstance(meta, Mapping):
         return None
     written = meta.get("ves")
-    if not isinstance(written, Mapping) or written.get("transition") not in (RAISE, CLEAR, NONE):
+    if type(written) is not dict and not isinstance(written, Mapping):
+        return None
+    if written.get("transition") not in (RAISE, CLEAR, NONE):
         return None
     sequence = written.get("sequence")
     old_status = written.get("old_status")
@@ -262,14 +266,21 @@ def service_state(status: str | None) -> str:
 
 def _text_map(values: Mapping[str, Any]) -> dict[str, str]:
     # VES hashMaps carry strings only; an absent value is left out rather than written "None".
-    return {k: v if isinstance(v, str) else str(v) for k, v in values.items() if v not in (None, "")}
+    return {k: v if isinstance(v, str) else str(v) for k, v in values.items() if v is not None and v != ""}
 
 
-def ves_event(event: Mapping[str, Any], step: Step, reporting_entity: str | None = None) -> dict[str, Any]:
+def ves_event(
+    event: Mapping[str, Any],
+    step: Step,
+    reporting_entity: str | None = None,
+    *,
+    occurred_micros: int | None = None,
+) -> dict[str, Any]:
     """The VES event for a VM status event (its JSON form) and the alarm step it made.
 
     reporting_entity names the reporter in the header; by default the event's VIM: Policy and
-    Holmes find the vserver in A&AI by its cloud region.
+    Holmes find the vserver in A&AI by its cloud region. occurred_micros: the event's occurred_at
+    in epoch µs, when the caller has it (else it is read from the event's ISO text).
     """
     status = api_status(event.get("state"), event.get("task_state"))
     if status is None:
@@ -279,7 +290,7 @@ def ves_event(event: Mapping[str, Any], step: Step, reporting_entity: str | None
         )
     instance_id = str(event["instance_id"])
     vim_id = str(event["vim_id"])
-    occurred = epoch_micros(event.get("occurred_at"))
+    occurred = epoch_micros(event.get("occurred_at")) if occurred_micros is None else occurred_micros
     details = _text_map(
         {
             "vimId": vim_id,
@@ -345,8 +356,14 @@ def ves_event(event: Mapping[str, Any], step: Step, reporting_entity: str | None
     return {"event": {"commonEventHeader": header, "stateChangeFields": state_fields}}
 
 
-def encode(event: Mapping[str, Any], step: Step, reporting_entity: str | None = None) -> bytes:
-    return orjson.dumps(ves_event(event, step, reporting_entity))
+def encode(
+    event: Mapping[str, Any],
+    step: Step,
+    reporting_entity: str | None = None,
+    *,
+    occurred_micros: int | None = None,
+) -> bytes:
+    return orjson.dumps(ves_event(event, step, reporting_entity, occurred_micros=occurred_micros))
 
 
 def stuck_fault(

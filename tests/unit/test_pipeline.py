@@ -77,6 +77,36 @@ def test_applied_event_goes_to_events_and_matching_subscriptions_in_their_format
     }
 
 
+def test_subscriptions_put_in_force_decide_the_next_records():
+    in_force = [SUBS]
+    processor = pipeline.Processor(pipeline.Topics("events", "dlq"), lambda: in_force[0], 600)
+    _, notes = vm_records()
+    state: dict[bytes, dict] = {}
+
+    def feed(note: dict, offset: int) -> pipeline.Outcome:
+        outcome = processor.process(
+            b"k", json.dumps(note).encode(), pipeline.Source("raw", 0, offset), state.get, 1.0
+        )
+        if outcome.new_state is not None:
+            state[outcome.state_key] = outcome.new_state  # type: ignore[index]
+        return outcome
+
+    feed(notes["create"], 1)
+    assert topics(feed(notes["power_off"], 2)) == ["events", "spec.json", "spec.avro"]
+    # A reloaded file is a new list: its rules apply from the next record on.
+    in_force[0] = load_subscriptions(
+        """
+subscriptions:
+  - name: power-on
+    match: {events: [POWER_ON]}
+    sink: {type: kafka, topic: power.on, format: json}
+"""
+    )
+    outcome = feed(notes["power_on"], 3)
+    assert topics(outcome) == ["events", "power.on"] and outcome.matched == ["power-on"]
+    assert dict(outcome.outputs[1].headers)["subscription"] == b"power-on"
+
+
 def test_without_a_registry_avro_is_single_object_and_says_so():
     h = Harness()
     _, notes = vm_records()

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
-from streams.subscriptions import Patterns, SubscriptionError, load_subscriptions, matching
+from streams import subscriptions as subscriptions_module
+from streams.subscriptions import Matcher, Patterns, SubscriptionError, load_subscriptions, matching
 
 DOC = """
 subscriptions:
@@ -53,6 +56,62 @@ def test_matching_rules():
     assert "power-region" not in names(subs, event(tenant_id="t2"))
     assert "power-region" not in names(subs, event(state="paused"))
     assert names(subs, event(status="PAUSE", phase="error", vim_id="x_y", host="h")) == ["spec"]
+
+
+def test_the_matcher_decides_as_each_subscription_does():
+    subs = load_subscriptions(DOC)
+    matcher = Matcher(subs)
+    values = {
+        "status": ["POWER_OFF", "power_on", "UPDATE", "PAUSE", None],
+        "phase": ["end", "start", "none", None],
+        "vim_id": ["cloud_one", "other_x"],
+        "state": ["stopped", "paused", None],
+        "tenant_id": ["t1", "t2", None],
+        "host": ["compute-12", "compute-2"],
+    }
+    # Every combination twice: the second time the verdicts come from what was remembered.
+    for _ in range(2):
+        for combination in itertools.product(*values.values()):
+            ev = dict(zip(values, combination, strict=True))
+            assert matcher.matches(ev) == tuple(s.matches(ev) for s in subs), ev
+            assert matcher.watches(ev) == tuple(s.watches(ev) for s in subs), ev
+
+
+def test_the_matcher_keys_only_on_the_fields_filtered_on():
+    subs = load_subscriptions(
+        """
+subscriptions:
+  - name: closed-loop
+    match: {events: [DELETE]}
+    sink: {type: kafka, topic: a}
+  - name: everything
+    match: {phases: [start, end, error, none]}
+    sink: {type: kafka, topic: b}
+"""
+    )
+    matcher = Matcher(subs)
+    assert matcher.matches(event(status="DELETE", tenant_id="t1")) == (True, True)
+    # The tenant and host differ, the verdicts cannot: no second entry.
+    assert matcher.matches(event(status="DELETE", tenant_id="t9", host="h")) == (True, True)
+    assert len(matcher._matches) == 1
+    assert matcher.matches(event(status="PAUSE")) == (False, True)
+    assert matcher.watches(event()) == (True, True) and matcher.watches({}) == (True, True)
+
+
+def test_the_matcher_decides_events_it_cannot_remember(monkeypatch):
+    monkeypatch.setattr(subscriptions_module, "MAX_VERDICTS", 3)
+    subs = load_subscriptions(DOC)
+    matcher = Matcher(subs)
+    for number in range(10):
+        ev = event(host=f"compute-1{number}", tenant_id="t1")
+        assert matcher.matches(ev) == tuple(s.matches(ev) for s in subs)
+    # Bounded: cleared when full, then filled again.
+    assert 0 < len(matcher._matches) <= 3
+    # A field missing: decided all the same, not remembered.
+    remembered = dict(matcher._matches)
+    partial = {"status": "POWER_OFF", "phase": "end", "vim_id": "cloud_one"}
+    assert matcher.matches(partial) == tuple(s.matches(partial) for s in subs) == (True, True, False)
+    assert matcher._matches == remembered
 
 
 def test_patterns():
