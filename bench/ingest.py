@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import time
 from collections import Counter
 from typing import Any
@@ -20,7 +22,7 @@ from confluent_kafka import Producer
 from bench import amqputil, profiles
 from bench.context import VIM_ID, AccountingError, Context, cpu_from_samples, rate_from_samples
 from bench.kafkautil import Offsets, create_topics, read_ids
-from bench.procs import cpu_seconds, free_port, metric_sum, scrape, wait_http, wait_until
+from bench.procs import ROOT, clean_env, cpu_seconds, free_port, metric_sum, scrape, wait_http, wait_until
 from bench.publish import notes_for
 from bridge.kafka_config import producer_config
 from bridge.raw import HEADER_EVENT_TYPE, HEADER_MESSAGE_ID, record_key
@@ -30,6 +32,8 @@ LOG = logging.getLogger(__name__)
 
 TARGET_PER_SECOND = 5000.0
 TARGET_RATIO_TO_BARE_BRIDGE = 0.6
+# eventfed's own share: the bench's mean listener batch, and the configured batch_size.
+OWN_SHARE_BATCHES = (33, 500)
 # Where the listener's time goes (cumulative): oslo's poll and dispatch, eventfed's batch handling.
 LISTENER_PARTS = [
     "bridge/listener.py:handle",
@@ -132,12 +136,32 @@ def run(ctx: Context) -> dict[str, Any]:
                 )
         finally:
             offsets.close()
+    result["own_share"] = own_share(ctx, 2_000 if ctx.quick else 20_000, 1 if ctx.quick else 3)
     bare = result["bare_consumer"]["per_second"]
     result["ratio_to_bare_consumer"] = rate / bare if bare else float("nan")
     result["ratio_to_bare_bridge"] = rate / result["bare_bridge"]["per_second"]
     result["meets_target"] = rate >= TARGET_PER_SECOND
     result["meets_target_ratio"] = result["ratio_to_bare_bridge"] >= TARGET_RATIO_TO_BARE_BRIDGE
     return result
+
+
+def own_share(ctx: Context, n: int, rounds: int) -> dict[str, Any]:
+    """bench.listener_share in a process of its own (no other Python thread in it)."""
+    command = [
+        sys.executable,
+        "-m",
+        "bench.listener_share",
+        f"--notifications={n}",
+        f"--rounds={rounds}",
+        f"--batches={','.join(str(size) for size in OWN_SHARE_BATCHES)}",
+        f"--bootstrap={ctx.bootstrap}",
+        f"--topic-prefix={ctx.prefix}ingest.share.",
+    ]
+    done = subprocess.run(command, env=clean_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    (ctx.log_dir / "ingest-own-share.log").write_text(done.stderr)
+    if done.returncode != 0:
+        return {"error": f"bench.listener_share exited {done.returncode}: {done.stderr.strip()[-300:]}"}
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def written_by(port: int, last: int) -> int:

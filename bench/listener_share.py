@@ -53,9 +53,7 @@ def oslo_messages(n: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
     return messages
 
 
-def _batches(
-    messages: list[tuple[str, dict[str, Any]]], size: int
-) -> list[list[tuple[str, dict[str, Any]]]]:
+def _batches(messages: list[tuple[str, dict[str, Any]]], size: int) -> list[list[tuple[str, dict[str, Any]]]]:
     return [messages[i : i + size] for i in range(0, len(messages), size)]
 
 
@@ -176,7 +174,9 @@ def measure(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.listener_share", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.listener_share", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--notifications", type=int, default=20_000)
     parser.add_argument("--batches", default="33,500", help="comma-separated batch sizes")
     parser.add_argument("--rounds", type=int, default=3)
