@@ -108,7 +108,8 @@ def _keep_key(key: Any) -> bool:
 
 
 def scrub_context(context: Any) -> dict[str, Any]:
-    if not isinstance(context, Mapping):
+    # A dict is told apart without the Mapping ABC's isinstance, which costs ten times more.
+    if type(context) is not dict and not isinstance(context, Mapping):
         return {}
     return {str(k): v for k, v in context.items() if _keep_key(k)}
 
@@ -136,15 +137,16 @@ def encode_document(document: Mapping[str, Any]) -> bytes:
 
 def record_key(event_type: Any, payload: Any, publisher_id: Any) -> bytes:
     """The instance uuid of an instance notification (a polled server's id), else the publisher id."""
-    if event_type == POLLED_EVENT_TYPE and isinstance(payload, Mapping):
+    is_mapping = type(payload) is dict or isinstance(payload, Mapping)
+    if event_type == POLLED_EVENT_TYPE and is_mapping:
         server_id = payload.get("id")
         if isinstance(server_id, str) and server_id:
             return server_id.encode()
-    if isinstance(payload, Mapping):
+    if is_mapping:
         instance_id = payload.get("instance_id")
         if not instance_id:
             data = payload.get("nova_object.data")
-            if isinstance(data, Mapping):
+            if type(data) is dict or isinstance(data, Mapping):
                 instance_id = data.get("uuid")
         if isinstance(instance_id, str) and instance_id:
             return instance_id.encode()
@@ -203,7 +205,7 @@ def build_raw_record(
 ) -> RawRecord | DeadLetter:
     """Turn one oslo message dict (ctxt, publisher_id, event_type, payload, metadata) into a record."""
     metadata = message.get("metadata") or {}
-    if not isinstance(metadata, Mapping):
+    if type(metadata) is not dict and not isinstance(metadata, Mapping):
         metadata = {}
     event_type = message.get("event_type")
     publisher_id = message.get("publisher_id")
@@ -280,13 +282,11 @@ def _packed(partition: int, records: Sequence[RawRecord], members: list[int]) ->
     first = records[members[0]]
     if len(members) == 1:
         return PackedRecord(partition, first.key, first.value, first.headers, (members[0],))
-    keys = {records[i].key for i in members}
-    headers: Headers = [
-        *(h for h in first.headers if h[0] == HEADER_VIM_ID),
-        (HEADER_COUNT, str(len(members)).encode()),
-        (HEADER_CONTENT_TYPE, PACKED_CONTENT_TYPE),
-    ]
-    value = b"\n".join(records[i].value for i in members)
+    chosen = [records[i] for i in members]
+    keys = {r.key for r in chosen}
+    headers: Headers = [h for h in first.headers if h[0] == HEADER_VIM_ID]
+    headers += [(HEADER_COUNT, str(len(members)).encode()), (HEADER_CONTENT_TYPE, PACKED_CONTENT_TYPE)]
+    value = b"\n".join([r.value for r in chosen])
     return PackedRecord(partition, first.key if len(keys) == 1 else None, value, headers, tuple(members))
 
 

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from bridge.kafka_config import KeyPartitioner
 from bridge.kafka_delivery import ProduceRequest, produce_and_confirm
@@ -90,8 +90,12 @@ class KafkaBatchWriter:
 
     def write(self, records: Sequence[RawRecord | DeadLetter]) -> BatchResult:
         """Returns the records Kafka refused, in their original order."""
-        raw_positions = [i for i, record in enumerate(records) if isinstance(record, RawRecord)]
-        raw = [cast(RawRecord, records[i]) for i in raw_positions]
+        raw_positions: list[int] = []
+        raw: list[RawRecord] = []
+        for index, record in enumerate(records):
+            if isinstance(record, RawRecord):
+                raw_positions.append(index)
+                raw.append(record)
         requests: list[ProduceRequest] = []
         members: list[list[int]] = []
         for packed in pack(raw, self.partitioner(), self._pack_max, self._max_bytes):
