@@ -630,6 +630,16 @@ def _why_missed(r: Results) -> list[str]:
             "kombu's `ensure()` around every message, and has no option to do otherwise. More listener "
             "replicas on the same pool queue scale it out; a single one cannot reach 0.6 through oslo."
         )
+    share = ingest.get("own_share") or {}
+    if share.get("batches") and not share.get("meets_target"):
+        parts = share.get("parts") or {}
+        lines.append(
+            f"- Listener's own share: {_own_share_sizes(share)} of the calling thread's CPU per "
+            f"notification against ≤ {_n(share.get('target_us'))} µs; building the raw records takes "
+            f"{_n(parts.get('build_raw_record_us'), 1)} µs and packing them "
+            f"{_n(parts.get('pack_us'), 1)} µs, the rest is the producer's calls and the flush in "
+            "that thread (see the ingest section)."
+        )
     if "worker" in stream and not stream.get("meets_target_ratio"):
         plain_us = stream["plain_loop"].get("cpu_us_per_record")
         logic_us = stream["in_process"].get("microseconds_per_record")

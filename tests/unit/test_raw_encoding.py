@@ -48,7 +48,7 @@ def simulated_payloads() -> list[dict[str, Any]]:
     return payloads
 
 
-def test_simulated_notifications_are_written_as_the_standard_library_wrote_them():
+def test_simulated_notifications_are_written_as_the_standard_library_wrote_them() -> None:
     payloads = simulated_payloads()
     assert payloads
     for payload in payloads:
@@ -71,7 +71,7 @@ def test_simulated_notifications_are_written_as_the_standard_library_wrote_them(
         {"controls": "line\nbreak\ttab\u2028sep\x00nul"},
     ],
 )
-def test_what_the_standard_library_writes_is_written_as_equal_json(document):
+def test_what_the_standard_library_writes_is_written_as_equal_json(document: Any) -> None:
     value = encode_document(document)
     assert json.loads(value) == json.loads(standard(document))
     assert b"\n" not in value  # one document per line when packed
@@ -92,7 +92,7 @@ def test_what_the_standard_library_writes_is_written_as_equal_json(document):
         object(),
     ],
 )
-def test_what_the_standard_library_refuses_is_refused_and_dead_lettered(bad):
+def test_what_the_standard_library_refuses_is_refused_and_dead_lettered(bad: Any) -> None:
     with pytest.raises((TypeError, ValueError)):
         standard({"x": bad})
     with pytest.raises((TypeError, ValueError)):
@@ -102,7 +102,7 @@ def test_what_the_standard_library_refuses_is_refused_and_dead_lettered(bad):
     assert record.key == b"vm"
 
 
-def test_non_finite_numbers_anywhere_in_the_document_are_dead_lettered():
+def test_non_finite_numbers_anywhere_in_the_document_are_dead_lettered() -> None:
     for document in (
         message({"instance_id": "vm"}, timestamp=float("nan")),
         message({"instance_id": "vm"}, ctxt={"quota": float("inf")}),
@@ -112,13 +112,13 @@ def test_non_finite_numbers_anywhere_in_the_document_are_dead_lettered():
         assert isinstance(record, DeadLetter) and record.reason == "not_serializable"
 
 
-def test_big_integers_are_written_exactly():
+def test_big_integers_are_written_exactly() -> None:
     record = build_raw_record(message({"instance_id": "vm", "n": 2**80 + 1}), "info", "o_r", NOW, 100_000)
     assert isinstance(record, RawRecord)
     assert json.loads(record.value)["payload"]["n"] == 2**80 + 1
 
 
-def test_non_ascii_is_utf8_and_packs_and_unpacks_intact():
+def test_non_ascii_is_utf8_and_packs_and_unpacks_intact() -> None:
     records = [
         build_raw_record(message({"instance_id": "vm", "name": f"vé-{i} ✓"}), "info", "o_r", NOW, 100_000)
         for i in range(3)
@@ -131,7 +131,7 @@ def test_non_ascii_is_utf8_and_packs_and_unpacks_intact():
     assert [json.loads(u.value)["payload"]["name"] for u in unpacked] == ["vé-0 ✓", "vé-1 ✓", "vé-2 ✓"]
 
 
-def test_context_scrubbing_is_the_same_for_repeated_and_unusual_keys():
+def test_context_scrubbing_is_the_same_for_repeated_and_unusual_keys() -> None:
     ctxt = {"auth_token": "a", "USER_ID": "u", "Service_Catalog": [], 7: "seven", None: "n"}
     for _ in range(3):
         assert scrub_context(ctxt) == {"USER_ID": "u", "7": "seven", "None": "n"}
