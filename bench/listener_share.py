@@ -111,6 +111,7 @@ def _parts(
 def measure(
     bootstrap: str, topic_prefix: str, n: int, batch_sizes: Sequence[int], rounds: int
 ) -> dict[str, Any]:
+    import oslo_messaging
     from confluent_kafka import Producer
 
     from bench.context import VIM_ID
@@ -147,7 +148,7 @@ def measure(
         max_bytes=settings.max_message_bytes,
     )
     endpoint = NotificationEndpoint(settings, writer, threading.Event(), None)
-    handled = endpoint._handled
+    handled = oslo_messaging.NotificationResult.HANDLED
     messages = oslo_messages(n, seed=103)
     # Warm-up: the broker connection, the partition count, the first allocations; not counted.
     _pass(endpoint, _batches(messages[:1000], 100), handled)
