@@ -18,7 +18,7 @@ from confluent_kafka import KafkaException, Producer
 
 from bridge.health import HealthServer, register_build_info
 from bridge.heap import settle_after_start_up
-from bridge.kafka_config import KafkaTlsRefused, producer_config, ssl_context
+from bridge.kafka_config import REPORT_ONLY_ERRORS, KafkaTlsRefused, producer_config, ssl_context
 from bridge.logs import setup_logging
 from bridge.settings import StreamSettings, load
 from bridge.topics import core_topics, ensure_topics
@@ -147,7 +147,10 @@ def build_app(
     writer = BatchWriter(
         Producer(
             producer_config(
-                settings, "stream", **{"message.timeout.ms": int(settings.delivery_timeout * 1000)}
+                settings,
+                "stream",
+                **REPORT_ONLY_ERRORS,
+                **{"message.timeout.ms": int(settings.delivery_timeout * 1000)},
             )
         ),
         delivery_timeout=settings.delivery_timeout,

@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bridge.kafka_delivery import ProduceRequest, produce_and_confirm
+from bridge.kafka_delivery import produce_and_confirm
 from bridge.raw import documents
 from bridge.retry import Backoff
 from bridge.state import source_partition
@@ -130,8 +130,8 @@ class BatchWriter:
         """How many groups Kafka took whole, then the records of the next one it refused or did
         not confirm, in their order, and the first error."""
         for index, outputs in enumerate(groups):
-            requests = [ProduceRequest(o.topic, o.key, o.value, o.headers, o.partition) for o in outputs]
-            delivery = produce_and_confirm(self._producer, requests, self._delivery_timeout)
+            # An Output has a ProduceRequest's fields: produced as it is.
+            delivery = produce_and_confirm(self._producer, outputs, self._delivery_timeout)
             if delivery.failed:
                 return index, [outputs[i] for i in delivery.failed], delivery.first_error
         return len(groups), [], ""

@@ -13,6 +13,7 @@ from bridge.retry import Backoff
 from bridge.simulator.novasim import SimulatedCloud, raw_record
 from streams import pipeline
 from streams.runner import BatchRunner, BatchWriter
+from tests.support.fake_message import FakeMessage
 
 RAW, EVENTS, DLQ, STATE = "raw", "events", "dlq", "state"
 
@@ -56,12 +57,12 @@ class FakeProducer:
     def flush(self, _timeout=None):
         refuse = self.refusals > 0
         self.refusals -= 1
-        for topic, key, _value, partition, callback in self.pending:
+        for topic, key, value, partition, callback in self.pending:
             if refuse:
-                callback("broker down", None)
+                callback("broker down", FakeMessage(topic, key, value))
             else:
                 self.journal.append(("write", topic, key, partition))
-                callback(None, None)
+                callback(None, FakeMessage(topic, key, value))
         if refuse:
             self.journal.append(("refused", len(self.pending)))
         self.pending = []
