@@ -154,6 +154,13 @@ def producer_config(settings: CommonSettings, client_suffix: str, **overrides: A
     return config
 
 
+# For a producer written only through bridge.kafka_delivery.produce_and_confirm, which tells an
+# acknowledged record by the producer's empty queue after the flush: librdkafka then reports only
+# the refused records, sparing the writer a Python callback (and the GIL) per acknowledged record.
+# Measured on the stream worker's writes: about 8% less CPU than a report for every record.
+REPORT_ONLY_ERRORS = {"delivery.report.only.error": True}
+
+
 def consumer_config(
     settings: CommonSettings, client_suffix: str, group_id: str | None, **overrides: Any
 ) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from bridge.health import HealthServer, register_build_info
 from bridge.heap import settle_after_start_up
-from bridge.kafka_config import KafkaTlsRefused, producer_config, ssl_context
+from bridge.kafka_config import REPORT_ONLY_ERRORS, KafkaTlsRefused, producer_config, ssl_context
 from bridge.logs import setup_logging
 from bridge.retry import Backoff
 from bridge.settings import StreamSettings, load
@@ -27,7 +27,7 @@ from streams import pipeline
 from streams.codecs import CodecError, RegistrationError
 from streams.faust_internals import FaustConsumerOffsets, in_recovery, missing_internals
 from streams.registration import BACKOFF_INITIAL, BACKOFF_MAX, Registrar, SchemaIds, avro_topics
-from streams.runner import BatchRunner, BatchWriter
+from streams.runner import BatchRunner, BatchWriter, available_batches
 from streams.subscription_source import SubscriptionSource
 from streams.subscriptions import Subscription, SubscriptionError
 from streams.topics import sink_topics
@@ -156,7 +156,10 @@ def build_app(
     writer = BatchWriter(
         Producer(
             producer_config(
-                settings, "stream", **{"message.timeout.ms": int(settings.delivery_timeout * 1000)}
+                settings,
+                "stream",
+                **REPORT_ONLY_ERRORS,
+                **{"message.timeout.ms": int(settings.delivery_timeout * 1000)},
             )
         ),
         delivery_timeout=settings.delivery_timeout,
@@ -174,7 +177,14 @@ def build_app(
 
     @app.agent(raw_topic)
     async def process_raw(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout):
+        if settings.batch_timeout:
+            batches = stream.take_events(settings.batch_size, within=settings.batch_timeout)
+        else:
+            # The agent's own queue of fetched records, which Faust fills as it fetches.
+            batches = available_batches(
+                stream.events(), lambda: not stream.channel.queue.empty(), settings.batch_size
+            )
+        async for events in batches:
             await runner.handle_batch([event.message for event in events])
 
     async def wait_for_writes_on_revoke(_app: Any, *_args: Any, **_kwargs: Any) -> None:

@@ -31,12 +31,20 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Mapping, MutableMapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Hashable,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from bridge.kafka_delivery import ProduceRequest, produce_and_confirm
+from bridge.kafka_delivery import produce_and_confirm
 from bridge.raw import documents
 from bridge.retry import Backoff
 from bridge.state import source_partition
@@ -44,6 +52,8 @@ from streams import codecs, metrics, pipeline
 from streams.offsets import ACCEPT, GAP, OffsetLedger
 
 LOG = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class RawMessage(Protocol):
@@ -74,6 +84,21 @@ class ConsumerOffsets(Protocol):
     async def starts(self, partitions: set[Any]) -> dict[Any, int]: ...
     async def log_starts(self, partitions: set[Any]) -> dict[Any, int]: ...
     async def seek(self, tp: Any, offset: int) -> None: ...
+
+
+async def available_batches(
+    events: AsyncIterable[T], more_waiting: Callable[[], bool], max_size: int
+) -> AsyncIterator[list[T]]:
+    """Batches of what has arrived, with no timer: a batch closes once nothing more is waiting
+    (or at `max_size`). A record arriving at a quiet worker is handled at once instead of after a
+    batch window, and under load the records that arrive while a batch is written make the next
+    one as large as a window would."""
+    batch: list[T] = []
+    async for event in events:
+        batch.append(event)
+        if len(batch) >= max_size or not more_waiting():
+            yield batch
+            batch = []
 
 
 class BatchWriter:
@@ -130,8 +155,8 @@ class BatchWriter:
         """How many groups Kafka took whole, then the records of the next one it refused or did
         not confirm, in their order, and the first error."""
         for index, outputs in enumerate(groups):
-            requests = [ProduceRequest(o.topic, o.key, o.value, o.headers, o.partition) for o in outputs]
-            delivery = produce_and_confirm(self._producer, requests, self._delivery_timeout)
+            # An Output has a ProduceRequest's fields: produced as it is.
+            delivery = produce_and_confirm(self._producer, outputs, self._delivery_timeout)
             if delivery.failed:
                 return index, [outputs[i] for i in delivery.failed], delivery.first_error
         return len(groups), [], ""

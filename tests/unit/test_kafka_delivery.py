@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from confluent_kafka import KafkaError, KafkaException
 
-from bridge.kafka_delivery import ProduceRequest, produce_and_confirm
+from bridge.kafka_delivery import Delivery, ProduceRequest, produce_and_confirm
+from tests.support.fake_message import FakeMessage
 
 
 class Producer:
@@ -17,15 +18,15 @@ class Producer:
     def produce(self, topic, key=None, value=None, headers=None, on_delivery=None, partition=None):
         if partition is not None and partition == self.refuse_partition:
             raise KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION))
-        self.pending.append((value, on_delivery))
+        self.pending.append((topic, key, value, on_delivery))
 
     def poll(self, _timeout):
         return 0
 
     def flush(self, _timeout=None):
         self.flushed += 1
-        for value, callback in self.pending:
-            callback("refused" if value == self.report_error_for else None, None)
+        for topic, key, value, callback in self.pending:
+            callback("refused" if value == self.report_error_for else None, FakeMessage(topic, key, value))
         self.pending = []
         return 0
 
@@ -44,10 +45,30 @@ def test_refused_deliveries_and_missing_reports_count_as_failed():
     delivery = produce_and_confirm(producer, [ProduceRequest("t", None, v) for v in (b"a", b"b", b"c")], 1.0)
     assert delivery.failed == [1] and delivery.first_error == "refused"
 
-    class Silent(Producer):
+    class Stuck(Producer):
+        """The flush times out with a record neither acknowledged nor refused."""
+
         def flush(self, _timeout=None):
+            self.pending = []
+            return 1
+
+    delivery = produce_and_confirm(Stuck(), [ProduceRequest("t", None, v) for v in (b"a", b"b")], 1.0)
+    assert delivery.failed == [0, 1] and "unconfirmed" in delivery.first_error
+
+
+def test_a_producer_reporting_only_errors_is_confirmed_by_an_empty_queue():
+    """With delivery.report.only.error, an acknowledged record has no report at all."""
+
+    class OnlyErrors(Producer):
+        def flush(self, _timeout=None):
+            for topic, key, value, callback in self.pending:
+                if value == self.report_error_for:
+                    callback("refused", FakeMessage(topic, key, value))
             self.pending = []
             return 0
 
-    delivery = produce_and_confirm(Silent(), [ProduceRequest("t", None, b"a")], 1.0)
-    assert delivery.failed == [0] and "unconfirmed" in delivery.first_error
+    requests = [ProduceRequest("t", b"k", v) for v in (b"a", b"b", b"c", b"b")]
+    assert produce_and_confirm(OnlyErrors(), requests, 1.0) == Delivery([], "")
+    delivery = produce_and_confirm(OnlyErrors(report_error_for=b"b"), requests, 1.0)
+    # A refused record is known by its content: its twin is written again too, never lost.
+    assert delivery.failed == [1, 3] and delivery.first_error == "refused"

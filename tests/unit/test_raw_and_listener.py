@@ -14,6 +14,7 @@ from bridge.raw import DeadLetter, RawRecord, build_raw_record, record_key, scru
 from bridge.raw_writer import KafkaBatchWriter
 from bridge.retry import Backoff
 from bridge.settings import ListenerSettings
+from tests.support.fake_message import FakeMessage
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -104,8 +105,8 @@ class FakeProducer:
     def flush(self, _timeout=None):
         failing = self.fail_times > 0
         self.fail_times -= 1
-        for topic, _key, value, callback in self.pending:
-            msg = type("Msg", (), {"topic": lambda self, t=topic: t})()
+        for topic, key, value, callback in self.pending:
+            msg = FakeMessage(topic, key, value)
             if failing:
                 callback("broker down", msg)
             else:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from bridge.kafka_config import KeyPartitioner
 from bridge.raw import HEADER_COUNT, RawRecord, build_raw_record, documents, is_packed, pack, unpack
+from tests.support.fake_message import FakeMessage
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -132,18 +133,18 @@ class MetadataProducer:
         return self._metadata
 
     def produce(self, topic, key=None, value=None, headers=None, on_delivery=None, partition=None):
-        self._pending.append((topic, partition, value, on_delivery))
+        self._pending.append((topic, key, partition, value, on_delivery))
 
     def poll(self, _timeout):
         return 0
 
     def flush(self, _timeout=None):
-        for topic, partition, value, callback in self._pending:
+        for topic, key, partition, value, callback in self._pending:
             if partition is not None and partition == self.refused:
-                callback("refused", None)
+                callback("refused", FakeMessage(topic, key, value))
             else:
                 self.records.append((topic, partition, value))
-                callback(None, None)
+                callback(None, FakeMessage(topic, key, value))
         self._pending = []
         return 0
 
