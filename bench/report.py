@@ -820,7 +820,7 @@ def _charts(r: Results, raw: Results, output: Path) -> None:
     best = best_shipped_runs(runs)
     chosen = [(best[rate], "-", "") for rate in sorted(best)]
     chosen += [(run, "--", "Notifier") for run in runs if run["series"] == NOTIFIER]
-    chosen += [(run, ":", "adaptive window") for run in runs if run["series"] == WHAT_IF]
+    chosen += [(run, ":", "fixed 10 ms window") for run in runs if run["series"] == WHAT_IF]
     fig, (cdf, backlog) = plt.subplots(
         1, 2, figsize=(12, 4.4), dpi=90, gridspec_kw={"width_ratios": [1.3, 1]}
     )
