@@ -27,7 +27,7 @@ from streams import pipeline
 from streams.codecs import CodecError, RegistrationError
 from streams.faust_internals import FaustConsumerOffsets, in_recovery, missing_internals
 from streams.registration import BACKOFF_INITIAL, BACKOFF_MAX, Registrar, SchemaIds, avro_topics
-from streams.runner import BatchRunner, BatchWriter, available_batches
+from streams.runner import BatchRunner, BatchWriter
 from streams.subscription_source import SubscriptionSource
 from streams.subscriptions import Subscription, SubscriptionError
 from streams.topics import sink_topics
@@ -177,14 +177,7 @@ def build_app(
 
     @app.agent(raw_topic)
     async def process_raw(stream: Any) -> None:
-        if settings.batch_timeout:
-            batches = stream.take_events(settings.batch_size, within=settings.batch_timeout)
-        else:
-            # The agent's own queue of fetched records, which Faust fills as it fetches.
-            batches = available_batches(
-                stream.events(), lambda: not stream.channel.queue.empty(), settings.batch_size
-            )
-        async for events in batches:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout):
             await runner.handle_batch([event.message for event in events])
 
     async def wait_for_writes_on_revoke(_app: Any, *_args: Any, **_kwargs: Any) -> None:

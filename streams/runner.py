@@ -31,18 +31,10 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import (
-    AsyncIterable,
-    AsyncIterator,
-    Callable,
-    Hashable,
-    Mapping,
-    MutableMapping,
-    Sequence,
-)
+from collections.abc import Callable, Hashable, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from bridge.kafka_delivery import produce_and_confirm
 from bridge.raw import documents
@@ -52,8 +44,6 @@ from streams import codecs, metrics, pipeline
 from streams.offsets import ACCEPT, GAP, OffsetLedger
 
 LOG = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 class RawMessage(Protocol):
@@ -84,21 +74,6 @@ class ConsumerOffsets(Protocol):
     async def starts(self, partitions: set[Any]) -> dict[Any, int]: ...
     async def log_starts(self, partitions: set[Any]) -> dict[Any, int]: ...
     async def seek(self, tp: Any, offset: int) -> None: ...
-
-
-async def available_batches(
-    events: AsyncIterable[T], more_waiting: Callable[[], bool], max_size: int
-) -> AsyncIterator[list[T]]:
-    """Batches of what has arrived, with no timer: a batch closes once nothing more is waiting
-    (or at `max_size`). A record arriving at a quiet worker is handled at once instead of after a
-    batch window, and under load the records that arrive while a batch is written make the next
-    one as large as a window would."""
-    batch: list[T] = []
-    async for event in events:
-        batch.append(event)
-        if len(batch) >= max_size or not more_waiting():
-            yield batch
-            batch = []
 
 
 class BatchWriter:

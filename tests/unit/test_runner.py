@@ -12,7 +12,7 @@ import pytest
 from bridge.retry import Backoff
 from bridge.simulator.novasim import SimulatedCloud, raw_record
 from streams import pipeline
-from streams.runner import BatchRunner, BatchWriter, available_batches
+from streams.runner import BatchRunner, BatchWriter
 from tests.support.fake_message import FakeMessage
 
 RAW, EVENTS, DLQ, STATE = "raw", "events", "dlq", "state"
@@ -383,20 +383,3 @@ def test_with_one_batch_in_flight_a_batch_returns_only_once_written():
 
     asyncio.run(scenario())
     assert offsets.committed == {(RAW, 0): 3}
-
-
-def test_available_batches_close_when_nothing_more_waits_or_at_the_size():
-    bursts = [[0, 1], [2, 3, 4, 5, 6], [7]]
-    left_in_burst = [0]
-
-    async def arrivals():
-        # Records come in bursts (a fetch); within one, the rest are already waiting.
-        for burst in bursts:
-            for position, record in enumerate(burst):
-                left_in_burst[0] = len(burst) - position - 1
-                yield record
-
-    async def collect():
-        return [b async for b in available_batches(arrivals(), lambda: left_in_burst[0] > 0, 3)]
-
-    assert asyncio.run(collect()) == [[0, 1], [2, 3, 4], [5, 6], [7]]
