@@ -106,8 +106,9 @@ def _detail(error: str) -> str:
 
 def record_client_error(error: KafkaError) -> None:
     """An error callback for a client whose caller reports failures itself: remembered, not logged."""
-    if error.code() == KafkaError._TRANSPORT:
-        # Kept short: one entry is all a waiting caller needs.
+    if error.code() in (KafkaError._TRANSPORT, KafkaError._SSL):
+        # librdkafka reports a failed TLS handshake as either. Kept short: one entry is all a
+        # waiting caller needs.
         _last_transport_error[:] = [str(error)]
 
 

@@ -228,3 +228,19 @@ def test_tls_failures_are_explained(error, cert, expected):
     else:
         assert explained is not None and expected in explained
         assert "(after " not in explained, "librdkafka's broker-state suffix is dropped"
+
+
+@pytest.mark.parametrize("code_name", ["_TRANSPORT", "_SSL"])
+def test_a_failed_handshake_is_remembered_whichever_code_librdkafka_gives_it(code_name):
+    from confluent_kafka import KafkaError
+
+    from bridge.kafka_config import forget_transport_error, last_transport_error, record_client_error
+
+    forget_transport_error()
+    record_client_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
+    assert last_transport_error() is None
+    failure = "ssl://k:9093/bootstrap: error:0A000086:SSL routines::certificate verify failed"
+    record_client_error(KafkaError(getattr(KafkaError, code_name), failure))
+    remembered = last_transport_error()
+    assert remembered is not None and "certificate verify failed" in remembered
+    forget_transport_error()
