@@ -5,11 +5,14 @@ worker) are paid per batch, so a busy cloud gains from longer batches, while a q
 notifications would only wait longer for company that does not come. The window is `minimum` up
 to `quiet_rate`, `maximum` from `busy_rate` on, and linear in between.
 
-The rate is how fast batches filled over the last `span` seconds: the notifications they held
-divided by the windows they were polled with. That is the arrival rate while the listener keeps
-up, and the listener's own pace when RabbitMQ holds a backlog for it, so a listener that falls
-behind (a burst, a starved core) gets the long window too, where counting what it handled per
-second would see its own slowness as a quiet cloud. Pure logic: the caller applies the window.
+The rate is the larger of two readings over the last `span` seconds. The notifications received
+divided by the span: the arrival rate while the listener keeps up, however short the window (a
+poll that comes back empty is never handed over, so the windows alone would count a quiet cloud's
+lone notifications as if each had filled its window). And how fast batches filled beyond their
+first notification: the notifications after the first divided by the windows they were polled
+with: a listener that falls behind (a burst, a starved core) finds every poll full and gets the
+long window too, where counting what it handled per second would see its own slowness as a quiet
+cloud. Pure logic: the caller applies the window.
 """
 
 from __future__ import annotations
@@ -46,9 +49,12 @@ class BatchWindow:
         batches.append((now, received, window))
         while batches[0][0] <= now - self.span:
             batches.popleft()
-        # Summed afresh (at most a hundred batches a second): running sums would drift.
+        # Summed afresh (a few hundred batches a second at most): running sums would drift.
+        received = sum(b[1] for b in batches)
         polled = sum(b[2] for b in batches)
-        self.current = self.for_rate(sum(b[1] for b in batches) / polled if polled > 0 else 0.0)
+        filling = received - len(batches)
+        arriving = received / self.span
+        self.current = self.for_rate(max(arriving, filling / polled if polled > 0 else 0.0))
         return self.current
 
     def for_rate(self, rate: float) -> float:

@@ -32,9 +32,9 @@ def test_the_window_is_short_when_quiet_long_when_busy_and_linear_between():
 def test_the_window_follows_how_fast_the_batches_of_the_last_second_filled():
     window = BatchWindow(0.01, 0.05, busy_rate=1000)
     now, current = 100.0, 0.01
-    for _ in range(40):  # 1,000/s arriving: a batch holds what came during its window
+    for _ in range(40):  # 1,200/s arriving: a batch holds what came during its window
         now += current + 0.002
-        current = window.observe(round(1000 * current), current, now)
+        current = window.observe(round(1200 * current), current, now)
     assert current == pytest.approx(0.05)
     # The load stops; the next notification, two seconds later, is alone in its window.
     assert window.observe(1, current, now + 2.0) == 0.01
@@ -58,6 +58,26 @@ def test_a_quiet_cloud_keeps_the_short_window():
         now += 0.01
         current = window.observe(1 if int(now * 100) % 3 else 2, 0.01, now)
     assert current == 0.01
+
+
+def test_a_quiet_cloud_keeps_a_window_shorter_than_its_gaps():
+    # 100/s with a 2 ms window: most polls come back empty and are never handed over, so each
+    # batch holds one notification; counted per window polled that would read 500/s.
+    window = BatchWindow(0.002, 0.05, busy_rate=1000)
+    now = 0.0
+    for _ in range(300):
+        now += 0.01
+        current = window.observe(1, 0.002, now)
+    assert current == 0.002
+
+
+def test_a_busy_cloud_widens_a_short_window_to_the_longest():
+    window = BatchWindow(0.002, 0.05, busy_rate=1000)
+    now, current = 100.0, 0.002
+    for _ in range(400):  # 1,200/s arriving; half a millisecond handling each batch
+        now += current + 0.0005
+        current = window.observe(max(1, round(1200 * current)), current, now)
+    assert current == pytest.approx(0.05)
 
 
 def test_a_maximum_no_larger_than_the_minimum_is_a_fixed_window():
