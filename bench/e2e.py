@@ -43,11 +43,14 @@ FIXED_RATES = (100, 1000, 5000)
 SHIPPED = "as shipped, wire publisher"
 SHIPPED_RETRY = "as shipped, wire publisher, second try"
 NOTIFIER = "as shipped, oslo Notifier publisher"
-# The listener's batch window fixed at 10 ms (a setting) against the shipped adaptive 10-50 ms one.
-WHAT_IF = "listener window fixed at 10 ms (EVENTFED_BATCH_TIMEOUT_MAX=0.01)"
+# The listener's batch window fixed at 10 ms (settings) against the shipped adaptive 2-50 ms one.
+WHAT_IF = "listener window fixed at 10 ms (EVENTFED_BATCH_TIMEOUT=EVENTFED_BATCH_TIMEOUT_MAX=0.01)"
 WHAT_IF_SETTINGS = {"EVENTFED_BATCH_TIMEOUT": "0.01", "EVENTFED_BATCH_TIMEOUT_MAX": "0.01"}
 WARM_UP = "warm-up (not reported)"
 WARM_UP_SECONDS = 5.0
+# How long the idle listener and worker are measured, with nothing sent.
+IDLE_SECONDS = 20.0
+IDLE_SECONDS_QUICK = 5.0
 # Largest share of one oslo Notifier process (it tops out near 1,500/s here).
 OSLO_PER_PROCESS = 600.0
 WIRE_PER_PROCESS = 3000.0
@@ -182,6 +185,17 @@ class Pipeline:
         # RabbitMQ would drop what the publishers send.
         if not wait_until(lambda: queue_exists(self.ctx.vhost, self.pool), 60, 0.3):
             raise RuntimeError(f"the listener did not declare queue {self.pool}")
+
+    def idle_cores(self, seconds: float) -> dict[str, float]:
+        """Cores the listener and the worker use while nothing is sent (what a quiet cloud costs)."""
+        time.sleep(1.0)  # the warm-up's last batches written
+        meter = CpuMeter(
+            {"listener": self.listener.pid if self.listener else None, "stream": self.stream.pid}
+        ).start()
+        time.sleep(seconds)
+        cores = meter.stop()
+        LOG.info("idle: %s", ", ".join(f"{name} {used:.3f}" for name, used in cores.items()))
+        return {"seconds": seconds, **cores}
 
     def counts(self) -> tuple[int, int]:
         """(notifications the listeners wrote to the raw topic, events written). The raw topic
@@ -428,6 +442,7 @@ def run(ctx: Context) -> dict[str, Any]:
             # Warm-up, not reported: the first sends to each new topic fetch metadata, Faust's
             # first batches and the reader's first fetches are slow.
             measure(200, "wire", WARM_UP_SECONDS, WARM_UP)
+            result["idle"] = pipeline.idle_cores(IDLE_SECONDS_QUICK if ctx.quick else IDLE_SECONDS)
             # A. As shipped, the wire publisher (cheap, so the two cores go to eventfed): the fixed
             # rates, and steps up until the backlog grows (5,000/s is run whatever happens).
             stepping = True

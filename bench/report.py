@@ -161,6 +161,18 @@ def _summary(r: Results) -> list[str]:
                     else "",
                 ]
             )
+    if "idle" in e2e:
+        idle = e2e["idle"]
+        rows.append(
+            [
+                "idle: listener / stream worker with nothing sent",
+                f"{idle.get('listener', 0):.3f} / {idle.get('stream', 0):.3f} cores",
+                f"over {_n(idle['seconds'])} s, after the warm-up",
+                "",
+                "",
+                "",
+            ]
+        )
     if "highest_sustained_rate" in e2e:
         rows.append(
             [

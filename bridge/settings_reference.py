@@ -62,7 +62,7 @@ DESCRIPTIONS: dict[str, str] = {
     "pool": "listener pool: its own queue on the exchange, shared by this VIM's listener replicas",
     "durable_queues": "durable exchange and pool queue (survive a RabbitMQ restart); must match Nova's",
     "listen:batch_size": "notifications per batch written to Kafka and acked to RabbitMQ",
-    "listen:batch_timeout": "seconds a batch waits to fill: the latency a quiet cloud pays",
+    "listen:batch_timeout": "seconds a batch waits for more after its first notification",
     "batch_timeout_max": "the batch window grows with the load up to this (equal to BATCH_TIMEOUT: fixed)",
     "batch_busy_rate": "notifications/s at which the batch window reaches BATCH_TIMEOUT_MAX",
     "max_message_bytes": "largest raw record; bigger notifications are dead-lettered",

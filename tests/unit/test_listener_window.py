@@ -126,7 +126,10 @@ def test_a_moved_attribute_is_reported(monkeypatch):
         return None
 
     monkeypatch.setattr(base.PollStyleListenerAdapter, "_runner", runner_without_the_attribute)
-    assert oslo_internals.missing_internals() == ["PollStyleListenerAdapter._runner reads batch_timeout"]
+    assert oslo_internals.missing_internals() == [
+        "PollStyleListenerAdapter._runner reads batch_timeout",
+        "PollStyleListenerAdapter._runner polls with batch_size",
+    ]
 
 
 def test_no_other_module_sets_the_window():
@@ -173,3 +176,92 @@ def test_a_running_server_polls_with_the_window_set(monkeypatch):
         transport.cleanup()
     assert windows[0] == 0.02
     assert 0.03 in windows
+
+
+class ScriptedPoll:
+    """A driver listener's batch poll: hands out what each call is scripted to find."""
+
+    def __init__(self, *found: list[str]) -> None:
+        self.found = list(found)
+        self.calls: list[tuple[int, float | None]] = []
+
+    def __call__(self, timeout=None, batch_size=1, batch_timeout=None):
+        self.calls.append((batch_size, batch_timeout))
+        return self.found.pop(0)[:batch_size] if self.found else []
+
+
+def test_an_idle_lingering_poll_waits_for_a_first_notification_only():
+    poll = ScriptedPoll([])
+    assert oslo_internals.lingering_poll(poll, 0.2)(batch_size=500, batch_timeout=0.002) == []
+    # One wait of idle_wait for a first notification, no window polled after nothing came.
+    assert poll.calls == [(1, 0.2)]
+
+
+def test_a_lingering_poll_gathers_company_for_the_window_after_the_first_notification():
+    poll = ScriptedPoll(["m1"], ["m2", "m3"])
+    assert oslo_internals.lingering_poll(poll, 0.2)(batch_size=500, batch_timeout=0.05) == ["m1", "m2", "m3"]
+    assert poll.calls == [(1, 0.2), (499, 0.05)]
+
+
+def test_a_lingering_poll_keeps_the_batch_size_and_a_window_oslo_would_read_as_none():
+    poll = ScriptedPoll(["m1"], ["m2", "m3", "m4"])
+    assert oslo_internals.lingering_poll(poll, 0.2)(batch_size=3, batch_timeout=0) == ["m1", "m2", "m3"]
+    # A window of 0 would make oslo's helper wait until the batch is full.
+    assert poll.calls == [(1, 0.2), (2, 0.2)]
+    single = ScriptedPoll(["m1"], ["m2"])
+    assert oslo_internals.lingering_poll(single, 0.2)(batch_size=1, batch_timeout=0.05) == ["m1"]
+    assert single.calls == [(1, 0.2)]
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_a_lingering_server_hands_over_a_first_notification_and_its_company_together(monkeypatch):
+    import oslo_messaging
+    from oslo_config import cfg
+    from oslo_messaging._drivers import impl_fake
+
+    polls: list[tuple[int, float | None]] = []
+    original = impl_fake.FakeListener.poll
+
+    def recording_poll(self, timeout=None, batch_size=1, batch_timeout=None):
+        polls.append((batch_size, batch_timeout))
+        return original(self, timeout=timeout, batch_size=batch_size, batch_timeout=batch_timeout)
+
+    monkeypatch.setattr(impl_fake.FakeListener, "poll", recording_poll)
+    conf = cfg.ConfigOpts()
+    conf([], project="eventfed-unit", default_config_files=[], default_config_dirs=[])
+    oslo_messaging.set_transport_defaults(control_exchange="nova")
+    transport = oslo_messaging.get_notification_transport(conf, url="fake://")
+    batches: list[list[int]] = []
+    done = threading.Event()
+
+    class Recorder:
+        def handle(self, messages):
+            batches.append([m["payload"]["seq"] for _, m in messages])
+            if sum(map(len, batches)) >= 3:
+                done.set()
+            return oslo_messaging.NotificationResult.HANDLED
+
+    target = oslo_messaging.Target(topic="notifications", exchange="nova")
+    # A window long enough that the three sends below fall in one batch once it starts at the first.
+    server = ordered_batch_listener(transport, [target], Recorder(), "pool-l", 10, 0.5)  # type: ignore[arg-type]
+    assert not oslo_internals.linger(server, 0.05)  # not started: nothing to wrap
+    server.start()
+    try:
+        assert oslo_internals.linger(server, 0.05)
+        # The poll oslo began at start (its own window) ends first; the next ones linger.
+        time.sleep(0.7)
+        notifier = oslo_messaging.Notifier(
+            transport, publisher_id="compute.h", driver="messagingv2", topics=["notifications"]
+        )
+        for seq in range(3):
+            notifier.info({}, "compute.instance.update", {"seq": seq})
+            time.sleep(0.05)
+        assert done.wait(10)
+    finally:
+        server.stop()
+        server.wait()
+        transport.cleanup()
+    assert batches == [[0, 1, 2]]
+    # While idle it waited in slices of idle_wait for a first notification, never for a window.
+    assert (1, 0.05) in polls
+    assert polls.count((9, 0.5)) == 1
