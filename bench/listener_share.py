@@ -117,7 +117,7 @@ def measure(
     from bench.context import VIM_ID
     from bench.kafkautil import create_topics
     from bridge.heap import settle_after_start_up
-    from bridge.kafka_config import producer_config
+    from bridge.kafka_config import confirmed_producer_config
     from bridge.listener.endpoint import NotificationEndpoint
     from bridge.raw_writer import KafkaBatchWriter
     from bridge.settings import ListenerSettings
@@ -133,20 +133,9 @@ def measure(
     )
     # As bridge.listener.service.Listener makes them.
     producer = Producer(
-        producer_config(
-            settings,
-            f"listen-{settings.vim_id}",
-            **{"message.timeout.ms": int(settings.delivery_timeout * 1000)},
-        )
+        confirmed_producer_config(settings, f"listen-{settings.vim_id}", settings.delivery_timeout)
     )
-    writer = KafkaBatchWriter(
-        producer,
-        settings.raw_topic,
-        settings.dlq_topic,
-        settings.delivery_timeout,
-        pack_max=settings.pack_max,
-        max_bytes=settings.max_message_bytes,
-    )
+    writer = KafkaBatchWriter.from_settings(producer, settings)
     endpoint = NotificationEndpoint(settings, writer, threading.Event(), None)
     handled = oslo_messaging.NotificationResult.HANDLED
     messages = oslo_messages(n, seed=103)

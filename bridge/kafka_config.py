@@ -162,6 +162,19 @@ def producer_config(settings: CommonSettings, client_suffix: str, **overrides: A
 REPORT_ONLY_ERRORS = {"delivery.report.only.error": True}
 
 
+def confirmed_producer_config(
+    settings: CommonSettings, client_suffix: str, delivery_timeout: float
+) -> dict[str, Any]:
+    """A producer written only through produce_and_confirm: refusals reported, every delivery
+    settled within `delivery_timeout` seconds (librdkafka's message.timeout.ms)."""
+    return producer_config(
+        settings,
+        client_suffix,
+        **REPORT_ONLY_ERRORS,
+        **{"message.timeout.ms": int(delivery_timeout * 1000)},
+    )
+
+
 def consumer_config(
     settings: CommonSettings, client_suffix: str, group_id: str | None, **overrides: Any
 ) -> dict[str, Any]:

@@ -68,26 +68,18 @@ def produce_and_confirm(producer: Any, requests: Sequence[Producible], delivery_
 
     produce = producer.produce
     for index, request in enumerate(requests):
-        partition = request.partition
+        # librdkafka's "unassigned" partition (-1): its partitioner decides from the key.
+        partition = -1 if request.partition is None else request.partition
         while True:
             try:
-                if partition is None:
-                    produce(
-                        request.topic,
-                        key=request.key,
-                        value=request.value,
-                        headers=request.headers or None,
-                        on_delivery=on_delivery,
-                    )
-                else:
-                    produce(
-                        request.topic,
-                        key=request.key,
-                        value=request.value,
-                        headers=request.headers or None,
-                        on_delivery=on_delivery,
-                        partition=partition,
-                    )
+                produce(
+                    request.topic,
+                    key=request.key,
+                    value=request.value,
+                    headers=request.headers or None,
+                    on_delivery=on_delivery,
+                    partition=partition,
+                )
                 break
             except BufferError:
                 # The local queue is full: serve delivery reports to make room, then retry.

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from bridge.kafka_config import KeyPartitioner
 from bridge.kafka_delivery import ProduceRequest, produce_and_confirm
@@ -26,6 +26,21 @@ class BatchResult:
     dead_lettered: int = 0
     failed: list[RawRecord | DeadLetter] = field(default_factory=list)
     first_error: str = ""
+
+
+class RawWriterSettings(Protocol):
+    """What a raw-record writer is built from (the listener's and the poller's settings)."""
+
+    @property
+    def raw_topic(self) -> str: ...
+    @property
+    def dlq_topic(self) -> str: ...
+    @property
+    def delivery_timeout(self) -> float: ...
+    @property
+    def pack_max(self) -> int: ...
+    @property
+    def max_message_bytes(self) -> int: ...
 
 
 class KafkaBatchWriter:
@@ -55,6 +70,17 @@ class KafkaBatchWriter:
         self._partitions_refresh = partitions_refresh
         self._partitioner: KeyPartitioner | None = None
         self._partitions_read_at = float("-inf")
+
+    @classmethod
+    def from_settings(cls, producer: Any, settings: RawWriterSettings) -> KafkaBatchWriter:
+        return cls(
+            producer,
+            settings.raw_topic,
+            settings.dlq_topic,
+            settings.delivery_timeout,
+            pack_max=settings.pack_max,
+            max_bytes=settings.max_message_bytes,
+        )
 
     def partitioner(self) -> KeyPartitioner | None:
         if self._pack_max <= 1:

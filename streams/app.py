@@ -18,7 +18,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from bridge.health import HealthServer, register_build_info
 from bridge.heap import settle_after_start_up
-from bridge.kafka_config import REPORT_ONLY_ERRORS, KafkaTlsRefused, producer_config, ssl_context
+from bridge.kafka_config import KafkaTlsRefused, confirmed_producer_config, ssl_context
 from bridge.logs import setup_logging
 from bridge.retry import Backoff
 from bridge.settings import StreamSettings, load
@@ -154,14 +154,7 @@ def build_app(
         schema=faust.Schema(key_serializer="raw", value_serializer="json"),
     )
     writer = BatchWriter(
-        Producer(
-            producer_config(
-                settings,
-                "stream",
-                **REPORT_ONLY_ERRORS,
-                **{"message.timeout.ms": int(settings.delivery_timeout * 1000)},
-            )
-        ),
+        Producer(confirmed_producer_config(settings, "stream", settings.delivery_timeout)),
         delivery_timeout=settings.delivery_timeout,
     )
     runner = BatchRunner(

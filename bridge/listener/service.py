@@ -21,7 +21,12 @@ from confluent_kafka import Producer
 from bridge.durability import DurabilityMismatch, declare, oslo_override
 from bridge.health import HealthServer, register_build_info
 from bridge.heap import settle_after_start_up
-from bridge.kafka_config import KafkaTlsRefused, explain_tls_failure, last_transport_error, producer_config
+from bridge.kafka_config import (
+    KafkaTlsRefused,
+    confirmed_producer_config,
+    explain_tls_failure,
+    last_transport_error,
+)
 from bridge.listener import oslo_internals
 from bridge.listener.endpoint import NotificationEndpoint, ordered_batch_listener
 from bridge.logs import setup_logging
@@ -47,20 +52,9 @@ class Listener:
         self.settings = settings
         self.stop_event = threading.Event()
         self.producer = Producer(
-            producer_config(
-                settings,
-                f"listen-{settings.vim_id}",
-                **{"message.timeout.ms": int(settings.delivery_timeout * 1000)},
-            )
+            confirmed_producer_config(settings, f"listen-{settings.vim_id}", settings.delivery_timeout)
         )
-        writer = KafkaBatchWriter(
-            self.producer,
-            settings.raw_topic,
-            settings.dlq_topic,
-            settings.delivery_timeout,
-            pack_max=settings.pack_max,
-            max_bytes=settings.max_message_bytes,
-        )
+        writer = KafkaBatchWriter.from_settings(self.producer, settings)
         self.endpoint = NotificationEndpoint(settings, writer, self.stop_event, self._window_setter())
         self._conf = cfg.ConfigOpts()
         self._conf([], project="eventfed", default_config_files=[], default_config_dirs=[])

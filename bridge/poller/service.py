@@ -29,7 +29,7 @@ from confluent_kafka import Producer
 from prometheus_client import Counter, Gauge, Histogram
 
 from bridge.health import HealthServer, register_build_info
-from bridge.kafka_config import producer_config
+from bridge.kafka_config import confirmed_producer_config
 from bridge.logs import setup_logging
 from bridge.poller.checkpoint import CheckpointError, KafkaCheckpoints, checkpoint_topic
 from bridge.poller.nova import Listing, NovaAuthError, NovaServers, NovaUnavailable, Page, build_client
@@ -284,22 +284,11 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     producer = Producer(
-        producer_config(
-            settings,
-            f"poll-{settings.vim_id}",
-            **{"message.timeout.ms": int(settings.delivery_timeout * 1000)},
-        )
+        confirmed_producer_config(settings, f"poll-{settings.vim_id}", settings.delivery_timeout)
     )
     try:
         _check_topics(settings)
-        writer = KafkaBatchWriter(
-            producer,
-            settings.raw_topic,
-            settings.dlq_topic,
-            settings.delivery_timeout,
-            pack_max=settings.pack_max,
-            max_bytes=settings.max_message_bytes,
-        )
+        writer = KafkaBatchWriter.from_settings(producer, settings)
         nova = NovaServers(build_client(settings), settings.poll_page_size)
         poller = Poller(settings, nova, writer, KafkaCheckpoints(settings, producer))
         backoff = Backoff(settings.retry_backoff_initial, settings.retry_backoff_max)

@@ -15,7 +15,7 @@ class Producer:
         self.pending: list = []
         self.flushed = 0
 
-    def produce(self, topic, key=None, value=None, headers=None, on_delivery=None, partition=None):
+    def produce(self, topic, key=None, value=None, headers=None, on_delivery=None, partition=-1):
         if partition is not None and partition == self.refuse_partition:
             raise KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION))
         self.pending.append((topic, key, value, on_delivery))
@@ -72,3 +72,27 @@ def test_a_producer_reporting_only_errors_is_confirmed_by_an_empty_queue():
     delivery = produce_and_confirm(OnlyErrors(report_error_for=b"b"), requests, 1.0)
     # A refused record is known by its content: its twin is written again too, never lost.
     assert delivery.failed == [1, 3] and delivery.first_error == "refused"
+
+
+def test_a_request_without_a_partition_is_left_to_the_producers_partitioner():
+    seen: list[int] = []
+
+    class Recording(Producer):
+        def produce(self, topic, key=None, value=None, headers=None, on_delivery=None, partition=-1):
+            seen.append(partition)
+            super().produce(topic, key, value, headers, on_delivery, partition)
+
+    requests = [ProduceRequest("t", b"k", b"a"), ProduceRequest("t", b"k", b"b", partition=3)]
+    assert produce_and_confirm(Recording(), requests, 1.0).failed == []
+    # librdkafka's RD_KAFKA_PARTITION_UA: its partitioner decides from the key.
+    assert seen == [-1, 3]
+
+
+def test_every_confirmed_writer_reports_only_refusals_and_settles_within_its_timeout():
+    from bridge.kafka_config import confirmed_producer_config
+    from bridge.settings import CommonSettings
+
+    config = confirmed_producer_config(CommonSettings(), "listen-x", 12.5)
+    assert config["delivery.report.only.error"] is True
+    assert config["message.timeout.ms"] == 12_500
+    assert config["client.id"].endswith("listen-x")

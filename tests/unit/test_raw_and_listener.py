@@ -96,7 +96,7 @@ class FakeProducer:
         self.pending: list = []
         self.delivered: list[tuple[str, bytes]] = []
 
-    def produce(self, topic, key, value, headers, on_delivery):
+    def produce(self, topic, key, value, headers, on_delivery, partition=-1):
         self.pending.append((topic, key, value, on_delivery))
 
     def poll(self, _timeout):

@@ -132,7 +132,7 @@ class MetadataProducer:
     def list_topics(self, _topic, timeout=None):
         return self._metadata
 
-    def produce(self, topic, key=None, value=None, headers=None, on_delivery=None, partition=None):
+    def produce(self, topic, key=None, value=None, headers=None, on_delivery=None, partition=-1):
         self._pending.append((topic, key, partition, value, on_delivery))
 
     def poll(self, _timeout):

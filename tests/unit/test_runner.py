@@ -48,7 +48,7 @@ class FakeProducer:
         self.refusals = refusals
         self.pending: list = []
 
-    def produce(self, topic, key=None, value=None, headers=None, on_delivery=None, partition=None):
+    def produce(self, topic, key=None, value=None, headers=None, on_delivery=None, partition=-1):
         self.pending.append((topic, key, value, partition, on_delivery))
 
     def poll(self, _timeout):
@@ -289,7 +289,7 @@ def test_a_packed_record_is_processed_line_by_line_and_a_bad_line_is_dead_letter
     captured: list = []
     original_produce = producer.produce
 
-    def produce(topic, key=None, value=None, headers=None, on_delivery=None, partition=None):
+    def produce(topic, key=None, value=None, headers=None, on_delivery=None, partition=-1):
         captured.append((topic, value, dict(headers or [])))
         original_produce(topic, key, value, headers, on_delivery, partition)
 
