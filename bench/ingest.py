@@ -32,6 +32,8 @@ LOG = logging.getLogger(__name__)
 
 TARGET_PER_SECOND = 5000.0
 TARGET_RATIO_TO_BARE_BRIDGE = 0.6
+# Listeners on one pooled queue in the scale-out measurement.
+REPLICAS = 2
 # eventfed's own share: the bench's mean listener batch, and the configured batch_size.
 OWN_SHARE_BATCHES = (33, 500)
 # Where the listener's time goes (cumulative): oslo's poll and dispatch, eventfed's batch handling
@@ -130,6 +132,7 @@ def run(ctx: Context) -> dict[str, Any]:
             )
             result["accounting"] = _account(ctx, notes, topics, pool, offsets)
             fleet.stop(listener)
+            result["replicas"] = _replicas(ctx, fleet, pool, offsets, n)
             rate = result["listener"]["per_second"]
             if rate < TARGET_PER_SECOND:
                 result["listener_profile"] = _profile_listener(
@@ -144,6 +147,43 @@ def run(ctx: Context) -> dict[str, Any]:
     result["meets_target"] = rate >= TARGET_PER_SECOND
     result["meets_target_ratio"] = result["ratio_to_bare_bridge"] >= TARGET_RATIO_TO_BARE_BRIDGE
     return result
+
+
+def _replicas(ctx: Context, fleet: Any, pool: str, offsets: Offsets, n: int) -> dict[str, Any]:
+    """Two listeners of one VIM on the same pooled queue (the scale-out path): RabbitMQ hands each
+    its share of the same pre-filled notifications; timed by the sum of their counters."""
+    topics = ctx.topics("ingest-replicas")
+    notes = notes_for(n, seed=104)
+    amqputil.prefill(ctx.vhost, [pool], notes, 120)
+    ports = [free_port() for _ in range(REPLICAS)]
+    started = time.monotonic()
+    listeners = [
+        fleet.start(
+            f"ingest/listener replica {i + 1}",
+            ["listen"],
+            ctx.listener_env(pool, topics["raw"], topics["dlq"], port),
+        )
+        for i, port in enumerate(ports)
+    ]
+    samples: list[tuple[float, int, float]] = []
+    counts = [0] * REPLICAS
+    deadline = started + max(120.0, n / 500)
+    while time.monotonic() < deadline:
+        counts = [written_by(port, count) for port, count in zip(ports, counts, strict=True)]
+        samples.append((time.monotonic(), sum(counts), sum(cpu_seconds(p.pid) for p in listeners)))
+        if sum(counts) >= n or not all(p.alive() for p in listeners):
+            break
+        time.sleep(0.1)
+    accounting = _account(ctx, notes, topics, pool, offsets)
+    for listener in listeners:
+        fleet.stop(listener)
+    return {
+        "replicas": REPLICAS,
+        **rate_from_samples([(t, c) for t, c, _ in samples], n),
+        **cpu_from_samples(samples, n),
+        "written_each": counts,
+        "accounting": accounting,
+    }
 
 
 def own_share(ctx: Context, n: int, rounds: int) -> dict[str, Any]:
