@@ -25,10 +25,13 @@ Every wait ends when the stream stops, so a stopping worker is not held by an op
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from streams.faust_internals import drain_in_background, remove_processor
+
+LOG = logging.getLogger(__name__)
 
 
 async def linger_batches(stream: Any, max_size: int, within: float) -> AsyncIterator[list[Any]]:
@@ -66,9 +69,13 @@ async def linger_batches(stream: Any, max_size: int, within: float) -> AsyncIter
             await until(room)
         event = stream.current_event
         if event is None:
-            # Only events of the stream's channel (Kafka records) reach here; a bare value would
-            # have no message to ack.
-            raise RuntimeError("linger_batches: a value reached the buffer without its event")
+            # Only events of the stream's channel (Kafka records) reach here; a bare value has no
+            # message to ack. Crash the stream, as Faust's take does: its drain would otherwise end
+            # quietly and leave the batches waiting for records that no longer come.
+            exc = RuntimeError("linger_batches: a value reached the buffer without its event")
+            LOG.error("%s", exc)
+            await stream.crash(exc)
+            return value
         events.append(event)
         first.set()
         if len(events) >= max_size:

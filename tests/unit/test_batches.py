@@ -183,3 +183,13 @@ def test_nonsense_sizes_are_refused():
             await h.task
 
     run(linger(0, 0.01), scenario)
+
+
+def test_a_value_without_its_event_crashes_the_stream_instead_of_stalling_it(caplog):
+    async def scenario(h: Harness) -> None:
+        await h.channel.put(1)  # a bare value, as no Kafka record ever arrives
+        await asyncio.wait_for(h.task, 10)
+
+    harness = run(linger(10, LONG), scenario)  # the batches end (no timeout waiting for them)
+    assert harness.batches == []
+    assert "Crashed reason=RuntimeError('linger_batches: a value reached the buffer" in caplog.text
