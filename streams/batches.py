@@ -14,8 +14,8 @@ stream is drained in the background (Faust's passive mode), the stream's own ack
 each event of a batch is acked once the caller has handled the batch and asked for the next, so
 Faust's count of unacked messages (which it waits on at a rebalance) covers the batch being
 handled. Iterating `stream.events()` instead acks each event as the next one is read, before its
-batch is handled, which lost a worker the rest of its partitions after a rebalance in one run of
-four (the history of commit 5ea2893).
+batch is handled: batches built that way once left a worker without the rest of some partitions
+after a rebalance (one run in four, see commit 5ea2893), likely for that reason.
 
 While a batch is out with the caller, and while the buffer is full, the processor holds the
 stream back, so a batch never exceeds `max_size` and the caller never sees the buffer change.
