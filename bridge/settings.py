@@ -286,9 +286,10 @@ class StreamSettings(CommonSettings):
     # larger, which measured cheaper and faster here than deciding small batches ahead (the GIL is
     # shared with the writer thread); more helps when Kafka's round trips are long.
     max_batches_in_flight: int = Field(default=1, ge=1, le=64)
-    # A batch closes at batch_size or after batch_timeout seconds (Faust's take): the timeout is
-    # the latency a quiet cloud's events pay.
-    batch_timeout: float = Field(default=0.01, gt=0, le=60)
+    # A batch opens at its first record and closes at batch_size or batch_timeout seconds later
+    # (streams.batches): the timeout is the latency a quiet cloud's events pay, and an idle worker
+    # runs no timer, so a short window costs nothing while there is no traffic.
+    batch_timeout: float = Field(default=0.002, gt=0, le=60)
     # How long librdkafka tries to deliver one output before reporting it refused (then retried).
     delivery_timeout: float = Field(default=30.0, gt=0, le=3600)
     # How long a worker that died silently keeps its partitions before the group moves them.

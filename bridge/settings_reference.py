@@ -112,7 +112,7 @@ DESCRIPTIONS: dict[str, str] = {
     "schema_registry_url": "a Confluent-compatible Schema Registry; unset: Avro single-object encoding",
     "stream:batch_size": "raw records per batch (a packed record carries up to PACK_MAX notifications)",
     "max_batches_in_flight": "batches decided while earlier ones are still being written",
-    "stream:batch_timeout": "seconds a batch waits to fill",
+    "stream:batch_timeout": "seconds a batch waits to fill, from its first record (no timer while idle)",
     "stream:delivery_timeout": "seconds librdkafka tries to deliver an output before it is retried",
     "session_timeout_seconds": "how soon a silently dead worker's partitions move to the others",
     "api_host": "address the API listens on",
