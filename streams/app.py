@@ -172,7 +172,9 @@ def build_app(
     @app.agent(raw_topic)
     async def process_raw(stream: Any) -> None:
         # A batch's window opens at its first record (no timer while idle), see streams.batches.
-        async for events in linger_batches(stream, settings.batch_size, settings.batch_timeout):
+        async for events in linger_batches(
+            stream, settings.batch_size, settings.batch_timeout, settings.batch_timeout_max
+        ):
             await runner.handle_batch([event.message for event in events])
 
     async def wait_for_writes_on_revoke(_app: Any, *_args: Any, **_kwargs: Any) -> None:

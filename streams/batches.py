@@ -34,12 +34,22 @@ from streams.faust_internals import drain_in_background, remove_processor
 LOG = logging.getLogger(__name__)
 
 
-async def linger_batches(stream: Any, max_size: int, within: float) -> AsyncIterator[list[Any]]:
+async def linger_batches(
+    stream: Any, max_size: int, within: float, longest: float | None = None
+) -> AsyncIterator[list[Any]]:
     """Batches of `stream`'s events (Faust `EventT`s): a batch opens at its first event and closes
-    `within` seconds later or at `max_size` events. Each event is acked once its batch has been
-    handled, that is, when the next batch is asked for or the iteration ends."""
+    once no event has come for `within` seconds, at `max_size` events, or `longest` seconds after
+    it opened (None: `within`, a fixed window). Each event is acked once its batch has been
+    handled, that is, when the next batch is asked for or the iteration ends.
+
+    Closing on a quiet gap rather than a fixed window lets a batch grow while records keep coming:
+    after a long batch the records that waited meanwhile come in a stream, faster than a short
+    window gathers them, and a worker taking small batches from a backlog pays its per-batch
+    writes more often than it can afford."""
     if max_size < 1 or within < 0:
         raise ValueError(f"max_size must be at least 1 and within not negative: {max_size}, {within}")
+    longest = within if longest is None else max(within, longest)
+    loop = asyncio.get_running_loop()
     events: list[Any] = []
     first = asyncio.Event()  # something is buffered: the window is open
     full = asyncio.Event()  # max_size are buffered: the window closes early
@@ -92,8 +102,16 @@ async def linger_batches(stream: Any, max_size: int, within: float) -> AsyncIter
             # No timer while nothing is buffered: an idle worker sleeps here.
             if not first.is_set():
                 await until(first)
-            if not full.is_set() and within > 0 and not stopping.done():
-                await until(full, within)
+            opened = loop.time()
+            while not full.is_set() and within > 0 and not stopping.done():
+                gathered = len(events)
+                left = opened + longest - loop.time()
+                if left <= 0:
+                    break
+                await until(full, min(within, left))
+                if len(events) == gathered:
+                    break  # a quiet gap: nothing more is on its way
+
             if stopping.done():
                 break
             batch = events[:max_size]

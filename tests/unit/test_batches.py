@@ -193,3 +193,29 @@ def test_a_value_without_its_event_crashes_the_stream_instead_of_stalling_it(cap
     harness = run(linger(10, LONG), scenario)  # the batches end (no timeout waiting for them)
     assert harness.batches == []
     assert "Crashed reason=RuntimeError('linger_batches: a value reached the buffer" in caplog.text
+
+
+def test_records_that_keep_coming_grow_a_batch_past_one_window():
+    async def scenario(h: Harness) -> None:
+        for value in range(1, 6):  # 80 ms apart: closer together than the window
+            await h.send(value)
+            await h.idle(0.08)
+        await h.next_batches(1)
+        await h.stop()
+
+    # A fixed 0.2 s window from the first record would have closed after three of them.
+    assert run(lambda stream: linger_batches(stream, 100, 0.2, LONG), scenario).batches == [[1, 2, 3, 4, 5]]
+
+
+def test_a_growing_batch_closes_at_the_longest_wait():
+    async def scenario(h: Harness) -> None:
+        for value in range(1, 61):  # a record every 20 ms for more than a second
+            await h.send(value)
+            await h.idle(0.02)
+        await h.next_batches(2)
+        await h.stop()
+
+    batches = run(lambda stream: linger_batches(stream, 100, 0.2, 0.3), scenario).batches
+    # Without the cap the records, never 0.2 s apart, would all wait in one batch.
+    assert len(batches[0]) < 60
+    assert [value for batch in batches for value in batch] == list(range(1, sum(map(len, batches)) + 1))
