@@ -286,13 +286,9 @@ class StreamSettings(CommonSettings):
     # larger, which measured cheaper and faster here than deciding small batches ahead (the GIL is
     # shared with the writer thread); more helps when Kafka's round trips are long.
     max_batches_in_flight: int = Field(default=1, ge=1, le=64)
-    # A batch opens at its first record and closes at batch_size, once no record has come for
-    # batch_timeout seconds, or batch_timeout_max after it opened (streams.batches): the timeout is
-    # the latency a quiet cloud's events pay, and an idle worker runs no timer, so a short one costs
-    # nothing while there is no traffic; records that keep coming (a backlog after a long batch)
-    # grow the batch, so the per-batch writes are not paid for a handful of records each.
-    batch_timeout: float = Field(default=0.002, gt=0, le=60)
-    batch_timeout_max: float = Field(default=0.05, gt=0, le=60)
+    # A batch closes at batch_size or after batch_timeout seconds (Faust's take): the timeout is
+    # the latency a quiet cloud's events pay.
+    batch_timeout: float = Field(default=0.01, gt=0, le=60)
     # How long librdkafka tries to deliver one output before reporting it refused (then retried).
     delivery_timeout: float = Field(default=30.0, gt=0, le=3600)
     # How long a worker that died silently keeps its partitions before the group moves them.

@@ -63,10 +63,7 @@ DESCRIPTIONS: dict[str, str] = {
     "durable_queues": "durable exchange and pool queue (survive a RabbitMQ restart); must match Nova's",
     "listen:batch_size": "notifications per batch written to Kafka and acked to RabbitMQ",
     "listen:batch_timeout": "seconds a batch waits for more after its first notification",
-    "listen:batch_timeout_max": (
-        "the batch window grows with the load up to this (equal to BATCH_TIMEOUT: fixed)"
-    ),
-    "stream:batch_timeout_max": "a batch whose records keep coming closes this long after its first at most",
+    "batch_timeout_max": "the batch window grows with the load up to this (equal to BATCH_TIMEOUT: fixed)",
     "batch_busy_rate": "notifications/s at which the batch window reaches BATCH_TIMEOUT_MAX",
     "max_message_bytes": "largest raw record; bigger notifications are dead-lettered",
     "pack_max": "notifications packed in one raw record (same partition, JSON Lines); 1 = one each",
@@ -115,7 +112,7 @@ DESCRIPTIONS: dict[str, str] = {
     "schema_registry_url": "a Confluent-compatible Schema Registry; unset: Avro single-object encoding",
     "stream:batch_size": "raw records per batch (a packed record carries up to PACK_MAX notifications)",
     "max_batches_in_flight": "batches decided while earlier ones are still being written",
-    "stream:batch_timeout": "a batch closes once no record has come for this long (no timer while idle)",
+    "stream:batch_timeout": "seconds a batch waits to fill",
     "stream:delivery_timeout": "seconds librdkafka tries to deliver an output before it is retried",
     "session_timeout_seconds": "how soon a silently dead worker's partitions move to the others",
     "api_host": "address the API listens on",

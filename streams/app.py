@@ -24,7 +24,6 @@ from bridge.retry import Backoff
 from bridge.settings import StreamSettings, load
 from bridge.topics import core_topics, ensure_topics
 from streams import pipeline
-from streams.batches import linger_batches
 from streams.codecs import CodecError, RegistrationError
 from streams.faust_internals import FaustConsumerOffsets, in_recovery, missing_internals
 from streams.registration import BACKOFF_INITIAL, BACKOFF_MAX, Registrar, SchemaIds, avro_topics
@@ -171,10 +170,7 @@ def build_app(
 
     @app.agent(raw_topic)
     async def process_raw(stream: Any) -> None:
-        # A batch's window opens at its first record (no timer while idle), see streams.batches.
-        async for events in linger_batches(
-            stream, settings.batch_size, settings.batch_timeout, settings.batch_timeout_max
-        ):
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout):
             await runner.handle_batch([event.message for event in events])
 
     async def wait_for_writes_on_revoke(_app: Any, *_args: Any, **_kwargs: Any) -> None:

@@ -23,7 +23,6 @@ CHECKED_VERSIONS = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aio
 
 
 def _checks() -> dict[str, Callable[[], bool]]:
-    from faust.streams import Stream
     from faust.tables.recovery import Recovery
     from faust.transport.consumer import Consumer, ThreadDelegateConsumer
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -45,10 +44,6 @@ def _checks() -> dict[str, Callable[[], bool]]:
         "Consumer._read_offset": lambda: has_source(Consumer.__init__, "self._read_offset"),
         # Whether the table is still being recovered from its changelog (readiness).
         "Recovery.in_recovery": lambda: hasattr(Recovery, "in_recovery"),
-        # streams.batches drains a stream in the background as Faust's take does ...
-        "Stream._enable_passive": lambda: has_source(Stream, "def _enable_passive(self, channel"),
-        # ... and removes its buffering processor from the stream's list of processors when done.
-        "Stream._processors": lambda: has_source(Stream.add_processor, "self._processors.append"),
     }
 
 
@@ -135,17 +130,6 @@ class FaustConsumerOffsets:
     async def seek(self, tp: Any, offset: int) -> None:
         await self._call(_seek, tp, offset)
         self._app.consumer._read_offset[tp] = offset or None
-
-
-def drain_in_background(stream: Any) -> None:
-    """Have Faust iterate `stream` in a task of its own, so that its processors see every event
-    while the caller waits on what they gather (how Faust's `take` runs)."""
-    stream._enable_passive(stream.channel.__aiter__())
-
-
-def remove_processor(stream: Any, processor: Any) -> None:
-    """Undo `stream.add_processor(processor)` (Faust has no public call for it)."""
-    stream._processors.remove(processor)
 
 
 def in_recovery(app: Any) -> bool:

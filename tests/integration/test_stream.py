@@ -337,18 +337,6 @@ def test_two_workers_one_stopped_mid_run_loses_nothing(stream_run):
     assert first.alive()
 
 
-def test_an_idle_worker_stops_on_sigterm(stream_run):
-    """Its batch source waits for the first record with no timer; that wait must still end when
-    the worker is told to stop (and the exit code is a clean one)."""
-    records = lifecycle_records(SimulatedCloud(seed=8), 1)
-    worker = stream_run.start("w1")
-    stream_run.send(records)
-    assert len(stream_run.read(stream_run.events_topic, expected=len(records))) == len(records)
-    time.sleep(3)  # idle, waiting for the next record
-    assert worker.terminate(30) == 0
-    assert "Traceback" not in worker.log()
-
-
 def test_records_deleted_by_retention_before_the_worker_returns_are_counted_and_the_rest_flow(stream_run):
     from confluent_kafka import Consumer, TopicPartition
     from confluent_kafka.admin import AdminClient
@@ -410,3 +398,14 @@ def test_a_worker_that_saw_its_raw_topic_missing_takes_it_up_again_once_it_is_ba
     stream_run.send(rest)
     events = stream_run.read(stream_run.events_topic, expected=len(records), timeout=90)
     assert len(events) == len(records)
+
+
+def test_an_idle_worker_stops_on_sigterm(stream_run):
+    """A worker waiting for its next record must still stop when told to, with a clean exit."""
+    records = lifecycle_records(SimulatedCloud(seed=8), 1)
+    worker = stream_run.start("w1")
+    stream_run.send(records)
+    assert len(stream_run.read(stream_run.events_topic, expected=len(records))) == len(records)
+    time.sleep(3)  # idle, waiting for the next record
+    assert worker.terminate(30) == 0
+    assert "Traceback" not in worker.log()
