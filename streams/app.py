@@ -18,7 +18,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from bridge.health import HealthServer, register_build_info
 from bridge.heap import settle_after_start_up
-from bridge.kafka_config import KafkaTlsRefused, confirmed_producer_config, ssl_context
+from bridge.kafka_config import KafkaTlsRefused, confirmed_producer_config, consumer_config, ssl_context
 from bridge.logs import setup_logging
 from bridge.retry import Backoff
 from bridge.settings import StreamSettings, load
@@ -26,6 +26,7 @@ from bridge.topics import core_topics, ensure_topics
 from streams import pipeline
 from streams.codecs import CodecError, RegistrationError
 from streams.faust_internals import FaustConsumerOffsets, in_recovery, missing_internals
+from streams.range_reader import KafkaRangeReader
 from streams.registration import BACKOFF_INITIAL, BACKOFF_MAX, Registrar, SchemaIds, avro_topics
 from streams.runner import BatchRunner, BatchWriter
 from streams.subscription_source import SubscriptionSource
@@ -157,10 +158,13 @@ def build_app(
         Producer(confirmed_producer_config(settings, "stream", settings.delivery_timeout)),
         delivery_timeout=settings.delivery_timeout,
     )
+    # Reads records the Faust consumer fetched but never handed over, by offset (holes are rare).
+    reader = KafkaRangeReader(consumer_config(settings, "stream-range-reader", group_id=None))
     runner = BatchRunner(
         build_processor(settings, subscriptions, registrar.ids if registrar is not None else None),
         writer,
         FaustConsumerOffsets(app),
+        reader,
         table.data,
         settings.state_topic,
         current_generation=lambda: app.consumer_generation_id,
@@ -218,8 +222,12 @@ def build_app(
         await runner.commit_written()
 
     @app.timer(interval=1.0)
-    async def retry_stalled_seeks() -> None:
-        await runner.retry_stalled_seeks()
+    async def fill_stalled_partitions() -> None:
+        # Not while recovering: the raw partitions are paused, and their positions are reset after.
+        if in_recovery(app):
+            return
+        actives = {tp for tp in app.assignor.assigned_actives() if tp.topic == settings.raw_topic}
+        await runner.fill_stalled_partitions(actives, time.monotonic())
 
     settled = False
 

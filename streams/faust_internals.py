@@ -1,10 +1,10 @@
 """Every use of faust-streaming's and aiokafka's private attributes, in one module.
 
-The worker commits the raw topic's offsets itself and seeks back over holes (see streams.runner),
-which Faust has no public API for. Each use below was checked against faust-streaming 0.15.3,
-mode-streaming 0.7.1 and aiokafka 0.14.0; `missing_internals()` says whether the installed
-versions still have them, a unit test fails loudly when an upgrade moves one, and the worker
-refuses to start without them.
+The worker commits the raw topic's offsets itself and watches its consumer's positions for
+records fetched but never handed over (see streams.runner), which Faust has no public API for.
+Each use below was checked against faust-streaming 0.15.3, mode-streaming 0.7.1 and aiokafka
+0.14.0; `missing_internals()` says whether the installed versions still have them, a unit test
+fails loudly when an upgrade moves one, and the worker refuses to start without them.
 
 Faust runs its aiokafka consumer on a thread of its own, and aiokafka is not thread-safe, so the
 consumer is only ever called there, through the thread's `call_thread`.
@@ -13,18 +13,22 @@ consumer is only ever called there, through the thread's `call_thread`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from bridge.private_api import has_source, missing
 
+# How long a partition's position may take to read before it is left for the next check.
+POSITION_SECONDS = 1.0
+
 CHECKED_VERSIONS = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aiokafka": "0.14.0"}
 
 
 def _checks() -> dict[str, Callable[[], bool]]:
     from faust.tables.recovery import Recovery
-    from faust.transport.consumer import Consumer, ThreadDelegateConsumer
+    from faust.transport.consumer import ThreadDelegateConsumer
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     return {
@@ -40,8 +44,6 @@ def _checks() -> dict[str, Callable[[], bool]]:
         "AIOKafkaConsumerThread.tp_last_committed_at": lambda: has_source(
             AIOKafkaConsumerThread, "self.tp_last_committed_at = "
         ),
-        # Faust drops fetched records below its read offset: a seek back must lower it too.
-        "Consumer._read_offset": lambda: has_source(Consumer.__init__, "self._read_offset"),
         # Whether the table is still being recovered from its changelog (readiness).
         "Recovery.in_recovery": lambda: hasattr(Recovery, "in_recovery"),
     }
@@ -99,13 +101,23 @@ async def _starts(thread: Any, partitions: set[Any]) -> dict[Any, int]:
     return starts
 
 
-async def _seek(thread: Any, tp: Any, offset: int) -> None:
-    thread._ensure_consumer().seek(_aiokafka_tp(tp), offset)
+async def _positions(thread: Any, partitions: set[Any]) -> dict[Any, int]:
+    consumer = thread._ensure_consumer()
+    assigned = consumer.assignment()
+    positions: dict[Any, int] = {}
+    for tp in partitions:
+        key = _aiokafka_tp(tp)
+        if key not in assigned:
+            continue
+        # position() waits while a partition has no valid position yet (being reset): skip it.
+        with contextlib.suppress(TimeoutError):
+            positions[tp] = await asyncio.wait_for(consumer.position(key), POSITION_SECONDS)
+    return positions
 
 
 class FaustConsumerOffsets:
-    """The runner's ConsumerOffsets port on Faust's consumer: committed offsets, log starts,
-    commits and seeks of the raw topic."""
+    """The runner's ConsumerOffsets port on Faust's consumer: committed offsets, commits and
+    positions of the raw topic."""
 
     def __init__(self, app: Any, timeout: float = 60.0) -> None:
         self._app = app
@@ -123,13 +135,10 @@ class FaustConsumerOffsets:
         result: dict[Any, int] = await self._call(_starts, partitions)
         return result
 
-    async def log_starts(self, partitions: set[Any]) -> dict[Any, int]:
-        result: dict[Any, int] = await self._call(_log_starts, partitions)
+    async def positions(self, partitions: set[Any]) -> dict[Any, int]:
+        """The next offset the consumer will fetch, per assigned partition."""
+        result: dict[Any, int] = await self._call(_positions, partitions)
         return result
-
-    async def seek(self, tp: Any, offset: int) -> None:
-        await self._call(_seek, tp, offset)
-        self._app.consumer._read_offset[tp] = offset or None
 
 
 def in_recovery(app: Any) -> bool:

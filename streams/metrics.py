@@ -32,9 +32,13 @@ COMMIT_FAILURES = Counter(
     "eventfed_stream_commit_failures_total", "Offset commits refused (the records will be replayed)"
 )
 REDELIVERED = Counter(
-    "eventfed_stream_redelivered_total", "Records fetched again after a seek, handled already"
+    "eventfed_stream_redelivered_total", "Records delivered after they were read over a hole, handled already"
 )
-GAP_SEEKS = Counter("eventfed_stream_gap_seeks_total", "Seeks back to records that did not reach the worker")
+GAP_FILLS = Counter(
+    "eventfed_stream_gap_fills_total",
+    "Holes of records that did not reach the worker, read from Kafka by offset",
+)
+FILLED = Counter("eventfed_stream_filled_records_total", "Records read from Kafka by offset to fill a hole")
 LOST_TO_RETENTION = Counter(
     "eventfed_stream_lost_to_retention_total", "Raw records deleted by retention before they were handled"
 )

@@ -14,9 +14,12 @@ waiting for Kafka's acknowledgement, the writes retried with a capped backoff wh
   4. a rebalance waits for the batch in flight, and a batch fetched before the rebalance is
      dropped uncommitted (it is fetched again by whoever owns its partition now), so a worker
      that lost a partition never writes its state after the new owner has started.
-Records must also arrive without holes: Faust can drop records fetched while it seeks back at a
-rebalance. `streams.offsets.OffsetLedger` checks every record against the next offset expected
-from the committed one; on a hole the runner seeks back instead of committing past it.
+Records must also arrive without holes: Faust can fetch records and never hand them over (around
+a rebalance). `streams.offsets.OffsetLedger` checks every record against the next offset expected
+from the committed one. On a hole the runner reads the missing records straight from Kafka, by
+offset, and handles them before the record that revealed it; a hole at the end of what was fetched
+(nothing comes after it) is found by comparing the ledger with the consumer's position. Nothing is
+ever committed past a hole.
 A crash between 1 and 3 replays the batch: its outputs are written again (duplicates, counted as
 replays). A state already written implies its outputs were, so a replayed record that the state
 has moved past is stale, not lost.
@@ -45,6 +48,9 @@ from streams.offsets import ACCEPT, GAP, OffsetLedger
 
 LOG = logging.getLogger(__name__)
 
+# Records read by offset per round trip when filling a hole.
+FILL_CHUNK = 500
+
 
 class RawMessage(Protocol):
     """What the runner reads of one fetched raw record (Faust's Message has these)."""
@@ -72,8 +78,20 @@ class ConsumerOffsets(Protocol):
 
     async def commit(self, offsets: Mapping[Any, int]) -> int: ...
     async def starts(self, partitions: set[Any]) -> dict[Any, int]: ...
-    async def log_starts(self, partitions: set[Any]) -> dict[Any, int]: ...
-    async def seek(self, tp: Any, offset: int) -> None: ...
+    async def positions(self, partitions: set[Any]) -> dict[Any, int]: ...
+
+
+class RangeRead(Protocol):
+    @property
+    def records(self) -> Sequence[RawMessage]: ...
+    @property
+    def log_start(self) -> int: ...
+
+
+class RangeReader(Protocol):
+    """Reads given offsets of a partition straight from Kafka (streams.range_reader)."""
+
+    async def read(self, tp: Any, start: int, end: int, limit: int) -> RangeRead: ...
 
 
 class BatchWriter:
@@ -145,22 +163,27 @@ class BatchRunner:
         processor: pipeline.Processor,
         writer: BatchWriter,
         offsets: ConsumerOffsets,
+        reader: RangeReader,
         state: MutableMapping[bytes, Any],
         state_topic: str,
         current_generation: Callable[[], int | None],
         backoff: Callable[[], Backoff] = lambda: Backoff(0.5, 30.0),
-        seek_retry_after: float = 2.0,
+        stall_after: float = 5.0,
         max_in_flight: int = 1,
     ) -> None:
         self.processor = processor
         self.writer = writer
         self.offsets = offsets
+        self.reader = reader
         self.state = state
         self.state_topic = state_topic
         self.current_generation = current_generation
         self._backoff = backoff
-        self._seek_retry_after = seek_retry_after
+        self._stall_after = stall_after
         self.ledger = OffsetLedger()
+        # Per partition whose consumer position is past the next offset expected: that offset,
+        # and since when it has not moved (see fill_stalled_partitions).
+        self._behind: dict[Any, tuple[int, float]] = {}
         # Offsets whose records are written, waiting for the next commit (every 200 ms and at a
         # rebalance): a commit round trip per batch would hold up the next batch.
         self.uncommitted: dict[Any, int] = {}
@@ -187,25 +210,36 @@ class BatchRunner:
                 LOG.info("left %d records fetched before a rebalance", len(messages) - len(current))
             if not current or not await self._know_starts({m.tp for m in current}):
                 return
-            accepted = []
-            gaps: dict[Any, int] = {}
+            accepted: list[RawMessage] = []
             for message in current:
                 verdict = self.ledger.admit(message.tp, message.offset)
+                if verdict == GAP:
+                    # The records before this one never reached the worker: they are handled
+                    # first, read by offset, so the partition's order holds.
+                    if accepted:
+                        self._send_accepted(accepted)
+                        accepted = []
+                    LOG.warning(
+                        "records %d..%d of %s did not reach the worker; reading them from Kafka",
+                        self.ledger.expected(message.tp),
+                        message.offset - 1,
+                        message.tp,
+                    )
+                    if not await self._fill(message.tp, message.offset):
+                        return
+                    verdict = self.ledger.admit(message.tp, message.offset)
                 if verdict == ACCEPT:
                     accepted.append(message)
-                elif verdict == GAP:
-                    gaps[message.tp] = max(message.offset, gaps.get(message.tp, -1))
                 else:
                     metrics.REDELIVERED.inc()
             if accepted:
-                job = self._decide(accepted)
-                job.offsets = self.ledger.commit_offsets({m.tp for m in accepted})
-                self._send(job)
-            for tp, last_dropped in gaps.items():
-                # A dropped record below the expected offset came again later in this batch.
-                if last_dropped >= self.ledger.expected(tp):
-                    await self._seek_back(tp, last_dropped)
+                self._send_accepted(accepted)
         await self._limit_in_flight()
+
+    def _send_accepted(self, messages: Sequence[RawMessage]) -> None:
+        job = self._decide(messages)
+        job.offsets = self.ledger.commit_offsets({m.tp for m in messages})
+        self._send(job)
 
     async def _know_starts(self, partitions: set[Any]) -> bool:
         """Load where newly assigned partitions start; False if a rebalance came first."""
@@ -224,55 +258,91 @@ class BatchRunner:
                 return False
         return True
 
-    async def _seek_back(self, tp: Any, last_dropped: int) -> None:
+    async def _fill(self, tp: Any, end: int) -> bool:
+        """Read the records of `tp` from the next one expected up to `end` (exclusive) straight
+        from Kafka and handle them, in chunks; False if a rebalance came first (the partition's
+        next owner reads them from the committed offset)."""
+        metrics.GAP_FILLS.inc()
+        backoff = self._backoff()
+        generation = self.current_generation()
+        while (expected := self.ledger.expected(tp)) < end:
+            try:
+                read = await self.reader.read(tp, expected, end, FILL_CHUNK)
+            except Exception as exc:
+                LOG.warning("cannot read records %d..%d of %s (%r)", expected, end - 1, tp, exc)
+            else:
+                accepted: list[RawMessage] = []
+                for record in read.records:
+                    self._lost_to_retention(tp, min(record.offset, end))
+                    if self.ledger.admit(tp, record.offset) == ACCEPT:
+                        accepted.append(record)
+                if accepted:
+                    metrics.FILLED.inc(len(accepted))
+                    self._send_accepted(accepted)
+                    await self._limit_in_flight()
+                    continue
+                if not read.records and read.log_start > expected:
+                    self._lost_to_retention(tp, min(read.log_start, end))
+                    continue
+            delay = backoff.next_delay()
+            LOG.info("records %d..%d of %s not read yet; retrying in %.1fs", expected, end - 1, tp, delay)
+            await asyncio.sleep(delay)
+            if not self.accepts(generation):
+                return False
+        return True
+
+    def _lost_to_retention(self, tp: Any, first_held: int) -> None:
+        """Records below `first_held` that the worker never handled were deleted by retention."""
         expected = self.ledger.expected(tp)
-        pending = self.ledger.pending_seek(tp)
-        if pending is not None and pending.offset == expected:
-            return  # records fetched before that seek are still draining; see retry_stalled_seeks
-        target = await self._first_available(tp, expected)
-        LOG.warning(
-            "records from %d of %s did not reach the worker (record %d did); fetching them again",
-            target,
+        if first_held <= expected:
+            return
+        metrics.LOST_TO_RETENTION.inc(first_held - expected)
+        LOG.error(
+            "records %d..%d of %s were deleted by retention before the worker handled them",
+            expected,
+            first_held - 1,
             tp,
-            last_dropped,
         )
-        await self._seek(tp, target)
+        self.ledger.skip_to(tp, first_held)
 
-    async def _first_available(self, tp: Any, expected: int) -> int:
-        """`expected`, unless retention deleted it meanwhile: then the log start, counted as lost."""
-        try:
-            log_start = (await self.offsets.log_starts({tp})).get(tp)
-        except Exception as exc:
-            LOG.warning("cannot read the log start of %s: %r", tp, exc)
-            log_start = None
-        if log_start is not None and log_start > expected:
-            metrics.LOST_TO_RETENTION.inc(log_start - expected)
-            LOG.error(
-                "records %d..%d of %s were deleted by retention before the worker handled them",
-                expected,
-                log_start - 1,
-                tp,
-            )
-            return log_start
-        return expected
-
-    async def _seek(self, tp: Any, target: int) -> None:
-        try:
-            await self.offsets.seek(tp, target)
-        except Exception as exc:
-            LOG.warning("seek of %s to %d failed (%r); retrying", tp, target, exc)
-        metrics.GAP_SEEKS.inc()
-        self.ledger.seeking(tp, target, time.monotonic())
-
-    async def retry_stalled_seeks(self) -> None:
-        """Seek again where the record sought has not come: Faust can still drop it, when records
-        fetched before the seek move its read position past it."""
+    async def fill_stalled_partitions(self, partitions: set[Any], now: float) -> int:
+        """Read what the consumer fetched of these (assigned) partitions but never handed over:
+        a partition whose position is past the next offset expected, with no progress for
+        `stall_after` seconds. Returns how many partitions were filled."""
+        filled = 0
         async with self.write_lock:
-            now = time.monotonic()
-            for tp, seek in self.ledger.pending_seeks():
-                if now - seek.since >= self._seek_retry_after and self.accepts(self.current_generation()):
-                    LOG.info("record %d of %s has not come since the seek; seeking again", seek.offset, tp)
-                    await self._seek(tp, await self._first_available(tp, seek.offset))
+            if not partitions or not self.accepts(self.current_generation()):
+                return 0
+            if not await self._know_starts(partitions):
+                return 0
+            try:
+                positions = await self.offsets.positions(partitions)
+            except Exception as exc:
+                LOG.warning("cannot read the consumer's positions (%r)", exc)
+                return 0
+            for tp in partitions:
+                expected, position = self.ledger.expected(tp), positions.get(tp)
+                if position is None or position <= expected:
+                    self._behind.pop(tp, None)
+                    continue
+                behind = self._behind.get(tp)
+                if behind is None or behind[0] != expected:
+                    self._behind[tp] = (expected, now)
+                    continue
+                if now - behind[1] < self._stall_after:
+                    continue
+                LOG.warning(
+                    "records %d..%d of %s were fetched but did not reach the worker; reading them from Kafka",
+                    expected,
+                    position - 1,
+                    tp,
+                )
+                del self._behind[tp]
+                if not await self._fill(tp, position):
+                    break
+                filled += 1
+        await self._limit_in_flight()
+        return filled
 
     def accepts(self, generation: int | None) -> bool:
         current = self.current_generation()
@@ -286,6 +356,7 @@ class BatchRunner:
             await self.drain()
             await self.commit_written()
             self.ledger.forget_all()
+            self._behind.clear()
             self.uncommitted.clear()
             self._pending_states.clear()
 

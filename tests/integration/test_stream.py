@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import subprocess
@@ -409,3 +410,46 @@ def test_an_idle_worker_stops_on_sigterm(stream_run):
     time.sleep(3)  # idle, waiting for the next record
     assert worker.terminate(30) == 0
     assert "Traceback" not in worker.log()
+
+
+def test_the_range_reader_reads_offsets_straight_from_kafka_from_what_retention_left(
+    kafka_bootstrap, kafka_topic_factory, unique
+):
+    """What the worker reads over a hole: the records asked for, in order, starting where
+    retention left the log, with the log start to count what it took."""
+    from collections import namedtuple
+
+    from confluent_kafka import Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    from streams.range_reader import KafkaRangeReader
+
+    topic = kafka_topic_factory(f"test.range.{unique}", partitions=2)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(10):
+        producer.produce(topic, key=b"k%d" % i, value=b"v%d" % i, partition=1, headers=[("h", b"%d" % i)])
+    assert producer.flush(30) == 0
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for future in admin.delete_records([TopicPartition(topic, 1, 3)]).values():
+        future.result(timeout=30)
+    TP = namedtuple("TP", "topic partition")
+    tp = TP(topic, 1)
+    reader = KafkaRangeReader({"bootstrap.servers": kafka_bootstrap, "group.id": f"test-range-{unique}"})
+
+    async def reads():
+        return (
+            await reader.read(tp, 0, 8, 100),
+            await reader.read(tp, 5, 9, 2),
+            await reader.read(tp, 0, 2, 100),
+        )
+
+    try:
+        from_start, limited, all_deleted = asyncio.run(reads())
+    finally:
+        reader.close()
+    assert [r.offset for r in from_start.records] == [3, 4, 5, 6, 7] and from_start.log_start == 3
+    first = from_start.records[0]
+    assert (first.tp, first.key, first.value, first.headers) == (tp, b"k3", b"v3", [("h", b"3")])
+    assert (first.topic, first.partition) == (topic, 1)
+    assert [r.offset for r in limited.records] == [5, 6]
+    assert all_deleted.records == [] and all_deleted.log_start == 3

@@ -20,7 +20,7 @@ def test_records_in_order_from_the_committed_offset_are_accepted_and_committed_o
     assert ledger.commit_offsets({P0, P1}) == {P0: 13, P1: 1}
 
 
-def test_a_hole_is_never_committed_past_and_a_seek_back_fills_it():
+def test_a_hole_is_never_committed_past_and_once_filled_the_next_record_is_accepted():
     ledger = OffsetLedger()
     ledger.start({P0: 5})
     assert ledger.admit(P0, 5) == ACCEPT
@@ -28,14 +28,19 @@ def test_a_hole_is_never_committed_past_and_a_seek_back_fills_it():
     assert ledger.admit(P0, 9) == GAP
     assert ledger.admit(P0, 10) == GAP
     assert ledger.commit_offsets({P0}) == {P0: 6}
-    ledger.seeking(P0, 6, now=100.0)
-    pending = ledger.pending_seek(P0)
-    assert pending is not None and (pending.offset, pending.since) == (6, 100.0)
-    assert ledger.admit(P0, 11) == GAP  # fetched before the seek
-    assert ledger.admit(P0, 6) == ACCEPT
-    assert ledger.pending_seek(P0) is None
-    assert ledger.pending_seeks() == []
-    assert ledger.commit_offsets({P0}) == {P0: 7}
+    assert [ledger.admit(P0, o) for o in (6, 7, 8, 9)] == [ACCEPT] * 4  # read by offset, then 9
+    assert ledger.admit(P0, 7) == REDELIVERED  # delivered after all, late
+    assert ledger.commit_offsets({P0}) == {P0: 10}
+
+
+def test_records_deleted_by_retention_are_skipped_and_never_move_the_ledger_back():
+    ledger = OffsetLedger()
+    ledger.start({P0: 5})
+    ledger.skip_to(P0, 8)
+    assert ledger.expected(P0) == 8
+    assert ledger.admit(P0, 8) == ACCEPT
+    ledger.skip_to(P0, 6)
+    assert ledger.expected(P0) == 9
 
 
 def test_records_before_the_expected_offset_are_redeliveries_and_change_nothing():
@@ -52,10 +57,8 @@ def test_a_rebalance_forgets_everything_and_start_does_not_move_a_known_partitio
     ledger.admit(P0, 3)
     ledger.start({P0: 0})  # a late answer for a partition already under way
     assert ledger.expected(P0) == 4
-    ledger.seeking(P0, 4, now=1.0)
     ledger.forget_all()
     assert ledger.unknown({P0}) == {P0}
-    assert ledger.pending_seeks() == []
     assert ledger.commit_offsets({P0}) == {}
 
 

@@ -73,7 +73,7 @@ class FakeOffsets:
     def __init__(self, journal: Journal, committed: dict | None = None) -> None:
         self.journal = journal
         self.committed = dict(committed or {})
-        self.seeks: list[tuple] = []
+        self.position: dict = {}
 
     async def commit(self, offsets):
         self.journal.append(("commit", dict(offsets)))
@@ -83,11 +83,33 @@ class FakeOffsets:
     async def starts(self, partitions):
         return {tp: self.committed.get(tp, 0) for tp in partitions}
 
-    async def log_starts(self, partitions):
-        return {tp: 0 for tp in partitions}
+    async def positions(self, partitions):
+        return {tp: self.position[tp] for tp in partitions if tp in self.position}
 
-    async def seek(self, tp, offset):
-        self.seeks.append((tp, offset))
+
+@dataclass
+class Read:
+    records: list
+    log_start: int
+
+
+class FakeReader:
+    """The partitions' logs as Kafka holds them: records by offset, from `log_start`."""
+
+    def __init__(self, messages=(), log_start: int = 0, failures: int = 0) -> None:
+        self.log = {(m.tp, m.offset): m for m in messages}
+        self.log_start = log_start
+        self.failures = failures
+        self.reads: list[tuple] = []
+
+    async def read(self, tp, start, end, limit):
+        self.reads.append((tp, start, end))
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("broker down")
+        begin = max(start, self.log_start)
+        offsets = range(begin, min(end, begin + limit))
+        return Read([self.log[(tp, o)] for o in offsets if (tp, o) in self.log], self.log_start)
 
 
 def quick_backoff() -> Backoff:
@@ -95,7 +117,11 @@ def quick_backoff() -> Backoff:
 
 
 def make_runner(
-    journal: Journal, refusals: int = 0, generation: list[int] | None = None, max_in_flight: int = 1
+    journal: Journal,
+    refusals: int = 0,
+    generation: list[int] | None = None,
+    max_in_flight: int = 1,
+    reader: FakeReader | None = None,
 ):
     generation = generation if generation is not None else [1]
     producer = FakeProducer(journal, refusals)
@@ -105,6 +131,7 @@ def make_runner(
         processor,
         BatchWriter(producer, delivery_timeout=1.0, backoff=quick_backoff),
         offsets,
+        reader if reader is not None else FakeReader(),
         {},
         STATE,
         current_generation=lambda: generation[0],
@@ -213,25 +240,171 @@ def test_a_rebalance_waits_for_the_batch_in_flight_and_drops_what_was_fetched_be
     assert offsets.committed == {(RAW, 0): 2} and runner.uncommitted == {}
 
 
-def test_a_hole_is_never_committed_past_and_is_sought_back():
+def events_in_order(journal: Journal) -> list[int]:
+    """The raw offsets behind the canonical events written, in the order written."""
+    return [entry[2] for entry in journal if entry[0] == "write" and entry[1] == EVENTS]
+
+
+def test_a_hole_is_read_from_kafka_and_handled_in_order_before_the_record_that_revealed_it():
     journal = Journal()
-    runner, _producer, offsets = make_runner(journal)
     messages = lifecycle_messages(6)
+    reader = FakeReader(messages)
+    runner, _producer, offsets = make_runner(journal, reader=reader)
     delivered = messages[:2] + messages[4:]  # offsets 2 and 3 never reached the runner
 
     async def scenario():
         await runner.handle_batch(delivered)
         await runner.drain()
         await runner.commit_written()
-        await runner.handle_batch(messages[2:])  # the seek brings them, then 4 and 5 again
+        await runner.handle_batch(messages[2:4])  # delivered late after all: handled already
+
+    asyncio.run(scenario())
+    assert reader.reads == [((RAW, 0), 2, 4)]
+    assert offsets.committed == {(RAW, 0): 6}
+    assert runner.processed == 6
+    written = [entry for entry in journal if entry[0] == "write" and entry[1] == EVENTS]
+    assert len(written) == 6, "a record was handled twice or not at all"
+    states = [entry for entry in journal if entry[0] == "write" and entry[1] == STATE]
+    assert states, "no state was written"
+
+
+def test_the_hole_is_handled_between_the_records_around_it():
+    """Per-VM order: the outputs and the final state are the same as with no hole at all."""
+    messages = lifecycle_messages(8)
+
+    def run(batches):
+        journal = Journal()
+        runner, producer, _offsets = make_runner(journal, reader=FakeReader(messages))
+        written: list = []
+        original_produce = producer.produce
+
+        def produce(topic, key=None, value=None, headers=None, on_delivery=None, partition=-1):
+            written.append((topic, value))
+            original_produce(topic, key, value, headers, on_delivery, partition)
+
+        producer.produce = produce  # type: ignore[method-assign]
+
+        async def scenario():
+            for batch in batches:
+                await runner.handle_batch(batch)
+            await runner.drain()
+
+        asyncio.run(scenario())
+        return written, dict(runner.state)
+
+    in_order = run([messages])
+    with_hole = run([messages[:1] + messages[5:]])
+    assert [v for t, v in with_hole[0] if t == EVENTS] == [v for t, v in in_order[0] if t == EVENTS]
+    assert with_hole[1] == in_order[1]
+
+
+def test_records_deleted_by_retention_in_a_hole_are_counted_lost_and_the_rest_flows():
+    from streams import metrics
+
+    journal = Journal()
+    messages = lifecycle_messages(6)
+    # Retention took 0..2 before they were read; 3 is held.
+    runner, _producer, offsets = make_runner(journal, reader=FakeReader(messages, log_start=3))
+    lost_before = metrics.LOST_TO_RETENTION._value.get()
+
+    async def scenario():
+        await runner.handle_batch(messages[4:])
         await runner.drain()
         await runner.commit_written()
 
     asyncio.run(scenario())
-    assert offsets.seeks == [((RAW, 0), 2)]
-    commits = [entry[1] for entry in journal if entry[0] == "commit"]
-    assert commits == [{(RAW, 0): 2}, {(RAW, 0): 6}]
-    assert runner.processed == 6
+    assert metrics.LOST_TO_RETENTION._value.get() - lost_before == 3
+    assert offsets.committed == {(RAW, 0): 6}
+    assert runner.processed == 3  # 3 read over the hole, 4 and 5 delivered
+
+
+def test_a_failing_read_is_retried_and_nothing_is_committed_past_the_hole_meanwhile():
+    journal = Journal()
+    messages = lifecycle_messages(4)
+    reader = FakeReader(messages, failures=2)
+    runner, _producer, offsets = make_runner(journal, reader=reader)
+
+    async def scenario():
+        await runner.handle_batch(messages[:1] + messages[3:])
+        await runner.drain()
+        await runner.commit_written()
+
+    asyncio.run(scenario())
+    assert len(reader.reads) == 3
+    assert offsets.committed == {(RAW, 0): 4}
+    assert runner.processed == 4
+
+
+def test_a_rebalance_during_a_failing_read_leaves_the_rest_to_the_next_owner():
+    journal = Journal()
+    messages = lifecycle_messages(4)
+    generation = [1]
+    reader = FakeReader(messages, failures=1_000)
+    runner, _producer, offsets = make_runner(journal, generation=generation, reader=reader)
+    original_read = reader.read
+
+    async def read_then_rebalance(tp, start, end, limit):
+        generation[0] = 2
+        return await original_read(tp, start, end, limit)
+
+    reader.read = read_then_rebalance  # type: ignore[method-assign]
+
+    async def scenario():
+        await runner.handle_batch(messages[:1] + messages[3:])
+        await runner.drain()
+        await runner.commit_written()
+
+    asyncio.run(scenario())
+    assert offsets.committed == {(RAW, 0): 1}, "committed past a hole that was never read"
+    assert runner.processed == 1
+
+
+def test_records_fetched_but_never_delivered_at_the_end_are_read_once_stalled():
+    """A hole with nothing after it: no later record reveals it, the consumer's position does."""
+    journal = Journal()
+    messages = lifecycle_messages(5)
+    reader = FakeReader(messages)
+    runner, _producer, offsets = make_runner(journal, reader=reader)
+    runner._stall_after = 5.0
+    tp = (RAW, 0)
+
+    async def scenario():
+        await runner.handle_batch(messages[:2])
+        offsets.position[tp] = 5  # 2..4 fetched, never handed over
+        assert await runner.fill_stalled_partitions({tp}, now=100.0) == 0  # first seen behind
+        assert await runner.fill_stalled_partitions({tp}, now=104.0) == 0  # not for long enough
+        assert reader.reads == []
+        assert await runner.fill_stalled_partitions({tp}, now=105.0) == 1
+        await runner.drain()
+        await runner.commit_written()
+        assert await runner.fill_stalled_partitions({tp}, now=200.0) == 0  # caught up
+
+    asyncio.run(scenario())
+    assert reader.reads == [(tp, 2, 5)]
+    assert offsets.committed == {tp: 5}
+    assert runner.processed == 5
+
+
+def test_a_partition_that_moves_on_is_not_filled_and_one_never_delivered_at_all_is():
+    journal = Journal()
+    messages = lifecycle_messages(6)
+    second = lifecycle_messages(3, partition=1)
+    reader = FakeReader(messages + second)
+    runner, _producer, offsets = make_runner(journal, reader=reader)
+    runner._stall_after = 5.0
+    p0, p1 = (RAW, 0), (RAW, 1)
+
+    async def scenario():
+        await runner.handle_batch(messages[:2])
+        offsets.position.update({p0: 6, p1: 3})  # nothing of partition 1 was ever handed over
+        await runner.fill_stalled_partitions({p0, p1}, now=100.0)
+        await runner.handle_batch(messages[2:4])  # partition 0 is slow, not stalled
+        await runner.fill_stalled_partitions({p0, p1}, now=106.0)
+        await runner.drain()
+
+    asyncio.run(scenario())
+    assert reader.reads == [(p1, 0, 3)]
+    assert runner.processed == 4 + 3
 
 
 def test_a_malformed_record_is_dead_lettered_and_the_batch_goes_on():

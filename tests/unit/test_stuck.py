@@ -15,7 +15,17 @@ from bridge.simulator.novasim import SimulatedCloud, raw_record
 from bridge.state import META
 from streams import codecs, pipeline, stuck, ves
 from streams.subscriptions import load_subscriptions
-from tests.unit.test_runner import DLQ, EVENTS, RAW, STATE, FakeOffsets, FakeProducer, Journal, Message
+from tests.unit.test_runner import (
+    DLQ,
+    EVENTS,
+    RAW,
+    STATE,
+    FakeOffsets,
+    FakeProducer,
+    FakeReader,
+    Journal,
+    Message,
+)
 from tests.unit.test_ves import VIM, assert_valid_ves, fault_of
 
 SUBS = load_subscriptions(
@@ -399,6 +409,7 @@ def test_the_sweep_raises_on_owned_partitions_only_and_writes_outputs_before_sta
         processor,
         BatchWriter(FakeProducer(journal), delivery_timeout=1.0),
         FakeOffsets(journal),
+        FakeReader(),
         {},
         STATE,
         current_generation=lambda: 1,
