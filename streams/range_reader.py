@@ -99,6 +99,22 @@ class KafkaRangeReader:
             consumer.unassign()
         return RangeRead(records, log_start)
 
+    async def log_ends(self, partitions: set[Any]) -> dict[Any, int]:
+        """The offset the next record of each partition will get."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._log_ends, partitions)
+
+    def _log_ends(self, partitions: set[Any]) -> dict[Any, int]:
+        if self._consumer is None:
+            self._consumer = Consumer(self._config)
+        ends = {}
+        for tp in partitions:
+            _start, end = self._consumer.get_watermark_offsets(
+                TopicPartition(tp.topic, tp.partition), timeout=self._read_seconds, cached=False
+            )
+            ends[tp] = end
+        return ends
+
     def close(self) -> None:
         if self._consumer is not None:
             self._consumer.close()

@@ -50,6 +50,9 @@ LOG = logging.getLogger(__name__)
 
 # Records read by offset per round trip when filling a hole.
 FILL_CHUNK = 500
+# A partition with records in its log that its consumer does not fetch is read directly once it
+# has made no progress for this many times `stall_after`.
+LONG_STALLS = 6
 
 
 class RawMessage(Protocol):
@@ -92,6 +95,7 @@ class RangeReader(Protocol):
     """Reads given offsets of a partition straight from Kafka (streams.range_reader)."""
 
     async def read(self, tp: Any, start: int, end: int, limit: int) -> RangeRead: ...
+    async def log_ends(self, partitions: set[Any]) -> dict[Any, int]: ...
 
 
 class BatchWriter:
@@ -181,9 +185,12 @@ class BatchRunner:
         self._backoff = backoff
         self._stall_after = stall_after
         self.ledger = OffsetLedger()
-        # Per partition whose consumer position is past the next offset expected: that offset,
-        # and since when it has not moved (see fill_stalled_partitions).
+        # Per partition with records past the next offset expected: that offset, and since when
+        # it has not moved (see fill_stalled_partitions).
         self._behind: dict[Any, tuple[int, float]] = {}
+        # The raw partitions' log ends as last read, and when (read every `stall_after` seconds).
+        self._log_ends: dict[Any, int] = {}
+        self._log_ends_at = float("-inf")
         # Offsets whose records are written, waiting for the next commit (every 200 ms and at a
         # rebalance): a commit round trip per batch would hold up the next batch.
         self.uncommitted: dict[Any, int] = {}
@@ -306,9 +313,11 @@ class BatchRunner:
         self.ledger.skip_to(tp, first_held)
 
     async def fill_stalled_partitions(self, partitions: set[Any], now: float) -> int:
-        """Read what the consumer fetched of these (assigned) partitions but never handed over:
-        a partition whose position is past the next offset expected, with no progress for
-        `stall_after` seconds. Returns how many partitions were filled."""
+        """Read what never reached the worker of these (assigned) partitions, though nothing
+        after it revealed the hole: records the consumer fetched (its position is past the next
+        offset expected) with no progress for `stall_after` seconds, or records in the log the
+        consumer never fetched, with no progress for `LONG_STALLS` times as long. Returns how
+        many partitions were filled."""
         filled = 0
         async with self.write_lock:
             if not partitions or not self.accepts(self.current_generation()):
@@ -317,28 +326,34 @@ class BatchRunner:
                 return 0
             try:
                 positions = await self.offsets.positions(partitions)
+                if now - self._log_ends_at >= self._stall_after:
+                    self._log_ends = await self.reader.log_ends(partitions)
+                    self._log_ends_at = now
             except Exception as exc:
-                LOG.warning("cannot read the consumer's positions (%r)", exc)
+                LOG.warning("cannot read the raw partitions' positions (%r)", exc)
                 return 0
             for tp in partitions:
-                expected, position = self.ledger.expected(tp), positions.get(tp)
-                if position is None or position <= expected:
+                expected = self.ledger.expected(tp)
+                fetched = positions.get(tp, -1)
+                end = max(fetched, self._log_ends.get(tp, -1))
+                if end <= expected:
                     self._behind.pop(tp, None)
                     continue
                 behind = self._behind.get(tp)
                 if behind is None or behind[0] != expected:
                     self._behind[tp] = (expected, now)
                     continue
-                if now - behind[1] < self._stall_after:
+                waited = now - behind[1]
+                if fetched > expected and waited >= self._stall_after:
+                    what = "were fetched but did not reach the worker"
+                    end = fetched
+                elif waited >= LONG_STALLS * self._stall_after:
+                    what = f"were not fetched in {waited:.0f}s"
+                else:
                     continue
-                LOG.warning(
-                    "records %d..%d of %s were fetched but did not reach the worker; reading them from Kafka",
-                    expected,
-                    position - 1,
-                    tp,
-                )
+                LOG.warning("records %d..%d of %s %s; reading them from Kafka", expected, end - 1, tp, what)
                 del self._behind[tp]
-                if not await self._fill(tp, position):
+                if not await self._fill(tp, end):
                     break
                 filled += 1
         await self._limit_in_flight()

@@ -441,10 +441,11 @@ def test_the_range_reader_reads_offsets_straight_from_kafka_from_what_retention_
             await reader.read(tp, 0, 8, 100),
             await reader.read(tp, 5, 9, 2),
             await reader.read(tp, 0, 2, 100),
+            await reader.log_ends({tp, TP(topic, 0)}),
         )
 
     try:
-        from_start, limited, all_deleted = asyncio.run(reads())
+        from_start, limited, all_deleted, ends = asyncio.run(reads())
     finally:
         reader.close()
     assert [r.offset for r in from_start.records] == [3, 4, 5, 6, 7] and from_start.log_start == 3
@@ -453,3 +454,4 @@ def test_the_range_reader_reads_offsets_straight_from_kafka_from_what_retention_
     assert (first.topic, first.partition) == (topic, 1)
     assert [r.offset for r in limited.records] == [5, 6]
     assert all_deleted.records == [] and all_deleted.log_start == 3
+    assert ends == {tp: 10, TP(topic, 0): 0}

@@ -111,6 +111,9 @@ class FakeReader:
         offsets = range(begin, min(end, begin + limit))
         return Read([self.log[(tp, o)] for o in offsets if (tp, o) in self.log], self.log_start)
 
+    async def log_ends(self, partitions):
+        return {tp: 1 + max((o for t, o in self.log if t == tp), default=-1) for tp in partitions}
+
 
 def quick_backoff() -> Backoff:
     return Backoff(0.001, 0.002)
@@ -382,6 +385,28 @@ def test_records_fetched_but_never_delivered_at_the_end_are_read_once_stalled():
     asyncio.run(scenario())
     assert reader.reads == [(tp, 2, 5)]
     assert offsets.committed == {tp: 5}
+    assert runner.processed == 5
+
+
+def test_records_in_the_log_the_consumer_never_fetches_are_read_after_a_long_stall():
+    journal = Journal()
+    messages = lifecycle_messages(5)
+    reader = FakeReader(messages)
+    runner, _producer, offsets = make_runner(journal, reader=reader)
+    runner._stall_after = 5.0
+    tp = (RAW, 0)
+
+    async def scenario():
+        await runner.handle_batch(messages[:2])
+        offsets.position[tp] = 2  # the consumer stopped fetching; 2..4 are in the log
+        for now in (100.0, 105.0, 129.0):
+            assert await runner.fill_stalled_partitions({tp}, now=now) == 0
+        assert reader.reads == []
+        assert await runner.fill_stalled_partitions({tp}, now=130.0) == 1
+        await runner.drain()
+
+    asyncio.run(scenario())
+    assert reader.reads == [(tp, 2, 5)]
     assert runner.processed == 5
 
 
