@@ -318,19 +318,25 @@ class BatchRunner:
         offset expected) with no progress for `stall_after` seconds, or records in the log the
         consumer never fetched, with no progress for `LONG_STALLS` times as long. Returns how
         many partitions were filled."""
+        generation = self.current_generation()
+        if not partitions or not self.accepts(generation):
+            return 0
+        # Read outside the lock, so a slow answer never holds up batches or a rebalance; a
+        # position read a moment ago is at most behind, and a stall takes seconds to count.
+        try:
+            positions = await self.offsets.positions(partitions)
+            if now - self._log_ends_at >= self._stall_after:
+                self._log_ends = await self.reader.log_ends(partitions)
+                self._log_ends_at = now
+        except Exception as exc:
+            LOG.warning("cannot read the raw partitions' positions (%r)", exc)
+            return 0
         filled = 0
         async with self.write_lock:
-            if not partitions or not self.accepts(self.current_generation()):
+            # `partitions` are the assignment of `generation`: after a rebalance, not this one's.
+            if self.current_generation() != generation or not self.accepts(generation):
                 return 0
             if not await self._know_starts(partitions):
-                return 0
-            try:
-                positions = await self.offsets.positions(partitions)
-                if now - self._log_ends_at >= self._stall_after:
-                    self._log_ends = await self.reader.log_ends(partitions)
-                    self._log_ends_at = now
-            except Exception as exc:
-                LOG.warning("cannot read the raw partitions' positions (%r)", exc)
                 return 0
             for tp in partitions:
                 expected = self.ledger.expected(tp)

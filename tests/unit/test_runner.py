@@ -410,6 +410,32 @@ def test_records_in_the_log_the_consumer_never_fetches_are_read_after_a_long_sta
     assert runner.processed == 5
 
 
+def test_no_partition_is_filled_when_a_rebalance_comes_while_the_positions_are_read():
+    journal = Journal()
+    messages = lifecycle_messages(5)
+    generation = [1]
+    reader = FakeReader(messages)
+    runner, _producer, offsets = make_runner(journal, generation=generation, reader=reader)
+    runner._stall_after = 0.0
+    tp = (RAW, 0)
+    offsets.position[tp] = 5
+    original_positions = offsets.positions
+
+    async def positions_then_rebalance(partitions):
+        generation[0] = 2  # the partitions asked about may be another worker's now
+        return await original_positions(partitions)
+
+    async def scenario():
+        await runner.handle_batch(messages[:2])
+        assert await runner.fill_stalled_partitions({tp}, now=100.0) == 0  # first seen behind
+        offsets.positions = positions_then_rebalance  # type: ignore[method-assign]
+        assert await runner.fill_stalled_partitions({tp}, now=200.0) == 0
+
+    asyncio.run(scenario())
+    assert reader.reads == []
+    assert runner.processed == 2
+
+
 def test_a_partition_that_moves_on_is_not_filled_and_one_never_delivered_at_all_is():
     journal = Journal()
     messages = lifecycle_messages(6)
