@@ -55,6 +55,14 @@ class Listener:
             confirmed_producer_config(settings, f"listen-{settings.vim_id}", settings.delivery_timeout)
         )
         writer = KafkaBatchWriter.from_settings(self.producer, settings)
+        # The oslo internals the lingering poll and the adaptive window rely on, checked once.
+        self._missing_internals = oslo_internals.missing_internals()
+        if self._missing_internals:
+            LOG.warning(
+                "this oslo.messaging lacks %s: the batch window stays at %ss, polled from its start",
+                ", ".join(self._missing_internals),
+                settings.batch_timeout,
+            )
         self.endpoint = NotificationEndpoint(settings, writer, self.stop_event, self._window_setter())
         self._conf = cfg.ConfigOpts()
         self._conf([], project="eventfed", default_config_files=[], default_config_dirs=[])
@@ -98,23 +106,15 @@ class Listener:
 
     def _window_setter(self) -> Callable[[float], object] | None:
         """How the endpoint widens oslo's batch window under load; None keeps it fixed."""
-        if self.settings.batch_timeout_max <= self.settings.batch_timeout:
-            return None
-        missing = oslo_internals.missing_internals()
-        if missing:
-            LOG.warning(
-                "this oslo.messaging lacks %s: the batch window stays at %ss, polled from its start",
-                ", ".join(missing),
-                self.settings.batch_timeout,
-            )
+        if self.settings.batch_timeout_max <= self.settings.batch_timeout or self._missing_internals:
             return None
         return lambda seconds: oslo_internals.set_batch_timeout(self.server, seconds)
 
     def start(self) -> None:
         self.server.start()
-        # Without the internals (warned about above when the window adapts), oslo's own polling:
-        # the same batches, a poll every window while idle.
-        if not oslo_internals.missing_internals():
+        # Without the internals (warned about at start-up), oslo's own polling: the same
+        # batches, a poll every window while idle.
+        if not self._missing_internals:
             oslo_internals.linger(self.server, IDLE_WAIT_SECONDS)
         self._consuming = True
 

@@ -3,11 +3,14 @@ oslo.messaging attribute it is applied through (over oslo's in-process fake:// b
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -143,17 +146,19 @@ def test_no_other_module_sets_the_window():
     assert found == ["bridge/listener/oslo_internals.py"]
 
 
-@pytest.mark.filterwarnings("ignore")
-def test_a_running_server_polls_with_the_window_set(monkeypatch):
+@contextlib.contextmanager
+def fake_server(monkeypatch, endpoint, pool: str, window: float) -> Iterator[tuple[Any, Any, list]]:
+    """An ordered batch listener on oslo's in-process fake:// transport (batches of 10), with every
+    poll of its driver listener recorded as (batch_size, batch_timeout); stopped on the way out."""
     import oslo_messaging
     from oslo_config import cfg
     from oslo_messaging._drivers import impl_fake
 
-    windows: list[float] = []
+    polls: list[tuple[int, float | None]] = []
     original = impl_fake.FakeListener.poll
 
     def recording_poll(self, timeout=None, batch_size=1, batch_timeout=None):
-        windows.append(batch_timeout)
+        polls.append((batch_size, batch_timeout))
         return original(self, timeout=timeout, batch_size=batch_size, batch_timeout=batch_timeout)
 
     monkeypatch.setattr(impl_fake.FakeListener, "poll", recording_poll)
@@ -162,20 +167,27 @@ def test_a_running_server_polls_with_the_window_set(monkeypatch):
     oslo_messaging.set_transport_defaults(control_exchange="nova")
     transport = oslo_messaging.get_notification_transport(conf, url="fake://")
     target = oslo_messaging.Target(topic="notifications", exchange="nova")
-    server = ordered_batch_listener(transport, [target], object(), "pool-w", 10, 0.02)  # type: ignore[arg-type]
-    assert not oslo_internals.set_batch_timeout(server, 0.03)  # not started: nothing to set
-    server.start()
+    server = ordered_batch_listener(transport, [target], endpoint, pool, 10, window)
     try:
+        yield server, transport, polls
+    finally:
+        if server.listener is not None:  # started
+            server.stop()
+            server.wait()
+        transport.cleanup()
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_a_running_server_polls_with_the_window_set(monkeypatch):
+    with fake_server(monkeypatch, object(), "pool-w", 0.02) as (server, _transport, polls):
+        assert not oslo_internals.set_batch_timeout(server, 0.03)  # not started: nothing to set
+        server.start()
         assert oslo_internals.set_batch_timeout(server, 0.03)
         deadline = time.monotonic() + 10
-        while 0.03 not in windows and time.monotonic() < deadline:
+        while (10, 0.03) not in polls and time.monotonic() < deadline:
             time.sleep(0.01)
-    finally:
-        server.stop()
-        server.wait()
-        transport.cleanup()
-    assert windows[0] == 0.02
-    assert 0.03 in windows
+    assert polls[0] == (10, 0.02)
+    assert (10, 0.03) in polls
 
 
 class ScriptedPoll:
@@ -216,21 +228,7 @@ def test_a_lingering_poll_keeps_the_batch_size_and_a_window_oslo_would_read_as_n
 @pytest.mark.filterwarnings("ignore")
 def test_a_lingering_server_hands_over_a_first_notification_and_its_company_together(monkeypatch):
     import oslo_messaging
-    from oslo_config import cfg
-    from oslo_messaging._drivers import impl_fake
 
-    polls: list[tuple[int, float | None]] = []
-    original = impl_fake.FakeListener.poll
-
-    def recording_poll(self, timeout=None, batch_size=1, batch_timeout=None):
-        polls.append((batch_size, batch_timeout))
-        return original(self, timeout=timeout, batch_size=batch_size, batch_timeout=batch_timeout)
-
-    monkeypatch.setattr(impl_fake.FakeListener, "poll", recording_poll)
-    conf = cfg.ConfigOpts()
-    conf([], project="eventfed-unit", default_config_files=[], default_config_dirs=[])
-    oslo_messaging.set_transport_defaults(control_exchange="nova")
-    transport = oslo_messaging.get_notification_transport(conf, url="fake://")
     batches: list[list[int]] = []
     done = threading.Event()
 
@@ -241,12 +239,10 @@ def test_a_lingering_server_hands_over_a_first_notification_and_its_company_toge
                 done.set()
             return oslo_messaging.NotificationResult.HANDLED
 
-    target = oslo_messaging.Target(topic="notifications", exchange="nova")
     # A window long enough that the three sends below fall in one batch once it starts at the first.
-    server = ordered_batch_listener(transport, [target], Recorder(), "pool-l", 10, 0.5)  # type: ignore[arg-type]
-    assert not oslo_internals.linger(server, 0.05)  # not started: nothing to wrap
-    server.start()
-    try:
+    with fake_server(monkeypatch, Recorder(), "pool-l", 0.5) as (server, transport, polls):
+        assert not oslo_internals.linger(server, 0.05)  # not started: nothing to wrap
+        server.start()
         assert oslo_internals.linger(server, 0.05)
         # The poll oslo began at start (its own window) ends first; the next ones linger.
         time.sleep(0.7)
@@ -257,10 +253,6 @@ def test_a_lingering_server_hands_over_a_first_notification_and_its_company_toge
             notifier.info({}, "compute.instance.update", {"seq": seq})
             time.sleep(0.05)
         assert done.wait(10)
-    finally:
-        server.stop()
-        server.wait()
-        transport.cleanup()
     assert batches == [[0, 1, 2]]
     # While idle it waited in slices of idle_wait for a first notification, never for a window.
     assert (1, 0.05) in polls
