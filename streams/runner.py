@@ -50,6 +50,8 @@ LOG = logging.getLogger(__name__)
 
 # Records read by offset per round trip when filling a hole.
 FILL_CHUNK = 500
+# The most records read by offset for a stalled partition per check.
+STALL_FILL_LIMIT = 4 * FILL_CHUNK
 # A partition with records in its log that its consumer does not fetch is read directly once it
 # has made no progress for this many times `stall_after`.
 LONG_STALLS = 6
@@ -357,6 +359,9 @@ class BatchRunner:
                     what = f"were not fetched in {waited:.0f}s"
                 else:
                     continue
+                # A bounded read: if the consumer was only slow (Kafka down for a while), what it
+                # then delivers is skipped as handled, and the reading stops here.
+                end = min(end, expected + STALL_FILL_LIMIT)
                 LOG.warning("records %d..%d of %s %s; reading them from Kafka", expected, end - 1, tp, what)
                 del self._behind[tp]
                 if not await self._fill(tp, end):

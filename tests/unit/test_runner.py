@@ -410,6 +410,30 @@ def test_records_in_the_log_the_consumer_never_fetches_are_read_after_a_long_sta
     assert runner.processed == 5
 
 
+def test_a_stalled_partition_is_read_a_bounded_stretch_at_a_time(monkeypatch):
+    from streams import runner as runner_module
+
+    monkeypatch.setattr(runner_module, "STALL_FILL_LIMIT", 3)
+    journal = Journal()
+    messages = lifecycle_messages(8)
+    reader = FakeReader(messages)
+    runner, _producer, offsets = make_runner(journal, reader=reader)
+    runner._stall_after = 5.0
+    tp = (RAW, 0)
+
+    async def scenario():
+        await runner.handle_batch(messages[:1])
+        offsets.position[tp] = 8
+        for now in (100.0, 105.0, 106.0, 111.0):
+            await runner.fill_stalled_partitions({tp}, now=now)
+        await runner.drain()
+
+    asyncio.run(scenario())
+    # 1..3 at 105; at 106 the partition has moved on, so it waits again, and 4..6 at 111.
+    assert reader.reads == [(tp, 1, 4), (tp, 4, 7)]
+    assert runner.processed == 7
+
+
 def test_no_partition_is_filled_when_a_rebalance_comes_while_the_positions_are_read():
     journal = Journal()
     messages = lifecycle_messages(5)
