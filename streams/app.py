@@ -302,8 +302,11 @@ def _create_topics_then_work(
         if registrar is None:
             return 1
     health.observed = (False, "starting the worker", 0.0)
-    app, _runner = build_app(settings, subscriptions, health, registrar)
-    return _work(settings, app)
+    app, runner = build_app(settings, subscriptions, health, registrar)
+    try:
+        return _work(settings, app)
+    finally:
+        runner.reader.close()
 
 
 def _create_topics(settings: StreamSettings, subscriptions: SubscriptionSource, health: StreamHealth) -> bool:

@@ -111,6 +111,9 @@ class FakeReader:
         offsets = range(begin, min(end, begin + limit))
         return Read([self.log[(tp, o)] for o in offsets if (tp, o) in self.log], self.log_start)
 
+    def close(self):
+        pass
+
     async def log_ends(self, partitions):
         return {tp: 1 + max((o for t, o in self.log if t == tp), default=-1) for tp in partitions}
 
