@@ -128,6 +128,7 @@ def make_runner(
     generation: list[int] | None = None,
     max_in_flight: int = 1,
     reader: FakeReader | None = None,
+    stall_after: float = 5.0,
 ):
     generation = generation if generation is not None else [1]
     producer = FakeProducer(journal, refusals)
@@ -142,9 +143,19 @@ def make_runner(
         STATE,
         current_generation=lambda: generation[0],
         backoff=quick_backoff,
+        stall_after=stall_after,
         max_in_flight=max_in_flight,
     )
     return runner, producer, offsets
+
+
+def reading_runner(messages, generation: list[int] | None = None, stall_after: float = 5.0):
+    """A runner whose reader holds `messages` as Kafka would: (runner, offsets, reader)."""
+    reader = FakeReader(messages)
+    runner, _producer, offsets = make_runner(
+        Journal(), generation=generation, reader=reader, stall_after=stall_after
+    )
+    return runner, offsets, reader
 
 
 def lifecycle_messages(count: int, partition: int = 0, start: int = 0) -> list[Message]:
@@ -365,25 +376,32 @@ def test_a_rebalance_during_a_failing_read_leaves_the_rest_to_the_next_owner():
     assert runner.processed == 1
 
 
-def test_records_fetched_but_never_delivered_at_the_end_are_read_once_stalled():
-    """A hole with nothing after it: no later record reveals it, the consumer's position does."""
-    journal = Journal()
+@pytest.mark.parametrize(
+    ("position", "quiet_checks", "filled_at"),
+    [
+        (5, (100.0, 104.0), 105.0),  # 2..4 fetched, never handed over: read after 5 s
+        (2, (100.0, 105.0, 129.0), 130.0),  # the consumer stopped fetching 2..4: read after 30 s
+    ],
+    ids=["fetched-not-handed-over", "not-fetched"],
+)
+def test_a_hole_with_nothing_after_it_is_read_once_the_partition_has_stalled(
+    position, quiet_checks, filled_at
+):
+    """No later record reveals such a hole: the consumer's position or the log's end does."""
     messages = lifecycle_messages(5)
-    reader = FakeReader(messages)
-    runner, _producer, offsets = make_runner(journal, reader=reader)
-    runner._stall_after = 5.0
+    runner, offsets, reader = reading_runner(messages)
     tp = (RAW, 0)
 
     async def scenario():
         await runner.handle_batch(messages[:2])
-        offsets.position[tp] = 5  # 2..4 fetched, never handed over
-        assert await runner.fill_stalled_partitions({tp}, now=100.0) == 0  # first seen behind
-        assert await runner.fill_stalled_partitions({tp}, now=104.0) == 0  # not for long enough
+        offsets.position[tp] = position
+        for now in quiet_checks:
+            assert await runner.fill_stalled_partitions({tp}, now=now) == 0
         assert reader.reads == []
-        assert await runner.fill_stalled_partitions({tp}, now=105.0) == 1
+        assert await runner.fill_stalled_partitions({tp}, now=filled_at) == 1
         await runner.drain()
         await runner.commit_written()
-        assert await runner.fill_stalled_partitions({tp}, now=200.0) == 0  # caught up
+        assert await runner.fill_stalled_partitions({tp}, now=filled_at + 100) == 0  # caught up
 
     asyncio.run(scenario())
     assert reader.reads == [(tp, 2, 5)]
@@ -391,37 +409,12 @@ def test_records_fetched_but_never_delivered_at_the_end_are_read_once_stalled():
     assert runner.processed == 5
 
 
-def test_records_in_the_log_the_consumer_never_fetches_are_read_after_a_long_stall():
-    journal = Journal()
-    messages = lifecycle_messages(5)
-    reader = FakeReader(messages)
-    runner, _producer, offsets = make_runner(journal, reader=reader)
-    runner._stall_after = 5.0
-    tp = (RAW, 0)
-
-    async def scenario():
-        await runner.handle_batch(messages[:2])
-        offsets.position[tp] = 2  # the consumer stopped fetching; 2..4 are in the log
-        for now in (100.0, 105.0, 129.0):
-            assert await runner.fill_stalled_partitions({tp}, now=now) == 0
-        assert reader.reads == []
-        assert await runner.fill_stalled_partitions({tp}, now=130.0) == 1
-        await runner.drain()
-
-    asyncio.run(scenario())
-    assert reader.reads == [(tp, 2, 5)]
-    assert runner.processed == 5
-
-
 def test_a_stalled_partition_is_read_a_bounded_stretch_at_a_time(monkeypatch):
     from streams import runner as runner_module
 
     monkeypatch.setattr(runner_module, "STALL_FILL_LIMIT", 3)
-    journal = Journal()
     messages = lifecycle_messages(8)
-    reader = FakeReader(messages)
-    runner, _producer, offsets = make_runner(journal, reader=reader)
-    runner._stall_after = 5.0
+    runner, offsets, reader = reading_runner(messages)
     tp = (RAW, 0)
 
     async def scenario():
@@ -438,12 +431,9 @@ def test_a_stalled_partition_is_read_a_bounded_stretch_at_a_time(monkeypatch):
 
 
 def test_no_partition_is_filled_when_a_rebalance_comes_while_the_positions_are_read():
-    journal = Journal()
     messages = lifecycle_messages(5)
     generation = [1]
-    reader = FakeReader(messages)
-    runner, _producer, offsets = make_runner(journal, generation=generation, reader=reader)
-    runner._stall_after = 0.0
+    runner, offsets, reader = reading_runner(messages, generation=generation, stall_after=0.0)
     tp = (RAW, 0)
     offsets.position[tp] = 5
     original_positions = offsets.positions
@@ -464,12 +454,9 @@ def test_no_partition_is_filled_when_a_rebalance_comes_while_the_positions_are_r
 
 
 def test_a_partition_that_moves_on_is_not_filled_and_one_never_delivered_at_all_is():
-    journal = Journal()
     messages = lifecycle_messages(6)
     second = lifecycle_messages(3, partition=1)
-    reader = FakeReader(messages + second)
-    runner, _producer, offsets = make_runner(journal, reader=reader)
-    runner._stall_after = 5.0
+    runner, offsets, reader = reading_runner(messages + second)
     p0, p1 = (RAW, 0), (RAW, 1)
 
     async def scenario():
