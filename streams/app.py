@@ -144,8 +144,11 @@ def build_app(
     raw_topic = keyed_topic(settings.raw_topic, value_serializer="raw", acks=False)
     # The compacted state topic is the table's changelog: one topic is both the API's read
     # model and the worker's recovery log, so the two can never disagree.
+    # acks=False as on Faust's own changelogs: the table reads it only to recover, so Faust's
+    # check for stalled streams must not count it as a stream (it would log an error per partition
+    # every few seconds once the worker is five minutes old and the table has been written).
     state_changelog = keyed_topic(
-        settings.state_topic, value_serializer="json", compacting=True, deleting=False
+        settings.state_topic, value_serializer="json", compacting=True, deleting=False, acks=False
     )
     table = app.Table(
         "vm-state",
