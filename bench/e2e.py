@@ -246,7 +246,8 @@ class Pipeline:
                     break
             cores = meter.stop()
             batches = self._batch_stats(batches_before)
-            outcomes = publishers.finish(60)
+            # Long enough for a publisher held by flow control to close its connection.
+            outcomes = publishers.finish(120)
         finally:
             for pid in publishers.pids:
                 self.ctx.sampler.untrack(pid)

@@ -60,6 +60,7 @@ def publisher_main(
     done: Any,
     sent: Synchronized,
     results: Any,
+    closed: Any,
 ) -> None:
     from bench import amqputil
 
@@ -144,8 +145,11 @@ def publisher_main(
         }
     )
     done.set()
+    # Closing waits for RabbitMQ to answer the close, so it has read every send before it: only
+    # then are the sends settled (see Publishers.finish).
     with contextlib.suppress(Exception):
         close()
+        closed.set()
 
 
 class Publishers:
@@ -158,16 +162,20 @@ class Publishers:
         self._results = context.Queue()
         self._ready = [context.Event() for _ in specs]
         self._done = [context.Event() for _ in specs]
+        self._closed = [context.Event() for _ in specs]
         self._sent = [context.Value("q", 0) for _ in specs]
         self.procs = [
             context.Process(
                 target=publisher_main,
-                args=(spec, ready, self._go, done, sent, self._results),
+                args=(spec, ready, self._go, done, sent, self._results, closed),
                 name=f"bench-publisher-{spec.seed}",
                 daemon=True,
             )
-            for spec, ready, done, sent in zip(specs, self._ready, self._done, self._sent, strict=True)
+            for spec, ready, done, sent, closed in zip(
+                specs, self._ready, self._done, self._sent, self._closed, strict=True
+            )
         ]
+        self._seeds = [spec.seed for spec in specs]
 
     def start(self, timeout: float = 120) -> float:
         """Start the processes, wait until each prepared its notifications, then release them
@@ -214,6 +222,19 @@ class Publishers:
                 )
         for proc in self.procs:
             proc.join(max(1.0, deadline - time.monotonic()))
+        closed = {seed for seed, event in zip(self._seeds, self._closed, strict=True) if event.is_set()}
+        for result in results:
+            if result["seed"] is None or result["seed"] in closed or result["unsettled"]:
+                continue
+            # A publisher that could not close its connection in time (RabbitMQ's flow control
+            # still held its socket) is stopped: what RabbitMQ had not yet read of its last sends
+            # is lost with the socket, at most a socket buffer's worth.
+            tail = result["fingerprints"][-UNSETTLED_TAIL:]
+            result["unsettled"] = tail
+            result["error"] = (
+                result["error"]
+                or "connection not closed in time: its last sends may not have reached RabbitMQ"
+            )
         return results
 
     def stop(self) -> None:
