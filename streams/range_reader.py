@@ -66,12 +66,21 @@ class KafkaRangeReader:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._read, tp, start, end, limit)
 
-    def _read(self, tp: Any, start: int, end: int, limit: int) -> RangeRead:
+    def _client(self) -> Consumer:
         if self._consumer is None:
             self._consumer = Consumer(self._config)
-        consumer = self._consumer
-        partition = TopicPartition(tp.topic, tp.partition)
-        log_start, _end = consumer.get_watermark_offsets(partition, timeout=self._read_seconds, cached=False)
+        return self._consumer
+
+    def _watermarks(self, tp: Any) -> tuple[int, int]:
+        """The partition's log start and end, asked of its leader."""
+        start, end = self._client().get_watermark_offsets(
+            TopicPartition(tp.topic, tp.partition), timeout=self._read_seconds, cached=False
+        )
+        return start, end
+
+    def _read(self, tp: Any, start: int, end: int, limit: int) -> RangeRead:
+        consumer = self._client()
+        log_start, _end = self._watermarks(tp)
         begin = max(start, log_start)
         stop = min(end, begin + limit)
         records: list[RangeRecord] = []
@@ -105,15 +114,7 @@ class KafkaRangeReader:
         return await loop.run_in_executor(self._executor, self._log_ends, partitions)
 
     def _log_ends(self, partitions: set[Any]) -> dict[Any, int]:
-        if self._consumer is None:
-            self._consumer = Consumer(self._config)
-        ends = {}
-        for tp in partitions:
-            _start, end = self._consumer.get_watermark_offsets(
-                TopicPartition(tp.topic, tp.partition), timeout=self._read_seconds, cached=False
-            )
-            ends[tp] = end
-        return ends
+        return {tp: self._watermarks(tp)[1] for tp in partitions}
 
     def close(self) -> None:
         if self._consumer is not None:
