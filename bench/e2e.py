@@ -83,7 +83,13 @@ class SubscriptionReader(threading.Thread):
     def run(self) -> None:
         try:
             while not self._halt.is_set():
-                batch = self._consumer.consume(1000, 0.005)
+                # consume(n, timeout) returns early only once it holds n records, so a timed
+                # batch read would add up to its timeout to every arrival: wait for the first
+                # record, then take what is already fetched.
+                first = self._consumer.poll(0.05)
+                if first is None:
+                    continue
+                batch = [first, *self._consumer.consume(1000, 0)]
                 arrival = time.time()
                 for message in batch:
                     if message.error() is not None:

@@ -220,6 +220,10 @@ def build_app(
         health.problem = None
         subscriptions.apply(pending)
 
+    def assigned_raw() -> set[Any]:
+        """The raw topic's partitions this worker owns as their active (not standby) reader."""
+        return {tp for tp in app.assignor.assigned_actives() if tp.topic == settings.raw_topic}
+
     @app.timer(interval=0.2)
     async def commit_written() -> None:
         await runner.commit_written()
@@ -229,8 +233,7 @@ def build_app(
         # Not while recovering: the raw partitions are paused, and their positions are reset after.
         if in_recovery(app):
             return
-        actives = {tp for tp in app.assignor.assigned_actives() if tp.topic == settings.raw_topic}
-        await runner.fill_stalled_partitions(actives, time.monotonic())
+        await runner.fill_stalled_partitions(assigned_raw(), time.monotonic())
 
     settled = False
 
@@ -251,8 +254,9 @@ def build_app(
 
     @app.timer(interval=max(1.0, min(60.0, settings.tombstone_seconds / 4)))
     async def expire_deleted() -> None:
-        actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.raw_topic}
-        await runner.remove_expired_deletes(actives, time.time(), settings.tombstone_seconds)
+        await runner.remove_expired_deletes(
+            {tp.partition for tp in assigned_raw()}, time.time(), settings.tombstone_seconds
+        )
 
     @app.timer(interval=settings.stuck_check_seconds)
     async def raise_stuck_actions() -> None:
@@ -260,8 +264,7 @@ def build_app(
         # changelog would look stuck.
         if in_recovery(app):
             return
-        actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.raw_topic}
-        raised = await runner.raise_stuck_actions(actives, time.time())
+        raised = await runner.raise_stuck_actions({tp.partition for tp in assigned_raw()}, time.time())
         if raised:
             LOG.info("raised %d stuck-action alarms", raised)
 
