@@ -17,7 +17,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from bridge.health import HealthServer, register_build_info
-from bridge.heap import settle_after_start_up
+from bridge.heap import WORKER_THRESHOLDS, settle_after_start_up
 from bridge.kafka_config import KafkaTlsRefused, confirmed_producer_config, consumer_config, ssl_context
 from bridge.logs import setup_logging
 from bridge.retry import Backoff
@@ -248,7 +248,7 @@ def build_app(
                 # Once, when the table is first recovered: later recoveries (after a rebalance)
                 # only add their partitions' share.
                 settled = True
-                settle_after_start_up()
+                settle_after_start_up(WORKER_THRESHOLDS)
             actives = app.assignor.assigned_actives()
             health.observed = (True, f"{len(actives)} partitions active", time.monotonic())
 

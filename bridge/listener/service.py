@@ -249,6 +249,8 @@ def _listen_until_stopped(settings: ListenerSettings, readiness: StartupReadines
 
     def start() -> None:
         listener.start()
+        # With CPython's default thresholds: oslo's receive path leaves cyclic garbage per
+        # message, best collected young and often (bridge.heap).
         settle_after_start_up()
 
     # oslo's start() connects, retrying for as long as RabbitMQ refuses; in a thread of its own so
