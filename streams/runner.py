@@ -55,6 +55,9 @@ STALL_FILL_LIMIT = 4 * FILL_CHUNK
 # A partition with records in its log that its consumer does not fetch is read directly once it
 # has made no progress for this many times `stall_after`.
 LONG_STALLS = 6
+# State records looked at per hold of the write lock by the periodic sweeps (stuck actions,
+# expired deletes): about 10 ms of the event loop here.
+SWEEP_SLICE = 2_000
 
 
 class RawMessage(Protocol):
@@ -512,23 +515,24 @@ class BatchRunner:
 
     async def remove_expired_deletes(self, active_partitions: set[int], now: float, retention: float) -> int:
         """Tombstone deleted VMs whose retention passed, on the partitions this worker owns."""
-        async with self.write_lock:
-            if not self.accepts(self.current_generation()):
-                return 0
-            job = Job(started=time.monotonic())
-            for key, value in list(self.state.items()):
-                if key in self._pending_states or not pipeline.tombstone_due(value, now, retention):
+
+        def decide(keys: Sequence[bytes], job: Job) -> None:
+            for key in keys:
+                value = self.state.get(key)
+                if (
+                    value is None
+                    or key in self._pending_states
+                    or not pipeline.tombstone_due(value, now, retention)
+                ):
                     continue
                 partition = source_partition(value)
                 if partition is None or partition in active_partitions:
                     job.states[key] = (partition, None)
-            task = self._send(job) if job.states else None
-        if task is not None:
-            await asyncio.wait([task])
-            task.result()
-            metrics.TOMBSTONES.inc(len(job.states))
+
+        removed = await self._sweep(decide)
+        metrics.TOMBSTONES.inc(removed)
         metrics.STATE_SIZE.set(len(self.state))
-        return len(job.states)
+        return removed
 
     async def raise_stuck_actions(self, active_partitions: set[int], now: float) -> int:
         """Raise the stuck alarms now due, on the partitions this worker owns; how many.
@@ -536,13 +540,11 @@ class BatchRunner:
         Each is decided against the state the VM will have once the batches in flight are
         written, and goes through the same ordered writes as a batch: its outputs, then its state.
         """
-        async with self.write_lock:
-            if not self.accepts(self.current_generation()):
-                return 0
-            job = Job(started=time.monotonic())
-            pending = self._pending_states
-            for key, written in list(self.state.items()):
-                value = pending.get(key, written)
+        pending = self._pending_states
+
+        def decide(keys: Sequence[bytes], job: Job) -> None:
+            for key in keys:
+                value = pending.get(key, self.state.get(key))
                 if value is None:
                     continue
                 partition = source_partition(value)
@@ -555,11 +557,34 @@ class BatchRunner:
                 job.outcomes.append(outcome)
                 pending[key] = outcome.new_state
                 job.states[key] = (partition, outcome.new_state)
-            task = self._send(job) if job.states else None
-        if task is not None:
+
+        return await self._sweep(decide)
+
+    async def _sweep(self, decide: Callable[[Sequence[bytes], Job], None]) -> int:
+        """Goes over the state table SWEEP_SLICE keys at a time, each slice decided under the
+        write lock and written like a batch; how many states it wrote.
+
+        The batches run between the slices: a sweep of 100,000 VMs in one go held the worker for
+        about half a second. A VM added meanwhile waits for the next sweep; a rebalance ends this
+        one (the partitions it was given may no longer be this worker's).
+        """
+        generation = self.current_generation()
+        keys = list(self.state.keys())
+        written = 0
+        for start in range(0, len(keys), SWEEP_SLICE):
+            async with self.write_lock:
+                if not self.accepts(generation):
+                    break
+                job = Job(started=time.monotonic())
+                decide(keys[start : start + SWEEP_SLICE], job)
+                task = self._send(job) if job.states else None
+            if task is None:
+                await asyncio.sleep(0)
+                continue
             await asyncio.wait([task])
             task.result()
-        return len(job.states)
+            written += len(job.states)
+        return written
 
 
 @dataclass

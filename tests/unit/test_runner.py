@@ -12,6 +12,7 @@ import pytest
 from bridge.retry import Backoff
 from bridge.simulator.novasim import SimulatedCloud, raw_record
 from streams import pipeline
+from streams import runner as runner_module
 from streams.runner import BatchRunner, BatchWriter
 from tests.support.fake_message import FakeMessage
 
@@ -511,6 +512,70 @@ def test_deleted_vms_are_tombstoned_on_owned_partitions_after_retention(retentio
     assert len(runner.state) == (0 if retention_passed else 1)
     if retention_passed:
         assert journal[-1][:2] == ("write", STATE) and journal[-1][3] == 2
+
+
+def deleted_vms(count: int, partition: int) -> list[Message]:
+    """Raw records of `count` VMs created and deleted, on one raw partition."""
+    cloud = SimulatedCloud(seed=11)
+    messages = []
+    for _ in range(count):
+        vm = cloud.new_vm(0)
+        for note in (
+            cloud.action(vm, "create", "end", "versioned"),
+            cloud.action(vm, "delete", "end", "versioned"),
+        ):
+            record = json.dumps(raw_record(note, "o_r", cloud.tick())).encode()
+            messages.append(Message((RAW, partition), len(messages), vm.uuid.encode(), record))
+    return messages
+
+
+def test_a_sweep_goes_a_slice_at_a_time_and_batches_are_written_between_its_slices(monkeypatch):
+    monkeypatch.setattr(runner_module, "SWEEP_SLICE", 2)
+    journal = Journal()
+    runner, _producer, _offsets = make_runner(journal)
+    deleted = deleted_vms(5, partition=2)
+    arriving = lifecycle_messages(2, partition=3)
+
+    async def scenario():
+        await runner.handle_batch(deleted)
+        await runner.drain()
+        journal.clear()
+        removed, _ = await asyncio.gather(
+            runner.remove_expired_deletes({2}, 4_000_000_000.0, retention=3600),
+            runner.handle_batch(arriving),
+        )
+        return removed
+
+    assert asyncio.run(scenario()) == 5
+    assert len(runner.state) == 1  # the VM of the batch that came meanwhile
+    tombstones = [i for i, entry in enumerate(journal) if entry[:2] == ("write", STATE) and entry[3] == 2]
+    batch_writes = [i for i, entry in enumerate(journal) if entry[:2] == ("write", EVENTS)]
+    assert len(tombstones) == 5 and batch_writes
+    # The batch did not wait for the whole sweep: it was written after the first slice.
+    assert tombstones[0] < batch_writes[0] < tombstones[-1]
+
+
+def test_a_rebalance_ends_a_sweep_between_its_slices(monkeypatch):
+    monkeypatch.setattr(runner_module, "SWEEP_SLICE", 2)
+    journal = Journal()
+    generation = [1]
+    runner, producer, _offsets = make_runner(journal, generation=generation)
+    flush = producer.flush
+
+    async def scenario():
+        await runner.handle_batch(deleted_vms(5, partition=2))
+        await runner.drain()
+
+        def flush_then_rebalance(timeout=None):
+            left = flush(timeout)
+            generation[0] = 2
+            return left
+
+        producer.flush = flush_then_rebalance
+        return await runner.remove_expired_deletes({2}, 4_000_000_000.0, retention=3600)
+
+    assert asyncio.run(scenario()) == 2
+    assert len(runner.state) == 3
 
 
 def test_a_packed_record_is_processed_line_by_line_and_a_bad_line_is_dead_lettered_alone():
