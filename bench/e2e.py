@@ -42,6 +42,10 @@ TARGET_SUSTAINED_PER_SECOND = 3000
 FIXED_RATES = (100, 1000, 5000)
 SHIPPED = "as shipped, wire publisher"
 SHIPPED_RETRY = "as shipped, wire publisher, second try"
+SHIPPED_REPEAT = "as shipped, wire publisher, repeated"
+# Runs of each latency target's rate in a full run: one run's p99 is its worst 1% of a few seconds,
+# which one stall of another process on these shared cores can set; the report takes the median.
+TARGET_RATE_RUNS = 3
 NOTIFIER = "as shipped, oslo Notifier publisher"
 # The listener's batch window fixed at 10 ms (settings) against the shipped adaptive 2-50 ms one.
 WHAT_IF = "listener window fixed at 10 ms (EVENTFED_BATCH_TIMEOUT=EVENTFED_BATCH_TIMEOUT_MAX=0.01)"
@@ -460,6 +464,9 @@ def run(ctx: Context) -> dict[str, Any]:
                 seconds = sizes.e2e_fixed_seconds if rate <= 1000 else sizes.e2e_step_seconds
                 first = measure(rate, "wire", seconds, SHIPPED)
                 if first["sustained"]:
+                    if rate in (100, 1000) and not ctx.quick:
+                        for _ in range(TARGET_RATE_RUNS - 1):
+                            measure(rate, "wire", seconds, SHIPPED_REPEAT)
                     continue
                 # The cores are shared with other work: a rate the pipeline nearly kept up with (the
                 # backlog grew by less than half the rate) gets a second try before it counts as too high.
@@ -508,16 +515,30 @@ def run(ctx: Context) -> dict[str, Any]:
 
 
 def best_shipped_runs(runs: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    """Per rate, the better of the as-shipped tries: a sustained one, else the lower p99."""
-    best: dict[int, dict[str, Any]] = {}
+    """Per rate, the as-shipped run that stands for it: of its sustained runs the one with the
+    median p99 (the higher of the middle two), else the try with the lower p99."""
+    by_rate: dict[int, list[dict[str, Any]]] = {}
     for run in runs:
-        if run["series"] not in (SHIPPED, SHIPPED_RETRY):
-            continue
-        known = best.get(run["rate"])
-        key = (run["sustained"], -(run["latency"]["ms"]["p99"] or 0))
-        if known is None or key > (known["sustained"], -(known["latency"]["ms"]["p99"] or 0)):
-            best[run["rate"]] = run
-    return best
+        if run["series"] in (SHIPPED, SHIPPED_RETRY, SHIPPED_REPEAT):
+            by_rate.setdefault(run["rate"], []).append(run)
+    chosen: dict[int, dict[str, Any]] = {}
+    for rate, tries in by_rate.items():
+        sustained = sorted((r for r in tries if r["sustained"]), key=_p99)
+        chosen[rate] = sustained[len(sustained) // 2] if sustained else min(tries, key=_p99)
+    return chosen
+
+
+def target_rate_p99s(runs: list[dict[str, Any]], rate: int) -> list[float]:
+    """The p99 of every sustained as-shipped run at `rate`, in the order they ran."""
+    return [
+        _p99(run)
+        for run in runs
+        if run["rate"] == rate and run["sustained"] and run["series"] in (SHIPPED, SHIPPED_REPEAT)
+    ]
+
+
+def _p99(run: dict[str, Any]) -> float:
+    return float(run["latency"]["ms"]["p99"] or 0.0)
 
 
 def _listener_metrics(port: int) -> dict[str, float]:
