@@ -54,7 +54,8 @@ def show_feeds(settings: StreamSettings) -> None:
     for subscription in subscriptions:
         records = read_feed(settings, subscription.sink.topic)
         if subscription.sink.format == "ves":
-            show_ves_feed(subscription.name, subscription.sink.topic, records)
+            domains = ", ".join(sorted(subscription.sink.ves_domains))
+            show_ves_feed(subscription.name, subscription.sink.topic, domains, records)
             continue
         events = [codecs.decode(r.value()) for r in records]
         kinds = Counter(f"{e['status']}.{e['phase']}" for e in events)
@@ -89,12 +90,13 @@ def show_feeds(settings: StreamSettings) -> None:
             console.print(f"  (the last 8 of {len(events)}; decode any with: eventfed decode FILE)")
 
 
-def show_ves_feed(name: str, topic: str, records: list[Any]) -> None:
-    """A VES feed: the alarms raised and cleared, and the state changes, as DCAE reads them."""
+def show_ves_feed(name: str, topic: str, domains: str, records: list[Any]) -> None:
+    """A VES feed: the alarms raised and cleared, or the state changes, as DCAE reads them."""
     events = [json.loads(r.value())["event"] for r in records]
     names = Counter(e["commonEventHeader"]["eventName"] for e in events)
-    title = f"subscription [bold]{name}[/] -> topic {topic} (ves): {len(events)} VES events  " + ", ".join(
-        f"{k} x{n}" for k, n in sorted(names.items())
+    title = (
+        f"subscription [bold]{name}[/] -> topic {topic} (ves: {domains}): {len(events)} VES events  "
+        + ", ".join(f"{k} x{n}" for k, n in sorted(names.items()))
     )
     table = Table(title=title, title_justify="left", show_lines=False)
     for column in (
