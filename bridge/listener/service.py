@@ -183,9 +183,9 @@ class Listener:
                 self._kafka_ok = (False, f"kafka unreachable: {refused or exc}")
         if not self._kafka_ok[0]:
             return self._kafka_ok
-        problem = handshake(self.settings, self.rabbit_hosts)
-        if problem is not None:
-            return False, f"rabbitmq unreachable: {problem}"
+        unreachable = handshake(self.settings, self.rabbit_hosts)
+        if unreachable is not None:
+            return False, f"rabbitmq unreachable: {unreachable}"
         return True, "connected"
 
 
