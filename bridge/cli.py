@@ -33,6 +33,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# The deployables: configured by settings alone, which their --help lists.
+SERVICES = ("listen", "poll", "stream", "api")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eventfed",
@@ -42,7 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"eventfed {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text)
+        epilog = None
+        if name in SERVICES:
+            from bridge.settings_reference import command_help
+
+            epilog = command_help(name)
+        command = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         command.set_defaults(_module=module_name)
         _ARGUMENTS.get(name, lambda _p: None)(command)
     return parser
@@ -135,6 +150,12 @@ def _topics_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _settings_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the README's Markdown table instead of plain text"
+    )
+
+
 def _schema_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json-schema",
@@ -148,6 +169,7 @@ _ARGUMENTS = {
     "decode": _decode_arguments,
     "simulate": _simulate_arguments,
     "topics": _topics_arguments,
+    "settings": _settings_arguments,
 }
 
 
