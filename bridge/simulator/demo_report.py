@@ -14,6 +14,7 @@ import json
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -94,7 +95,7 @@ def _text(table: Table, name: str) -> None:
     table.add_column(name, overflow="fold")
 
 
-def feed_table(name: str, topic: str, sink_format: str, events: list[dict[str, Any]]) -> Table:
+def feed_table(name: str, topic: str, sink_format: str, events: Sequence[Mapping[str, Any]]) -> Table:
     """A feed's last 8 events."""
     kinds = Counter(f"{e['status']}.{e['phase']}" for e in events)
     title = (
