@@ -189,10 +189,15 @@ def _schemas(settings: ApiSettings, vocabulary: StateVocabulary) -> dict[str, An
         },
         "VmPage": {
             "type": "object",
-            "required": ["vim_id", "count", "limit", "next_marker", "links", "vms"],
+            "required": ["vim_id", "count", "total", "limit", "next_marker", "links", "vms"],
             "properties": {
                 "vim_id": {"type": "string"},
                 "count": {"type": "integer", "minimum": 0, "description": "VMs in this page"},
+                "total": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "VMs that pass the filters in the whole VIM, over all pages",
+                },
                 "limit": page_limit,
                 "next_marker": next_marker,
                 "links": _ref("Links"),

@@ -123,6 +123,8 @@ class VmPage:
     summaries: list[bytes]
     # instance_id to pass as the marker of the next page; None on the last page.
     next_marker: str | None
+    # VMs that pass the filter in the whole VIM, over all pages.
+    total: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,7 +429,19 @@ class StateTable:
             if vim is None:
                 return None
             summaries, next_marker = _take(self._filtered_rows(vim, vm_filter, marker), limit)
-            return VmPage(summaries, next_marker)
+            return VmPage(summaries, next_marker, self._matching_rows(vim, vm_filter))
+
+    def _matching_rows(self, vim: _Vim, vm_filter: VmFilter) -> int:
+        """How many rows pass the filter: from the index sizes when one index answers it, else by
+        going through the smaller bucket (a tenant or host filter, or both state and status)."""
+        if vm_filter.tenant_id is None and vm_filter.host is None:
+            if vm_filter.state is None and vm_filter.status is None:
+                return len(vim.rows)
+            if vm_filter.status is None:
+                return len(vim.by_state.get(vm_filter.state) or ())
+            if vm_filter.state is None:
+                return len(vim.by_status.get(vm_filter.status) or ())
+        return sum(1 for _row in self._filtered_rows(vim, vm_filter, None))
 
     @staticmethod
     def _filtered_rows(vim: _Vim, vm_filter: VmFilter, marker: str | None) -> Iterator[_VmRow]:
