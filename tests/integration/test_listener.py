@@ -381,3 +381,33 @@ def test_an_unknown_virtual_host_is_retried_and_the_listener_starts_once_it_exis
         subprocess.run(
             [str(ROOT / "scripts/rabbitmq"), "ctl", "delete_vhost", vhost], capture_output=True, check=False
         )
+
+
+def test_the_rights_the_readme_gives_the_listener_s_user_are_enough_and_one_less_is_named(
+    tmp_path, unique, kafka_bootstrap, rabbit_url
+):
+    """The README's permissions for the listener's RabbitMQ user: configure and read on the
+    exchange and the pool queue, write on the pool queue (queue.bind)."""
+    user = f"eventfed-{unique}"
+    run = ListenerRun(tmp_path, unique, kafka_bootstrap, rabbit_url, EVENTFED_RETRY_BACKOFF_MAX="2")
+    run.env["EVENTFED_TRANSPORT_URL"] = f"rabbit://{user}:secret@127.0.0.1:5672/"
+    pool = run.pool.replace(".", "\\.")
+    try:
+        _rabbitmqctl("add_user", user, "secret")
+        # Without configure on the pool queue: refused, and said so.
+        _rabbitmqctl("set_permissions", "-p", "/", user, "^nova$", f"^{pool}$", f"^(nova|{pool})$")
+        proc = run.start(wait_ready=False, wait_queue=False)
+        status, body = _wait_readiness(run.metrics_port, "may not declare")
+        assert status == 503 and "configure, write and read permissions" in body, body
+        assert "Traceback" not in proc.log()
+
+        _rabbitmqctl("set_permissions", "-p", "/", user, f"^(nova|{pool})$", f"^{pool}$", f"^(nova|{pool})$")
+        status, body = _wait_readiness(run.metrics_port, "connected", timeout=60)
+        assert status == 200, body
+        sent = _send(run, 0, 20)
+        values = [json.loads(r.value()) for r in run.raw(len(sent), timeout=90)]
+        assert sorted(v["payload"]["seq"] for v in values) == sent
+    finally:
+        run.close()
+        for args in (("delete_user", user), ("delete_queue", run.pool)):
+            subprocess.run([str(ROOT / "scripts/rabbitmq"), "ctl", *args], capture_output=True, check=False)
