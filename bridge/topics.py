@@ -98,8 +98,16 @@ def partition_counts(settings: CommonSettings, names: list[str], timeout: float 
     settings: a topic created earlier, by hand or by a KafkaTopic, keeps its own count)."""
     quiet: dict[str, Any] = {"log_level": 2, "error_cb": record_client_error}
     admin = AdminClient({**admin_config(settings), **quiet})
-    topics = admin.list_topics(timeout=timeout).topics
-    return {name: len(topics[name].partitions) for name in names if name in topics and not topics[name].error}
+    # A topic created a moment ago may be missing from the first metadata a broker gives.
+    deadline = time.monotonic() + min(timeout, 5.0)
+    while True:
+        topics = admin.list_topics(timeout=timeout).topics
+        counts = {
+            name: len(topics[name].partitions) for name in names if name in topics and not topics[name].error
+        }
+        if len(counts) == len(names) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.2)
 
 
 def _wait_polling(
