@@ -304,17 +304,18 @@ def _kinds_hint(text: str) -> str:
 
 def _vim_problem(pattern: str) -> tuple[bool, str] | None:
     body = pattern.removeprefix("!")
+    bang = pattern[: len(pattern) - len(body)]
     shape = "a VIM id is {cloud-owner}_{cloud-region-id}, e.g. CloudOwner_RegionOne"
     if not _GLOB.search(body):
         if _VIM_ID.match(body):
             return None
-        hint = f"; did you mean '*_{body}'?" if "_" not in body else ""
+        hint = f"; did you mean '{bang}*_{body}'?" if "_" not in body else ""
         return True, f"{pattern!r} is not a VIM id ({shape}){hint}"
     if "_" in body or body.startswith(("*", "?")):
         return None
     return False, (
         f"{pattern!r} matches only VIM ids whose cloud-owner starts with {_GLOB.split(body)[0]!r} "
-        f"({shape}); for a region write '*_{body}', for a cloud-owner '{body}_*'"
+        f"({shape}); for a region write '{bang}*_{body}', for a cloud-owner '{bang}{body}_*'"
     )
 
 

@@ -235,3 +235,8 @@ def test_vim_ids_globs_and_exclusions_of_the_right_shape_pass_quietly(caplog):
         )
     assert subscriptions[0].vims.matches("CloudOwner_RegionOne")
     assert caplog.records == []
+
+
+def test_an_exclusion_keeps_its_bang_in_the_suggestion():
+    with pytest.raises(SubscriptionError, match=r"did you mean '!\*_lab'\?"):
+        load_subscriptions(_one_subscription('{vims: ["!lab"]}'))
