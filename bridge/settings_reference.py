@@ -71,6 +71,12 @@ DESCRIPTIONS: dict[str, str] = {
     "pack_max": "notifications packed in one raw record (same partition, JSON Lines); 1 = one each",
     "retry_backoff_initial": "first wait, in seconds, before writing to Kafka again after a failure",
     "retry_backoff_max": "longest wait, in seconds, between write attempts",
+    "listen:retry_backoff_initial": (
+        "first wait, in seconds, before writing to Kafka or connecting to RabbitMQ again after a failure"
+    ),
+    "listen:retry_backoff_max": (
+        "longest wait, in seconds, between attempts to write to Kafka or to connect to RabbitMQ"
+    ),
     "listen:delivery_timeout": "seconds librdkafka tries to deliver a raw record before it counts as failed",
     "hold_max_seconds": "seconds a batch Kafka refuses is held unacked before it goes back to RabbitMQ",
     "nova_auth": "keystone: a Keystone v3 password session (OS_*); token: NOVA_ENDPOINT with NOVA_TOKEN",
