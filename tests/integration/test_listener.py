@@ -388,20 +388,26 @@ def test_the_rights_the_readme_gives_the_listener_s_user_are_enough_and_one_less
 ):
     """The README's permissions for the listener's RabbitMQ user: configure and read on the
     exchange and the pool queue, write on the pool queue (queue.bind)."""
+    import re
+
     user = f"eventfed-{unique}"
     run = ListenerRun(tmp_path, unique, kafka_bootstrap, rabbit_url, EVENTFED_RETRY_BACKOFF_MAX="2")
     run.env["EVENTFED_TRANSPORT_URL"] = f"rabbit://{user}:secret@127.0.0.1:5672/"
-    pool = run.pool.replace(".", "\\.")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"rabbitmqctl set_permissions -p / eventfed '([^']+)' '([^']+)' '([^']+)'", readme)
+    assert found, "the README's set_permissions line for the listener's user"
+    # The README's rights, for this test's pool queue instead of the default one (`eventfed`).
+    configure, write, read = (rights.replace("eventfed", run.pool) for rights in found.groups())
     try:
         _rabbitmqctl("add_user", user, "secret")
         # Without configure on the pool queue: refused, and said so.
-        _rabbitmqctl("set_permissions", "-p", "/", user, "^nova$", f"^{pool}$", f"^(nova|{pool})$")
+        _rabbitmqctl("set_permissions", "-p", "/", user, "^nova$", write, read)
         proc = run.start(wait_ready=False, wait_queue=False)
         status, body = _wait_readiness(run.metrics_port, "may not declare")
         assert status == 503 and "configure, write and read permissions" in body, body
         assert "Traceback" not in proc.log()
 
-        _rabbitmqctl("set_permissions", "-p", "/", user, f"^(nova|{pool})$", f"^{pool}$", f"^(nova|{pool})$")
+        _rabbitmqctl("set_permissions", "-p", "/", user, configure, write, read)
         status, body = _wait_readiness(run.metrics_port, "connected", timeout=60)
         assert status == 200, body
         sent = _send(run, 0, 20)
