@@ -20,7 +20,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from bridge.kafka_config import KafkaTlsRefused, consumer_config
+from bridge.kafka_config import KafkaTlsRefused, consumer_config, record_client_error
 from bridge.logs import setup_logging
 from bridge.settings import CommonSettings, load
 from streams import codecs
@@ -73,12 +73,15 @@ def run(args: argparse.Namespace) -> int:
     settings = load(CommonSettings)
     setup_logging(settings, "consume")
     confluent = codecs.ConfluentCodec(args.schema_registry_url) if args.schema_registry_url else None
-    consumer = Consumer(consumer_config(settings, "consume", None))
+    # librdkafka's own lines and error callbacks are left out: a failure is reported once, below.
+    consumer = Consumer(consumer_config(settings, "consume", None, log_level=2, error_cb=record_client_error))
     try:
         try:
             metadata = consumer.list_topics(args.topic, timeout=10)
         except KafkaException as exc:
-            LOG.error("eventfed consume: Kafka at %s: %s", settings.kafka_bootstrap_servers, exc.args[0])
+            error = exc.args[0]
+            detail = error.str() if hasattr(error, "str") else str(error)
+            LOG.error("eventfed consume: Kafka at %s: %s", settings.kafka_bootstrap_servers, detail)
             return 1
         found = metadata.topics.get(args.topic)
         if found is None or found.error is not None or not found.partitions:

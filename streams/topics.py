@@ -57,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
         created = ensure_topics(settings, specs)
         actual = partition_counts(settings, [spec.name for spec in specs])
     except KafkaException as exc:
-        LOG.error("eventfed topics: %s", exc.args[0])
+        error = exc.args[0]
+        # KafkaError's own str() is its repr; its message is what a person reads.
+        detail = error.str() if hasattr(error, "str") else str(error)
+        LOG.error("eventfed topics: Kafka at %s: %s", settings.kafka_bootstrap_servers, detail)
         return 1
     except KafkaTlsRefused as exc:
         LOG.error("eventfed topics: %s", exc)
