@@ -8,7 +8,6 @@ health endpoint. What a batch goes through, and why, is in streams.runner.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import logging
 import time
@@ -17,21 +16,21 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from bridge.health import HealthServer, register_build_info
-from bridge.heap import WORKER_THRESHOLDS, settle_after_start_up
 from bridge.kafka_config import KafkaTlsRefused, confirmed_producer_config, consumer_config, ssl_context
 from bridge.logs import setup_logging
 from bridge.retry import Backoff
 from bridge.settings import StreamSettings, load
 from bridge.topics import core_topics, ensure_topics
 from streams import pipeline
-from streams.codecs import CodecError, RegistrationError
-from streams.faust_internals import FaustConsumerOffsets, in_recovery, missing_internals
+from streams.codecs import CodecError
+from streams.faust_internals import FaustConsumerOffsets, missing_internals
 from streams.range_reader import KafkaRangeReader
-from streams.registration import BACKOFF_INITIAL, BACKOFF_MAX, Registrar, SchemaIds, avro_topics
+from streams.registration import Registrar, SchemaIds, avro_topics
 from streams.runner import BatchRunner, BatchWriter
 from streams.subscription_source import SubscriptionSource
 from streams.subscriptions import Subscription, SubscriptionError
 from streams.topics import sink_topics
+from streams.worker_timers import WorkerTimers, register_timers, subscription_reloader
 
 LOG = logging.getLogger(__name__)
 
@@ -187,87 +186,12 @@ def build_app(
 
     # mode's stub wants a keyword-only `signal` parameter; the runtime passes it in **kwargs.
     app.on_partitions_revoked.connect(wait_for_writes_on_revoke)  # type: ignore[arg-type]
-
-    retry = {"at": 0.0, "delay": BACKOFF_INITIAL}
-
-    @app.timer(interval=settings.subscriptions_reload_seconds)
-    async def reload_subscriptions() -> None:
-        if time.monotonic() < retry["at"]:
-            return
-        pending = subscriptions.read_if_changed()
-        if pending is None:
-            # The file is what is in force (or a version that does not validate, which is logged).
-            health.problem = None
-            return
-        # A new subscription's topic must exist, and with a registry have its subject, before
-        # the first event is sent to it: the new rules go in force only once they do.
-        try:
-            await asyncio.get_running_loop().run_in_executor(
-                None, prepare_sinks, settings, pending.subscriptions, registrar
-            )
-        except (KafkaException, TimeoutError, RegistrationError) as exc:
-            reason = exc.args[0] if isinstance(exc, KafkaException) else str(exc) or "no answer in time"
-            health.problem = f"new subscriptions not in force: {reason}"
-            LOG.error(
-                "new subscriptions not in force, the previous ones stay; retrying in %.1fs: %s",
-                retry["delay"],
-                reason,
-            )
-            retry["at"] = time.monotonic() + retry["delay"]
-            retry["delay"] = min(retry["delay"] * 2, BACKOFF_MAX)
-            return
-        retry["at"], retry["delay"] = 0.0, BACKOFF_INITIAL
-        health.problem = None
-        subscriptions.apply(pending)
-
-    def assigned_raw() -> set[Any]:
-        """The raw topic's partitions this worker owns as their active (not standby) reader."""
-        return {tp for tp in app.assignor.assigned_actives() if tp.topic == settings.raw_topic}
-
-    @app.timer(interval=0.2)
-    async def commit_written() -> None:
-        await runner.commit_written()
-
-    @app.timer(interval=1.0)
-    async def fill_stalled_partitions() -> None:
-        # Not while recovering: the raw partitions are paused, and their positions are reset after.
-        if in_recovery(app):
-            return
-        await runner.fill_stalled_partitions(assigned_raw(), time.monotonic())
-
-    settled = False
-
-    @app.timer(interval=1.0)
-    async def observe_health() -> None:
-        nonlocal settled
-        # Read Faust's state here, on its own event loop; the probe thread only reads the result.
-        if in_recovery(app):
-            health.observed = (False, "recovering state", time.monotonic())
-        else:
-            if not settled:
-                # Once, when the table is first recovered: later recoveries (after a rebalance)
-                # only add their partitions' share.
-                settled = True
-                settle_after_start_up(WORKER_THRESHOLDS)
-            actives = app.assignor.assigned_actives()
-            health.observed = (True, f"{len(actives)} partitions active", time.monotonic())
-
-    @app.timer(interval=max(1.0, min(60.0, settings.tombstone_seconds / 4)))
-    async def expire_deleted() -> None:
-        await runner.remove_expired_deletes(
-            {tp.partition for tp in assigned_raw()}, time.time(), settings.tombstone_seconds
-        )
-
-    @app.timer(interval=settings.stuck_check_seconds)
-    async def raise_stuck_actions() -> None:
-        # Not while the table is recovering: a start whose end is not yet read back from the
-        # changelog would look stuck.
-        if in_recovery(app):
-            return
-        raised = await runner.raise_stuck_actions({tp.partition for tp in assigned_raw()}, time.time())
-        if raised:
-            LOG.info("raised %d stuck-action alarms", raised)
-
+    register_timers(
+        app,
+        WorkerTimers(
+            app, settings, runner, health, subscription_reloader(settings, subscriptions, health, registrar)
+        ),
+    )
     return app, runner
 
 

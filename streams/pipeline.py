@@ -1,38 +1,21 @@
 """What the stream stage does with one raw record. Pure: no Kafka, no Faust, no clock.
 
-For each record the processor decides an explicit outcome and the records it causes:
-
-applied     a new latest state for the VM: canonical event, matching subscriptions, new state
-replayed    the record that produced the current state, read again after a restart: its outputs
-            are written again (at-least-once), the state stays
-stale       older than the state already applied, or about a VM deleted before: it goes to the
-            canonical events topic (it did happen) but neither moves the state backwards nor
-            reaches subscribers, who act on the latest state
-duplicate   the same notification seen again (RabbitMQ requeue, listener restart), the twin of
-            the one that made the state (Nova's notification_format=both sends every event as a
-            legacy and a versioned notification, with different message ids), or a polled
-            snapshot and a notification of the same change (see `same_change`): dropped
-ignored     not an instance status event (aggregate.*, compute.metrics.update, ...)
-dead        malformed: to the dead-letter topic with the reason and where it came from
-stuck       not a record: an action of the VM got no end in time (streams.stuck); the sweep's
-            STUCK event and VES fault, and the state marking the timer fired
+For each record the processor decides one explicit outcome (streams.outcomes: applied, replayed,
+stale, duplicate, ignored, dead; stuck for a timer) in small steps: read the event, decide it
+against the VM's state (a replay, a duplicate, stale or new), and for a new state decide its alarm
+step (streams.ves) and action timers (streams.stuck); streams.publish makes the records.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bridge.raw import (
     HEADER_ERROR,
     HEADER_REASON,
-    HEADER_SOURCE_INDEX,
-    HEADER_SOURCE_OFFSET,
-    HEADER_SOURCE_PARTITION,
-    HEADER_SOURCE_TOPIC,
     HEADER_STAGE,
     Headers,
 )
@@ -40,50 +23,38 @@ from bridge.state import DELETED_STATE, META, source_of, state_key
 from streams import codecs, stuck, ves
 from streams.catalogue import FORMAT_LEGACY, FORMAT_POLL, FORMAT_VERSIONED, twin_action
 from streams.normalise import MalformedNotification, VmStatusEvent, load_record, normalise
-from streams.routing import CONTENT_TYPES, Output, Route, Router, compiled
+from streams.outcomes import (
+    APPLIED,
+    DEAD,
+    DUPLICATE,
+    IGNORED,
+    REPLAYED,
+    STALE,
+    STUCK,
+    Outcome,
+    Source,
+    Topics,
+)
+from streams.publish import Publisher
+from streams.routing import CONTENT_TYPES, Output
 from streams.subscriptions import Subscription
 
-__all__ = ["CONTENT_TYPES", "Output"]
-
-APPLIED = "applied"
-REPLAYED = "replayed"
-STALE = "stale"
-DUPLICATE = "duplicate"
-IGNORED = "ignored"
-DEAD = "dead"
-STUCK = "stuck"
+__all__ = [
+    "APPLIED",
+    "CONTENT_TYPES",
+    "DEAD",
+    "DUPLICATE",
+    "IGNORED",
+    "REPLAYED",
+    "STALE",
+    "STUCK",
+    "Outcome",
+    "Output",
+    "Source",
+    "Topics",
+]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where a notification came from: its raw record, and its line in a packed record."""
-
-    topic: str
-    partition: int
-    offset: int
-    index: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"topic": self.topic, "partition": self.partition, "offset": self.offset, "index": self.index}
-
-
-@dataclass(slots=True)
-class Outcome:
-    kind: str
-    reason: str = ""
-    event: Mapping[str, Any] | None = None
-    outputs: list[Output] = field(default_factory=list)
-    state_key: bytes | None = None
-    new_state: dict[str, Any] | None = None
-    matched: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Topics:
-    events: str
-    dlq: str
 
 
 class DedupWindow:
@@ -215,13 +186,10 @@ class Processor:
         (streams.registration); Avro records are then in the Confluent wire format. None: no
         registry, Avro single-object encoding."""
         self._topics = topics
-        self._subscriptions = subscriptions
         self._dedup = DedupWindow(dedup_window)
-        self._schema_ids = schema_ids
-        self._avro_content_type = CONTENT_TYPES["avro" if schema_ids is None else "avro-confluent"]
+        self._publisher = Publisher(topics, subscriptions, schema_ids)
         # Seconds per action kind before an action without an end is stuck; empty: no timers.
         self._stuck_after = dict(stuck_after or {})
-        self._router: Router | None = None
 
     def process(
         self,
@@ -241,9 +209,9 @@ class Processor:
         except codecs.CodecError as exc:
             # An event normalise accepted but a sink cannot carry (or a schema registry refusing
             # it): kept, with its reason, rather than crashing the worker.
-            return self._dead(key, value, source, "encode_failed", str(exc))
+            return self._publisher.dead(key, value, source, "encode_failed", str(exc))
         except ves.VesMappingError as exc:
-            return self._dead(key, value, source, exc.reason, str(exc))
+            return self._publisher.dead(key, value, source, exc.reason, str(exc))
 
     def _read(
         self, key: bytes | None, value: bytes | None, source: Source
@@ -256,11 +224,11 @@ class Processor:
             if raw is None:
                 raise MalformedNotification("not_an_object", "the record has no value")
         except MalformedNotification as exc:
-            return self._dead(key, value, source, exc.reason, str(exc))
+            return self._publisher.dead(key, value, source, exc.reason, str(exc))
         except (ValueError, UnicodeDecodeError) as exc:
-            return self._dead(key, value, source, "bad_json", f"not JSON: {exc}")
+            return self._publisher.dead(key, value, source, "bad_json", f"not JSON: {exc}")
         except RecursionError:
-            return self._dead(key, value, source, "bad_json", "nested too deeply")
+            return self._publisher.dead(key, value, source, "bad_json", "nested too deeply")
         if event is None:
             return Outcome(IGNORED)
         return event, stamps
@@ -291,10 +259,12 @@ class Processor:
         version = version_of(event_json)
         if state is not None:
             if state.get("state") == DELETED_STATE and event_json.get("state") != DELETED_STATE:
-                return self._publish(event, event_json, STALE, skey, None, None, reason="after_delete")
+                return self._publisher.publish(
+                    event, event_json, STALE, skey, None, None, reason="after_delete"
+                )
             if meta and is_older(version, list(meta.get("version") or []), event_json, state):
                 late_state, late_clears = _late_end(event_json, state, meta)
-                return self._publish(
+                return self._publisher.publish(
                     event, event_json, STALE, skey, late_state, None, reason="older", stuck_clears=late_clears
                 )
         return self._apply(event, event_json, version, skey, state, meta, source, now)
@@ -306,7 +276,9 @@ class Processor:
         step and the stuck clears its state keeps."""
         event_json = codecs.event_to_json_dict(event, stamps=stamps)
         step = ves.step_from_meta(meta) or ves.next_step(event_json, None, META)
-        return self._publish(event, event_json, REPLAYED, skey, None, step, stuck_clears=_cleared_of(meta))
+        return self._publisher.publish(
+            event, event_json, REPLAYED, skey, None, step, stuck_clears=_cleared_of(meta)
+        )
 
     def _apply(
         self,
@@ -350,91 +322,9 @@ class Processor:
                 **_cleared_to_meta(clears),
             },
         }
-        return self._publish(
+        return self._publisher.publish(
             event, event_json, APPLIED, skey, new_state, step, stuck_clears=clears, occurred_micros=occurred
         )
-
-    def _avro(self, event: Mapping[str, Any], topic: str, encoded: dict[str, bytes]) -> bytes:
-        """The event's Avro record for a topic, in the framing the topic's consumers expect.
-
-        ``encoded`` caches across the topics of one event: the body is encoded once.
-        """
-        if self._schema_ids is None:
-            if "avro" not in encoded:
-                encoded["avro"] = codecs.encode_avro(event)
-            return encoded["avro"]
-        schema_id = self._schema_ids.get(topic)
-        if schema_id is None:
-            # Registration comes before a topic is written to; should it not have, the record is
-            # dead-lettered rather than written in a framing the topic's consumers do not expect.
-            raise codecs.CodecError(f"no schema id registered for subject {codecs.subject_for(topic)}")
-        if "avro-body" not in encoded:
-            encoded["avro-body"] = codecs.avro_body(event)
-        # Each topic has its own subject, and so possibly its own schema id.
-        return codecs.frame_confluent(encoded["avro-body"], schema_id)
-
-    def _routes(self) -> Router:
-        """The subscriptions in force, compiled; compiled again only when they change."""
-        self._router = compiled(self._router, self._subscriptions(), self._avro_content_type)
-        return self._router
-
-    def _event_output(
-        self, event: Mapping[str, Any], headers: Headers, encoded: dict[str, bytes], stale: str | None = None
-    ) -> Output:
-        """The event on the canonical events topic; `stale` the reason it is stale, if it is."""
-        tail: Headers = [("content-type", self._avro_content_type)]
-        if stale is not None:
-            tail.append(("eventfed.stale", stale.encode()))
-        return Output(
-            self._topics.events,
-            str(event["instance_id"]).encode(),
-            self._avro(event, self._topics.events, encoded),
-            [*headers, *tail],
-        )
-
-    def _publish(
-        self,
-        event: Mapping[str, Any],
-        event_json: Mapping[str, Any],
-        kind: str,
-        skey: bytes,
-        new_state: dict[str, Any] | None,
-        step: ves.Step | None,
-        reason: str = "",
-        stuck_clears: Sequence[tuple[stuck.Pending, int]] = (),
-        occurred_micros: int | None = None,
-    ) -> Outcome:
-        """``occurred_micros``: the event's occurred_at in epoch µs, when the caller has it."""
-        headers = _event_headers(event, str(event["status"]), str(event["phase"]))
-        # Each encoding is made once per event, whatever the number of topics that carry it.
-        encoded: dict[str, bytes] = {}
-        stale = kind == STALE
-        outcome = Outcome(kind, reason, event, state_key=skey, new_state=new_state)
-        outcome.outputs.append(self._event_output(event, headers, encoded, reason if stale else None))
-        if stale and not stuck_clears:
-            # A stale event reaches no subscriber and moves no alarm; it cleared no stuck alarm.
-            return outcome
-        # A stale event is no state change and moves no alarm: only the stuck clears its end made.
-        moved = None if stale else step
-
-        def ves_records(route: Route, selected: bool, watched: bool) -> list[bytes]:
-            return _ves_records(
-                route, selected, watched, event_json, moved, stuck_clears, encoded, occurred_micros
-            )
-
-        outputs, matched = self._routes().route(
-            event,
-            event_json,
-            headers,
-            selectable=not stale,
-            alarms_moved=(step is not None and step.moved) or bool(stuck_clears),
-            ves_records=ves_records,
-            avro=self._avro,
-            encoded=encoded,
-        )
-        outcome.outputs.extend(outputs)
-        outcome.matched.extend(matched)
-        return outcome
 
     def expire(self, skey: bytes, state: Mapping[str, Any], now: float) -> Outcome | None:
         """The stuck alarm of the VM's earliest pending action past its deadline, or None.
@@ -460,7 +350,7 @@ class Processor:
         event_json = stuck.stuck_event(state, fired, META, _iso_micros(fired.deadline))
         try:
             event = codecs.json_dict_to_event(event_json)
-            outcome = self._publish_stuck(event, event_json, fired, skey, new_state)
+            outcome = self._publisher.publish_stuck(event, event_json, fired, skey, new_state)
         except (codecs.CodecError, ves.VesMappingError) as exc:
             # A state record a STUCK event cannot be made of: kept, with the reason, and the
             # timer marked fired, so that the sweep does not try again forever.
@@ -473,106 +363,6 @@ class Processor:
             dead = Output(self._topics.dlq, skey, codecs.encode_json_dict(state), headers)
             return Outcome(DEAD, reason, outputs=[dead], state_key=skey, new_state=new_state)
         return outcome
-
-    def _publish_stuck(
-        self,
-        event: Mapping[str, Any],
-        event_json: Mapping[str, Any],
-        fired: stuck.Pending,
-        skey: bytes,
-        new_state: dict[str, Any],
-    ) -> Outcome:
-        """The STUCK event on the events topic and to the feeds selecting it; its VES fault to
-        every ves feed carrying faults that watches the VM (a stuck action is an alarm, no state
-        change)."""
-        headers = _event_headers(event, stuck.STUCK_STATUS, stuck.STUCK_PHASE)
-        encoded: dict[str, bytes] = {}
-        outcome = Outcome(STUCK, fired.kind, event, state_key=skey, new_state=new_state)
-        outcome.outputs.append(self._event_output(event, headers, encoded))
-        sequence = fired.sequence
-        assert sequence is not None
-
-        def ves_records(route: Route, selected: bool, watched: bool) -> list[bytes]:
-            if not (watched and route.faults):
-                return []
-            return [ves.encode_stuck(event_json, fired, True, sequence, route.reporting_entity)]
-
-        outputs, matched = self._routes().route(
-            event,
-            event_json,
-            headers,
-            selectable=True,
-            alarms_moved=True,
-            ves_records=ves_records,
-            avro=self._avro,
-            encoded=encoded,
-        )
-        outcome.outputs.extend(outputs)
-        outcome.matched.extend(matched)
-        return outcome
-
-    def _dead(
-        self, key: bytes | None, value: bytes | None, source: Source, reason: str, detail: str
-    ) -> Outcome:
-        headers: Headers = [
-            (HEADER_REASON, reason.encode()),
-            (HEADER_ERROR, detail[:500].encode()),
-            (HEADER_STAGE, b"stream"),
-            (HEADER_SOURCE_TOPIC, source.topic.encode()),
-            (HEADER_SOURCE_PARTITION, str(source.partition).encode()),
-            (HEADER_SOURCE_OFFSET, str(source.offset).encode()),
-            (HEADER_SOURCE_INDEX, str(source.index).encode()),
-        ]
-        return Outcome(DEAD, reason, outputs=[Output(self._topics.dlq, key, value, headers)])
-
-
-def _event_headers(event: Mapping[str, Any], status: str, phase: str) -> Headers:
-    return [
-        ("vim_id", str(event["vim_id"]).encode()),
-        ("status", status.encode()),
-        ("phase", phase.encode()),
-        ("message_id", str(event.get("message_id") or "").encode()),
-    ]
-
-
-def _ves_records(
-    route: Route,
-    selected: bool,
-    watched: bool,
-    event_json: Mapping[str, Any],
-    step: ves.Step | None,
-    stuck_clears: Sequence[tuple[stuck.Pending, int]],
-    encoded: dict[str, bytes],
-    occurred_micros: int | None,
-) -> list[bytes]:
-    """A ves feed's records for one event, in sequence order: the stuck alarms it cleared, the
-    faults it raised or cleared (the feed watching the VM, and carrying faults), then its
-    stateChange (the feed selecting the event, and carrying state changes). ``step`` None: a stale
-    event, which moves no alarm and is no state change."""
-    values: list[bytes] = []
-    if watched and route.faults:
-        values.extend(
-            ves.encode_stuck(event_json, pending, False, sequence, route.reporting_entity)
-            for pending, sequence in stuck_clears
-        )
-        if step is not None and step.moved:
-            values.extend(
-                ves.encode_faults(
-                    event_json,
-                    step,
-                    route.failure_rule,
-                    route.reporting_entity,
-                    occurred_micros=occurred_micros,
-                )
-            )
-    if selected and route.state_changes and step is not None:
-        key = f"stateChange:{route.reporting_entity or ''}"
-        if key not in encoded:
-            encoded[key] = ves.encode_state_change(
-                event_json, step, route.reporting_entity, occurred_micros=occurred_micros
-            )
-        values.append(encoded[key])
-    return values
 
 
 def _micros(epoch_seconds: float) -> int:

@@ -36,28 +36,18 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bridge.kafka_delivery import produce_and_confirm
 from bridge.raw import documents
 from bridge.retry import Backoff
-from bridge.state import source_partition
 from streams import codecs, metrics, pipeline
+from streams.gaps import GapFiller
+from streams.jobs import Job
 from streams.offsets import ACCEPT, GAP, OffsetLedger
+from streams.sweeps import TableSweeps
 
 LOG = logging.getLogger(__name__)
-
-# Records read by offset per round trip when filling a hole.
-FILL_CHUNK = 500
-# The most records read by offset for a stalled partition per check.
-STALL_FILL_LIMIT = 4 * FILL_CHUNK
-# A partition with records in its log that its consumer does not fetch is read directly once it
-# has made no progress for this many times `stall_after`.
-LONG_STALLS = 6
-# State records looked at per hold of the write lock by the periodic sweeps (stuck actions,
-# expired deletes): about 10 ms of the event loop here.
-SWEEP_SLICE = 2_000
 
 
 class RawMessage(Protocol):
@@ -189,14 +179,9 @@ class BatchRunner:
         self.state_topic = state_topic
         self.current_generation = current_generation
         self._backoff = backoff
-        self._stall_after = stall_after
         self.ledger = OffsetLedger()
-        # Per partition with records past the next offset expected: that offset, and since when
-        # it has not moved (see fill_stalled_partitions).
-        self._behind: dict[Any, tuple[int, float]] = {}
-        # The raw partitions' log ends as last read, and when (read every `stall_after` seconds).
-        self._log_ends: dict[Any, int] = {}
-        self._log_ends_at = float("-inf")
+        self.gaps = GapFiller(self, offsets, reader, stall_after)
+        self.sweeps = TableSweeps(self)
         # Offsets whose records are written, waiting for the next commit (every 200 ms and at a
         # rebalance): a commit round trip per batch would hold up the next batch.
         self.uncommitted: dict[Any, int] = {}
@@ -213,7 +198,22 @@ class BatchRunner:
         self.max_in_flight = max_in_flight
         self._in_flight: deque[asyncio.Task[None]] = deque()
         # The latest state each VM will have once the batches in flight are written.
-        self._pending_states: dict[bytes, dict[str, Any]] = {}
+        self.pending_states: dict[bytes, dict[str, Any]] = {}
+
+    def backoff(self) -> Backoff:
+        return self._backoff()
+
+    async def fill_stalled_partitions(self, partitions: set[Any], now: float) -> int:
+        """See streams.gaps.GapFiller.fill_stalled_partitions."""
+        return await self.gaps.fill_stalled_partitions(partitions, now)
+
+    async def remove_expired_deletes(self, active_partitions: set[int], now: float, retention: float) -> int:
+        """Tombstone deleted VMs whose retention passed, on the partitions this worker owns."""
+        return await self.sweeps.remove_expired_deletes(active_partitions, now, retention)
+
+    async def raise_stuck_actions(self, active_partitions: set[int], now: float) -> int:
+        """Raise the stuck alarms now due, on the partitions this worker owns; how many."""
+        return await self.sweeps.raise_stuck_actions(active_partitions, now)
 
     async def handle_batch(self, messages: Sequence[RawMessage]) -> None:
         async with self.write_lock:
@@ -221,7 +221,7 @@ class BatchRunner:
             if len(current) < len(messages):
                 metrics.DROPPED_AFTER_REBALANCE.inc(len(messages) - len(current))
                 LOG.info("left %d records fetched before a rebalance", len(messages) - len(current))
-            if not current or not await self._know_starts({m.tp for m in current}):
+            if not current or not await self.gaps.know_starts({m.tp for m in current}):
                 return
             accepted: list[RawMessage] = []
             for message in current:
@@ -230,7 +230,7 @@ class BatchRunner:
                     # The records before this one never reached the worker: they are handled
                     # first, read by offset, so the partition's order holds.
                     if accepted:
-                        self._send_accepted(accepted)
+                        self.send_accepted(accepted)
                         accepted = []
                     LOG.warning(
                         "records %d..%d of %s did not reach the worker; reading them from Kafka",
@@ -238,7 +238,7 @@ class BatchRunner:
                         message.offset - 1,
                         message.tp,
                     )
-                    if not await self._fill(message.tp, message.offset):
+                    if not await self.gaps.fill(message.tp, message.offset):
                         return
                     verdict = self.ledger.admit(message.tp, message.offset)
                 if verdict == ACCEPT:
@@ -246,133 +246,13 @@ class BatchRunner:
                 else:
                     metrics.REDELIVERED.inc()
             if accepted:
-                self._send_accepted(accepted)
-        await self._limit_in_flight()
+                self.send_accepted(accepted)
+        await self.limit_in_flight()
 
-    def _send_accepted(self, messages: Sequence[RawMessage]) -> None:
+    def send_accepted(self, messages: Sequence[RawMessage]) -> None:
         job = self._decide(messages)
         job.offsets = self.ledger.commit_offsets({m.tp for m in messages})
-        self._send(job)
-
-    async def _know_starts(self, partitions: set[Any]) -> bool:
-        """Load where newly assigned partitions start; False if a rebalance came first."""
-        unknown = self.ledger.unknown(partitions)
-        backoff = self._backoff()
-        while unknown:
-            generation = self.current_generation()
-            try:
-                self.ledger.start(await self.offsets.starts(unknown))
-                return True
-            except Exception as exc:
-                delay = backoff.next_delay()
-                LOG.warning("cannot read committed offsets (%r); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-            if not self.accepts(generation):
-                return False
-        return True
-
-    async def _fill(self, tp: Any, end: int) -> bool:
-        """Read the records of `tp` from the next one expected up to `end` (exclusive) straight
-        from Kafka and handle them, in chunks; False if a rebalance came first (the partition's
-        next owner reads them from the committed offset)."""
-        metrics.GAP_FILLS.inc()
-        backoff = self._backoff()
-        generation = self.current_generation()
-        while (expected := self.ledger.expected(tp)) < end:
-            try:
-                read = await self.reader.read(tp, expected, end, FILL_CHUNK)
-            except Exception as exc:
-                LOG.warning("cannot read records %d..%d of %s (%r)", expected, end - 1, tp, exc)
-            else:
-                accepted: list[RawMessage] = []
-                for record in read.records:
-                    self._lost_to_retention(tp, min(record.offset, end))
-                    if self.ledger.admit(tp, record.offset) == ACCEPT:
-                        accepted.append(record)
-                if accepted:
-                    metrics.FILLED.inc(len(accepted))
-                    self._send_accepted(accepted)
-                    await self._limit_in_flight()
-                    continue
-                if not read.records and read.log_start > expected:
-                    self._lost_to_retention(tp, min(read.log_start, end))
-                    continue
-            delay = backoff.next_delay()
-            LOG.info("records %d..%d of %s not read yet; retrying in %.1fs", expected, end - 1, tp, delay)
-            await asyncio.sleep(delay)
-            if not self.accepts(generation):
-                return False
-        return True
-
-    def _lost_to_retention(self, tp: Any, first_held: int) -> None:
-        """Records below `first_held` that the worker never handled were deleted by retention."""
-        expected = self.ledger.expected(tp)
-        if first_held <= expected:
-            return
-        metrics.LOST_TO_RETENTION.inc(first_held - expected)
-        LOG.error(
-            "records %d..%d of %s were deleted by retention before the worker handled them",
-            expected,
-            first_held - 1,
-            tp,
-        )
-        self.ledger.skip_to(tp, first_held)
-
-    async def fill_stalled_partitions(self, partitions: set[Any], now: float) -> int:
-        """Read what never reached the worker of these (assigned) partitions, though nothing
-        after it revealed the hole: records the consumer fetched (its position is past the next
-        offset expected) with no progress for `stall_after` seconds, or records in the log the
-        consumer never fetched, with no progress for `LONG_STALLS` times as long. Returns how
-        many partitions were filled."""
-        generation = self.current_generation()
-        if not partitions or not self.accepts(generation):
-            return 0
-        # Read outside the lock, so a slow answer never holds up batches or a rebalance; a
-        # position read a moment ago is at most behind, and a stall takes seconds to count.
-        try:
-            positions = await self.offsets.positions(partitions)
-            if now - self._log_ends_at >= self._stall_after:
-                self._log_ends = await self.reader.log_ends(partitions)
-                self._log_ends_at = now
-        except Exception as exc:
-            LOG.warning("cannot read the raw partitions' positions (%r)", exc)
-            return 0
-        filled = 0
-        async with self.write_lock:
-            # `partitions` are the assignment of `generation`: after a rebalance, not this one's.
-            if self.current_generation() != generation or not self.accepts(generation):
-                return 0
-            if not await self._know_starts(partitions):
-                return 0
-            for tp in partitions:
-                expected = self.ledger.expected(tp)
-                fetched = positions.get(tp, -1)
-                end = max(fetched, self._log_ends.get(tp, -1))
-                if end <= expected:
-                    self._behind.pop(tp, None)
-                    continue
-                behind = self._behind.get(tp)
-                if behind is None or behind[0] != expected:
-                    self._behind[tp] = (expected, now)
-                    continue
-                waited = now - behind[1]
-                if fetched > expected and waited >= self._stall_after:
-                    what = "were fetched but did not reach the worker"
-                    end = fetched
-                elif waited >= LONG_STALLS * self._stall_after:
-                    what = f"were not fetched in {waited:.0f}s"
-                else:
-                    continue
-                # A bounded read: if the consumer was only slow (Kafka down for a while), what it
-                # then delivers is skipped as handled, and the reading stops here.
-                end = min(end, expected + STALL_FILL_LIMIT)
-                LOG.warning("records %d..%d of %s %s; reading them from Kafka", expected, end - 1, tp, what)
-                del self._behind[tp]
-                if not await self._fill(tp, end):
-                    break
-                filled += 1
-        await self._limit_in_flight()
-        return filled
+        self.send(job)
 
     def accepts(self, generation: int | None) -> bool:
         current = self.current_generation()
@@ -386,9 +266,9 @@ class BatchRunner:
             await self.drain()
             await self.commit_written()
             self.ledger.forget_all()
-            self._behind.clear()
+            self.gaps.forget()
             self.uncommitted.clear()
-            self._pending_states.clear()
+            self.pending_states.clear()
 
     async def commit_written(self) -> None:
         """Commit the offsets of every batch written so far. Only written batches are in
@@ -417,7 +297,7 @@ class BatchRunner:
         started = time.monotonic()
         now = time.time()
         state = self.state
-        pending = self._pending_states
+        pending = self.pending_states
         job = Job(started=started, records=len(messages))
 
         def current_state(key: bytes) -> Mapping[str, Any] | None:
@@ -442,7 +322,7 @@ class BatchRunner:
         metrics.PHASE_SECONDS.labels("process").observe(time.monotonic() - started)
         return job
 
-    def _send(self, job: Job) -> asyncio.Task[None]:
+    def send(self, job: Job) -> asyncio.Task[None]:
         previous = self._in_flight[-1] if self._in_flight else None
         task = asyncio.ensure_future(self._write(job, previous))
         self._in_flight.append(task)
@@ -476,8 +356,8 @@ class BatchRunner:
                 self.state.pop(key, None)
             else:
                 self.state[key] = new_state
-            if key in self._pending_states and self._pending_states[key] is new_state:
-                del self._pending_states[key]
+            if key in self.pending_states and self.pending_states[key] is new_state:
+                del self.pending_states[key]
         for tp, offset in job.offsets.items():
             self.uncommitted[tp] = offset
         self.processed += len(job.outcomes)
@@ -485,7 +365,7 @@ class BatchRunner:
             metrics.BATCH_SIZE.observe(job.records)
             metrics.BATCH_SECONDS.observe(time.monotonic() - job.started)
 
-    async def _limit_in_flight(self) -> None:
+    async def limit_in_flight(self) -> None:
         while self._in_flight and self._in_flight[0].done():
             self._settle(self._in_flight[0])
         while len(self._in_flight) >= self.max_in_flight:
@@ -510,94 +390,8 @@ class BatchRunner:
             for later in self._in_flight:
                 later.cancel()
             self._in_flight.clear()
-            self._pending_states.clear()
+            self.pending_states.clear()
         task.result()
-
-    async def remove_expired_deletes(self, active_partitions: set[int], now: float, retention: float) -> int:
-        """Tombstone deleted VMs whose retention passed, on the partitions this worker owns."""
-
-        def decide(keys: Sequence[bytes], job: Job) -> None:
-            for key in keys:
-                value = self.state.get(key)
-                if (
-                    value is None
-                    or key in self._pending_states
-                    or not pipeline.tombstone_due(value, now, retention)
-                ):
-                    continue
-                partition = source_partition(value)
-                if partition is None or partition in active_partitions:
-                    job.states[key] = (partition, None)
-
-        removed = await self._sweep(decide)
-        metrics.TOMBSTONES.inc(removed)
-        metrics.STATE_SIZE.set(len(self.state))
-        return removed
-
-    async def raise_stuck_actions(self, active_partitions: set[int], now: float) -> int:
-        """Raise the stuck alarms now due, on the partitions this worker owns; how many.
-
-        Each is decided against the state the VM will have once the batches in flight are
-        written, and goes through the same ordered writes as a batch: its outputs, then its state.
-        """
-        pending = self._pending_states
-
-        def decide(keys: Sequence[bytes], job: Job) -> None:
-            for key in keys:
-                value = pending.get(key, self.state.get(key))
-                if value is None:
-                    continue
-                partition = source_partition(value)
-                if partition is not None and partition not in active_partitions:
-                    continue
-                outcome = self.processor.expire(key, value, now)
-                if outcome is None or outcome.new_state is None:
-                    continue
-                job.outputs.extend(outcome.outputs)
-                job.outcomes.append(outcome)
-                pending[key] = outcome.new_state
-                job.states[key] = (partition, outcome.new_state)
-
-        return await self._sweep(decide)
-
-    async def _sweep(self, decide: Callable[[Sequence[bytes], Job], None]) -> int:
-        """Goes over the state table SWEEP_SLICE keys at a time, each slice decided under the
-        write lock and written like a batch; how many states it wrote.
-
-        The batches run between the slices: a sweep of 100,000 VMs in one go held the worker for
-        about half a second. A VM added meanwhile waits for the next sweep; a rebalance ends this
-        one (the partitions it was given may no longer be this worker's).
-        """
-        generation = self.current_generation()
-        keys = list(self.state.keys())
-        written = 0
-        for start in range(0, len(keys), SWEEP_SLICE):
-            async with self.write_lock:
-                if not self.accepts(generation):
-                    break
-                job = Job(started=time.monotonic())
-                decide(keys[start : start + SWEEP_SLICE], job)
-                task = self._send(job) if job.states else None
-            if task is None:
-                await asyncio.sleep(0)
-                continue
-            await asyncio.wait([task])
-            task.result()
-            written += len(job.states)
-        return written
-
-
-@dataclass
-class Job:
-    """One batch's decisions, on their way to Kafka."""
-
-    started: float
-    records: int = 0
-    outputs: list[pipeline.Output] = field(default_factory=list)
-    # state key -> (partition, new state, or None for a tombstone)
-    states: dict[bytes, tuple[int | None, dict[str, Any] | None]] = field(default_factory=dict)
-    outcomes: list[pipeline.Outcome] = field(default_factory=list)
-    offsets: dict[Any, int] = field(default_factory=dict)
 
 
 _COUNTERS: dict[tuple[object, ...], Any] = {}

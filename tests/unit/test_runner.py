@@ -11,8 +11,9 @@ import pytest
 
 from bridge.retry import Backoff
 from bridge.simulator.novasim import SimulatedCloud, raw_record
+from streams import gaps as gaps_module
 from streams import pipeline
-from streams import runner as runner_module
+from streams import sweeps as sweeps_module
 from streams.runner import BatchRunner, BatchWriter
 from tests.support.fake_message import FakeMessage
 
@@ -411,9 +412,7 @@ def test_a_hole_with_nothing_after_it_is_read_once_the_partition_has_stalled(
 
 
 def test_a_stalled_partition_is_read_a_bounded_stretch_at_a_time(monkeypatch):
-    from streams import runner as runner_module
-
-    monkeypatch.setattr(runner_module, "STALL_FILL_LIMIT", 3)
+    monkeypatch.setattr(gaps_module, "STALL_FILL_LIMIT", 3)
     messages = lifecycle_messages(8)
     runner, offsets, reader = reading_runner(messages)
     tp = (RAW, 0)
@@ -530,7 +529,7 @@ def deleted_vms(count: int, partition: int) -> list[Message]:
 
 
 def test_a_sweep_goes_a_slice_at_a_time_and_batches_are_written_between_its_slices(monkeypatch):
-    monkeypatch.setattr(runner_module, "SWEEP_SLICE", 2)
+    monkeypatch.setattr(sweeps_module, "SWEEP_SLICE", 2)
     journal = Journal()
     runner, _producer, _offsets = make_runner(journal)
     deleted = deleted_vms(5, partition=2)
@@ -556,7 +555,7 @@ def test_a_sweep_goes_a_slice_at_a_time_and_batches_are_written_between_its_slic
 
 
 def test_a_rebalance_ends_a_sweep_between_its_slices(monkeypatch):
-    monkeypatch.setattr(runner_module, "SWEEP_SLICE", 2)
+    monkeypatch.setattr(sweeps_module, "SWEEP_SLICE", 2)
     journal = Journal()
     generation = [1]
     runner, producer, _offsets = make_runner(journal, generation=generation)
@@ -644,7 +643,7 @@ def test_the_next_batch_is_decided_while_the_previous_is_written_and_writes_stay
     assert event_writes[:2] < [state_writes[0]] * 2 and state_writes[0] < event_writes[2] < state_writes[1]
     assert offsets.committed == {(RAW, 0): 4} and runner.processed == 4
     (state,) = runner.state.values()
-    assert state["eventfed"]["source"]["offset"] == 3 and runner._pending_states == {}
+    assert state["eventfed"]["source"]["offset"] == 3 and runner.pending_states == {}
 
 
 def test_a_batch_whose_predecessor_failed_is_never_written_nor_committed():
