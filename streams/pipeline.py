@@ -116,6 +116,10 @@ class _Route:
     is_ves: bool
     # The headers after the event's own: the subscription's name and the content type.
     tail: tuple[tuple[str, bytes], ...]
+    # ves feeds: the domains carried, and the rule that makes a VM failure.
+    faults: bool = False
+    state_changes: bool = False
+    failure_rule: ves.FailureRule = ves.DEFAULT_RULE
 
 
 class _Routes:
@@ -140,6 +144,9 @@ class _Routes:
                         avro_content_type if s.sink.format == "avro" else CONTENT_TYPES[s.sink.format],
                     ),
                 ),
+                s.sink.format == "ves" and ves.FAULT_DOMAIN in s.sink.ves_domains,
+                s.sink.format == "ves" and ves.STATE_CHANGE_DOMAIN in s.sink.ves_domains,
+                ves.FAILURE_RULES[s.sink.ves_failure_statuses],
             )
             for s in subscriptions
         )
@@ -363,11 +370,13 @@ class Processor:
                 timers = stuck.Timers({}, ())
             clears: list[tuple[stuck.Pending, int]] = []
             if before:
-                # A stuck raise took a VES sequence number of the VM's; the VM's next events follow it.
-                sequence = max(step.sequence, _after_stuck_raises(before))
-                clears = [(pending, sequence + i) for i, pending in enumerate(timers.cleared)]
-                if sequence + len(clears) != step.sequence:
-                    step = step._replace(sequence=sequence + len(clears))
+                # A stuck raise took a VES sequence number of the VM's; the VM's next events follow
+                # it: the stuck clears first, then the event's own faults and its stateChange.
+                first = max(step.first_sequence, _after_stuck_raises(before))
+                clears = [(pending, first + i) for i, pending in enumerate(timers.cleared)]
+                sequence = first + len(clears) + step.fault_count
+                if sequence != step.sequence:
+                    step = step._replace(sequence=sequence)
             new_state = {
                 **event_json,
                 META: {
@@ -459,7 +468,7 @@ class Processor:
         if kind == STALE and not stuck_clears:
             # A stale event reaches no subscriber and moves no alarm; it cleared no stuck alarm.
             return outcome
-        alarm_moved = step is not None and step.transition != ves.NONE
+        alarm_moved = step is not None and step.moved
         routes = self._routes()
         matches = routes.matcher.matches(event)
         # A raise or clear reaches every `ves` feed watching the VM, whatever its event and
@@ -468,42 +477,77 @@ class Processor:
         for route, route_matches, route_watches in zip(
             routes.routes, matches, watches or repeat(False), strict=False
         ):
-            watched = route.is_ves and route_watches
-            if kind == STALE and not watched:
-                continue
-            sends_event = route_matches or (alarm_moved and watched)
-            if watched and stuck_clears:
-                outputs.extend(
-                    Output(
-                        route.topic,
-                        instance_key,
-                        ves.encode_stuck(event_json, pending, False, sequence, route.reporting_entity),
-                        [*headers, *route.tail],
-                    )
-                    for pending, sequence in stuck_clears
+            if route.is_ves:
+                values = self._ves_values(
+                    route,
+                    route_matches and kind != STALE,
+                    route_watches,
+                    event_json,
+                    step if kind != STALE else None,
+                    stuck_clears,
+                    encoded,
+                    occurred_micros,
                 )
-            if kind == STALE:
+                if values:
+                    if kind != STALE:
+                        # A stale event matched nobody: it only carries the stuck clears its end made.
+                        outcome.matched.append(route.name)
+                    outputs.extend(
+                        Output(route.topic, instance_key, value, [*headers, *route.tail]) for value in values
+                    )
+                continue
+            if kind == STALE or not route_matches:
                 # A stale event reaches no subscriber; only the stuck alarms its end cleared do.
                 continue
-            if sends_event or (watched and stuck_clears):
-                outcome.matched.append(route.name)
-            if not sends_event:
-                continue
+            outcome.matched.append(route.name)
             if route.fmt == "avro":
                 value = self._avro(event, route.topic, encoded)
             elif route.encoding in encoded:
                 value = encoded[route.encoding]
             else:
-                if route.fmt == "json":
-                    value = codecs.encode_json_dict(event_json)
-                else:
-                    assert step is not None, "stale events reach no ves subscription"
-                    value = ves.encode(
-                        event_json, step, route.reporting_entity, occurred_micros=occurred_micros
-                    )
-                encoded[route.encoding] = value
+                value = encoded[route.encoding] = codecs.encode_json_dict(event_json)
             outputs.append(Output(route.topic, instance_key, value, [*headers, *route.tail]))
         return outcome
+
+    @staticmethod
+    def _ves_values(
+        route: _Route,
+        matched: bool,
+        watched: bool,
+        event_json: Mapping[str, Any],
+        step: ves.Step | None,
+        stuck_clears: Sequence[tuple[stuck.Pending, int]],
+        encoded: dict[str, bytes],
+        occurred_micros: int | None,
+    ) -> list[bytes]:
+        """A ves feed's records for one event, in sequence order: the stuck alarms it cleared,
+        the faults it raised or cleared (the feed watching the VM, and carrying faults), then its
+        stateChange (the feed matching the event, and carrying state changes). ``step`` None: a
+        stale event, which moves no alarm and is no state change."""
+        values: list[bytes] = []
+        if watched and route.faults:
+            values.extend(
+                ves.encode_stuck(event_json, pending, False, sequence, route.reporting_entity)
+                for pending, sequence in stuck_clears
+            )
+            if step is not None and step.moved:
+                values.extend(
+                    ves.encode_faults(
+                        event_json,
+                        step,
+                        route.failure_rule,
+                        route.reporting_entity,
+                        occurred_micros=occurred_micros,
+                    )
+                )
+        if matched and route.state_changes and step is not None:
+            key = f"stateChange:{route.reporting_entity or ''}"
+            if key not in encoded:
+                encoded[key] = ves.encode_state_change(
+                    event_json, step, route.reporting_entity, occurred_micros=occurred_micros
+                )
+            values.append(encoded[key])
+        return values
 
     def expire(self, skey: bytes, state: Mapping[str, Any], now: float) -> Outcome | None:
         """The stuck alarm of the VM's earliest pending action past its deadline, or None.
@@ -523,7 +567,7 @@ class Processor:
             return None
         written = ves.step_from_meta(meta)
         sequence = max((written.sequence + 1) if written else 0, _after_stuck_raises(pending))
-        fired = due[0].raised(sequence)
+        fired = due[0].raised(sequence, str(state.get("display_name") or state.get("instance_id")))
         pending[fired.kind] = fired
         new_state = {**state, META: {**meta, **stuck.pending_to_meta(pending)}}
         event_json = stuck.stuck_event(state, fired, META, _iso_micros(fired.deadline))
@@ -572,7 +616,8 @@ class Processor:
         for subscription in self._subscriptions():
             sink = subscription.sink
             if sink.format == "ves":
-                if not subscription.watches(event):
+                # A stuck action is an alarm, no state change.
+                if ves.FAULT_DOMAIN not in sink.ves_domains or not subscription.watches(event):
                     continue
                 value = ves.encode_stuck(event_json, fired, True, fired.sequence, sink.ves_reporting_entity)
             elif subscription.matches(event):

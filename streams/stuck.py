@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from streams.catalogue import KINDS
+from streams.event_ids import bounded_event_id
 
 DEFAULT_KEY: Final = "default"
 # Seconds an action may take before it is stuck; 0 means no timer. Most actions finish in seconds;
@@ -120,6 +121,7 @@ class Pending:
     stuck       whether the stuck alarm is raised
     sequence    the VES sequence of the stuck raise, once raised
     after       the time the kind was given, seconds
+    source_name the VES sourceName the stuck alarm was raised under, repeated on its clear
     """
 
     kind: str
@@ -129,9 +131,10 @@ class Pending:
     stuck: bool = False
     sequence: int | None = None
     after: float = 0.0
+    source_name: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        written: dict[str, Any] = {
             "event_type": self.event_type,
             "started_at": self.started_at,
             "deadline": self.deadline,
@@ -139,6 +142,9 @@ class Pending:
             "sequence": self.sequence,
             "after": self.after,
         }
+        if self.source_name is not None:
+            written["source_name"] = self.source_name
+        return written
 
     @classmethod
     def from_dict(cls, kind: str, value: Any) -> Pending | None:
@@ -156,13 +162,14 @@ class Pending:
             value.get("stuck") is True,
             sequence if type(sequence) is int else None,
             float(after) if isinstance(after, int | float) and not isinstance(after, bool) else 0.0,
+            source_name if isinstance(source_name := value.get("source_name"), str) and source_name else None,
         )
 
     def due(self, now_micros: int) -> bool:
         return not self.stuck and self.deadline <= now_micros
 
-    def raised(self, sequence: int) -> Pending:
-        return replace(self, stuck=True, sequence=sequence)
+    def raised(self, sequence: int, source_name: str | None = None) -> Pending:
+        return replace(self, stuck=True, sequence=sequence, source_name=source_name)
 
     @property
     def stuck_seconds(self) -> float:
@@ -185,7 +192,7 @@ def pending_to_meta(pending: Mapping[str, Pending]) -> dict[str, Any]:
 
 def stuck_event_id(vim_id: str, instance_id: str, pending: Pending) -> str:
     # Deterministic: a raise written again after a crash, and its clear, carry the same id.
-    return f"{vim_id}/{instance_id}/stuck/{pending.kind}/{pending.started_at}"
+    return bounded_event_id(vim_id, f"{instance_id}/stuck/{pending.kind}/{pending.started_at}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,8 @@ import jsonschema
 import yaml
 
 DEFAULT_PHASES = frozenset({"end", "error"})
+# The VES domains a ves feed may carry (streams.ves): the alarms, and one stateChange per event.
+VES_DOMAINS: Final = frozenset({"fault", "stateChange"})
 
 
 class SubscriptionError(ValueError):
@@ -69,12 +71,15 @@ class Sink:
     format: Literal["json", "avro", "ves"] = "json"
     # ves format: commonEventHeader.reportingEntityName; None means the event's VIM id.
     ves_reporting_entity: str | None = None
+    # ves format: the VES domains the feed carries, and the rule that makes a VM failure.
+    ves_domains: frozenset[str] = VES_DOMAINS
+    ves_failure_statuses: str = "default"
 
     @property
     def encoding(self) -> str:
         """What the sink's records are encoded as: its format, and the options that change it."""
-        if self.format == "ves" and self.ves_reporting_entity is not None:
-            return f"ves:{self.ves_reporting_entity}"
+        if self.format == "ves":
+            return f"ves:{self.ves_failure_statuses}:{self.ves_reporting_entity or ''}"
         return self.format
 
 
@@ -247,13 +252,16 @@ def _describe(error: jsonschema.ValidationError, node: yaml.Node | None, source:
 def _build(item: Mapping[str, Any]) -> Subscription:
     match = item.get("match") or {}
     sink = item["sink"]
+    ves_options = sink.get("ves") or {}
     return Subscription(
         name=item["name"],
         sink=Sink(
             type=sink["type"],
             topic=sink["topic"],
             format=sink.get("format", "json"),
-            ves_reporting_entity=(sink.get("ves") or {}).get("reporting_entity_name"),
+            ves_reporting_entity=ves_options.get("reporting_entity_name"),
+            ves_domains=frozenset(ves_options.get("domains") or VES_DOMAINS),
+            ves_failure_statuses=ves_options.get("failure_statuses", "default"),
         ),
         vims=Patterns.compile(match.get("vims")),
         events=Patterns.compile(match.get("events"), case_insensitive=True),

@@ -222,6 +222,10 @@ def on(outcome: pipeline.Outcome, topic: str) -> list[dict[str, Any]]:
     return found
 
 
+def faults_on(outcome: pipeline.Outcome, topic: str = "ves.all") -> list[tuple[str, str, str, str]]:
+    return [fault_of(d) for d in on(outcome, topic) if d["event"]["commonEventHeader"]["domain"] == "fault"]
+
+
 def stuck_faults(outcome: pipeline.Outcome, topic: str = "ves.all") -> list[tuple[str, str, str, str]]:
     return [
         fault_of(d)
@@ -295,14 +299,16 @@ def test_the_end_clears_the_stuck_alarm_with_its_event_id_and_its_own_event_goes
     assert h.sweep(at(10_000)) is None
 
 
-def test_an_error_after_stuck_clears_the_stuck_alarm_and_raises_the_vm_failure():
+def test_an_error_after_stuck_clears_the_stuck_alarm_and_raises_the_action_failure():
     h = Harness()
     h.feed(h.record("create", "end"), at(1))
     h.feed(h.record("reboot", "start"), at(2))
     assert h.sweep(at(400)) is not None
     failed = h.feed(h.record("reboot", "error"), at(500))
-    names = [fault_of(d)[0] for d in on(failed, "ves.all")]
-    assert names == ["Fault_eventfed_VmActionStuckCleared", "Fault_MultiCloud_VMFailure"]
+    names = [f[0] for f in faults_on(failed)]
+    assert names == ["Fault_eventfed_VmActionStuckCleared", "Fault_eventfed_VmActionFailed"]
+    sequences = [d["event"]["commonEventHeader"]["sequence"] for d in on(failed, "ves.all")]
+    assert len(sequences) == 3 and sequences == sorted(set(sequences))
 
 
 def test_an_end_in_time_raises_nothing_and_stops_the_timer():
@@ -370,7 +376,7 @@ def test_a_delete_clears_a_standing_vm_failure_and_raises_none_of_its_own():
     h = Harness()
     h.feed(h.record("create", "end"), at(1))
     raised = h.feed(h.record("power_off", "end"), at(2))
-    [(name, _, _, alarm_id)] = [fault_of(d) for d in on(raised, "ves.all")]
+    [(name, _, _, alarm_id)] = faults_on(raised)
     assert name == "Fault_MultiCloud_VMFailure"
     # The delete starts on the stopped VM: no new alarm, the old one stands until the VM is gone.
     assert (
@@ -378,13 +384,11 @@ def test_a_delete_clears_a_standing_vm_failure_and_raises_none_of_its_own():
         == "stateChange"
     )
     cleared = h.feed(h.record("delete", "end"), at(4))
-    assert [fault_of(d) for d in on(cleared, "ves.all")] == [
-        ("Fault_MultiCloud_VMFailureCleared", "NORMAL", "AlarmOff", alarm_id)
-    ]
+    assert faults_on(cleared) == [("Fault_MultiCloud_VMFailureCleared", "NORMAL", "AlarmOff", alarm_id)]
     assert "alarm" not in h.state[h.key][META]
 
 
-def test_a_healthy_vm_deleted_raises_nothing_and_a_failed_delete_raises():
+def test_a_healthy_vm_deleted_raises_nothing_and_a_failed_delete_is_an_action_failure():
     h = Harness()
     h.feed(h.record("create", "end"), at(1))
     h.feed(h.record("delete", "start"), at(2))
@@ -394,7 +398,7 @@ def test_a_healthy_vm_deleted_raises_nothing_and_a_failed_delete_raises():
     h2.feed(h2.record("create", "end"), at(1))
     h2.feed(h2.record("delete", "start"), at(2))
     failed = h2.feed(h2.record("delete", "error"), at(3))
-    assert [fault_of(d)[:2] for d in on(failed, "ves.all")] == [("Fault_MultiCloud_VMFailure", "MAJOR")]
+    assert [f[:2] for f in faults_on(failed)] == [("Fault_eventfed_VmActionFailed", "MAJOR")]
 
 
 # --- the sweep in the runner: owned partitions, outputs then state ---------------------------------
