@@ -155,6 +155,11 @@ class KubeApiServer:
         # Events are the server's own record of what happened, not objects a chart leaves behind.
         return sorted(r for r in out.split() if r not in ("events", "events.events.k8s.io"))
 
+    def cluster_objects_labelled(self, selector: str) -> list[str]:
+        out = self.kubectl("api-resources", "--namespaced=false", "--verbs=list", "-o", "name")
+        found = self.kubectl("get", ",".join(out.split()), "-l", selector, "-o", "name")
+        return sorted(found.split())
+
     def objects_in(self, namespace: str) -> list[str]:
         out = self.kubectl("get", ",".join(self.namespaced_resources()), "-n", namespace, "-o", "name")
         return sorted(out.split())

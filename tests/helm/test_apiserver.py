@@ -248,6 +248,7 @@ def test_install_upgrade_rollback_uninstall(cluster: Cluster, values: str) -> No
     uninstalled = server.helm("uninstall", RELEASE, "-n", namespace, "--wait")
     assert uninstalled.returncode == 0, uninstalled.stderr
     assert server.objects_in(namespace) == []
+    assert server.cluster_objects_labelled(f"app.kubernetes.io/instance={RELEASE}") == []
     server.kubectl("delete", "namespace", namespace, "--wait=false")
 
 

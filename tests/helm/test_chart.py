@@ -1197,3 +1197,28 @@ def test_monitoring_objects_only_where_the_cluster_serves_them(helm: str) -> Non
     ]
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["eventfed.json"])["panels"]
+
+
+def test_alerts_group_by_labels_the_service_monitor_puts_on_series(multi_manifests: list[Manifest]) -> None:
+    (monitor,) = of_kind(multi_manifests, "ServiceMonitor")
+    (rule,) = of_kind(multi_manifests, "PrometheusRule")
+    # Prometheus turns a pod label into a label name by replacing what is not [a-zA-Z0-9_] with "_".
+    target_labels = {re.sub(r"[^a-zA-Z0-9_]", "_", label) for label in monitor["spec"]["podTargetLabels"]}
+    used: set[str] = set()
+    for group in rule["spec"]["groups"]:
+        for alert in group["rules"]:
+            expr = alert["expr"]
+            for labels in re.findall(r"\b(?:by|on)\s*\(([^)]*)\)", expr):
+                used |= {label.strip() for label in labels.split(",")}
+            used |= set(re.findall(r"([a-z_]+)=~?\"", expr))
+            used |= set(re.findall(r"\$labels\.([a-z_]+)", " ".join(alert["annotations"].values())))
+    from_pods = {
+        label for label in used if "_kubernetes_io_" in label or label.startswith("eventfed_onap_org_")
+    }
+    assert from_pods == {"app_kubernetes_io_instance", "app_kubernetes_io_component", "eventfed_onap_org_vim"}
+    assert from_pods <= target_labels
+    # Every listener and poller pod carries the VIM label the alerts group by.
+    for deployment in of_kind(multi_manifests, "Deployment"):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        if labels["app.kubernetes.io/component"] in ("listener", "poller"):
+            assert "eventfed.onap.org/vim" in labels
