@@ -8,11 +8,14 @@ file path the mounts do not provide, a subscriptions file the worker refuses), s
 keeps it unready, and the test fails with its log.
 
 What the pods reach differs on one machine, so the values set is first pointed at the local
-services through the chart's own values (the chart renders them): the Kafka bootstrap, plain
-transport (the local broker has no SASL or TLS listener), replication factor 1, Nova's and
-Keystone's URLs, RabbitMQ without TLS, and names of our own for the topics and the stream app id
-(the brokers are shared). Each pod has its own network namespace, so each process gets its own
-metrics or API port, bound to loopback. Everything else is the values set's own.
+services through the chart's own values (the chart renders them): the Kafka bootstrap,
+replication factor 1, Nova's and Keystone's URLs, RabbitMQ without TLS, and names of our own for
+the topics and the stream app id (the brokers are shared). A values set with mutual TLS to Kafka
+(securityProtocol SSL) gets a broker of its own whose SSL listener requires a client certificate,
+and the Strimzi Secrets it mounts hold that broker's CA and a client certificate and key; the others
+use the shared broker in plain transport (it has no SASL listener). Each pod has its own network
+namespace, so each process gets its own metrics or API port, bound to loopback. Everything else is
+the values set's own.
 
 The same processes are scraped: every metric the PrometheusRule and the Grafana dashboard name must
 be one these processes export.
@@ -23,7 +26,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import re
+import shutil
 import subprocess
 import urllib.request
 import uuid
@@ -39,7 +44,7 @@ from tests.helm.kube import Manifest, docs_of
 from tests.helm.test_chart import CHART, DEFAULT_VALUES
 from tests.support.nova_api import FakeNovaApi
 from tests.support.processes import Proc, clean_env, free_port, wait_http
-from tests.support.tls import make_pki
+from tests.support.tls import Pki, make_pki
 
 pytestmark = [pytest.mark.helm]
 
@@ -64,19 +69,25 @@ def rabbitmqctl(*args: str) -> None:
     )
 
 
-def local_values(name: str, marker: str, nova: FakeNovaApi) -> dict[str, Any]:
-    """The values set, pointed at the local services (see the module docstring)."""
+def values_of(name: str) -> dict[str, Any]:
     path = VALUES_SETS[name]
     values: dict[str, Any] = copy.deepcopy(yaml.safe_load(path.read_text())) if path else {}
+    return values
+
+
+def wants_mutual_tls(name: str) -> bool:
+    return bool(values_of(name).get("kafka", {}).get("securityProtocol") == "SSL")
+
+
+def local_values(name: str, marker: str, nova: FakeNovaApi, kafka_bootstrap: str) -> dict[str, Any]:
+    """The values set, pointed at the local services (see the module docstring)."""
+    values = values_of(name)
     kafka = values.setdefault("kafka", {})
-    kafka.update(
-        {
-            "bootstrapServers": "127.0.0.1:9092",
-            "securityProtocol": "PLAINTEXT",
-            "replicationFactor": 1,
-        }
-    )
-    kafka.setdefault("clientCertificate", {})["enabled"] = False
+    kafka.update({"bootstrapServers": kafka_bootstrap, "replicationFactor": 1})
+    if not wants_mutual_tls(name):
+        # The local broker has no SASL listener: plain transport.
+        kafka["securityProtocol"] = "PLAINTEXT"
+        kafka.setdefault("clientCertificate", {})["enabled"] = False
     topics = kafka.setdefault("topics", {})
     for role in DEFAULT_VALUES["kafka"]["topics"]:
         topics.setdefault(role, {})["name"] = f"chartprog-{marker}.{role}"
@@ -99,13 +110,25 @@ class Secrets:
 
     rabbit_url: str
     nova: FakeNovaApi
-    pki_dir: Path
+    pki: Pki
     by_name: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @classmethod
-    def for_values(cls, values: dict[str, Any], rabbit_url: str, nova: FakeNovaApi, pki_dir: Path) -> Secrets:
-        secrets = cls(rabbit_url, nova, pki_dir)
-        ca = (pki_dir / "ca.crt").read_text()
+    def for_values(
+        cls, values: dict[str, Any], docs: list[Manifest], rabbit_url: str, nova: FakeNovaApi, pki: Pki
+    ) -> Secrets:
+        secrets = cls(rabbit_url, nova, pki)
+        ca = pki.ca.read_text()
+        # Strimzi's Secrets (the cluster CA, the KafkaUser's certificate and key), as the pods mount them.
+        files = {"ca.crt": pki.ca, "user.crt": pki.client_cert, "user.key": pki.client_key}
+        for doc in docs:
+            if doc["kind"] != "Deployment":
+                continue
+            for volume in doc["spec"]["template"]["spec"].get("volumes", []):
+                if volume["name"] in ("kafka-ca", "kafka-user"):
+                    for item in volume["secret"]["items"]:
+                        key = (volume["secret"]["secretName"], item["key"])
+                        secrets.by_name[key] = files[item["path"]].read_text()
         for vim in values.get("vims", []):
             if "transportUrlSecret" in vim:
                 ref = vim["transportUrlSecret"]
@@ -222,6 +245,13 @@ def exported_names(text: str) -> set[str]:
 RUNS: dict[str, dict[str, set[str]]] = {}
 
 
+@dataclass
+class Broker:
+    bootstrap: str  # what the pods are given
+    admin_bootstrap: str  # plain listener for the test's own topic set-up
+    created: list[str] = field(default_factory=list)
+
+
 @pytest.fixture(scope="module")
 def run_values_set(
     kafka_bootstrap: str, rabbit_url: str, tmp_path_factory: pytest.TempPathFactory
@@ -229,12 +259,26 @@ def run_values_set(
     """Start every container of a values set until ready; its metric names per command. Cached."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     helm = helm_binary()
-    pki_dir = tmp_path_factory.mktemp("pki")
-    make_pki(pki_dir)
-    created_topics: list[str] = []
+    pki = make_pki(tmp_path_factory.mktemp("pki"))
+    brokers: dict[str, Broker] = {"plain": Broker(kafka_bootstrap, kafka_bootstrap)}
+    mtls_env: dict[str, str] = {}
     vhosts: list[str] = []
+
+    def broker_for(name: str) -> Broker:
+        if not wants_mutual_tls(name):
+            return brokers["plain"]
+        if "mtls" not in brokers:
+            # A broker of its own whose SSL listener requires a client certificate, as Strimzi's
+            # `tls` listener: the values set's certificate Secrets are then used for real.
+            port, ssl_port = free_port(), free_port()
+            mtls_env.update(
+                KAFKA_PORT=str(port), KAFKA_CONTROLLER_PORT=str(free_port()), KAFKA_SSL_PORT=str(ssl_port),
+                KAFKA_TLS_DIR=str(pki.dir),
+            )  # fmt: skip
+            subprocess.run([str(ROOT / "scripts/kafka"), "start"], env={**os.environ, **mtls_env}, check=True)
+            brokers["mtls"] = Broker(f"127.0.0.1:{ssl_port}", f"127.0.0.1:{port}")
+        return brokers["mtls"]
 
     def run(name: str) -> dict[str, set[str]]:
         if name in RUNS:
@@ -247,7 +291,9 @@ def run_values_set(
         vhosts.append(vhost)
         nova = FakeNovaApi().start()
         try:
-            values = local_values(name, marker, nova)
+            broker = broker_for(name)
+            admin = AdminClient({"bootstrap.servers": broker.admin_bootstrap})
+            values = local_values(name, marker, nova, broker.bootstrap)
             nova.regions = [
                 "RegionOne",
                 *[v["nova"].get("regionName", "RegionOne") for v in values.get("vims", []) if "nova" in v],
@@ -275,9 +321,9 @@ def run_values_set(
                     new.append(NewTopic(topic, num_partitions=1, replication_factor=1))
             for topic, future in admin.create_topics(new).items():
                 future.result(timeout=30)
-                created_topics.append(topic)
+                broker.created.append(topic)
             rabbit = rabbit_url.rstrip("/") + "/" + vhost
-            secrets = Secrets.for_values(values, rabbit, nova, pki_dir)
+            secrets = Secrets.for_values(values, docs, rabbit, nova, pki)
             started: list[Started] = []
             try:
                 for deployment, args, env, ready, metrics in container_processes(docs, secrets, workdir):
@@ -311,14 +357,24 @@ def run_values_set(
         finally:
             nova.stop()
 
-    yield run
-    if created_topics:
-        for future in admin.delete_topics(created_topics).values():
-            # Cleanup of a shared broker: a topic left over is harmless.
-            with contextlib.suppress(Exception):
-                future.result(timeout=30)
-    for vhost in vhosts:
-        rabbitmqctl("delete_vhost", vhost)
+    try:
+        yield run
+    finally:
+        plain = brokers["plain"]
+        if plain.created:
+            for future in (
+                AdminClient({"bootstrap.servers": plain.admin_bootstrap})
+                .delete_topics(plain.created)
+                .values()
+            ):
+                # Cleanup of a shared broker: a topic left over is harmless.
+                with contextlib.suppress(Exception):
+                    future.result(timeout=30)
+        for vhost in vhosts:
+            rabbitmqctl("delete_vhost", vhost)
+        if mtls_env:
+            subprocess.run([str(ROOT / "scripts/kafka"), "stop"], env={**os.environ, **mtls_env}, check=False)
+            shutil.rmtree(ROOT / ".run" / f"kafka-{mtls_env['KAFKA_PORT']}", ignore_errors=True)
 
 
 @pytest.mark.parametrize("values", list(VALUES_SETS))
