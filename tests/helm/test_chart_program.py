@@ -427,4 +427,4 @@ def test_alerts_and_dashboard_name_only_metrics_the_processes_export(run_values_
     # And the alerts cover what operators asked for.
     alerts = {r["alert"] for group in rule["spec"]["groups"] for r in group["rules"]}
     assert {"EventfedNotReady", "EventfedVimSilent", "EventfedStreamFallingBehind", "EventfedDeadLetters",
-            "EventfedStuckActions", "EventfedVmFailures"} <= alerts  # fmt: skip
+            "EventfedStuckActions", "EventfedVmFailures", "EventfedVmsInError"} <= alerts  # fmt: skip
