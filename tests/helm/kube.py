@@ -92,8 +92,12 @@ class KubeApiServer:
         return server
 
     def stop(self) -> None:
+        run_dir = self.kubeconfig.parent
+        pids = [int((run_dir / f"{name}.pid").read_text()) for name in ("kube-apiserver", "etcd")]
         script("stop", env=self._env, timeout=120)
-        shutil.rmtree(self.kubeconfig.parent, ignore_errors=True)
+        alive = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+        shutil.rmtree(run_dir, ignore_errors=True)
+        assert not alive, f"scripts/kube-apiserver stop left pids {alive} running"
 
     def use_cache_dir(self, name: str) -> None:
         """Fresh discovery caches: after CRDs change, helm and kubectl must ask the server again."""
