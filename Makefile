@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 NOVA_VENV := .venv-nova
 NOVA_INSTALLED := $(NOVA_VENV)/.installed
 
-.PHONY: install nova-env up down test unit integration helm-check lint demo bench soak clean
+.PHONY: install nova-env up schema-registry down test unit integration helm-check lint demo bench soak clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "eventfed needs Python 3.11+"'
@@ -32,6 +32,10 @@ nova-env: $(NOVA_INSTALLED)
 up: install
 	scripts/kafka start
 	scripts/rabbitmq start
+
+# Built once into .cache/, before the tests that start it (tests/support/registry.py): the build
+# takes minutes, longer than a test should wait. The demo does not use it.
+schema-registry:
 	scripts/schema-registry fetch
 
 down:
@@ -39,14 +43,14 @@ down:
 	scripts/kafka stop
 	scripts/rabbitmq stop
 
-test: install nova-env up
+test: install nova-env up schema-registry
 	$(PY) -m pytest -m "not helm" $(PYTEST_ARGS)
 	scripts/helm-check
 
 unit: install
 	$(PY) -m pytest -m "not integration and not helm" $(PYTEST_ARGS)
 
-integration: install nova-env up
+integration: install nova-env up schema-registry
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
 helm-check: install up

@@ -28,9 +28,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("bridge.simulator.simulate", "publish a simulated cloud's Nova notifications to RabbitMQ"),
     "schema": ("streams.tools", "print the VM status event schema and its fingerprint"),
     "decode": ("streams.tools", "decode an event (Avro, Confluent, JSON) or a raw record to JSON"),
+    "consume": ("streams.consume", "print a Kafka topic's records, decoded, as JSON Lines"),
     "topics": ("streams.topics", "create eventfed's Kafka topics with the configured partitions"),
     "settings": ("bridge.settings_reference", "list every setting: commands, type, default, meaning"),
 }
+
+
+# The deployables: configured by settings alone, which their --help lists.
+SERVICES = ("listen", "poll", "stream", "api")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"eventfed {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text)
+        epilog = None
+        if name in SERVICES:
+            from bridge.settings_reference import command_help
+
+            epilog = command_help(name)
+        command = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         command.set_defaults(_module=module_name)
         _ARGUMENTS.get(name, lambda _p: None)(command)
     return parser
@@ -81,6 +97,28 @@ def _decode_arguments(parser: argparse.ArgumentParser) -> None:
         "one notification or several as JSON Lines",
     )
     parser.add_argument("--schema-registry-url", default=None, help="needed for --format confluent")
+
+
+def _consume_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("topic", help="the Kafka topic (Kafka's connection: the EVENTFED_KAFKA_* settings)")
+    parser.add_argument(
+        "--format",
+        choices=["auto", "avro", "confluent", "json", "ves", "raw"],
+        default="auto",
+        help="wire format of the values (auto: a raw-topic record, a VES event or an event, by content)",
+    )
+    parser.add_argument("--schema-registry-url", default=None, help="needed for Confluent-framed values")
+    parser.add_argument(
+        "--last",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="only the last N records of each partition",
+    )
+    parser.add_argument("--max", type=positive_int, default=None, metavar="N", help="stop after N records")
+    parser.add_argument(
+        "--wait", type=float, default=5.0, metavar="SECONDS", help="stop once no record came for this long"
+    )
 
 
 def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -135,6 +173,12 @@ def _topics_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _settings_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the README's Markdown table instead of plain text"
+    )
+
+
 def _schema_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json-schema",
@@ -146,8 +190,10 @@ def _schema_arguments(parser: argparse.ArgumentParser) -> None:
 _ARGUMENTS = {
     "schema": _schema_arguments,
     "decode": _decode_arguments,
+    "consume": _consume_arguments,
     "simulate": _simulate_arguments,
     "topics": _topics_arguments,
+    "settings": _settings_arguments,
 }
 
 

@@ -1,4 +1,5 @@
-"""Logging set-up shared by every eventfed command: one JSON line per record on stderr.
+"""Logging set-up shared by every eventfed command: one JSON line per record on stderr for the
+services, plain one-line messages for the commands a person runs (INTERACTIVE_COMMANDS).
 
 Times are RFC 3339 in UTC with milliseconds (``2026-11-29T04:58:43.700Z``) so log collectors
 parse them without a zone guess. stdout is left to a command's own output (``eventfed topics``
@@ -47,6 +48,12 @@ LIBRDKAFKA_REPEAT_SECONDS = 30.0
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("json", "text")
+
+# Commands a person runs at a terminal and reads: their errors are plain one-line messages
+# ("eventfed topics: ..."), not log records, unless EVENTFED_LOG_FORMAT asks for a format. The
+# services (listen, poll, stream, api) keep JSON lines for log collectors.
+INTERACTIVE_COMMANDS = frozenset({"topics", "decode", "consume", "settings", "schema"})
+PLAIN = "plain"
 
 
 def rfc3339_utc(created: float) -> str:
@@ -133,9 +140,19 @@ def suppress_repeated_warnings(logger_name: str) -> None:
         logger.addFilter(RepeatSuppressor(LIBRDKAFKA_REPEAT_SECONDS, min_level=logging.WARNING))
 
 
+class PlainFormatter(logging.Formatter):
+    """The message alone; a warning says it is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        return f"warning: {message}" if record.levelno == logging.WARNING else message
+
+
 def _handler(log_format: str, component: str) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
-    if log_format == "text":
+    if log_format == PLAIN:
+        handler.setFormatter(PlainFormatter())
+    elif log_format == "text":
         handler.setFormatter(Rfc3339TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     else:
         handler.setFormatter(
@@ -169,6 +186,10 @@ def configure_from_environment(component: str, environ: Any = None) -> None:
     validation reports it.
     """
     env = os.environ if environ is None else environ
+    if _plain(component, env):
+        level = str(env.get("EVENTFED_LOG_LEVEL", "WARNING")).upper()
+        configure(level if level in LOG_LEVELS else "WARNING", PLAIN, component)
+        return
     level = str(env.get("EVENTFED_LOG_LEVEL", "INFO")).upper()
     log_format = str(env.get("EVENTFED_LOG_FORMAT", "json")).lower()
     configure(
@@ -178,6 +199,15 @@ def configure_from_environment(component: str, environ: Any = None) -> None:
     )
 
 
+def _plain(component: str, env: Any) -> bool:
+    return component in INTERACTIVE_COMMANDS and "EVENTFED_LOG_FORMAT" not in env
+
+
 def setup_logging(settings: CommonSettings, component: str) -> None:
-    """Logging as the loaded settings say (`log_level`, `log_format`)."""
+    """Logging as the loaded settings say (`log_level`, `log_format`); an interactive command
+    without EVENTFED_LOG_FORMAT keeps its plain lines (INFO only when EVENTFED_LOG_LEVEL asks)."""
+    if _plain(component, os.environ):
+        level = settings.log_level if "EVENTFED_LOG_LEVEL" in os.environ else "WARNING"
+        configure(level, PLAIN, component)
+        return
     configure(settings.log_level, settings.log_format, component)

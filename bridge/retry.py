@@ -19,6 +19,10 @@ class Backoff:
         self._attempt = 0
 
     @property
+    def maximum(self) -> float:
+        return self._maximum
+
+    @property
     def attempts(self) -> int:
         return self._attempt
 

@@ -53,8 +53,10 @@ DESCRIPTIONS: dict[str, str] = {
     "replication_factor": "replication factor of the topics eventfed creates",
     "log_level": "least important log level written",
     "log_format": "json: one JSON object per line on stderr; text: plain lines",
-    "metrics_host": "address of /healthz, /readyz and /metrics",
-    "metrics_port": "port of /healthz, /readyz and /metrics; 0 turns them off",
+    "metrics_host": "address of /healthz, /readyz and /metrics (every service, the stream worker's too)",
+    "metrics_port": (
+        "port of /healthz, /readyz and /metrics (every service, the stream worker's too); 0 turns them off"
+    ),
     "transport_url": "the cloud's RabbitMQ, as oslo.messaging's transport URL (rabbit://user:pass@host:port/vhost)",
     "vim_id": "the VIM (cloud) served, as ONAP names it (cloud-owner_region)",
     "exchange": "the exchange Nova publishes notifications on",
@@ -69,6 +71,12 @@ DESCRIPTIONS: dict[str, str] = {
     "pack_max": "notifications packed in one raw record (same partition, JSON Lines); 1 = one each",
     "retry_backoff_initial": "first wait, in seconds, before writing to Kafka again after a failure",
     "retry_backoff_max": "longest wait, in seconds, between write attempts",
+    "listen:retry_backoff_initial": (
+        "first wait, in seconds, before writing to Kafka or connecting to RabbitMQ again after a failure"
+    ),
+    "listen:retry_backoff_max": (
+        "longest wait, in seconds, between attempts to write to Kafka or to connect to RabbitMQ"
+    ),
     "listen:delivery_timeout": "seconds librdkafka tries to deliver a raw record before it counts as failed",
     "hold_max_seconds": "seconds a batch Kafka refuses is held unacked before it goes back to RabbitMQ",
     "nova_auth": "keystone: a Keystone v3 password session (OS_*); token: NOVA_ENDPOINT with NOVA_TOKEN",
@@ -97,8 +105,10 @@ DESCRIPTIONS: dict[str, str] = {
     "dedup_window_seconds": "how long a message id is remembered to drop its duplicates",
     "tombstone_seconds": "how long a deleted VM's state is kept before it is removed",
     "data_dir": "the worker's local table store",
-    "web_host": "address of the worker's /healthz, /readyz and /metrics",
-    "web_port": "port of the worker's /healthz, /readyz and /metrics",
+    "web_host": "address of Faust's own web server (its table routing); not the health endpoints",
+    "web_port": (
+        "port of Faust's own web server; the worker's /healthz, /readyz and /metrics are on METRICS_PORT"
+    ),
     "schema_registry_timeout": "seconds the worker tries to register its schemas at start before it exits",
     "kafka_start_timeout": (
         "seconds the worker retries creating its topics at start while Kafka does not answer, "
@@ -145,7 +155,7 @@ def describe_type(annotation: Any) -> str:
         kept = [a for a in arguments if a is not type(None)]
         return " or ".join(describe_type(a) for a in kept)
     if origin is Literal:
-        return " \\| ".join(str(a) for a in arguments)
+        return " | ".join(str(a) for a in arguments)
     if origin is list:
         return "list (comma-separated)"
     if origin is dict:
@@ -204,19 +214,57 @@ def rows() -> list[SettingRow]:
     ]
 
 
+CONFIG_FILE_ROW = SettingRow(
+    settings.CONFIG_FILE_ENV,
+    "all",
+    "path",
+    "-",
+    "a YAML file of settings (keys are the names without the prefix); the environment wins",
+)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
 def markdown() -> str:
+    """The README's table (`eventfed settings --markdown`)."""
     lines = [
         "| setting | used by | type | default | what it does |",
         "|---|---|---|---|---|",
-        f"| `{settings.CONFIG_FILE_ENV}` | all | path | - | a YAML file of settings (keys are the names "
-        "without the prefix); the environment wins |",
     ]
-    for row in rows():
+    for row in [CONFIG_FILE_ROW, *rows()]:
         default = f"`{row.default}`" if row.default not in ("-", "required") else row.default
-        lines.append(f"| `{row.env_name}` | {row.commands} | {row.type} | {default} | {row.description} |")
+        lines.append(
+            f"| `{row.env_name}` | {row.commands} | {_cell(row.type)} | {_cell(default)} | "
+            f"{_cell(row.description)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
+def _plain_row(row: SettingRow, with_commands: bool) -> str:
+    facts = [row.commands] if with_commands else []
+    facts.append(row.type)
+    facts.append(row.default if row.default == "required" else f"default {row.default}")
+    return f"{row.env_name} ({'; '.join(facts)})\n    {row.description}"
+
+
+def plain_text() -> str:
+    """Every setting for a person at a terminal: name, commands, type and default, then what it does."""
+    return "\n".join(_plain_row(row, True) for row in [CONFIG_FILE_ROW, *rows()]) + "\n"
+
+
+def command_help(command: str) -> str:
+    """The settings one command reads, for its --help."""
+    used = [row for row in rows() if row.commands == "all" or command in row.commands.split(", ")]
+    lines = [
+        "settings (environment variables, or the same names in lower case without EVENTFED_ in the "
+        f"YAML file of {settings.CONFIG_FILE_ENV}; `eventfed settings` lists them all):",
+    ]
+    lines += ["  " + _plain_row(row, False).replace("\n    ", "\n      ") for row in [CONFIG_FILE_ROW, *used]]
+    return "\n".join(lines)
+
+
 def run(args: Any) -> int:
-    print(markdown(), end="")
+    print(markdown() if getattr(args, "markdown", False) else plain_text(), end="")
     return 0

@@ -6,8 +6,9 @@ key     "{vim_id}/{instance_id}", UTF-8
 value   the event's JSON form (see streams.codecs.event_to_json_dict) plus the worker's own
         bookkeeping under META: {"version": [updated_at, occurred_at], "source": {"topic": ...,
         "partition": ..., "offset": ..., "index": ...}}, where source is the raw record (and its
-        line) that produced it, plus the VM's VES alarm when one is raised ("alarm") and what its
-        last event did in VES ("ves"), see streams.ves; the actions started and not yet ended
+        line) that produced it, plus the VM's VES alarms while raised ("alarm": the VM failure,
+        "action_alarm": a failed action) and what its last event did in VES ("ves"), see
+        streams.ves; the actions started and not yet ended
         ("pending": kind -> start, deadline, whether stuck was raised) and the stuck alarms the
         last event cleared ("stuck_cleared"), see streams.stuck. A fired timer rewrites the
         record with only "pending" changed;

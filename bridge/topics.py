@@ -93,6 +93,23 @@ def ensure_topics(settings: CommonSettings, specs: list[TopicSpec], timeout: flo
     return created
 
 
+def partition_counts(settings: CommonSettings, names: list[str], timeout: float = 30.0) -> dict[str, int]:
+    """The partitions Kafka has for each of `names` that exists (what the brokers say, not the
+    settings: a topic created earlier, by hand or by a KafkaTopic, keeps its own count)."""
+    quiet: dict[str, Any] = {"log_level": 2, "error_cb": record_client_error}
+    admin = AdminClient({**admin_config(settings), **quiet})
+    # A topic created a moment ago may be missing from the first metadata a broker gives.
+    deadline = time.monotonic() + min(timeout, 5.0)
+    while True:
+        topics = admin.list_topics(timeout=timeout).topics
+        counts = {
+            name: len(topics[name].partitions) for name in names if name in topics and not topics[name].error
+        }
+        if len(counts) == len(names) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.2)
+
+
 def _wait_polling(
     admin: AdminClient, settings: CommonSettings, futures: list[Future[Any]], timeout: float
 ) -> None:

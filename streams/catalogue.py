@@ -310,6 +310,11 @@ POLLED_KIND_DEFAULT: Final = "UPDATE"
 POLLED_ACTION: Final = "polled"
 
 
+def polled_kinds() -> frozenset[str]:
+    """The kinds a polled server's state or task can be classified as."""
+    return frozenset({*_TASK_KINDS.values(), *_STATE_KINDS.values(), POLLED_KIND_DEFAULT})
+
+
 def polled_classification(vm_state: str, task_state: str | None) -> Classification:
     """(status kind, phase, format, action) of a polled server snapshot; see the table above."""
     if vm_state == "error":

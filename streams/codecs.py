@@ -408,6 +408,20 @@ def detect(data: bytes) -> str:
     )
 
 
+def _not_confluent(data: bytes) -> str:
+    """Why a record is not in the Confluent wire format, and what it looks like instead."""
+    text = "the framing is not Confluent's (00 and a 4-byte schema id)"
+    try:
+        found = detect(data)
+    except CodecError:
+        return f"{text}: first bytes {bytes(data[:4]).hex(' ') or 'none'}"
+    if found == AVRO:
+        return f"{text}: it starts with C3 01, Avro single-object encoding; try --format avro"
+    if found == JSON:
+        return f"{text}: it is JSON; try --format json, or --format raw for a raw-topic record"
+    return f"{text}: it is too short ({len(data)} bytes)"
+
+
 def encode(event: Mapping[str, Any], fmt: str = AVRO, *, confluent: ConfluentCodec | None = None) -> bytes:
     if fmt == AVRO:
         return encode_avro(event)
@@ -428,6 +442,9 @@ def decode(data: bytes, fmt: str = AUTO, *, confluent: ConfluentCodec | None = N
     if fmt == JSON:
         return decode_json(data)
     if fmt == CONFLUENT:
+        if len(data) < 6 or data[:1] != CONFLUENT_MAGIC:
+            # Said before asking for a registry: no registry decodes a record framed otherwise.
+            raise CodecError(_not_confluent(data))
         if confluent is None:
             schema_id = int.from_bytes(data[1:5], "big") if len(data) >= 5 else None
             raise CodecError(

@@ -24,8 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import repeat
-from typing import Any, NamedTuple
+from typing import Any
 
 from bridge.raw import (
     HEADER_ERROR,
@@ -40,8 +39,11 @@ from bridge.raw import (
 from bridge.state import DELETED_STATE, META, source_of, state_key
 from streams import codecs, stuck, ves
 from streams.catalogue import FORMAT_LEGACY, FORMAT_POLL, FORMAT_VERSIONED, twin_action
-from streams.normalise import MalformedNotification, load_record, normalise
-from streams.subscriptions import Matcher, Subscription
+from streams.normalise import MalformedNotification, VmStatusEvent, load_record, normalise
+from streams.routing import CONTENT_TYPES, Output, Route, Router, compiled
+from streams.subscriptions import Subscription
+
+__all__ = ["CONTENT_TYPES", "Output"]
 
 APPLIED = "applied"
 REPLAYED = "replayed"
@@ -52,15 +54,6 @@ DEAD = "dead"
 STUCK = "stuck"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-# The `content-type` header of each output, by format. An Avro record says which framing it has:
-# single-object (C3 01 + fingerprint) without a registry, Confluent's (00 + schema id) with one.
-CONTENT_TYPES = {
-    "json": b"application/json",
-    "avro": b"application/vnd.apache.avro+binary; encoding=single-object",
-    "avro-confluent": b"application/vnd.apache.avro+binary; encoding=confluent",
-    "ves": b"application/json; profile=ves-7.2.1",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,17 +67,6 @@ class Source:
 
     def as_dict(self) -> dict[str, Any]:
         return {"topic": self.topic, "partition": self.partition, "offset": self.offset, "index": self.index}
-
-
-class Output(NamedTuple):
-    """One record to write. A named tuple rather than a frozen dataclass: as immutable, and made
-    in about a third of the time (two or three are made per notification)."""
-
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: Headers
-    partition: int | None = None
 
 
 @dataclass(slots=True)
@@ -102,55 +84,6 @@ class Outcome:
 class Topics:
     events: str
     dlq: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    """A subscription, with what its outputs carry."""
-
-    name: str
-    topic: str
-    fmt: str
-    encoding: str
-    reporting_entity: str | None
-    is_ves: bool
-    # The headers after the event's own: the subscription's name and the content type.
-    tail: tuple[tuple[str, bytes], ...]
-    # ves feeds: the domains carried, and the rule that makes a VM failure.
-    faults: bool = False
-    state_changes: bool = False
-    failure_rule: ves.FailureRule = ves.DEFAULT_RULE
-
-
-class _Routes:
-    """The subscriptions in force compiled once for every event: their matcher, and per
-    subscription the names, topic, encoding and headers its outputs need."""
-
-    def __init__(self, subscriptions: tuple[Subscription, ...], avro_content_type: bytes) -> None:
-        self.subscriptions = subscriptions
-        self.matcher = Matcher(subscriptions)
-        self.routes = tuple(
-            _Route(
-                s.name,
-                s.sink.topic,
-                s.sink.format,
-                s.sink.encoding,
-                s.sink.ves_reporting_entity,
-                s.sink.format == "ves",
-                (
-                    ("subscription", s.name.encode()),
-                    (
-                        "content-type",
-                        avro_content_type if s.sink.format == "avro" else CONTENT_TYPES[s.sink.format],
-                    ),
-                ),
-                s.sink.format == "ves" and ves.FAULT_DOMAIN in s.sink.ves_domains,
-                s.sink.format == "ves" and ves.STATE_CHANGE_DOMAIN in s.sink.ves_domains,
-                ves.FAILURE_RULES[s.sink.ves_failure_statuses],
-            )
-            for s in subscriptions
-        )
-        self.any_ves = any(route.is_ves for route in self.routes)
 
 
 class DedupWindow:
@@ -288,7 +221,7 @@ class Processor:
         self._avro_content_type = CONTENT_TYPES["avro" if schema_ids is None else "avro-confluent"]
         # Seconds per action kind before an action without an end is stuck; empty: no timers.
         self._stuck_after = dict(stuck_after or {})
-        self._compiled: _Routes | None = None
+        self._router: Router | None = None
 
     def process(
         self,
@@ -298,6 +231,24 @@ class Processor:
         current_state: Callable[[bytes], Mapping[str, Any] | None],
         now: float,
     ) -> Outcome:
+        read = self._read(key, value, source)
+        if isinstance(read, Outcome):
+            return read
+        event, stamps = read
+        skey = state_key(event["vim_id"], event["instance_id"])
+        try:
+            return self._decide(event, stamps, skey, current_state(skey), source, now)
+        except codecs.CodecError as exc:
+            # An event normalise accepted but a sink cannot carry (or a schema registry refusing
+            # it): kept, with its reason, rather than crashing the worker.
+            return self._dead(key, value, source, "encode_failed", str(exc))
+        except ves.VesMappingError as exc:
+            return self._dead(key, value, source, exc.reason, str(exc))
+
+    def _read(
+        self, key: bytes | None, value: bytes | None, source: Source
+    ) -> tuple[VmStatusEvent, dict[str, str]] | Outcome:
+        """The record's event and the ISO texts of its timestamps, or its outcome if it has none."""
         try:
             stamps: dict[str, str] = {}
             raw = load_record(value) if value is not None else None
@@ -312,97 +263,96 @@ class Processor:
             return self._dead(key, value, source, "bad_json", "nested too deeply")
         if event is None:
             return Outcome(IGNORED)
+        return event, stamps
 
-        skey = state_key(event["vim_id"], event["instance_id"])
-        state = current_state(skey)
+    def _decide(
+        self,
+        event: Mapping[str, Any],
+        stamps: dict[str, str],
+        skey: bytes,
+        state: Mapping[str, Any] | None,
+        source: Source,
+        now: float,
+    ) -> Outcome:
+        """The event against its VM's state: a replay, a duplicate, stale, or applied."""
         message_id = event.get("message_id")
         meta = state.get(META) if state else None
         if message_id and meta and state and state.get("message_id") == message_id:
             if source_of(state) == source.as_dict():
-                event_json = codecs.event_to_json_dict(event, stamps=stamps)
-                # Encoded as first written: the alarm step this record made is in its state.
-                step = ves.step_from_meta(meta) or ves.next_step(event_json, None, META)
-                try:
-                    return self._publish(
-                        event, event_json, REPLAYED, skey, None, step, stuck_clears=_cleared_of(meta)
-                    )
-                except codecs.CodecError as exc:
-                    return self._dead(key, value, source, "encode_failed", str(exc))
-                except ves.VesMappingError as exc:
-                    return self._dead(key, value, source, exc.reason, str(exc))
+                return self._replay(event, stamps, skey, meta)
             return Outcome(DUPLICATE, "same_as_state", event)
         if message_id and self._dedup.seen_before(message_id, now):
             return Outcome(DUPLICATE, "window", event)
-
         event_json = codecs.event_to_json_dict(event, stamps=stamps)
         if state is not None and is_twin(event_json, state):
             return Outcome(DUPLICATE, "twin", event)
         if state is not None and same_change(event_json, state):
             return Outcome(DUPLICATE, "same_change", event)
         version = version_of(event_json)
-        try:
-            if state is not None:
-                if state.get("state") == DELETED_STATE and event_json.get("state") != DELETED_STATE:
-                    return self._publish(event, event_json, STALE, skey, None, None, reason="after_delete")
-                if meta and is_older(version, list(meta.get("version") or []), event_json, state):
-                    late_state, late_clears = _late_end(event_json, state, meta)
-                    return self._publish(
-                        event,
-                        event_json,
-                        STALE,
-                        skey,
-                        late_state,
-                        None,
-                        reason="older",
-                        stuck_clears=late_clears,
-                    )
-            # The VM's alarm lives in its state record, so it is decided here from the state
-            # given, whichever worker holds the partition now.
-            step = ves.next_step(event_json, state, META)
-            before = stuck.pending_of(meta) if meta else {}
-            # From the datetime, not the ISO text: the same number, without parsing the text.
-            occurred = ves.epoch_micros(event["occurred_at"])
-            if before or self._stuck_after:
-                started = occurred if event_json.get("phase") == "start" else 0
-                timers = stuck.next_timers(event_json, before, self._stuck_after, started, _micros(now))
-            else:
-                # No timer set and none running: nothing to start, stop or clear.
-                timers = stuck.Timers({}, ())
-            clears: list[tuple[stuck.Pending, int]] = []
-            if before:
-                # A stuck raise took a VES sequence number of the VM's; the VM's next events follow
-                # it: the stuck clears first, then the event's own faults and its stateChange.
-                first = max(step.first_sequence, _after_stuck_raises(before))
-                clears = [(pending, first + i) for i, pending in enumerate(timers.cleared)]
-                sequence = first + len(clears) + step.fault_count
-                if sequence != step.sequence:
-                    step = step._replace(sequence=sequence)
-            new_state = {
-                **event_json,
-                META: {
-                    "version": version,
-                    "source": source.as_dict(),
-                    **ves.step_to_meta(step),
-                    **stuck.pending_to_meta(timers.pending),
-                    **_cleared_to_meta(clears),
-                },
-            }
-            return self._publish(
-                event,
-                event_json,
-                APPLIED,
-                skey,
-                new_state,
-                step,
-                stuck_clears=clears,
-                occurred_micros=occurred,
-            )
-        except codecs.CodecError as exc:
-            # An event normalise accepted but a sink cannot carry (or a schema registry refusing
-            # it): kept, with its reason, rather than crashing the worker.
-            return self._dead(key, value, source, "encode_failed", str(exc))
-        except ves.VesMappingError as exc:
-            return self._dead(key, value, source, exc.reason, str(exc))
+        if state is not None:
+            if state.get("state") == DELETED_STATE and event_json.get("state") != DELETED_STATE:
+                return self._publish(event, event_json, STALE, skey, None, None, reason="after_delete")
+            if meta and is_older(version, list(meta.get("version") or []), event_json, state):
+                late_state, late_clears = _late_end(event_json, state, meta)
+                return self._publish(
+                    event, event_json, STALE, skey, late_state, None, reason="older", stuck_clears=late_clears
+                )
+        return self._apply(event, event_json, version, skey, state, meta, source, now)
+
+    def _replay(
+        self, event: Mapping[str, Any], stamps: dict[str, str], skey: bytes, meta: Mapping[str, Any]
+    ) -> Outcome:
+        """The record that made the state, read again: encoded as first written, from the alarm
+        step and the stuck clears its state keeps."""
+        event_json = codecs.event_to_json_dict(event, stamps=stamps)
+        step = ves.step_from_meta(meta) or ves.next_step(event_json, None, META)
+        return self._publish(event, event_json, REPLAYED, skey, None, step, stuck_clears=_cleared_of(meta))
+
+    def _apply(
+        self,
+        event: Mapping[str, Any],
+        event_json: dict[str, Any],
+        version: list[str],
+        skey: bytes,
+        state: Mapping[str, Any] | None,
+        meta: Mapping[str, Any] | None,
+        source: Source,
+        now: float,
+    ) -> Outcome:
+        """A new latest state: the alarm step and the action timers decided from the state given,
+        whichever worker holds the partition now, and written into the new state."""
+        step = ves.next_step(event_json, state, META)
+        before = stuck.pending_of(meta) if meta else {}
+        # From the datetime, not the ISO text: the same number, without parsing the text.
+        occurred = ves.epoch_micros(event["occurred_at"])
+        if before or self._stuck_after:
+            started = occurred if event_json.get("phase") == "start" else 0
+            timers = stuck.next_timers(event_json, before, self._stuck_after, started, _micros(now))
+        else:
+            # No timer set and none running: nothing to start, stop or clear.
+            timers = stuck.Timers({}, ())
+        clears: list[tuple[stuck.Pending, int]] = []
+        if before:
+            # A stuck raise took a VES sequence number of the VM's; the VM's next events follow
+            # it: the stuck clears first, then the event's own faults and its stateChange.
+            first = max(step.first_sequence, _after_stuck_raises(before))
+            clears = [(pending, first + i) for i, pending in enumerate(timers.cleared)]
+            sequence = first + len(clears) + step.fault_count
+            if sequence != step.sequence:
+                step = step._replace(sequence=sequence)
+        new_state = {
+            **event_json,
+            META: {
+                "version": version,
+                "source": source.as_dict(),
+                **ves.step_to_meta(step),
+                **stuck.pending_to_meta(timers.pending),
+                **_cleared_to_meta(clears),
+            },
+        }
+        return self._publish(
+            event, event_json, APPLIED, skey, new_state, step, stuck_clears=clears, occurred_micros=occurred
+        )
 
     def _avro(self, event: Mapping[str, Any], topic: str, encoded: dict[str, bytes]) -> bytes:
         """The event's Avro record for a topic, in the framing the topic's consumers expect.
@@ -423,14 +373,24 @@ class Processor:
         # Each topic has its own subject, and so possibly its own schema id.
         return codecs.frame_confluent(encoded["avro-body"], schema_id)
 
-    def _routes(self) -> _Routes:
+    def _routes(self) -> Router:
         """The subscriptions in force, compiled; compiled again only when they change."""
-        subscriptions = tuple(self._subscriptions())
-        routes = self._compiled
-        # Tuples compare their items by identity first: the same subscriptions cost a few checks.
-        if routes is None or routes.subscriptions != subscriptions:
-            routes = self._compiled = _Routes(subscriptions, self._avro_content_type)
-        return routes
+        self._router = compiled(self._router, self._subscriptions(), self._avro_content_type)
+        return self._router
+
+    def _event_output(
+        self, event: Mapping[str, Any], headers: Headers, encoded: dict[str, bytes], stale: str | None = None
+    ) -> Output:
+        """The event on the canonical events topic; `stale` the reason it is stale, if it is."""
+        tail: Headers = [("content-type", self._avro_content_type)]
+        if stale is not None:
+            tail.append(("eventfed.stale", stale.encode()))
+        return Output(
+            self._topics.events,
+            str(event["instance_id"]).encode(),
+            self._avro(event, self._topics.events, encoded),
+            [*headers, *tail],
+        )
 
     def _publish(
         self,
@@ -445,109 +405,36 @@ class Processor:
         occurred_micros: int | None = None,
     ) -> Outcome:
         """``occurred_micros``: the event's occurred_at in epoch µs, when the caller has it."""
-        instance_key = str(event["instance_id"]).encode()
-        headers: Headers = [
-            ("vim_id", str(event["vim_id"]).encode()),
-            ("status", str(event["status"]).encode()),
-            ("phase", str(event["phase"]).encode()),
-            ("message_id", str(event.get("message_id") or "").encode()),
-        ]
+        headers = _event_headers(event, str(event["status"]), str(event["phase"]))
         # Each encoding is made once per event, whatever the number of topics that carry it.
         encoded: dict[str, bytes] = {}
+        stale = kind == STALE
         outcome = Outcome(kind, reason, event, state_key=skey, new_state=new_state)
-        outputs = outcome.outputs
-        stale_header: Headers = [("eventfed.stale", reason.encode())] if kind == STALE else []
-        outputs.append(
-            Output(
-                self._topics.events,
-                instance_key,
-                self._avro(event, self._topics.events, encoded),
-                [*headers, ("content-type", self._avro_content_type), *stale_header],
-            )
-        )
-        if kind == STALE and not stuck_clears:
+        outcome.outputs.append(self._event_output(event, headers, encoded, reason if stale else None))
+        if stale and not stuck_clears:
             # A stale event reaches no subscriber and moves no alarm; it cleared no stuck alarm.
             return outcome
-        alarm_moved = step is not None and step.moved
-        routes = self._routes()
-        matches = routes.matcher.matches(event)
-        # A raise or clear reaches every `ves` feed watching the VM, whatever its event and
-        # phase filters: a clear filtered out would leave the alarm standing in ONAP forever.
-        watches = routes.matcher.watches(event) if routes.any_ves and (alarm_moved or stuck_clears) else None
-        for route, route_matches, route_watches in zip(
-            routes.routes, matches, watches or repeat(False), strict=False
-        ):
-            if route.is_ves:
-                values = self._ves_values(
-                    route,
-                    route_matches and kind != STALE,
-                    route_watches,
-                    event_json,
-                    step if kind != STALE else None,
-                    stuck_clears,
-                    encoded,
-                    occurred_micros,
-                )
-                if values:
-                    if kind != STALE:
-                        # A stale event matched nobody: it only carries the stuck clears its end made.
-                        outcome.matched.append(route.name)
-                    outputs.extend(
-                        Output(route.topic, instance_key, value, [*headers, *route.tail]) for value in values
-                    )
-                continue
-            if kind == STALE or not route_matches:
-                # A stale event reaches no subscriber; only the stuck alarms its end cleared do.
-                continue
-            outcome.matched.append(route.name)
-            if route.fmt == "avro":
-                value = self._avro(event, route.topic, encoded)
-            elif route.encoding in encoded:
-                value = encoded[route.encoding]
-            else:
-                value = encoded[route.encoding] = codecs.encode_json_dict(event_json)
-            outputs.append(Output(route.topic, instance_key, value, [*headers, *route.tail]))
-        return outcome
+        # A stale event is no state change and moves no alarm: only the stuck clears its end made.
+        moved = None if stale else step
 
-    @staticmethod
-    def _ves_values(
-        route: _Route,
-        matched: bool,
-        watched: bool,
-        event_json: Mapping[str, Any],
-        step: ves.Step | None,
-        stuck_clears: Sequence[tuple[stuck.Pending, int]],
-        encoded: dict[str, bytes],
-        occurred_micros: int | None,
-    ) -> list[bytes]:
-        """A ves feed's records for one event, in sequence order: the stuck alarms it cleared,
-        the faults it raised or cleared (the feed watching the VM, and carrying faults), then its
-        stateChange (the feed matching the event, and carrying state changes). ``step`` None: a
-        stale event, which moves no alarm and is no state change."""
-        values: list[bytes] = []
-        if watched and route.faults:
-            values.extend(
-                ves.encode_stuck(event_json, pending, False, sequence, route.reporting_entity)
-                for pending, sequence in stuck_clears
+        def ves_records(route: Route, selected: bool, watched: bool) -> list[bytes]:
+            return _ves_records(
+                route, selected, watched, event_json, moved, stuck_clears, encoded, occurred_micros
             )
-            if step is not None and step.moved:
-                values.extend(
-                    ves.encode_faults(
-                        event_json,
-                        step,
-                        route.failure_rule,
-                        route.reporting_entity,
-                        occurred_micros=occurred_micros,
-                    )
-                )
-        if matched and route.state_changes and step is not None:
-            key = f"stateChange:{route.reporting_entity or ''}"
-            if key not in encoded:
-                encoded[key] = ves.encode_state_change(
-                    event_json, step, route.reporting_entity, occurred_micros=occurred_micros
-                )
-            values.append(encoded[key])
-        return values
+
+        outputs, matched = self._routes().route(
+            event,
+            event_json,
+            headers,
+            selectable=not stale,
+            alarms_moved=(step is not None and step.moved) or bool(stuck_clears),
+            ves_records=ves_records,
+            avro=self._avro,
+            encoded=encoded,
+        )
+        outcome.outputs.extend(outputs)
+        outcome.matched.extend(matched)
+        return outcome
 
     def expire(self, skey: bytes, state: Mapping[str, Any], now: float) -> Outcome | None:
         """The stuck alarm of the VM's earliest pending action past its deadline, or None.
@@ -595,54 +482,33 @@ class Processor:
         skey: bytes,
         new_state: dict[str, Any],
     ) -> Outcome:
-        instance_key = str(event["instance_id"]).encode()
-        headers: Headers = [
-            ("vim_id", str(event["vim_id"]).encode()),
-            ("status", stuck.STUCK_STATUS.encode()),
-            ("phase", stuck.STUCK_PHASE.encode()),
-            ("message_id", str(event.get("message_id") or "").encode()),
-        ]
+        """The STUCK event on the events topic and to the feeds selecting it; its VES fault to
+        every ves feed carrying faults that watches the VM (a stuck action is an alarm, no state
+        change)."""
+        headers = _event_headers(event, stuck.STUCK_STATUS, stuck.STUCK_PHASE)
         encoded: dict[str, bytes] = {}
         outcome = Outcome(STUCK, fired.kind, event, state_key=skey, new_state=new_state)
-        outcome.outputs.append(
-            Output(
-                self._topics.events,
-                instance_key,
-                self._avro(event, self._topics.events, encoded),
-                [*headers, ("content-type", self._avro_content_type)],
-            )
+        outcome.outputs.append(self._event_output(event, headers, encoded))
+        sequence = fired.sequence
+        assert sequence is not None
+
+        def ves_records(route: Route, selected: bool, watched: bool) -> list[bytes]:
+            if not (watched and route.faults):
+                return []
+            return [ves.encode_stuck(event_json, fired, True, sequence, route.reporting_entity)]
+
+        outputs, matched = self._routes().route(
+            event,
+            event_json,
+            headers,
+            selectable=True,
+            alarms_moved=True,
+            ves_records=ves_records,
+            avro=self._avro,
+            encoded=encoded,
         )
-        assert fired.sequence is not None
-        for subscription in self._subscriptions():
-            sink = subscription.sink
-            if sink.format == "ves":
-                # A stuck action is an alarm, no state change.
-                if ves.FAULT_DOMAIN not in sink.ves_domains or not subscription.watches(event):
-                    continue
-                value = ves.encode_stuck(event_json, fired, True, fired.sequence, sink.ves_reporting_entity)
-            elif subscription.matches(event):
-                if sink.format == "json":
-                    value = codecs.encode_json_dict(event_json)
-                else:
-                    value = self._avro(event, sink.topic, encoded)
-            else:
-                continue
-            outcome.matched.append(subscription.name)
-            outcome.outputs.append(
-                Output(
-                    sink.topic,
-                    instance_key,
-                    value,
-                    [
-                        *headers,
-                        ("subscription", subscription.name.encode()),
-                        (
-                            "content-type",
-                            self._avro_content_type if sink.format == "avro" else CONTENT_TYPES[sink.format],
-                        ),
-                    ],
-                )
-            )
+        outcome.outputs.extend(outputs)
+        outcome.matched.extend(matched)
         return outcome
 
     def _dead(
@@ -658,6 +524,55 @@ class Processor:
             (HEADER_SOURCE_INDEX, str(source.index).encode()),
         ]
         return Outcome(DEAD, reason, outputs=[Output(self._topics.dlq, key, value, headers)])
+
+
+def _event_headers(event: Mapping[str, Any], status: str, phase: str) -> Headers:
+    return [
+        ("vim_id", str(event["vim_id"]).encode()),
+        ("status", status.encode()),
+        ("phase", phase.encode()),
+        ("message_id", str(event.get("message_id") or "").encode()),
+    ]
+
+
+def _ves_records(
+    route: Route,
+    selected: bool,
+    watched: bool,
+    event_json: Mapping[str, Any],
+    step: ves.Step | None,
+    stuck_clears: Sequence[tuple[stuck.Pending, int]],
+    encoded: dict[str, bytes],
+    occurred_micros: int | None,
+) -> list[bytes]:
+    """A ves feed's records for one event, in sequence order: the stuck alarms it cleared, the
+    faults it raised or cleared (the feed watching the VM, and carrying faults), then its
+    stateChange (the feed selecting the event, and carrying state changes). ``step`` None: a stale
+    event, which moves no alarm and is no state change."""
+    values: list[bytes] = []
+    if watched and route.faults:
+        values.extend(
+            ves.encode_stuck(event_json, pending, False, sequence, route.reporting_entity)
+            for pending, sequence in stuck_clears
+        )
+        if step is not None and step.moved:
+            values.extend(
+                ves.encode_faults(
+                    event_json,
+                    step,
+                    route.failure_rule,
+                    route.reporting_entity,
+                    occurred_micros=occurred_micros,
+                )
+            )
+    if selected and route.state_changes and step is not None:
+        key = f"stateChange:{route.reporting_entity or ''}"
+        if key not in encoded:
+            encoded[key] = ves.encode_state_change(
+                event_json, step, route.reporting_entity, occurred_micros=occurred_micros
+            )
+        values.append(encoded[key])
+    return values
 
 
 def _micros(epoch_seconds: float) -> int:

@@ -8,8 +8,10 @@ error, since a `start` only says that Nova began an action.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import json
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,9 +23,20 @@ from typing import Any, Final, Literal
 import jsonschema
 import yaml
 
+from bridge.settings import VIM_ID_PATTERN
+from streams.catalogue import KINDS, polled_kinds
+from streams.stuck import STUCK_STATUS
+
+LOG = logging.getLogger(__name__)
+
 DEFAULT_PHASES = frozenset({"end", "error"})
 # The VES domains a ves feed may carry (streams.ves): the alarms, and one stateChange per event.
 VES_DOMAINS: Final = frozenset({"fault", "stateChange"})
+
+# Every status kind an event can carry: a feed filtering on anything else stays empty for ever.
+STATUS_KINDS: Final = frozenset(KINDS | polled_kinds() | {STUCK_STATUS})
+_GLOB = re.compile(r"[*?\[]")
+_VIM_ID = re.compile(VIM_ID_PATTERN)
 
 
 class SubscriptionError(ValueError):
@@ -229,6 +242,8 @@ def load_subscriptions(text: str, source: str = "<subscriptions>") -> list[Subsc
     if document is None:
         document = {"subscriptions": []}
     problems = [_describe(error, node, source) for error in _validator().iter_errors(document)]
+    if not problems:
+        problems = _vocabulary_problems(document, node, source)
     if problems:
         # Every problem at once, in document order: an operator fixes the file in one go.
         raise SubscriptionError("; ".join(text for _, text in sorted(problems)))
@@ -247,6 +262,66 @@ def _describe(error: jsonschema.ValidationError, node: yaml.Node | None, source:
     line = _line_of(node, path)
     where = f"{source}:{line}" if line else source
     return (line or 0, f"{where}: {field_name}: {error.message}")
+
+
+def _vocabulary_problems(
+    document: Mapping[str, Any], node: yaml.Node | None, source: str
+) -> list[tuple[int, str]]:
+    """Patterns the schema lets through that no event can match: a status kind that does not
+    exist, a VIM id without its `{cloud-owner}_{cloud-region-id}` shape (errors), and a VIM glob
+    that can match only a cloud-owner (a warning: `CloudOwner*` may be meant, `RegionOne*` rarely)."""
+    problems: list[tuple[int, str]] = []
+    for index, item in enumerate(document["subscriptions"]):
+        match = item.get("match") or {}
+        for field_name, check in (("events", _status_kind_problem), ("vims", _vim_problem)):
+            for position, pattern in enumerate(match.get(field_name) or []):
+                found = check(pattern)
+                if found is None:
+                    continue
+                is_error, message = found
+                path = ["subscriptions", index, "match", field_name, position]
+                line = _line_of(node, path)
+                text = f"{source}:{line}: {'/'.join(str(p) for p in path)}: {message}"
+                if is_error:
+                    problems.append((line or 0, text))
+                else:
+                    LOG.warning("%s", text)
+    return problems
+
+
+def _status_kind_problem(pattern: str) -> tuple[bool, str] | None:
+    body = pattern.removeprefix("!")
+    if _GLOB.search(body):
+        if any(fnmatch.fnmatchcase(kind, body.upper()) for kind in STATUS_KINDS):
+            return None
+        return True, f"{pattern!r} matches no status kind ({_kinds_hint(body)})"
+    if body.upper() in STATUS_KINDS:
+        return None
+    return True, f"{pattern!r} is not a status kind ({_kinds_hint(body)})"
+
+
+def _kinds_hint(text: str) -> str:
+    close = difflib.get_close_matches(_GLOB.sub("", text).upper(), sorted(STATUS_KINDS), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]}?"
+    return "the kinds are " + ", ".join(sorted(STATUS_KINDS))
+
+
+def _vim_problem(pattern: str) -> tuple[bool, str] | None:
+    body = pattern.removeprefix("!")
+    bang = pattern[: len(pattern) - len(body)]
+    shape = "a VIM id is {cloud-owner}_{cloud-region-id}, e.g. CloudOwner_RegionOne"
+    if not _GLOB.search(body):
+        if _VIM_ID.match(body):
+            return None
+        hint = f"; did you mean '{bang}*_{body}'?" if "_" not in body else ""
+        return True, f"{pattern!r} is not a VIM id ({shape}){hint}"
+    if "_" in body or body.startswith(("*", "?")):
+        return None
+    return False, (
+        f"{pattern!r} matches only VIM ids whose cloud-owner starts with {_GLOB.split(body)[0]!r} "
+        f"({shape}); for a region write '{bang}*_{body}', for a cloud-owner '{bang}{body}_*'"
+    )
 
 
 def _build(item: Mapping[str, Any]) -> Subscription:

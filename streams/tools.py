@@ -65,7 +65,8 @@ def _decode(args: argparse.Namespace) -> int:
         confluent = codecs.ConfluentCodec(registry_url) if registry_url else None
         event = codecs.decode(data, fmt, confluent=confluent)
     except codecs.CodecError as exc:
-        print(f"eventfed decode: {exc}", file=sys.stderr)
+        hint = "; it is a raw-topic record (a Nova notification): use --format raw" if looks_raw(data) else ""
+        print(f"eventfed decode: {exc}{hint}", file=sys.stderr)
         return 1
     except Exception as exc:
         if not registry_url:
@@ -77,6 +78,17 @@ def _decode(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(codecs.event_to_json_dict(event), indent=2, ensure_ascii=False))
     return 0
+
+
+def looks_raw(data: bytes) -> bool:
+    """Whether a message is a raw-topic record: a Nova notification document (event_type and
+    payload), alone or the first of several JSON Lines."""
+    first = data.lstrip().split(b"\n", 1)[0]
+    try:
+        document = json.loads(first)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(document, dict) and "event_type" in document and "payload" in document
 
 
 def _as_ves(data: bytes) -> dict[str, Any] | None:
@@ -93,24 +105,52 @@ def _as_ves(data: bytes) -> dict[str, Any] | None:
     return None
 
 
-def _decode_raw(data: bytes) -> int:
+class NotDecoded(ValueError):
+    """A message that does not decode in the format asked for; the message says why, in one line."""
+
+
+def decode_raw(data: bytes) -> list[dict[str, Any]]:
+    """A raw-topic record: per notification, the document and the event eventfed makes of it."""
     lines = [line for line in data.split(b"\n") if line.strip()]
     if not lines:
-        print("eventfed decode: the raw record is empty", file=sys.stderr)
-        return 1
+        raise NotDecoded("the raw record is empty")
     shown = []
     for index, line in enumerate(lines):
         try:
             document = json.loads(line)
         except (ValueError, RecursionError) as exc:
-            print(f"eventfed decode: line {index + 1} is not JSON: {exc}", file=sys.stderr)
-            return 1
+            raise NotDecoded(f"line {index + 1} is not JSON: {exc}") from None
         try:
             event = normalise(document)
             outcome: Any = codecs.event_to_json_dict(event) if event is not None else "ignored"
         except MalformedNotification as exc:
             outcome = f"dead-lettered: {exc.reason}: {exc}"
         shown.append({"index": index, "notification": document, "event": outcome})
+    return shown
+
+
+def decode_any(data: bytes, fmt: str, confluent: codecs.ConfluentCodec | None = None) -> Any:
+    """A message as JSON-ready data, in `fmt` (auto: a VES event, a raw-topic record or an event,
+    told apart by their content). Raises NotDecoded."""
+    if fmt == "raw" or (fmt == codecs.AUTO and looks_raw(data)):
+        return decode_raw(data)
+    ves_event = _as_ves(data) if fmt in ("ves", codecs.AUTO) else None
+    if ves_event is not None:
+        return ves_event
+    if fmt == "ves":
+        raise NotDecoded("not a VES event: no event.commonEventHeader")
+    try:
+        return codecs.event_to_json_dict(codecs.decode(data, fmt, confluent=confluent))
+    except codecs.CodecError as exc:
+        raise NotDecoded(str(exc)) from None
+
+
+def _decode_raw(data: bytes) -> int:
+    try:
+        shown = decode_raw(data)
+    except NotDecoded as exc:
+        print(f"eventfed decode: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(shown, indent=2, ensure_ascii=False))
     return 0
 

@@ -16,7 +16,7 @@ from confluent_kafka import KafkaException
 from bridge.kafka_config import KafkaTlsRefused
 from bridge.logs import setup_logging
 from bridge.settings import CommonSettings, StreamSettings, load
-from bridge.topics import TopicSpec, core_topics, delete_topics, ensure_topics
+from bridge.topics import TopicSpec, core_topics, delete_topics, ensure_topics, partition_counts
 from streams.subscriptions import Subscription, SubscriptionError, load_subscriptions
 
 LOG = logging.getLogger(__name__)
@@ -55,8 +55,12 @@ def run(args: argparse.Namespace) -> int:
         if args.reset:
             delete_topics(settings, [spec.name for spec in specs])
         created = ensure_topics(settings, specs)
+        actual = partition_counts(settings, [spec.name for spec in specs])
     except KafkaException as exc:
-        LOG.error("eventfed topics: %s", exc.args[0])
+        error = exc.args[0]
+        # KafkaError's own str() is its repr; its message is what a person reads.
+        detail = error.str() if hasattr(error, "str") else str(error)
+        LOG.error("eventfed topics: Kafka at %s: %s", settings.kafka_bootstrap_servers, detail)
         return 1
     except KafkaTlsRefused as exc:
         LOG.error("eventfed topics: %s", exc)
@@ -64,7 +68,27 @@ def run(args: argparse.Namespace) -> int:
     except TimeoutError:
         LOG.error("eventfed topics: Kafka at %s did not answer in time", settings.kafka_bootstrap_servers)
         return 1
+    mismatches = []
     for spec in specs:
         state = "created" if spec.name in created else "exists"
-        print(f"{spec.name}\t{spec.partitions} partitions\t{state}")
-    return 0
+        partitions = actual.get(spec.name)
+        if partitions is None:
+            print(f"{spec.name}\t? partitions\t{state}, not listed by Kafka yet")
+            continue
+        if partitions != spec.partitions:
+            state += f", the settings say {spec.partitions}"
+            mismatches.append(mismatch_message(spec, partitions))
+        print(f"{spec.name}\t{partitions} partitions\t{state}")
+    for message in mismatches:
+        LOG.error("eventfed topics: %s", message)
+    return 1 if mismatches else 0
+
+
+def mismatch_message(spec: TopicSpec, partitions: int) -> str:
+    """Why a topic whose partition count differs from the settings' is an error, and the way out."""
+    return (
+        f"topic {spec.name} has {partitions} partitions in Kafka, the settings say {spec.partitions} "
+        "(EVENTFED_PARTITIONS or --partitions): the stream worker's table changelogs get the "
+        "settings' count and must match the raw topic's, and a VM keeps its order only on one "
+        f"partition; set EVENTFED_PARTITIONS={partitions}, or drain the topic and re-create it"
+    )

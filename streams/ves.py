@@ -227,6 +227,18 @@ class Step(NamedTuple):
     def standing_action_alarm(self) -> Alarm | None:
         return None if self.action == CLEAR else self.action_alarm
 
+    @property
+    def standing_multicloud_alarm(self) -> Alarm | None:
+        return None if self.multicloud == CLEAR else self.multicloud_alarm
+
+    @property
+    def no_alarm_standing(self) -> bool:
+        return (
+            self.standing_alarm is None
+            and self.standing_multicloud_alarm is None
+            and self.standing_action_alarm is None
+        )
+
     def failure(self, rule: FailureRule) -> tuple[Transition, Alarm | None]:
         """The VM failure transition and alarm under a rule."""
         if rule.name == DEFAULT_RULE.name:
@@ -299,20 +311,25 @@ def step_from_meta(meta: Any) -> Step | None:
         return None
     sequence = written.get("sequence")
     old_status = written.get("old_status")
-    multicloud = written.get("multicloud")
-    multicloud = multicloud if isinstance(multicloud, Mapping) else {}
-    action = written.get("action")
-    action = action if isinstance(action, Mapping) else {}
-    return Step(
+    step = Step(
         written["transition"],
         Alarm.from_dict(written.get("alarm")),
         old_status if isinstance(old_status, str) else None,
         sequence if type(sequence) is int else 0,
-        _transition_of(multicloud.get("transition")),
-        Alarm.from_dict(multicloud.get("alarm")),
-        _transition_of(action.get("transition")),
-        Alarm.from_dict(action.get("alarm")),
     )
+    # Present only for a VM that had such an alarm: most have neither.
+    multicloud = written.get("multicloud")
+    if multicloud is not None and isinstance(multicloud, Mapping):
+        step = step._replace(
+            multicloud=_transition_of(multicloud.get("transition")),
+            multicloud_alarm=Alarm.from_dict(multicloud.get("alarm")),
+        )
+    action = written.get("action")
+    if action is not None and isinstance(action, Mapping):
+        step = step._replace(
+            action=_transition_of(action.get("transition")), action_alarm=Alarm.from_dict(action.get("alarm"))
+        )
+    return step
 
 
 def step_to_meta(step: Step) -> dict[str, Any]:
@@ -360,6 +377,13 @@ def next_step(event: Mapping[str, Any], previous_state: Mapping[str, Any] | None
     # An action's error ends it: the VM is left in its vm_state's own status, whatever task_state
     # the notification still carries (a rebuild that fails into `error` is ERROR, not REBUILD).
     status = api_status(event.get("state"), None if failed_action else task_state)
+    if (
+        (previous is None or previous.no_alarm_standing)
+        and not failed_action
+        and (status not in MULTICLOUD_RULE.failures)
+    ):
+        # The common case, decided without the rules: nothing standing to clear, nothing to raise.
+        return Step(NONE, None, old_status, sequence)
     settled = not failed_action and phase != "start" and not task_state
     verdict = _Verdict(
         status,
@@ -368,10 +392,9 @@ def next_step(event: Mapping[str, Any], previous_state: Mapping[str, Any] | None
         event,
     )
     transition, alarm = verdict.failure(DEFAULT_RULE, previous.standing_alarm if previous else None)
-    standing_multicloud = None
-    if previous is not None and previous.multicloud != CLEAR:
-        standing_multicloud = previous.multicloud_alarm
-    multicloud, multicloud_alarm = verdict.failure(MULTICLOUD_RULE, standing_multicloud)
+    multicloud, multicloud_alarm = verdict.failure(
+        MULTICLOUD_RULE, previous.standing_multicloud_alarm if previous else None
+    )
     action, action_alarm = verdict.action(previous.standing_action_alarm if previous else None)
     step = Step(transition, alarm, old_status, sequence, multicloud, multicloud_alarm, action, action_alarm)
     return step._replace(sequence=sequence + step.fault_count) if step.fault_count else step
@@ -380,7 +403,7 @@ def next_step(event: Mapping[str, Any], previous_state: Mapping[str, Any] | None
 class _Verdict:
     """What one event says about its VM, for each alarm to decide on."""
 
-    __slots__ = ("at_rest", "deleting", "event", "status")
+    __slots__ = ("_down_alarm", "at_rest", "deleting", "event", "status")
 
     def __init__(self, status: str | None, at_rest: bool, deleting: bool, event: Mapping[str, Any]) -> None:
         self.status = status
@@ -390,6 +413,8 @@ class _Verdict:
         # clears its alarms, and a delete raises only if it fails (or, in streams.stuck, never ends).
         self.deleting = deleting
         self.event = event
+        # The VM failure this event raises: one alarm, whichever rules raise it.
+        self._down_alarm: Alarm | None = None
 
     def _new_alarm(self, severity: str, kind: str | None = None) -> Alarm:
         event = self.event
@@ -414,7 +439,9 @@ class _Verdict:
             return NONE, standing
         if status in rule.failures:
             if standing is None:
-                return RAISE, self._new_alarm(CRITICAL)
+                if self._down_alarm is None:
+                    self._down_alarm = self._new_alarm(CRITICAL)
+                return RAISE, self._down_alarm
             return NONE, standing
         if standing is not None:
             return CLEAR, standing

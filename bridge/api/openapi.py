@@ -103,6 +103,11 @@ def _schemas(settings: ApiSettings, vocabulary: StateVocabulary) -> dict[str, An
     summary_properties["instance_id"] = {"type": "string"}
     summary_properties["vim_id"] = {"type": "string"}
     summary_properties["power_state"] = {"type": ["string", "integer", "null"]}
+    summary_properties["launched_at"] = {
+        **_NULLABLE_TEXT,
+        "description": "when the VM was launched, written as occurred_at is (YYYY-MM-DDTHH:MM:SS.ffffffZ, "
+        "UTC) whichever way Nova sent it; the VM's record keeps Nova's text",
+    }
     # The fields of schemas/vm_status_event.avsc: the ONAP VM status spec's plus eventfed's own.
     record_properties = {name: _json_form(avro_type) for name, avro_type in event_fields()}
     counts = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
@@ -189,10 +194,15 @@ def _schemas(settings: ApiSettings, vocabulary: StateVocabulary) -> dict[str, An
         },
         "VmPage": {
             "type": "object",
-            "required": ["vim_id", "count", "limit", "next_marker", "links", "vms"],
+            "required": ["vim_id", "count", "total", "limit", "next_marker", "links", "vms"],
             "properties": {
                 "vim_id": {"type": "string"},
                 "count": {"type": "integer", "minimum": 0, "description": "VMs in this page"},
+                "total": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "VMs that pass the filters in the whole VIM, over all pages",
+                },
                 "limit": page_limit,
                 "next_marker": next_marker,
                 "links": _ref("Links"),

@@ -9,9 +9,11 @@ import logging
 import signal
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 import waitress
 
+from bridge.api import waitress_internals
 from bridge.api.app import TRANSPORT_BODY_LIMIT_FACTOR, create_app
 from bridge.api.read_model import KafkaReadModel
 from bridge.logs import setup_logging, suppress_repeated_warnings
@@ -48,6 +50,24 @@ def _tune_allocator() -> Callable[[], None]:
     return trim
 
 
+def build_server(app: Any, settings: ApiSettings) -> Any:
+    """The waitress server of `app`, bound to the configured address; its own errors (a body over
+    its limit, a malformed request) are JSON like the app's."""
+    server = waitress.create_server(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        threads=settings.api_threads,
+        ident="eventfed",
+        max_request_body_size=settings.api_max_body_bytes * TRANSPORT_BODY_LIMIT_FACTOR,
+        outbuf_overflow=OUTPUT_BUFFER_BYTES,
+        outbuf_high_watermark=OUTPUT_HIGH_WATERMARK_BYTES,
+        clear_untrusted_proxy_headers=True,
+    )
+    waitress_internals.json_errors(server)
+    return server
+
+
 def _stop_on_signal(signum: int, _frame: FrameType | None) -> None:
     # waitress's loop catches SystemExit and shuts its worker threads down cleanly.
     LOG.info("received %s, stopping", signal.Signals(signum).name)
@@ -75,17 +95,7 @@ def run(args: argparse.Namespace) -> int:
     read_model = KafkaReadModel(settings, on_caught_up=settle_after_replay)
     app = create_app(settings, read_model)
     try:
-        server = waitress.create_server(
-            app,
-            host=settings.api_host,
-            port=settings.api_port,
-            threads=settings.api_threads,
-            ident="eventfed",
-            max_request_body_size=settings.api_max_body_bytes * TRANSPORT_BODY_LIMIT_FACTOR,
-            outbuf_overflow=OUTPUT_BUFFER_BYTES,
-            outbuf_high_watermark=OUTPUT_HIGH_WATERMARK_BYTES,
-            clear_untrusted_proxy_headers=True,
-        )
+        server = build_server(app, settings)
     except OSError as exc:
         LOG.error("cannot listen on %s:%s: %s", settings.api_host, settings.api_port, exc.strerror or exc)
         return 1

@@ -53,6 +53,11 @@ SUMMARY_FIELDS: tuple[str, ...] = (
 # Nova reports power_state as a name in versioned notifications and as a number in legacy ones.
 _SCALAR_SUMMARY_FIELDS = frozenset({"power_state"})
 
+# Nova writes a VM's own times three ways (legacy "2018-03-07T05:59:46.000000" or "", versioned
+# "2018-03-07T05:59:46Z", str(utcnow()) "2018-03-07 05:59:46"); events and the state record keep
+# them as sent (the ONAP spec's contract), a summary shows them as it shows occurred_at.
+_NOVA_TIME_SUMMARY_FIELDS = frozenset({"launched_at"})
+
 # Where a VM's state is missing, the per-state counts of /vims file it under this name.
 UNKNOWN_STATE = "unknown"
 
@@ -123,6 +128,8 @@ class VmPage:
     summaries: list[bytes]
     # instance_id to pass as the marker of the next page; None on the last page.
     next_marker: str | None
+    # VMs that pass the filter in the whole VIM, over all pages.
+    total: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +238,8 @@ def _text(value: Any) -> str | None:
 
 
 def _summary_value(name: str, value: Any) -> Any:
+    if name in _NOVA_TIME_SUMMARY_FIELDS:
+        return summary_time(value)
     if isinstance(value, str) or value is None:
         return value
     if name in _SCALAR_SUMMARY_FIELDS and isinstance(value, int) and not isinstance(value, bool):
@@ -241,6 +250,15 @@ def _summary_value(name: str, value: Any) -> Any:
 def _interned(value: str | None) -> str | None:
     # Tenants, hosts, states and kinds repeat across thousands of VMs; one copy each.
     return sys.intern(value) if value is not None else None
+
+
+def summary_time(value: Any) -> str | None:
+    """A Nova time as the summaries' other times are written (``YYYY-MM-DDTHH:MM:SS.ffffffZ``,
+    UTC); None for none ("" or null) and for text that is no time."""
+    parsed = _parse_time(value)
+    if parsed is None:
+        return None
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -427,7 +445,19 @@ class StateTable:
             if vim is None:
                 return None
             summaries, next_marker = _take(self._filtered_rows(vim, vm_filter, marker), limit)
-            return VmPage(summaries, next_marker)
+            return VmPage(summaries, next_marker, self._matching_rows(vim, vm_filter))
+
+    def _matching_rows(self, vim: _Vim, vm_filter: VmFilter) -> int:
+        """How many rows pass the filter: from the index sizes when one index answers it, else by
+        going through the smaller bucket (a tenant or host filter, or both state and status)."""
+        if vm_filter.tenant_id is None and vm_filter.host is None:
+            if vm_filter.state is None and vm_filter.status is None:
+                return len(vim.rows)
+            if vm_filter.status is None:
+                return len(vim.by_state.get(vm_filter.state) or ())
+            if vm_filter.state is None:
+                return len(vim.by_status.get(vm_filter.status) or ())
+        return sum(1 for _row in self._filtered_rows(vim, vm_filter, None))
 
     @staticmethod
     def _filtered_rows(vim: _Vim, vm_filter: VmFilter, marker: str | None) -> Iterator[_VmRow]:

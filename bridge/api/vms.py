@@ -58,6 +58,7 @@ def list_vms(cloud_owner: str, cloud_region_id: str) -> Response:
     head = {
         "vim_id": vim_id,
         "count": len(page.summaries),
+        "total": page.total,
         **page_fields(paging, page.next_marker, FILTER_ARGS),
     }
     return json_with_items(head, "vms", page.summaries)

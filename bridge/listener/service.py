@@ -28,10 +28,12 @@ from bridge.kafka_config import (
     last_transport_error,
 )
 from bridge.listener import oslo_internals
+from bridge.listener.connect import UNREACHABLE, Connector, ConnectProblem, classify
 from bridge.listener.endpoint import NotificationEndpoint, ordered_batch_listener
 from bridge.logs import setup_logging
 from bridge.rabbit_tls import apply_to_oslo, handshake, kombu_connection
 from bridge.raw_writer import KafkaBatchWriter
+from bridge.retry import Backoff
 from bridge.settings import ListenerSettings, load, redact_url
 from bridge.topics import core_topics, ensure_topics
 
@@ -70,7 +72,7 @@ class Listener:
         url = settings.transport_url.get_secret_value()
         parsed = oslo_messaging.TransportURL.parse(self._conf, url)
         self.rabbit_hosts = [(h.hostname or "127.0.0.1", int(h.port or 5672)) for h in parsed.hosts]
-        check_declarations(parsed, settings)
+        self._parsed_url = parsed
         self.transport = oslo_messaging.get_notification_transport(self._conf, url=url)
         apply_to_oslo(self._conf, settings)
         with contextlib.suppress(cfg.NoSuchOptError, cfg.NoSuchGroupError):
@@ -84,8 +86,14 @@ class Listener:
         targets = [
             oslo_messaging.Target(topic=topic, exchange=settings.exchange) for topic in settings.topics
         ]
-        self.server = ordered_batch_listener(
-            self.transport, targets, self.endpoint, settings.pool, settings.batch_size, settings.batch_timeout
+        self._targets = targets
+        self.server = self._new_server()
+        user = parsed.hosts[0].username if parsed.hosts else None
+        self.connector = Connector(
+            self._connect_once,
+            lambda exc: classify(exc, user or "guest", parsed.virtual_host or "/"),
+            Backoff(settings.retry_backoff_initial, settings.retry_backoff_max),
+            self.stop_event,
         )
         # One batch at a time: concurrent batches would reorder a VM's notifications.
         self._conf.set_override("executor_thread_pool_size", 1)
@@ -110,6 +118,34 @@ class Listener:
             return None
         return lambda seconds: oslo_internals.set_batch_timeout(self.server, seconds)
 
+    def _new_server(self) -> Any:
+        return ordered_batch_listener(
+            self.transport,
+            self._targets,
+            self.endpoint,
+            self.settings.pool,
+            self.settings.batch_size,
+            self.settings.batch_timeout,
+        )
+
+    def _connect_once(self) -> ConnectProblem | None:
+        """One attempt: reach a host (TLS included), log in, declare, then start oslo's server."""
+        problem = handshake(self.settings, self.rabbit_hosts)
+        if problem is not None:
+            return ConnectProblem(UNREACHABLE, f"rabbitmq unreachable: {problem}")
+        check_declarations(self._parsed_url, self.settings)
+        try:
+            self.start()
+        except Exception:
+            # A server whose start() failed is not started again: the next attempt gets a new one.
+            self.server = self._new_server()
+            raise
+        return None
+
+    def connect(self) -> bool:
+        """Attempt until consuming (True) or stopped (False); raises DurabilityMismatch."""
+        return self.connector.run()
+
     def start(self) -> None:
         self.server.start()
         # Without the internals (warned about at start-up), oslo's own polling: the same
@@ -126,13 +162,16 @@ class Listener:
         self.producer.flush(self.settings.delivery_timeout)
         self.transport.cleanup()
 
+    @property
+    def consuming(self) -> bool:
+        return self._consuming
+
     def readiness(self) -> tuple[bool, str]:
         if self.stop_event.is_set():
             return False, "not consuming"
         if not self._consuming:
-            # oslo's start() is still retrying the connection: say why, in plain words.
-            problem = handshake(self.settings, self.rabbit_hosts, timeout=2.0)
-            return False, f"rabbitmq unreachable: {problem}" if problem else "connecting to RabbitMQ"
+            problem = self.connector.problem
+            return False, problem.reason if problem is not None else "connecting to RabbitMQ"
         now = time.monotonic()
         if now - self._kafka_checked_at > 5:
             self._kafka_checked_at = now
@@ -144,22 +183,23 @@ class Listener:
                 self._kafka_ok = (False, f"kafka unreachable: {refused or exc}")
         if not self._kafka_ok[0]:
             return self._kafka_ok
-        problem = handshake(self.settings, self.rabbit_hosts)
-        if problem is not None:
-            return False, f"rabbitmq unreachable: {problem}"
+        unreachable = handshake(self.settings, self.rabbit_hosts)
+        if unreachable is not None:
+            return False, f"rabbitmq unreachable: {unreachable}"
         return True, "connected"
 
 
 def check_declarations(url: Any, settings: ListenerSettings) -> None:
-    """Declare the exchange and the pool queue with the configured durability before oslo does.
+    """Log in and declare the exchange and the pool queue with the configured durability, before
+    oslo does, on the first host that lets us.
 
-    A durability mismatch stops the listener (DurabilityMismatch); an unreachable RabbitMQ does not,
-    since oslo keeps reconnecting and the check is repeated by nobody: the declarations oslo then
-    makes are the same ones.
+    A durability mismatch raises DurabilityMismatch (the listener stops); any other failure on
+    every host raises the last host's error, for the connector to classify and retry.
     """
     if url.transport not in ("rabbit", "amqp"):
         return  # oslo's in-memory fake:// transport, for tests
     virtual_host = url.virtual_host or "/"
+    last_error: Exception | None = None
     for host in url.hosts:
         try:
             with kombu_connection(host, virtual_host, 5, settings) as connection:
@@ -169,13 +209,9 @@ def check_declarations(url: Any, settings: ListenerSettings) -> None:
         except DurabilityMismatch:
             raise
         except Exception as exc:
-            LOG.warning(
-                "could not check the durability of exchange %s on %s:%s: %s",
-                settings.exchange,
-                host.hostname,
-                host.port,
-                exc,
-            )
+            last_error = exc
+    if last_error is not None:
+        raise last_error
 
 
 class StartupReadiness:
@@ -241,25 +277,30 @@ def _listen_until_stopped(settings: ListenerSettings, readiness: StartupReadines
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    # oslo's driver retries a refused connection or TLS handshake forever, a line per attempt in
-    # its own words; this says once what is wrong (readiness keeps saying it).
-    problem = handshake(settings, listener.rabbit_hosts)
-    if problem is not None:
-        LOG.error("cannot connect to RabbitMQ: %s; retrying, not ready meanwhile", problem)
+    fatal: list[DurabilityMismatch] = []
 
     def start() -> None:
-        listener.start()
+        try:
+            if not listener.connect():
+                return
+        except DurabilityMismatch as exc:
+            fatal.append(exc)
+            stop_requested.set()
+            return
         # With CPython's default thresholds: oslo's receive path leaves cyclic garbage per
         # message, best collected young and often (bridge.heap).
         settle_after_start_up()
 
-    # oslo's start() connects, retrying for as long as RabbitMQ refuses; in a thread of its own so
-    # that SIGTERM meanwhile still stops the process.
+    # Connecting retries for as long as RabbitMQ refuses (bridge.listener.connect); in a thread of
+    # its own so that SIGTERM meanwhile still stops the process, even inside oslo's start().
     starter = threading.Thread(target=start, name="rabbit-connect", daemon=True)
     starter.start()
     while not stop_requested.wait(1.0):
         pass
-    if starter.is_alive():
+    if fatal:
+        raise fatal[0]
+    if not listener.consuming:
+        listener.stop_event.set()  # ends the connector's wait
         LOG.info("stopping before RabbitMQ accepted the connection: nothing was consumed")
         return
     listener.stop()

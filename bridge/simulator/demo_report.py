@@ -1,5 +1,11 @@
 """What `make demo` shows once the simulation ran: each subscription's feed (decoded), the state
-table from the API with the curl commands to query it, and a short metrics summary."""
+table from the API with the curl commands to query it, and a short metrics summary.
+
+Read in a terminal of any width and copied from: no table cuts a value short (every cell folds
+onto more lines rather than lose characters; free text gives up its width first; the tables have
+no side borders to pay for), and each curl command is printed as one line, however narrow the
+terminal, so that a copy runs as pasted.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,11 @@ import json
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -54,58 +62,82 @@ def show_feeds(settings: StreamSettings) -> None:
     for subscription in subscriptions:
         records = read_feed(settings, subscription.sink.topic)
         if subscription.sink.format == "ves":
-            show_ves_feed(subscription.name, subscription.sink.topic, records)
+            domains = ", ".join(sorted(subscription.sink.ves_domains))
+            show_ves_feed(subscription.name, subscription.sink.topic, domains, records)
             continue
         events = [codecs.decode(r.value()) for r in records]
-        kinds = Counter(f"{e['status']}.{e['phase']}" for e in events)
-        title = (
-            f"subscription [bold]{subscription.name}[/] -> topic {subscription.sink.topic} "
-            f"({subscription.sink.format}): {len(events)} events  "
-            + ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items()))
+        console.print(
+            feed_table(subscription.name, subscription.sink.topic, subscription.sink.format, events)
         )
-        table = Table(title=title, title_justify="left", show_lines=False)
-        for column in (
-            "vim_id",
-            "instance_id",
-            "display_name",
-            "status",
-            "phase",
-            "state",
-            "state_description",
-        ):
-            table.add_column(column)
-        for event in events[-8:]:
-            table.add_row(
-                event["vim_id"],
-                event["instance_id"][:8] + "...",
-                str(event.get("display_name")),
-                event["status"],
-                event["phase"],
-                str(event.get("state")),
-                str(event.get("state_description") or ""),
-            )
-        console.print(table)
         if len(events) > 8:
-            console.print(f"  (the last 8 of {len(events)}; decode any with: eventfed decode FILE)")
+            console.print(f"  (the last 8 of {len(events)}; print them all with: eventfed consume TOPIC)")
 
 
-def show_ves_feed(name: str, topic: str, records: list[Any]) -> None:
-    """A VES feed: the alarms raised and cleared, and the state changes, as DCAE reads them."""
-    events = [json.loads(r.value())["event"] for r in records]
-    names = Counter(e["commonEventHeader"]["eventName"] for e in events)
-    title = f"subscription [bold]{name}[/] -> topic {topic} (ves): {len(events)} VES events  " + ", ".join(
-        f"{k} x{n}" for k, n in sorted(names.items())
+def _table(title: str) -> Table:
+    """A table that spends its width on values: no side borders, one space between columns (the
+    demo's feed rows fit in 80 columns so)."""
+    return Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
     )
-    table = Table(title=title, title_justify="left", show_lines=False)
-    for column in (
-        "eventName",
-        "sourceName",
-        "eventId",
-        "severity",
-        "specificProblem",
-    ):
-        # eventId first to fold: its end (`alarm/{µs}`, `stuck/DELETE/{µs}`) is what tells alarms apart.
-        table.add_column(column, overflow="fold" if column == "eventId" else "ellipsis")
+
+
+def _identifier(table: Table, name: str) -> None:
+    """A column of short identifiers: kept on one line; the free text columns give way first."""
+    table.add_column(name, no_wrap=True, overflow="fold")
+
+
+def _text(table: Table, name: str) -> None:
+    """A column of free text: the first to fold when the terminal is narrow."""
+    table.add_column(name, overflow="fold")
+
+
+def feed_table(name: str, topic: str, sink_format: str, events: Sequence[Mapping[str, Any]]) -> Table:
+    """A feed's last 8 events."""
+    kinds = Counter(f"{e['status']}.{e['phase']}" for e in events)
+    title = (
+        f"subscription [bold]{name}[/] -> topic {topic} ({sink_format}): {len(events)} events  "
+        + ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items()))
+    )
+    table = _table(title)
+    # The VM's name is left to the API's table: with it a row would not fit in 80 columns.
+    for column in ("vim_id", "instance", "status.phase", "state"):
+        _identifier(table, column)
+    _text(table, "task")
+    for event in events[-8:]:
+        table.add_row(
+            event["vim_id"],
+            event["instance_id"][:8],
+            f"{event['status']}.{event['phase']}",
+            str(event.get("state")),
+            str(event.get("state_description") or ""),
+        )
+    return table
+
+
+def show_ves_feed(name: str, topic: str, domains: str, records: list[Any]) -> None:
+    """A VES feed: the alarms raised and cleared, or the state changes, as DCAE reads them."""
+    events = [json.loads(r.value())["event"] for r in records]
+    console.print(ves_table(name, topic, events))
+    show_stuck_pair(events)
+
+
+def ves_table(name: str, topic: str, events: list[dict[str, Any]]) -> Table:
+    """The last two of each kind of fault (failures and stuck actions, raised and cleared), else
+    the last 8 events."""
+    names = Counter(e["commonEventHeader"]["eventName"] for e in events)
+    title = (
+        f"subscription [bold]{name}[/] -> topic {topic} (ves: {domains}): {len(events)} VES events  "
+        + ", ".join(f"{k} x{n}" for k, n in sorted(names.items()))
+    )
+    table = _table(title)
+    _identifier(table, "severity")
+    for column in ("eventName", "sourceName", "eventId", "specificProblem"):
+        _text(table, column)
     faults = [e for e in events if e["commonEventHeader"]["domain"] == "fault"]
     # The last two of each kind of fault: failures and stuck actions, raised and cleared.
     shown = [
@@ -118,20 +150,19 @@ def show_ves_feed(name: str, topic: str, records: list[Any]) -> None:
         fault = event.get("faultFields") or {}
         change = event.get("stateChangeFields") or {}
         table.add_row(
+            str(fault.get("eventSeverity") or change.get("newState")),
             header["eventName"],
             str(header.get("sourceName")),
             short_event_id(header["eventId"]),
-            str(fault.get("eventSeverity") or change.get("newState")),
             str(fault.get("specificProblem") or ""),
         )
-    console.print(table)
-    show_stuck_pair(events)
+    return table
 
 
 def short_event_id(event_id: str) -> str:
-    """`{vim}/{uuid}/alarm/{µs}` as `{uuid[:8]}…/alarm/{µs}`: what tells two alarms apart."""
+    """`{vim}/{uuid}/alarm/{µs}` as `{uuid[:8]}.../alarm/{µs}`: what tells two alarms apart."""
     parts = event_id.split("/")
-    return f"{parts[1][:8]}…/{'/'.join(parts[2:])}" if len(parts) > 2 else event_id
+    return f"{parts[1][:8]}.../{'/'.join(parts[2:])}" if len(parts) > 2 else event_id
 
 
 def show_stuck_pair(events: list[dict[str, Any]]) -> None:
@@ -167,11 +198,19 @@ def show_stuck_pair(events: list[dict[str, Any]]) -> None:
 
 
 def show_state(api: str) -> None:
-    vims = get_json(f"{api}/api/eventfed/v1/vims")
-    table = Table(title="the state table, from the API", title_justify="left")
-    table.add_column("vim")
-    table.add_column("VMs by state")
-    table.add_column("last event")
+    console.print(state_table(get_json(f"{api}/api/eventfed/v1/vims")))
+    console.print("query it yourself:")
+    for command in curl_commands(api):
+        # One line however narrow the terminal (rich would break it at the console width), and
+        # not read as markup: the JSON bodies hold brackets.
+        console.print(f"  {command}", soft_wrap=True, markup=False, highlight=False)
+
+
+def state_table(vims: Any) -> Table:
+    table = _table("the state table, from the API")
+    _identifier(table, "vim")
+    _text(table, "VMs by state")
+    _identifier(table, "last event")
     items = vims.get("vims", vims) if isinstance(vims, dict) else vims
     for vim in items:
         counts = vim.get("states") or vim.get("vm_counts") or vim.get("counts") or {}
@@ -180,19 +219,20 @@ def show_state(api: str) -> None:
             ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())),
             str(vim.get("last_event_at") or vim.get("last_event") or ""),
         )
-    console.print(table)
-    console.print("query it yourself:")
-    console.print(f"  curl -s {api}/api/eventfed/v1/vims")
-    console.print(f"  curl -s '{api}/api/eventfed/v1/demo-owner/region-one/vms?limit=5'")
-    states = '{"states": ["deleted", "POWER_OFF"]}'
-    console.print(
-        f"  curl -s -X POST -H 'Content-Type: application/json' -d '{states}' "
-        f"{api}/api/eventfed/v1/demo-owner/region-one/check_vim_status"
-    )
-    console.print(
-        f"  curl -s -X POST -H 'Content-Type: application/json' -d '{{\"states\": [\"stopped\"]}}' "
-        f"{api}/api/eventfed/v0/demo-owner_region-one/check_vim_status"
-    )
+    return table
+
+
+def curl_commands(api: str) -> list[str]:
+    """The API queries the demo suggests, each a complete shell command."""
+    json_header = "-H 'Content-Type: application/json'"
+    return [
+        f"curl -s {api}/api/eventfed/v1/vims",
+        f"curl -s '{api}/api/eventfed/v1/demo-owner/region-one/vms?limit=5'",
+        f'curl -s -X POST {json_header} -d \'{{"states": ["deleted", "POWER_OFF"]}}\' '
+        f"{api}/api/eventfed/v1/demo-owner/region-one/check_vim_status",
+        f'curl -s -X POST {json_header} -d \'{{"states": ["stopped"]}}\' '
+        f"{api}/api/eventfed/v0/demo-owner_region-one/check_vim_status",
+    ]
 
 
 def metric_sum(text: str, name: str) -> float:
@@ -206,10 +246,10 @@ def metric_sum(text: str, name: str) -> float:
 
 
 def show_metrics(sources: list[tuple[str, str]]) -> None:
-    table = Table(title="metrics (Prometheus, summed)", title_justify="left")
-    table.add_column("process")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
+    table = _table("metrics (Prometheus, summed)")
+    _identifier(table, "process")
+    _text(table, "metric")
+    table.add_column("value", justify="right", no_wrap=True, overflow="ignore")
     wanted = {
         "listener": [
             "eventfed_listener_notifications_received_total",

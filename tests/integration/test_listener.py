@@ -52,11 +52,12 @@ class ListenerRun:
         self.proc: Proc | None = None
         self.notifier = NovaNotifier(rabbit_url, self.topic)
 
-    def start(self, wait_ready: bool = True) -> Proc:
+    def start(self, wait_ready: bool = True, wait_queue: bool = True) -> Proc:
         self.proc = Proc(["listen"], self.env, self.log_path)
         if wait_ready:
             wait_http(f"http://127.0.0.1:{self.metrics_port}/readyz", 60, self.proc)
-        wait_for_queue(self.pool)
+        if wait_queue:
+            wait_for_queue(self.pool)
         return self.proc
 
     def raw(self, expected: int, timeout: float = 60) -> list:
@@ -262,3 +263,157 @@ def test_bad_settings_stop_with_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "EVENTFED_VIM_ID" in result.stderr
+
+
+def _rabbitmqctl(*args: str) -> str:
+    return subprocess.run(
+        [str(ROOT / "scripts/rabbitmq"), "ctl", *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def _readiness(port: int) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError as exc:
+        return 0, str(exc)
+
+
+def _wait_readiness(port: int, text: str, timeout: float = 60) -> tuple[int, str]:
+    deadline = time.monotonic() + timeout
+    status, body = _readiness(port)
+    while text not in body and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status, body = _readiness(port)
+    return status, body
+
+
+def _bind_pool_queue(rabbit_url: str, run: ListenerRun, virtual_host: str = "/") -> None:
+    """The pool queue as an earlier run of the listener left it, so that what Nova publishes while
+    the listener cannot log in waits in RabbitMQ (declared as guest, as the listener would)."""
+    import kombu
+
+    from bridge.durability import declare
+
+    with kombu.Connection(rabbit_url.replace("rabbit://", "amqp://")) as connection:
+        connection.connect()
+        declare(connection, virtual_host, "nova", False, run.pool)
+        channel = connection.channel()
+        for priority in ("info", "error"):
+            channel.queue_bind(queue=run.pool, exchange="nova", routing_key=f"{run.topic}.{priority}")
+
+
+def _send(run: ListenerRun, first: int, count: int) -> list[int]:
+    for seq in range(first, first + count):
+        run.notifier.send(
+            "compute.instance.update",
+            {"instance_id": f"00000000-0000-4000-8000-{seq % 7:012d}", "seq": seq, "state": "active"},
+        )
+    return list(range(first, first + count))
+
+
+def test_a_wrong_password_is_retried_said_in_readyz_and_recovers_when_fixed(
+    tmp_path, unique, kafka_bootstrap, rabbit_url
+):
+    user = f"eventfed-{unique}"
+    _rabbitmqctl("add_user", user, "the-right-one")
+    _rabbitmqctl("set_permissions", "-p", "/", user, ".*", ".*", ".*")
+    run = ListenerRun(tmp_path, unique, kafka_bootstrap, rabbit_url, EVENTFED_RETRY_BACKOFF_MAX="2")
+    run.env["EVENTFED_TRANSPORT_URL"] = f"rabbit://{user}:a-wrong-one@127.0.0.1:5672/"
+    try:
+        _bind_pool_queue(rabbit_url, run)
+        proc = run.start(wait_ready=False)
+        status, body = _wait_readiness(run.metrics_port, "refused the login")
+        assert status == 503 and f"refused the login of user '{user}'" in body, body
+        sent = _send(run, 0, 30)  # waits in the pool queue meanwhile
+        time.sleep(6)  # several attempts, each refused
+        assert proc.alive()
+        log = proc.log()
+        assert "Traceback" not in log, log[-3000:]
+        refused = [line for line in log.splitlines() if "refused the login" in line]
+        assert len(refused) == 1, log[-3000:]
+        assert _readiness(run.metrics_port)[0] == 503
+
+        _rabbitmqctl("change_password", user, "a-wrong-one")
+        status, body = _wait_readiness(run.metrics_port, "connected", timeout=60)
+        assert status == 200, body
+        sent += _send(run, 30, 10)
+        values = [json.loads(r.value()) for r in run.raw(len(sent), timeout=90)]
+        assert sorted(v["payload"]["seq"] for v in values) == sent
+        assert "connected to RabbitMQ after" in proc.log()
+    finally:
+        run.close()
+        subprocess.run(
+            [str(ROOT / "scripts/rabbitmq"), "ctl", "delete_user", user], capture_output=True, check=False
+        )
+        subprocess.run(
+            [str(ROOT / "scripts/rabbitmq"), "ctl", "delete_queue", run.pool],
+            capture_output=True,
+            check=False,
+        )
+
+
+def test_an_unknown_virtual_host_is_retried_and_the_listener_starts_once_it_exists(
+    tmp_path, unique, kafka_bootstrap, rabbit_url
+):
+    vhost = f"eventfed-{unique}"
+    base = rabbit_url.rstrip("/")
+    run = ListenerRun(tmp_path, unique, kafka_bootstrap, f"{base}/{vhost}", EVENTFED_RETRY_BACKOFF_MAX="2")
+    try:
+        proc = run.start(wait_ready=False, wait_queue=False)
+        status, body = _wait_readiness(run.metrics_port, "no virtual host")
+        assert status == 503 and f"no virtual host '{vhost}'" in body, body
+        _rabbitmqctl("add_vhost", vhost)
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        status, body = _wait_readiness(run.metrics_port, "connected", timeout=60)
+        assert status == 200, body
+        sent = _send(run, 0, 20)
+        values = [json.loads(r.value()) for r in run.raw(len(sent), timeout=90)]
+        assert sorted(v["payload"]["seq"] for v in values) == sent
+        assert "Traceback" not in proc.log()
+    finally:
+        run.close()
+        subprocess.run(
+            [str(ROOT / "scripts/rabbitmq"), "ctl", "delete_vhost", vhost], capture_output=True, check=False
+        )
+
+
+def test_the_rights_the_readme_gives_the_listener_s_user_are_enough_and_one_less_is_named(
+    tmp_path, unique, kafka_bootstrap, rabbit_url
+):
+    """The README's permissions for the listener's RabbitMQ user: configure and read on the
+    exchange and the pool queue, write on the pool queue (queue.bind)."""
+    import re
+
+    user = f"eventfed-{unique}"
+    run = ListenerRun(tmp_path, unique, kafka_bootstrap, rabbit_url, EVENTFED_RETRY_BACKOFF_MAX="2")
+    run.env["EVENTFED_TRANSPORT_URL"] = f"rabbit://{user}:secret@127.0.0.1:5672/"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"rabbitmqctl set_permissions -p / eventfed '([^']+)' '([^']+)' '([^']+)'", readme)
+    assert found, "the README's set_permissions line for the listener's user"
+    # The README's rights, for this test's pool queue instead of the default one (`eventfed`).
+    configure, write, read = (rights.replace("eventfed", run.pool) for rights in found.groups())
+    try:
+        _rabbitmqctl("add_user", user, "secret")
+        # Without configure on the pool queue: refused, and said so.
+        _rabbitmqctl("set_permissions", "-p", "/", user, "^nova$", write, read)
+        proc = run.start(wait_ready=False, wait_queue=False)
+        status, body = _wait_readiness(run.metrics_port, "may not declare")
+        assert status == 503 and "configure, write and read permissions" in body, body
+        assert "Traceback" not in proc.log()
+
+        _rabbitmqctl("set_permissions", "-p", "/", user, configure, write, read)
+        status, body = _wait_readiness(run.metrics_port, "connected", timeout=60)
+        assert status == 200, body
+        sent = _send(run, 0, 20)
+        values = [json.loads(r.value()) for r in run.raw(len(sent), timeout=90)]
+        assert sorted(v["payload"]["seq"] for v in values) == sent
+    finally:
+        run.close()
+        for args in (("delete_user", user), ("delete_queue", run.pool)):
+            subprocess.run([str(ROOT / "scripts/rabbitmq"), "ctl", *args], capture_output=True, check=False)

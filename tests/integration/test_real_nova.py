@@ -1,5 +1,6 @@
 """Real Nova 34 drives the whole pipeline: its notifications go through a real RabbitMQ vhost,
-`eventfed listen`, the raw Kafka topic and `eventfed stream`; `eventfed api` serves the result.
+`eventfed listen`, the raw Kafka topic and `eventfed stream`; `eventfed api` serves the result, and
+a faults-only ves feed is read as ONAP's closed loop reads it (tests/support/holmes.py).
 
 One stream worker and one API serve the module; each Nova configuration (notification_format,
 notify_on_state_change) is one Nova process on a vhost of its own with its own listener and VIM
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.integration.api.test_api_kafka import V1, ApiProcess, wait_until
+from tests.support.holmes import HolmesShapedConsumer, check_closed_loop, expected_from_statuses
 from tests.support.kafka import headers_of, read_topic
 from tests.support.processes import Proc, clean_env, free_port, wait_http
 from tests.support.real_nova import ALL_ACTIONS, RabbitVhost, RealNova, run_lifecycle
@@ -36,6 +38,8 @@ subscriptions:
   - name: everything
     match: {events: ["*"], phases: [start, end, error, none]}
     sink: {type: kafka, topic: "test.rn.all.{u}", format: json}
+  - name: faults
+    sink: {type: kafka, topic: "test.rn.faults.{u}", format: ves, ves: {domains: [fault]}}
 """
 
 S, E, N = "start", "end", "none"
@@ -71,6 +75,35 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "force_delete": _DELETE,
     "delete": _DELETE,
 }
+# The API status each step leaves the server in (None: unchanged), as Nova's API reports it.
+STATUS_AFTER: dict[str, str | None] = {
+    "create": "ACTIVE",
+    "pause": "PAUSED",
+    "unpause": "ACTIVE",
+    "stop": "SHUTOFF",
+    "start": "ACTIVE",
+    "reboot_soft": "ACTIVE",
+    "reboot_hard": "ACTIVE",
+    "rebuild": "ACTIVE",
+    "suspend": "SUSPENDED",
+    "resume": "ACTIVE",
+    "shelve": "SHELVED_OFFLOADED",
+    "unshelve": "ACTIVE",
+    "resize": "VERIFY_RESIZE",
+    "resize_confirm": "ACTIVE",
+    "resize_back": "VERIFY_RESIZE",
+    "resize_revert": "ACTIVE",
+    "rescue": "RESCUE",
+    "unrescue": "ACTIVE",
+    "lock": None,
+    "unlock": None,
+    "migrate": "VERIFY_RESIZE",
+    "migrate_confirm": "ACTIVE",
+    "soft_delete": "SOFT_DELETED",
+    "restore": "ACTIVE",
+    "force_delete": "DELETED",
+    "delete": "DELETED",
+}
 # Nova has no legacy notification for these.
 VERSIONED_ONLY = {"LOCK", "UNLOCK"}
 
@@ -100,6 +133,7 @@ class Pipeline:
         self.api = ApiProcess(tmp, bootstrap, self.run.state_topic)
         self.spec_topic = f"test.rn.spec.{unique}"
         self.all_topic = f"test.rn.all.{unique}"
+        self.faults_topic = f"test.rn.faults.{unique}"
 
     @contextlib.contextmanager
     def cloud(self, name: str, notification_format: str, state_change: str) -> Iterator[tuple[str, RealNova]]:
@@ -222,6 +256,31 @@ def drive(
             }
         )
         check(pipeline, vim_id, notification_format, state_change, want, kept)
+        lives = {**servers, **{server_id: KEPT[vm][0] for vm, server_id in zip(KEPT, kept, strict=True)}}
+        check_faults(pipeline, vim_id, lives)
+
+
+def check_faults(pipeline: Pipeline, vim_id: str, lives: dict[str, list[str]]) -> None:
+    """ONAP's closed loop over the faults-only feed: ONSET for every episode a server settled
+    down (paused, stopped, suspended, shelved, rescued, soft-deleted), ABATED for each it came
+    back from or was deleted in, nothing for rebuilds, resizes, migrations and reboots."""
+    expected = {
+        server_id: expected_from_statuses([STATUS_AFTER[step] for step in ["create", *steps]])
+        for server_id, steps in lives.items()
+    }
+    count = sum(e.onsets + e.abated for e in expected.values())
+
+    def mine(records: list[Any]) -> int:
+        return sum(1 for r in records if headers_of(r).get("vim_id") == vim_id.encode())
+
+    records = read_topic(
+        pipeline.bootstrap, pipeline.faults_topic, expected=count, timeout=90, idle=1, count=mine
+    )
+    consumer = HolmesShapedConsumer().consume_all(
+        r.value() for r in records if headers_of(r).get("vim_id") == vim_id.encode()
+    )
+    check_closed_loop(consumer, expected)
+    assert count > 0
 
 
 def check(

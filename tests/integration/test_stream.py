@@ -74,6 +74,20 @@ def expected_routing(records: list[tuple[str, dict]]) -> dict[str, Counter]:
     return out
 
 
+def test_health_and_metrics_are_on_the_metrics_port_not_faust_s_web_port(stream_run):
+    import urllib.error
+    import urllib.request
+
+    proc = stream_run.start()
+    for path in ("/healthz", "/readyz", "/metrics"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{proc.metrics_port}{path}", timeout=5) as response:
+            assert response.status == 200, path
+    # EVENTFED_WEB_PORT is Faust's own web server: it has no /readyz of eventfed's.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"http://127.0.0.1:{proc.web_port}/readyz", timeout=5)
+    assert refused.value.code == 404
+
+
 def test_samples_flow_to_the_subscriptions_they_match_in_their_format(stream_run):
     u = stream_run.unique
     cloud = SimulatedCloud(seed=1)

@@ -1,5 +1,6 @@
-"""`eventfed stream` with a `ves` subscription against the real Kafka: every record a valid VES
-event, alarms raised and cleared in pairs across a worker restart, unmappable events dead-lettered."""
+"""`eventfed stream` with `ves` subscriptions against the real Kafka: every record a valid VES
+event, alarms raised and cleared in pairs across a worker restart, a faults-only feed that ONAP's
+closed loop (a Holmes-shaped consumer) acts on correctly, unmappable events dead-lettered."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import jsonschema
 import pytest
 
 from bridge.simulator.novasim import SimulatedCloud, raw_record
+from tests.support.holmes import HolmesShapedConsumer, check_closed_loop, expected_from_statuses
 from tests.support.kafka import headers_of
 from tests.support.stream import StreamRun
 
@@ -27,6 +29,8 @@ subscriptions:
     match:
       phases: [start, end, error, none]
     sink: {type: kafka, topic: "test.sub.ves.{u}", format: ves}
+  - name: faults
+    sink: {type: kafka, topic: "test.sub.faults.{u}", format: ves, ves: {domains: [fault]}}
 """
 
 # Per VM, before and after the worker restarts: (action, phase, vm_state forced before it).
@@ -39,6 +43,8 @@ AFTER_RESTART = [
     ("reboot", "end", None),
 ]
 VMS = 6
+# Per VM on the feed of both domains: a stateChange per event, and six faults.
+FAULTS_PER_VM = 6
 
 
 @cache
@@ -73,15 +79,16 @@ def test_ves_feed_records_are_valid_and_alarms_pair_across_a_restart(stream_run)
     topic = f"test.sub.ves.{u}"
     worker = stream_run.start("w1")
     stream_run.send(records(BEFORE_RESTART))
-    first = stream_run.read(topic, expected=VMS * len(BEFORE_RESTART))
+    # create: a stateChange; power_off: the VM failure raised, then its stateChange.
+    first = stream_run.read(topic, expected=VMS * (len(BEFORE_RESTART) + 1))
     assert worker.terminate(60) == 0
     stream_run.start("w2")
     unmappable = records([("reboot", "error", "exploded")])[:1]
     vms[0].vm_state = "active"
     stream_run.send([*unmappable, *records(AFTER_RESTART)])
-    expected = VMS * (len(BEFORE_RESTART) + len(AFTER_RESTART))
+    expected = VMS * (len(BEFORE_RESTART) + len(AFTER_RESTART) + FAULTS_PER_VM)
     got = stream_run.read(topic, expected=expected)
-    assert len(first) == VMS * len(BEFORE_RESTART)
+    assert len(first) == VMS * (len(BEFORE_RESTART) + 1)
     # At-least-once: a restart may write some records again; each is the same record.
     unique_records = {(m.key(), m.value()): m for m in got}
     assert len(unique_records) == expected
@@ -101,24 +108,38 @@ def test_ves_feed_records_are_valid_and_alarms_pair_across_a_restart(stream_run)
     for uuid, documents in by_vm.items():
         faults = [
             (
-                d["event"]["faultFields"]["specificProblem"],
+                d["event"]["commonEventHeader"]["eventName"],
                 d["event"]["faultFields"]["eventSeverity"],
                 d["event"]["commonEventHeader"]["eventId"],
             )
             for d in documents
             if d["event"]["commonEventHeader"]["domain"] == "fault"
         ]
-        # power_off raises, power_on (after the restart) clears the same alarm; the failed reboot
-        # raises MAJOR, the VM in error escalates it to CRITICAL, the reboot's end clears it.
+        # power_off raises the VM failure, power_on (after the restart) clears it; the failed
+        # reboot of the running VM is an action failure; the VM in error raises a new VM failure;
+        # the reboot's end clears both.
         assert [f[:2] for f in faults] == [
-            ("AlarmOn", "CRITICAL"),
-            ("AlarmOff", "NORMAL"),
-            ("AlarmOn", "MAJOR"),
-            ("AlarmOn", "CRITICAL"),
-            ("AlarmOff", "NORMAL"),
+            ("Fault_MultiCloud_VMFailure", "CRITICAL"),
+            ("Fault_MultiCloud_VMFailureCleared", "NORMAL"),
+            ("Fault_eventfed_VmActionFailed", "MAJOR"),
+            ("Fault_MultiCloud_VMFailure", "CRITICAL"),
+            ("Fault_eventfed_VmActionFailedCleared", "NORMAL"),
+            ("Fault_MultiCloud_VMFailureCleared", "NORMAL"),
         ], uuid
-        assert faults[0][2] == faults[1][2] != faults[2][2] == faults[3][2] == faults[4][2]
-        assert len(documents) == len(BEFORE_RESTART) + len(AFTER_RESTART)
+        ids = [f[2] for f in faults]
+        assert ids[0] == ids[1] and ids[2] == ids[4] and ids[3] == ids[5] and len(set(ids)) == 3
+        assert len(documents) == len(BEFORE_RESTART) + len(AFTER_RESTART) + FAULTS_PER_VM
+        sequences = [d["event"]["commonEventHeader"]["sequence"] for d in documents]
+        assert sequences == list(range(len(documents)))
+
+    # The faults-only feed, read as ONAP's closed loop reads it: ONSET when the VM went down
+    # (stopped; in error), ABATED when it came back, nothing for the failed reboot of a running VM.
+    faults_topic = f"test.sub.faults.{u}"
+    fault_records = stream_run.read(faults_topic, expected=VMS * FAULTS_PER_VM)
+    consumer = HolmesShapedConsumer().consume_all(m.value() for m in fault_records)
+    settled = expected_from_statuses(["ACTIVE", "SHUTOFF", "ACTIVE", "ERROR", "ACTIVE"])
+    check_closed_loop(consumer, {vm.uuid: settled for vm in vms})
+    assert settled.onsets == 2
 
     dead = stream_run.read(stream_run.dlq_topic, expected=1)
     assert [headers_of(m)["eventfed.reason"] for m in dead] == [b"ves_unknown_vm_state"]

@@ -48,15 +48,17 @@ class StreamRun:
 
     def start(self, name: str = "w1", wait_ready: bool = True, **settings: str) -> Proc:
         metrics_port = free_port()
+        web_port = free_port()
         env = {
             **self.base_env,
             "EVENTFED_METRICS_PORT": str(metrics_port),
-            "EVENTFED_WEB_PORT": str(free_port()),
+            "EVENTFED_WEB_PORT": str(web_port),
             "EVENTFED_DATA_DIR": str(self.tmp_path / f"data-{name}"),
             **settings,
         }
         proc = Proc(["stream"], env, self.tmp_path / f"stream-{name}.log")
         proc.metrics_port = metrics_port  # type: ignore[attr-defined]
+        proc.web_port = web_port  # type: ignore[attr-defined]
         self.procs.append(proc)
         if wait_ready:
             wait_http(f"http://127.0.0.1:{metrics_port}/readyz", 120, proc)

@@ -27,12 +27,23 @@ def clean_env(monkeypatch):
 
 
 def _one_error_line(err: str) -> dict:
+    """A service's error: one JSON log record."""
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, lines
     assert "Traceback" not in err
     record = json.loads(lines[0])
     assert record["level"] == "ERROR"
     return record
+
+
+def _one_plain_line(err: str, command: str = "topics") -> str:
+    """An interactive command's error: one plain line that names the command, not a log record."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert "Traceback" not in err
+    assert lines[0].startswith(f"eventfed {command}: "), lines[0]
+    assert not lines[0].startswith("{"), "a plain line, not JSON"
+    return lines[0]
 
 
 @pytest.mark.parametrize(
@@ -52,9 +63,9 @@ def test_topics_with_a_bad_subscriptions_file_is_one_line(tmp_path, capsys, cont
     assert main(["topics", "--subscriptions-file", str(path)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    record = _one_error_line(captured.err)
-    assert str(path) in record["message"]
-    assert expected in record["message"]
+    message = _one_plain_line(captured.err)
+    assert str(path) in message
+    assert expected in message
 
 
 @pytest.mark.parametrize(
@@ -95,7 +106,7 @@ def test_settings_errors_are_all_listed_in_one_line(monkeypatch, capsys):
     monkeypatch.setenv("EVENTFED_LOG_LEVEL", "LOUD")
     monkeypatch.setenv("EVENTFED_WEB_PORT", "70000")
     assert main(["topics"]) == 2
-    message = _one_error_line(capsys.readouterr().err)["message"]
+    message = _one_plain_line(capsys.readouterr().err)
     for name in ("EVENTFED_PARTITIONS", "EVENTFED_LOG_LEVEL", "EVENTFED_WEB_PORT"):
         assert name in message
     assert "70000" not in message, "the input is not echoed"
@@ -125,9 +136,10 @@ def test_an_unexpected_failure_is_one_line_without_traceback(monkeypatch, capsys
 
     monkeypatch.setattr(streams.topics, "run", broken)
     assert main(["topics"]) == 1
-    record = _one_error_line(capsys.readouterr().err)
-    assert record["message"] == "eventfed topics: failed: RuntimeError: the disk caught fire"
-    assert "exc_info" not in record
+    assert (
+        _one_plain_line(capsys.readouterr().err)
+        == "eventfed topics: failed: RuntimeError: the disk caught fire"
+    )
 
 
 def test_simulate_publishes_everything_on_a_reachable_transport(capsys):
@@ -177,9 +189,9 @@ def test_topics_against_an_unreachable_kafka_is_one_line(monkeypatch, capsys):
     assert main(["topics"]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    message = _one_error_line(captured.err)["message"]
-    assert message.startswith("eventfed topics: ")
-    assert "127.0.0.1:" in message or "Timed out" in message, message
+    message = _one_plain_line(captured.err)
+    assert message.startswith("eventfed topics: Kafka at 127.0.0.1:"), message
+    assert "KafkaError{" not in message
 
 
 def test_stream_that_cannot_create_its_topics_is_one_line(monkeypatch, capsys):
@@ -231,3 +243,43 @@ def test_stream_waits_for_a_kafka_that_answers_late(monkeypatch, caplog):
     assert seen_by_probe == [where, where]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2 and all("trying again in" in w for w in warnings), warnings
+
+
+def test_services_keep_json_logs_and_interactive_commands_follow_an_explicit_format(monkeypatch, capsys):
+    monkeypatch.setenv("EVENTFED_PARTITIONS", "0")
+    assert main(["stream"]) == 2
+    assert "EVENTFED_PARTITIONS" in _one_error_line(capsys.readouterr().err)["message"]
+    monkeypatch.setenv("EVENTFED_LOG_FORMAT", "json")
+    assert main(["topics"]) == 2
+    assert _one_error_line(capsys.readouterr().err)["message"].startswith("eventfed topics: ")
+
+
+@pytest.mark.parametrize("command", ["listen", "poll", "stream", "api"])
+def test_a_service_s_help_names_its_settings(command, capsys):
+    from bridge.settings_reference import rows
+
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    own = [row for row in rows() if command in row.commands.split(", ")]
+    assert own, command
+    for row in own + [r for r in rows() if r.commands == "all"]:
+        assert row.env_name in out, row.env_name
+        assert row.description in out
+    others = {
+        "listen": "EVENTFED_API_PORT",
+        "poll": "EVENTFED_TRANSPORT_URL",
+        "stream": "EVENTFED_POLL_INTERVAL",
+        "api": "EVENTFED_POOL",
+    }
+    assert others[command] not in out
+
+
+def test_consume_against_an_unreachable_kafka_is_one_plain_line(capsys):
+    assert main(["consume", "eventfed.vm.events", "--wait", "1"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    message = _one_plain_line(captured.err, "consume")
+    assert message.startswith("eventfed consume: Kafka at 127.0.0.1:")
+    assert "KafkaError{" not in message

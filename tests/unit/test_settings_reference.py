@@ -29,7 +29,7 @@ def test_the_readme_table_is_the_current_reference():
     block = re.search(r"<!-- settings table: .*? -->\n(.*?)<!-- end of settings table -->", text, re.S)
     assert block, "README.md has no settings table"
     assert block.group(1) == settings_reference.markdown(), (
-        "README's settings table is stale: run `eventfed settings`"
+        "README's settings table is stale: run `eventfed settings --markdown`"
     )
 
 
@@ -47,7 +47,7 @@ def test_a_missing_description_is_an_error(monkeypatch):
         (settings.ListenerSettings.model_fields["topics"].annotation, "list (comma-separated)"),
         (settings.CommonSettings.model_fields["kafka_sasl_password"].annotation, "secret"),
         (settings.StreamSettings.model_fields["subscriptions_file"].annotation, "path"),
-        (settings.CommonSettings.model_fields["log_format"].annotation, "json \\| text"),
+        (settings.CommonSettings.model_fields["log_format"].annotation, "json | text"),
     ],
 )
 def test_types_read_as_an_operator_writes_them(annotation, expected):
@@ -55,7 +55,16 @@ def test_types_read_as_an_operator_writes_them(annotation, expected):
 
 
 def test_the_command_prints_the_table(capsys):
-    assert main(["settings"]) == 0
+    assert main(["settings", "--markdown"]) == 0
     out = capsys.readouterr().out
     assert out == settings_reference.markdown()
     assert "`EVENTFED_TRANSPORT_URL` | listen | secret | required |" in out
+    assert "| `EVENTFED_LOG_FORMAT` | all | json \\| text |" in out
+
+
+def test_the_command_prints_plain_text_for_a_terminal(capsys):
+    assert main(["settings"]) == 0
+    out = capsys.readouterr().out
+    assert "\\|" not in out and "`" not in out.split("\n")[0]
+    assert "EVENTFED_TRANSPORT_URL (listen; secret; required)\n    the cloud's RabbitMQ" in out
+    assert "EVENTFED_LOG_FORMAT (all; json | text; default json)" in out

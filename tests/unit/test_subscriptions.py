@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 
 import pytest
 
@@ -182,3 +183,60 @@ def test_the_shipped_example_is_valid():
     for kind in ("DELETE", "PAUSE", "POWER_OFF", "REBUILD", "SHUT_DOWN", "SOFT_DELETE"):
         assert spec.matches(event(status=kind))
     assert not spec.matches(event(status="POWER_ON"))
+
+
+def _one_subscription(match: str) -> str:
+    return f"subscriptions:\n  - name: feed\n    match: {match}\n    sink: {{type: kafka, topic: t}}\n"
+
+
+def test_a_misspelt_status_kind_is_an_error_suggesting_the_kind():
+    with pytest.raises(SubscriptionError) as refused:
+        load_subscriptions(_one_subscription("{events: [DELETE, DELEET]}"), "subs.yaml")
+    message = str(refused.value)
+    assert message.startswith("subs.yaml:3: subscriptions/0/match/events/1: 'DELEET' is not a status kind")
+    assert "did you mean DELETE?" in message
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("POWR_*", "matches no status kind"),
+        ("!UPDTE", "did you mean UPDATE?"),
+        ("stuk", "did you mean STUCK?"),
+    ],
+)
+def test_globs_and_exclusions_are_checked_against_the_kinds_too(pattern, expected):
+    with pytest.raises(SubscriptionError, match=expected):
+        load_subscriptions(_one_subscription(f'{{events: ["{pattern}"]}}'))
+
+
+def test_every_kind_glob_and_exclusion_that_can_match_is_accepted():
+    text = _one_subscription('{events: ["power_*", "!UPDATE", STUCK, "*", "LIVE_MIGRATION*", "delete"]}')
+    assert load_subscriptions(text)[0].events.matches("POWER_OFF")
+
+
+def test_a_vim_id_without_its_owner_is_an_error_and_a_glob_of_an_owner_a_warning(caplog):
+    with pytest.raises(SubscriptionError) as refused:
+        load_subscriptions(_one_subscription("{vims: [RegionOne]}"), "subs.yaml")
+    assert "'RegionOne' is not a VIM id (a VIM id is {cloud-owner}_{cloud-region-id}" in str(refused.value)
+    assert "did you mean '*_RegionOne'?" in str(refused.value)
+
+    with caplog.at_level(logging.WARNING, logger="streams.subscriptions"):
+        load_subscriptions(_one_subscription('{vims: ["RegionOne*"]}'), "subs.yaml")
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("subs.yaml:3: subscriptions/0/match/vims/0: 'RegionOne*' matches only VIM ids")
+    assert "'*_RegionOne*'" in warning
+
+
+def test_vim_ids_globs_and_exclusions_of_the_right_shape_pass_quietly(caplog):
+    with caplog.at_level(logging.WARNING):
+        subscriptions = load_subscriptions(
+            _one_subscription('{vims: [CloudOwner_RegionOne, "cloud_*", "*_RegionTwo", "!*_lab", "*"]}')
+        )
+    assert subscriptions[0].vims.matches("CloudOwner_RegionOne")
+    assert caplog.records == []
+
+
+def test_an_exclusion_keeps_its_bang_in_the_suggestion():
+    with pytest.raises(SubscriptionError, match=r"did you mean '!\*_lab'\?"):
+        load_subscriptions(_one_subscription('{vims: ["!lab"]}'))

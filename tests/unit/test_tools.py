@@ -190,3 +190,44 @@ def test_decode_raw_shows_each_packed_notification_and_its_event(tmp_path, capsy
     path.write_bytes(b"{broken\n")
     assert main(["decode", str(path), "--format", "raw"]) == 1
     assert "line 1 is not JSON" in capsys.readouterr().err
+
+
+def _raw_record() -> bytes:
+    from datetime import UTC, datetime
+
+    from bridge.simulator.novasim import SimulatedCloud, raw_record
+
+    cloud = SimulatedCloud(seed=5)
+    vm = cloud.new_vm(0)
+    notes = [cloud.action(vm, "create", "end", "versioned"), cloud.action(vm, "pause", "end", "legacy")]
+    return b"\n".join(
+        json.dumps(raw_record(n, "o_r", datetime(2026, 1, 1, tzinfo=UTC))).encode() for n in notes
+    )
+
+
+@pytest.mark.parametrize("lines", [1, 2], ids=["one notification", "packed"])
+def test_a_raw_record_decoded_as_an_event_suggests_format_raw(lines, tmp_path, capsys):
+    data = b"\n".join(_raw_record().split(b"\n")[:lines])
+    assert main(["decode", _write(tmp_path, data)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert err.startswith("eventfed decode: ")
+    assert err.endswith("it is a raw-topic record (a Nova notification): use --format raw")
+    assert main(["decode", _write(tmp_path, data), "--format", "raw"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"\xc3\x01" + bytes(12), "it starts with C3 01, Avro single-object encoding; try --format avro"),
+        (b'{"vim_id": "o_r"}', "it is JSON; try --format json, or --format raw for a raw-topic record"),
+        (b"\x00\x01", "it is too short (2 bytes)"),
+    ],
+)
+def test_format_confluent_on_another_framing_says_so_without_asking_for_a_registry(
+    data, expected, tmp_path, capsys
+):
+    assert main(["decode", _write(tmp_path, data), "--format", "confluent"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"eventfed decode: the framing is not Confluent's (00 and a 4-byte schema id): {expected}"
+    assert "registry" not in err

@@ -374,3 +374,28 @@ def test_matching_pages_agree_with_a_plain_dict(
         ]
         assert ids_of(listed.summaries) == expected[:limit]
         assert listed.next_marker == (expected[limit - 1] if len(expected) > limit else None)
+
+
+@pytest.mark.parametrize(
+    ("query", "total"),
+    [
+        ({}, 8),
+        ({"state": "stopped"}, 2),
+        ({"event": "POWER_OFF"}, 2),
+        ({"state": "stopped", "event": "POWER_OFF"}, 1),
+        ({"host": "compute-2"}, 2),
+        ({"state": "nothing-like-it"}, None),
+    ],
+)
+def test_vms_pages_say_how_many_match_over_all_pages(
+    client: FlaskClient, query: dict, total: int | None
+) -> None:
+    response = client.get(VMS_A, query_string={**query, "limit": "1"})
+    if total is None:
+        assert response.status_code == 400
+        return
+    first = ok(response)
+    assert first["total"] == total
+    assert list(first)[:3] == ["vim_id", "count", "total"]
+    if first["next_marker"] is not None:
+        assert ok(client.get(first["links"]["next"]))["total"] == total

@@ -251,3 +251,27 @@ def test_large_answers_are_streamed() -> None:
     body = response.json
     assert body is not None and body["count"] == 2500
     assert ids(body) == [f"vm-{number:05d}" for number in range(2500)]
+
+
+@pytest.mark.parametrize(
+    ("sent", "shown"),
+    [
+        ("2018-03-07T05:59:46.000000", "2018-03-07T05:59:46.000000Z"),  # legacy
+        ("2018-03-07 05:59:46", "2018-03-07T05:59:46.000000Z"),  # legacy, str(utcnow())
+        ("2018-03-07T05:59:46Z", "2018-03-07T05:59:46.000000Z"),  # versioned
+        ("", None),
+        (None, None),
+    ],
+)
+def test_a_summary_s_launched_at_is_in_one_format_and_the_record_keeps_nova_s(settings, sent, shown) -> None:
+    from bridge.api.app import create_app
+    from bridge.api.read_model import InMemoryReadModel
+    from tests.unit.api.api_records import VIM_A, put
+
+    model = InMemoryReadModel()
+    put(model.table, VIM_A, "vm-1", launched_at=sent)
+    client = create_app(settings, model).test_client()
+    summary = client.get("/api/eventfed/v1/CloudOwner/RegionOne/vms").json["vms"][0]
+    assert summary["launched_at"] == shown
+    record = client.get("/api/eventfed/v1/CloudOwner/RegionOne/vms/vm-1").json
+    assert record["launched_at"] == sent
