@@ -122,11 +122,13 @@ def feed_table(name: str, topic: str, sink_format: str, events: Sequence[Mapping
 def show_ves_feed(name: str, topic: str, domains: str, records: list[Any]) -> None:
     """A VES feed: the alarms raised and cleared, or the state changes, as DCAE reads them."""
     events = [json.loads(r.value())["event"] for r in records]
-    console.print(ves_table(name, topic, events))
+    console.print(ves_table(name, topic, events, domains))
     show_stuck_pair(events)
 
 
-def ves_table(name: str, topic: str, events: list[dict[str, Any]]) -> Table:
+def ves_table(
+    name: str, topic: str, events: list[dict[str, Any]], domains: str = "fault, stateChange"
+) -> Table:
     """The last two of each kind of fault (failures and stuck actions, raised and cleared), else
     the last 8 events."""
     names = Counter(e["commonEventHeader"]["eventName"] for e in events)
