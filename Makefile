@@ -53,7 +53,7 @@ unit: install
 integration: install nova-env up schema-registry
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
-helm-check: install
+helm-check: install up
 	scripts/helm-check
 
 lint: install

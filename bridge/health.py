@@ -61,6 +61,21 @@ class HealthServer:
         self._server.shutdown()
         self._server.server_close()
 
+    def check_ready(self) -> tuple[bool, str]:
+        try:
+            return self._readiness()
+        except Exception as exc:  # a failing check means not ready, never a crash
+            return False, f"readiness check failed: {exc}"
+
+    def readiness_metric(self) -> bytes:
+        """`eventfed_ready`: the /readyz answer at scrape time, so an alert sees what the probe sees."""
+        ready, _ = self.check_ready()
+        return (
+            b"# HELP eventfed_ready 1 while /readyz answers ready, 0 otherwise\n"
+            b"# TYPE eventfed_ready gauge\n"
+            b"eventfed_ready " + (b"1.0" if ready else b"0.0") + b"\n"
+        )
+
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         outer = self
 
@@ -70,14 +85,12 @@ class HealthServer:
                 if path == "/healthz":
                     self._send(200, "application/json", b'{"status": "alive"}')
                 elif path == "/readyz":
-                    try:
-                        ready, reason = outer._readiness()
-                    except Exception as exc:  # a failing check means not ready, never a crash
-                        ready, reason = False, f"readiness check failed: {exc}"
+                    ready, reason = outer.check_ready()
                     body = json.dumps({"ready": ready, "reason": reason}).encode()
                     self._send(200 if ready else 503, "application/json", body)
                 elif path == "/metrics":
-                    self._send(200, CONTENT_TYPE_LATEST, generate_latest(outer._registry))
+                    body = generate_latest(outer._registry) + outer.readiness_metric()
+                    self._send(200, CONTENT_TYPE_LATEST, body)
                 else:
                     self._send(404, "application/json", b'{"error": "not found"}')
 

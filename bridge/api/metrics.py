@@ -37,6 +37,16 @@ class _StateTableCollector(Collector):
         for vim_id, count in sorted(table.vm_counts().items()):
             vms.add_metric([vim_id], count)
         yield vms
+        # Bounded: Nova's vm_states (about a dozen) per VIM. "error" here is a VM failure standing.
+        by_state = GaugeMetricFamily(
+            f"{PREFIX}_state_vms_by_vm_state",
+            "VMs in the state table, per VIM and Nova vm_state",
+            labels=["vim_id", "vm_state"],
+        )
+        for vim in sorted(table.vims(), key=lambda overview: overview.vim_id):
+            for vm_state, count in sorted(vim.state_counts.items()):
+                by_state.add_metric([vim.vim_id, vm_state], count)
+        yield by_state
         records = CounterMetricFamily(
             f"{PREFIX}_state_records",
             "State topic records read, by outcome (upserted, removed, malformed)",

@@ -9,6 +9,7 @@ be a setting its subcommand reads, with a value that setting accepts.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -43,6 +44,7 @@ CHART = ROOT / "helm" / "eventfed"
 MULTI_VIM_VALUES = CHART / "ci" / "onap-multi-vim-values.yaml"
 POLL_MODES_VALUES = CHART / "ci" / "poll-modes-values.yaml"
 K8S_VERSION = "1.30.0"
+DEFAULT_VALUES: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
 
 SETTINGS_BY_SUBCOMMAND: dict[str, type[CommonSettings]] = {
     "listen": ListenerSettings,
@@ -114,7 +116,8 @@ def default_manifests(render: Callable[..., list[Manifest]]) -> list[Manifest]:
 
 @pytest.fixture(scope="session")
 def multi_manifests(render: Callable[..., list[Manifest]]) -> list[Manifest]:
-    return render(MULTI_VIM_VALUES, release="onap")
+    # As on a cluster with the Prometheus Operator, which `helm template` cannot ask.
+    return render(MULTI_VIM_VALUES, sets=("metrics.prometheusOperator=always",), release="onap")
 
 
 @pytest.fixture(scope="session")
@@ -367,6 +370,41 @@ CRD_SCHEMAS: dict[str, Manifest] = {
 }
 
 
+# The full PrometheusRule schema is the API server test's (tests/helm/test_apiserver.py); its
+# patterns are Go regular expressions, which jsonschema cannot compile.
+CRD_SCHEMAS["PrometheusRule"] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["groups"],
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "rules"],
+                        "properties": {
+                            "rules": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["alert", "expr"],
+                                    "properties": {"expr": {"type": "string", "minLength": 1}},
+                                },
+                            }
+                        },
+                    },
+                }
+            },
+        },
+    },
+}
+
+
 def test_every_manifest_is_valid(manifests: list[Manifest]) -> None:
     for doc in manifests:
         where = f"{doc['kind']}/{doc['metadata']['name']}"
@@ -403,6 +441,7 @@ def test_kinds(default_manifests: list[Manifest], multi_manifests: list[Manifest
     multi = Counter(doc["kind"] for doc in multi_manifests)
     assert multi["Deployment"] == 5
     assert multi["ServiceMonitor"] == 1
+    assert multi["PrometheusRule"] == 1
     assert multi["PodDisruptionBudget"] == 2
     names = [f"{doc['kind']}/{doc['metadata']['name']}" for doc in multi_manifests]
     assert len(names) == len(set(names)), "two objects share a kind and name"
@@ -639,7 +678,8 @@ def test_topics(fixture: str, request: pytest.FixtureRequest) -> None:
     topics = topics_by_name(docs)
     env = configured(docs)
     own = {env[f"EVENTFED_{role}_TOPIC"] for role in ("RAW", "EVENTS", "STATE", "DLQ")}
-    assert set(topics) == own | subscription_sink_topics(docs)
+    existing = set(DEFAULT_VALUES["kafka"]["existingTopics"])
+    assert set(topics) == own | (subscription_sink_topics(docs) - existing)
     for name, topic in topics.items():
         policy = topic["spec"].get("config", {}).get("cleanup.policy", "delete")
         assert policy == ("compact" if name == env["EVENTFED_STATE_TOPIC"] else "delete"), name
@@ -1074,3 +1114,111 @@ def test_bad_values_fail_with_a_message(
         assert "[INFO] Fail:" in output, output
     else:
         assert result.returncode != 0, f"helm {command} accepted {values}"
+
+
+# --------------------------------------------------------------------------------------------
+# What the cluster serves: Strimzi's API version, the Prometheus Operator's kinds
+# --------------------------------------------------------------------------------------------
+
+
+def test_existing_topics_get_no_kafka_topic_but_keep_the_acl(render: Callable[..., list[Manifest]]) -> None:
+    sec_fault = "unauthenticated.SEC_FAULT_OUTPUT"
+    assert sec_fault in DEFAULT_VALUES["kafka"]["existingTopics"]
+    docs = render(MULTI_VIM_VALUES, release="onap")
+    assert sec_fault in subscription_sink_topics(docs)
+    assert sec_fault not in topics_by_name(docs)
+    assert acl_table(docs)[("topic", "literal", sec_fault)] == {"Describe", "Write"}
+    # Asked for, the chart declares it like any other subscription topic.
+    created = render(MULTI_VIM_VALUES, sets=("kafka.existingTopics=null",), release="onap")
+    assert topics_by_name(created)[sec_fault]["spec"]["config"]["retention.ms"] == 7200000
+    only_other = render(
+        MULTI_VIM_VALUES,
+        sets=("kafka.existingTopics[0]=unauthenticated.VES_MEASUREMENT_OUTPUT",),
+        release="onap",
+    )
+    assert sec_fault in topics_by_name(only_other)
+
+
+def strimzi_api_versions(docs: list[Manifest]) -> set[str]:
+    return {doc["apiVersion"] for doc in docs if doc["kind"] in ("KafkaTopic", "KafkaUser")}
+
+
+def test_strimzi_api_version_follows_the_cluster(helm: str) -> None:
+    def rendered(*args: str) -> list[Manifest]:
+        result = run_helm(helm, "template", "onap", str(CHART), "-f", str(MULTI_VIM_VALUES), *args)
+        assert result.returncode == 0, result.stderr
+        return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+    v1 = (
+        "--api-versions",
+        "kafka.strimzi.io/v1/KafkaTopic",
+        "--api-versions",
+        "kafka.strimzi.io/v1/KafkaUser",
+    )
+    # Strimzi 0.4x (ONAP OOM) serves v1beta2 only; 0.49 both; 1.x v1 only.
+    assert strimzi_api_versions(rendered()) == {"kafka.strimzi.io/v1beta2"}
+    assert strimzi_api_versions(rendered(*v1)) == {"kafka.strimzi.io/v1"}
+    assert strimzi_api_versions(rendered(*v1, "--api-versions", "kafka.strimzi.io/v1beta2/KafkaTopic")) == {
+        "kafka.strimzi.io/v1"
+    }
+    forced = rendered(*v1, "--set", "strimzi.apiVersion=kafka.strimzi.io/v1beta2")
+    assert strimzi_api_versions(forced) == {"kafka.strimzi.io/v1beta2"}
+    assert strimzi_api_versions(rendered("--set", "strimzi.apiVersion=kafka.strimzi.io/v1")) == {
+        "kafka.strimzi.io/v1"
+    }
+
+
+def test_monitoring_objects_only_where_the_cluster_serves_them(helm: str) -> None:
+    def kinds(*args: str) -> Counter[str]:
+        result = run_helm(helm, "template", "onap", str(CHART), "-f", str(MULTI_VIM_VALUES), *args)
+        assert result.returncode == 0, result.stderr
+        return Counter(doc["kind"] for doc in yaml.safe_load_all(result.stdout) if doc)
+
+    absent = kinds()
+    assert absent["ServiceMonitor"] == absent["PrometheusRule"] == 0
+    served = kinds(
+        "--api-versions", "monitoring.coreos.com/v1/ServiceMonitor",
+        "--api-versions", "monitoring.coreos.com/v1/PrometheusRule",
+    )  # fmt: skip
+    assert served["ServiceMonitor"] == served["PrometheusRule"] == 1
+    only_monitor = kinds("--api-versions", "monitoring.coreos.com/v1/ServiceMonitor")
+    assert (only_monitor["ServiceMonitor"], only_monitor["PrometheusRule"]) == (1, 0)
+    forced = kinds("--set", "metrics.prometheusOperator=always")
+    assert forced["ServiceMonitor"] == forced["PrometheusRule"] == 1
+    off = kinds("--set", "metrics.prometheusOperator=always", "--set", "metrics.prometheusRule.enabled=false")
+    assert (off["ServiceMonitor"], off["PrometheusRule"]) == (1, 0)
+    # The dashboard is a plain ConfigMap: no operator needed.
+    (dashboard,) = [
+        doc
+        for doc in yaml.safe_load_all(
+            run_helm(helm, "template", "onap", str(CHART), "-f", str(MULTI_VIM_VALUES)).stdout
+        )
+        if doc and doc["kind"] == "ConfigMap" and "eventfed.json" in doc.get("data", {})
+    ]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["eventfed.json"])["panels"]
+
+
+def test_alerts_group_by_labels_the_service_monitor_puts_on_series(multi_manifests: list[Manifest]) -> None:
+    (monitor,) = of_kind(multi_manifests, "ServiceMonitor")
+    (rule,) = of_kind(multi_manifests, "PrometheusRule")
+    # Prometheus turns a pod label into a label name by replacing what is not [a-zA-Z0-9_] with "_".
+    target_labels = {re.sub(r"[^a-zA-Z0-9_]", "_", label) for label in monitor["spec"]["podTargetLabels"]}
+    used: set[str] = set()
+    for group in rule["spec"]["groups"]:
+        for alert in group["rules"]:
+            expr = alert["expr"]
+            for labels in re.findall(r"\b(?:by|on)\s*\(([^)]*)\)", expr):
+                used |= {label.strip() for label in labels.split(",")}
+            used |= set(re.findall(r"([a-z_]+)=~?\"", expr))
+            used |= set(re.findall(r"\$labels\.([a-z_]+)", " ".join(alert["annotations"].values())))
+    from_pods = {
+        label for label in used if "_kubernetes_io_" in label or label.startswith("eventfed_onap_org_")
+    }
+    assert from_pods == {"app_kubernetes_io_instance", "app_kubernetes_io_component", "eventfed_onap_org_vim"}
+    assert from_pods <= target_labels
+    # Every listener and poller pod carries the VIM label the alerts group by.
+    for deployment in of_kind(multi_manifests, "Deployment"):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        if labels["app.kubernetes.io/component"] in ("listener", "poller"):
+            assert "eventfed.onap.org/vim" in labels

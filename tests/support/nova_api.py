@@ -100,6 +100,8 @@ class FakeNovaApi:
     ) -> None:
         self.token = token
         self.password = "secret"
+        # Regions of the catalog's compute endpoints (each with a public, internal and admin URL).
+        self.regions = ["RegionOne"]
         self.max_limit = max_limit
         self.clock = clock
         self.servers: dict[str, dict[str, Any]] = {}
@@ -127,12 +129,11 @@ class FakeNovaApi:
             return None
         if password != self.password:
             return None
-        endpoint = {
-            "interface": "public",
-            "region": "RegionOne",
-            "region_id": "RegionOne",
-            "url": self.endpoint,
-        }
+        endpoints = [
+            {"interface": interface, "region": region, "region_id": region, "url": self.endpoint}
+            for region in self.regions
+            for interface in ("public", "internal", "admin")
+        ]
         return {
             "token": {
                 "methods": ["password"],
@@ -141,7 +142,7 @@ class FakeNovaApi:
                 "user": {"id": "u1", "name": "admin", "domain": {"id": "default", "name": "Default"}},
                 "project": {"id": "p1", "name": "admin", "domain": {"id": "default", "name": "Default"}},
                 "roles": [{"id": "r1", "name": "admin"}],
-                "catalog": [{"type": "compute", "name": "nova", "id": "c1", "endpoints": [endpoint]}],
+                "catalog": [{"type": "compute", "name": "nova", "id": "c1", "endpoints": endpoints}],
             }
         }
 

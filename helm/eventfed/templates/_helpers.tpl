@@ -468,3 +468,44 @@ Secret. (dict "root" $ "clientId" "...")
   readOnly: true
 {{- end }}
 {{- end -}}
+
+{{/*
+The Strimzi API to write KafkaTopic and KafkaUser in. Strimzi 0.4x (ONAP OOM's) serves only
+kafka.strimzi.io/v1beta2, 0.49 serves v1beta2 and v1, 1.x only v1: take v1 when the cluster serves
+it. `helm template` cannot ask a cluster, so strimzi.apiVersion (or --api-versions) decides there.
+*/}}
+{{- define "eventfed.strimziApiVersion" -}}
+{{- if .Values.strimzi.apiVersion -}}
+{{- .Values.strimzi.apiVersion -}}
+{{- else if and (.Capabilities.APIVersions.Has "kafka.strimzi.io/v1/KafkaTopic") (.Capabilities.APIVersions.Has "kafka.strimzi.io/v1/KafkaUser") -}}
+kafka.strimzi.io/v1
+{{- else -}}
+kafka.strimzi.io/v1beta2
+{{- end -}}
+{{- end -}}
+
+{{/*
+"true" when a Prometheus Operator kind can be rendered: (dict "root" $ "kind" "ServiceMonitor").
+An object of a kind the cluster does not serve fails the whole install, so it is left out unless
+metrics.prometheusOperator is "always" (helm template, or CRDs applied by the same pipeline).
+*/}}
+{{- define "eventfed.monitoringServed" -}}
+{{- $mode := .root.Values.metrics.prometheusOperator | default "auto" -}}
+{{- if eq $mode "always" -}}
+true
+{{- else if and (eq $mode "auto") (.root.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/v1/%s" .kind)) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* Subscription topics that get a KafkaTopic: all but those the Kafka cluster already has. */}}
+{{- define "eventfed.subscriptionTopicsToCreate" -}}
+{{- $existing := .Values.kafka.existingTopics | default list -}}
+{{- $topics := list -}}
+{{- range (include "eventfed.subscriptionTopics" . | fromYamlArray) -}}
+{{- if not (has . $existing) -}}
+{{- $topics = append $topics . -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $topics -}}
+{{- end -}}

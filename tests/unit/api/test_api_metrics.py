@@ -43,6 +43,15 @@ def test_table_figures(client: FlaskClient) -> None:
     found = samples(client)
     assert found[("eventfed_api_state_vms", (("vim_id", VIM_A),))] == 8
     assert found[("eventfed_api_state_vms", (("vim_id", VIM_B),))] == 2
+    by_state = {
+        labels: value
+        for (name, labels), value in found.items()
+        if name == "eventfed_api_state_vms_by_vm_state"
+    }
+    assert by_state[(("vim_id", VIM_A), ("vm_state", "error"))] == 1
+    assert by_state[(("vim_id", VIM_A), ("vm_state", "stopped"))] == 2
+    assert sum(v for labels, v in by_state.items() if labels[0] == ("vim_id", VIM_A)) == 8
+    assert sum(v for labels, v in by_state.items() if labels[0] == ("vim_id", VIM_B)) == 2
     assert found[("eventfed_api_state_records_total", (("outcome", "upserted"),))] == 10
     assert found[("eventfed_api_state_records_total", (("outcome", "malformed"),))] == 1
     assert found[("eventfed_api_state_caught_up", ())] == 1
