@@ -757,17 +757,28 @@ def test_kafka_user_acls_are_exactly_the_apps(fixture: str, request: pytest.Fixt
 
 
 def test_strimzi_cluster_label(default_manifests: list[Manifest], multi_manifests: list[Manifest]) -> None:
-    for docs, cluster in ((default_manifests, "eventfed-strimzi"), (multi_manifests, "onap-strimzi")):
+    # ONAP's cluster whatever eventfed's release is called (the default manifests' is "eventfed").
+    for docs, cluster in ((default_manifests, "onap-strimzi"), (multi_manifests, "onap-strimzi")):
         for doc in of_kind(docs, "KafkaUser") + of_kind(docs, "KafkaTopic"):
             assert doc["metadata"]["labels"]["strimzi.io/cluster"] == cluster
 
 
-def test_kafka_bootstrap_prefixed_with_release(render: Callable[..., list[Manifest]]) -> None:
-    assert configured(render(release="onap"))["EVENTFED_KAFKA_BOOTSTRAP_SERVERS"] == (
-        "onap-strimzi-kafka-bootstrap:9092"
+def test_kafka_bootstrap_and_cluster_come_from_onaps_release_not_eventfeds(
+    render: Callable[..., list[Manifest]],
+) -> None:
+    for release in ("onap", "onap-eventfed"):
+        docs = render(release=release)
+        assert configured(docs)["EVENTFED_KAFKA_BOOTSTRAP_SERVERS"] == "onap-strimzi-kafka-bootstrap:9092"
+        assert {d["metadata"]["labels"]["strimzi.io/cluster"] for d in of_kind(docs, "KafkaUser")} == {
+            "onap-strimzi"
+        }
+    docs = render(
+        sets=("global.kafkaBootstrap=kafka:9092", "global.onapRelease=dev"), release="onap-eventfed"
     )
-    docs = render(sets=("global.kafkaBootstrap=kafka:9092",), release="dev")
     assert configured(docs)["EVENTFED_KAFKA_BOOTSTRAP_SERVERS"] == "dev-kafka:9092"
+    assert {d["metadata"]["labels"]["strimzi.io/cluster"] for d in of_kind(docs, "KafkaUser")} == {
+        "dev-strimzi"
+    }
 
 
 def test_sasl_password_from_the_kafka_users_secret(default_manifests: list[Manifest]) -> None:
@@ -846,8 +857,9 @@ def test_api_service(manifests: list[Manifest]) -> None:
 def test_multi_vim_example_is_what_it_says() -> None:
     values = yaml.safe_load(MULTI_VIM_VALUES.read_text())
     assert len(values["vims"]) == 3
-    assert values["kafka"]["securityProtocol"] == "SASL_SSL"
-    assert values["kafka"]["saslMechanism"] == "SCRAM-SHA-512"
+    # ONAP's Kafka as OOM deploys it: the chart's defaults (plain listener, SCRAM), nothing else.
+    assert "bootstrapServers" not in values["kafka"] and "securityProtocol" not in values["kafka"]
+    assert values["global"]["onapRelease"] == "onap"
     assert values["global"]["flavor"] == "large"
     assert values["metrics"]["serviceMonitor"]["enabled"] is True
 

@@ -125,12 +125,18 @@ Kafka
 {{- if .Values.kafka.bootstrapServers -}}
 {{- .Values.kafka.bootstrapServers -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Values.global.kafkaBootstrap -}}
+{{- printf "%s-%s" (include "eventfed.onapRelease" .) .Values.global.kafkaBootstrap -}}
 {{- end -}}
 {{- end -}}
 
 {{- define "eventfed.strimziCluster" -}}
-{{- .Values.strimzi.cluster | default (printf "%s-strimzi" .Release.Name) -}}
+{{- .Values.strimzi.cluster | default (printf "%s-strimzi" (include "eventfed.onapRelease" .)) -}}
+{{- end -}}
+
+{{/* ONAP's release, whose Strimzi cluster and bootstrap eventfed joins: not eventfed's own release,
+     which an operator names freely (helm install onap-eventfed ...). */}}
+{{- define "eventfed.onapRelease" -}}
+{{- .Values.global.onapRelease | default "onap" -}}
 {{- end -}}
 
 {{/* ONAP names a component's KafkaUser "<component>-ku"; Strimzi uses it as the SCRAM user name. */}}
