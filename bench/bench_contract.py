@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import cpu_model  # noqa: E402
-from bridge.raw import raw_document  # noqa: E402
+from schemas.raw import raw_document  # noqa: E402
 from streams.codecs import encode_avro  # noqa: E402
 from streams.normalise import normalise  # noqa: E402
 

@@ -32,7 +32,7 @@ from bench.context import AccountingError, Context, percentiles
 from bench.kafkautil import Offsets, event_times, read_ids
 from bench.procs import CpuMeter, Proc, free_port, listening_pid, metric_sum, scrape, wait_http, wait_until
 from bench.publish import Publishers, PublisherSpec
-from bridge.raw import HEADER_EVENT_TYPE, HEADER_MESSAGE_ID
+from schemas.raw import HEADER_EVENT_TYPE, HEADER_MESSAGE_ID
 
 LOG = logging.getLogger(__name__)
 

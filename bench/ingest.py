@@ -25,8 +25,8 @@ from bench.kafkautil import Offsets, create_topics, read_ids
 from bench.procs import ROOT, clean_env, cpu_seconds, free_port, metric_sum, scrape, wait_http, wait_until
 from bench.publish import notes_for
 from bridge.kafka_config import producer_config
-from bridge.raw import HEADER_EVENT_TYPE, HEADER_MESSAGE_ID, record_key
 from bridge.settings import CommonSettings
+from schemas.raw import HEADER_EVENT_TYPE, HEADER_MESSAGE_ID, record_key
 
 LOG = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ OWN_SHARE_BATCHES = (33, 500)
 LISTENER_PARTS = [
     "bridge/listener/endpoint.py:handle",
     "bridge/listener/endpoint.py:dispatch",
-    "bridge/raw.py:build_raw_record",
+    "schemas/raw.py:build_raw_record",
     "bridge/raw_writer.py:write",
     "oslo_messaging/_drivers/amqpdriver.py:poll",
     "oslo_messaging/_drivers/amqpdriver.py:acknowledge",

@@ -14,8 +14,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bridge.kafka_config import KeyPartitioner, producer_config
-from bridge.raw import HEADER_EVENT_TYPE, HEADER_MESSAGE_ID, HEADER_VIM_ID, RawRecord, pack, unpack
 from bridge.settings import CommonSettings
+from schemas.raw import HEADER_EVENT_TYPE, HEADER_MESSAGE_ID, HEADER_VIM_ID, RawRecord, pack, unpack
 
 
 class Offsets:

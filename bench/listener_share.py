@@ -84,7 +84,7 @@ def _parts(
     from datetime import UTC, datetime
 
     from bridge.kafka_config import KeyPartitioner
-    from bridge.raw import RawRecord, build_raw_record, pack
+    from schemas.raw import RawRecord, build_raw_record, pack
 
     partitioner = KeyPartitioner(partitions)
     built: list[float] = []

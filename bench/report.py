@@ -671,7 +671,7 @@ def _why_missed(r: Results) -> list[str]:
         bridge_us = ingest["bare_bridge"].get("cpu_us_per_message")
         profile = ingest.get("listener_profile") or {}
         poll = _cum(profile, "oslo_messaging/_drivers/amqpdriver.py:poll")
-        own = _cum(profile, "bridge/raw.py:build_raw_record")
+        own = _cum(profile, "schemas/raw.py:build_raw_record")
         share = ingest.get("own_share") or {}
         own_text = (
             f"eventfed's own code, measured alone, costs {_own_share_sizes(share)} (CPU per notification)"

@@ -511,7 +511,7 @@ class TopicReader:
 
     def poll(self, seconds: float) -> int:
         """Read for about `seconds`; returns how many records came."""
-        from bridge.raw import HEADER_EVENT_TYPE, HEADER_REASON, HEADER_VIM_ID, unpack
+        from schemas.raw import HEADER_EVENT_TYPE, HEADER_REASON, HEADER_VIM_ID, unpack
         from streams import codecs
 
         deadline = time.monotonic() + seconds

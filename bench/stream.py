@@ -33,9 +33,9 @@ from bench.kafkautil import Offsets, create_topics, produce_raw_records
 from bench.procs import cpu_seconds, free_port, metric_sum, scrape, wait_until
 from bench.publish import notes_for
 from bridge.kafka_config import consumer_config, producer_config
-from bridge.raw import documents
 from bridge.settings import CommonSettings
 from bridge.simulator.novasim import raw_record
+from schemas.raw import documents
 from streams import pipeline
 from streams.subscriptions import load_subscriptions
 

@@ -35,8 +35,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench.context import EXAMPLE_SUBSCRIPTIONS, VIM_ID
-from bridge.raw import POLLED_EVENT_TYPE
 from bridge.simulator.novasim import SimulatedCloud, raw_record
+from schemas.raw import POLLED_EVENT_TYPE
 from streams import pipeline
 from streams.subscriptions import Subscription, load_subscriptions
 

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple, Protocol
 
 from confluent_kafka import KafkaException
 
-from bridge.raw import Headers
+from schemas.raw import Headers
 
 
 class ProduceRequest(NamedTuple):

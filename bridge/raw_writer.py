@@ -2,7 +2,7 @@
 
 A batch is produced and waited for until Kafka has acknowledged (or refused) every record; the
 caller decides what a refusal means (hold the batch unacked, retry the cycle). Raw records of one
-partition ride in one Kafka record (bridge.raw.pack) once the raw topic's partition count is known.
+partition ride in one Kafka record (schemas.raw.pack) once the raw topic's partition count is known.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from bridge.kafka_config import KeyPartitioner
 from bridge.kafka_delivery import ProduceRequest, produce_and_confirm
-from bridge.raw import DeadLetter, RawRecord, pack
+from schemas.raw import DeadLetter, RawRecord, pack
 
 LOG = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class RawWriterSettings(Protocol):
 class KafkaBatchWriter:
     """Produces a batch and waits until Kafka has acknowledged (or refused) every record.
 
-    Raw records of one partition are packed into one Kafka record (bridge.raw.pack) once the raw
+    Raw records of one partition are packed into one Kafka record (schemas.raw.pack) once the raw
     topic's partition count is known; it is read again every `partitions_refresh` seconds, and
     until it is known each notification is a record of its own, which lands on the same partition.
     """

@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 from bridge.tls import ClientTls
 from bridge.tls import problems as tls_problems
+from schemas.state import VIM_ID_PATTERN
 
 ENV_PREFIX = "EVENTFED_"
 CONFIG_FILE_ENV = "EVENTFED_CONFIG_FILE"
@@ -32,7 +33,6 @@ _TEST_ENV_PREFIX = "EVENTFED_TEST_"
 LOG = logging.getLogger(__name__)
 
 # ONAP names a VIM "{cloud-owner}_{cloud-region-id}"; '/' would break state-topic keys and URLs.
-VIM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*_[A-Za-z0-9._-]+$"
 
 
 class SettingsError(Exception):
@@ -307,7 +307,7 @@ class StreamSettings(CommonSettings):
     @classmethod
     def _parse_stuck_after(cls, value: Any) -> Any:
         # Imported here: the kinds are the stream's catalogue, which no other command loads.
-        from streams.stuck import parse_stuck_after
+        from schemas.action_times import parse_stuck_after
 
         return parse_stuck_after(value)
 
@@ -319,7 +319,7 @@ class StreamSettings(CommonSettings):
 
 
 def _stuck_defaults() -> dict[str, float]:
-    from streams.stuck import DEFAULT_STUCK_AFTER
+    from schemas.action_times import DEFAULT_STUCK_AFTER
 
     return dict(DEFAULT_STUCK_AFTER)
 

@@ -21,8 +21,8 @@ from typing import Any, Final, NoReturn, TypedDict, cast
 
 import orjson
 
-from bridge.raw import POLLED_EVENT_TYPE
-from streams.catalogue import (
+from schemas.raw import POLLED_EVENT_TYPE
+from schemas.vocabulary import (
     CATALOGUE,
     FORMAT_LEGACY,
     FORMAT_POLL,

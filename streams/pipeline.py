@@ -13,15 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bridge.raw import (
-    HEADER_ERROR,
-    HEADER_REASON,
-    HEADER_STAGE,
-    Headers,
-)
-from bridge.state import DELETED_STATE, META, source_of, state_key
+from schemas.dead_letter import STAGE_STUCK, dead_letter_headers
+from schemas.state import DELETED_STATE, META, source_of, state_key
+from schemas.vocabulary import FORMAT_LEGACY, FORMAT_POLL, FORMAT_VERSIONED, twin_action
 from streams import codecs, stuck, ves
-from streams.catalogue import FORMAT_LEGACY, FORMAT_POLL, FORMAT_VERSIONED, twin_action
 from streams.normalise import MalformedNotification, VmStatusEvent, load_record, normalise
 from streams.outcomes import (
     APPLIED,
@@ -355,11 +350,7 @@ class Processor:
             # A state record a STUCK event cannot be made of: kept, with the reason, and the
             # timer marked fired, so that the sweep does not try again forever.
             reason = exc.reason if isinstance(exc, ves.VesMappingError) else "encode_failed"
-            headers: Headers = [
-                (HEADER_REASON, reason.encode()),
-                (HEADER_ERROR, str(exc)[:500].encode()),
-                (HEADER_STAGE, b"stuck"),
-            ]
+            headers = dead_letter_headers(reason, str(exc), STAGE_STUCK)
             dead = Output(self._topics.dlq, skey, codecs.encode_json_dict(state), headers)
             return Outcome(DEAD, reason, outputs=[dead], state_key=skey, new_state=new_state)
         return outcome

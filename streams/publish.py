@@ -10,16 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from bridge.raw import (
-    HEADER_ERROR,
-    HEADER_REASON,
-    HEADER_SOURCE_INDEX,
-    HEADER_SOURCE_OFFSET,
-    HEADER_SOURCE_PARTITION,
-    HEADER_SOURCE_TOPIC,
-    HEADER_STAGE,
-    Headers,
-)
+from schemas.dead_letter import STAGE_STREAM, dead_letter_headers
+from schemas.raw import Headers
 from streams import codecs, stuck, ves
 from streams.outcomes import DEAD, STALE, STUCK, Outcome, Source, Topics
 from streams.routing import CONTENT_TYPES, Output, Route, Router, compiled
@@ -163,15 +155,9 @@ class Publisher:
     def dead(
         self, key: bytes | None, value: bytes | None, source: Source, reason: str, detail: str
     ) -> Outcome:
-        headers: Headers = [
-            (HEADER_REASON, reason.encode()),
-            (HEADER_ERROR, detail[:500].encode()),
-            (HEADER_STAGE, b"stream"),
-            (HEADER_SOURCE_TOPIC, source.topic.encode()),
-            (HEADER_SOURCE_PARTITION, str(source.partition).encode()),
-            (HEADER_SOURCE_OFFSET, str(source.offset).encode()),
-            (HEADER_SOURCE_INDEX, str(source.index).encode()),
-        ]
+        headers = dead_letter_headers(
+            reason, detail, STAGE_STREAM, source=(source.topic, source.partition, source.offset, source.index)
+        )
         return Outcome(DEAD, reason, outputs=[Output(self._topics.dlq, key, value, headers)])
 
 

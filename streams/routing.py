@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, NamedTuple
 
-from bridge.raw import Headers
+from schemas.raw import Headers
 from streams import codecs, ves
 from streams.subscriptions import Matcher, Subscription
 

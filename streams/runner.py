@@ -39,8 +39,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from bridge.kafka_delivery import produce_and_confirm
-from bridge.raw import documents
 from bridge.retry import Backoff
+from schemas.raw import documents
 from streams import codecs, metrics, pipeline
 from streams.gaps import GapFiller
 from streams.jobs import Job

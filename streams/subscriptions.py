@@ -23,8 +23,8 @@ from typing import Any, Final, Literal
 import jsonschema
 import yaml
 
-from bridge.settings import VIM_ID_PATTERN
-from streams.catalogue import KINDS, polled_kinds
+from schemas.state import VIM_ID_PATTERN
+from schemas.vocabulary import KINDS, polled_kinds
 from streams.stuck import STUCK_STATUS
 
 LOG = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from bridge.state import source_partition
+from schemas.state import source_partition
 from streams import metrics, pipeline
 from streams.jobs import Job
 

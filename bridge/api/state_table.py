@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 from sortedcontainers import SortedKeyList, SortedList
 
-from bridge.state import parse_state_key
+from schemas.state import parse_state_key
 
 LOG = logging.getLogger(__name__)
 

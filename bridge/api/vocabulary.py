@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from streams.catalogue import KINDS, VM_STATES
+from schemas.vocabulary import KINDS, VM_STATES
 
 
 class UnknownStatesError(ValueError):

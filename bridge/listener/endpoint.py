@@ -20,10 +20,10 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from bridge.listener.window import BatchWindow
-from bridge.raw import DeadLetter, RawRecord, build_raw_record
 from bridge.raw_writer import KafkaBatchWriter
 from bridge.retry import Backoff
 from bridge.settings import ListenerSettings
+from schemas.raw import DeadLetter, RawRecord, build_raw_record
 
 LOG = logging.getLogger(__name__)
 

@@ -34,11 +34,11 @@ from bridge.logs import setup_logging
 from bridge.poller.checkpoint import CheckpointError, KafkaCheckpoints, checkpoint_topic
 from bridge.poller.nova import Listing, NovaAuthError, NovaServers, NovaUnavailable, Page, build_client
 from bridge.poller.snapshot import changes_since, message_id, next_high_water, parse_api_time, polled_record
-from bridge.raw import DeadLetter, RawRecord
 from bridge.raw_writer import KafkaBatchWriter
 from bridge.retry import Backoff
 from bridge.settings import PollerSettings, load
 from bridge.topics import core_topics, ensure_topics
+from schemas.raw import DeadLetter, RawRecord
 
 LOG = logging.getLogger(__name__)
 

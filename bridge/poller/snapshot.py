@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bridge.raw import POLLED_EVENT_TYPE, SOURCE_POLL, DeadLetter, RawRecord, build_raw_record
+from schemas.raw import POLLED_EVENT_TYPE, SOURCE_POLL, DeadLetter, RawRecord, build_raw_record
 
 VM_STATE = "OS-EXT-STS:vm_state"
 TASK_STATE = "OS-EXT-STS:task_state"
@@ -37,7 +37,7 @@ def message_id(vim_id: str, server: Mapping[str, Any]) -> str:
 def polled_record(
     vim_id: str, server: Mapping[str, Any], received_at: datetime, max_bytes: int
 ) -> RawRecord | DeadLetter:
-    """The raw record of one server snapshot (bridge.raw), keyed by the server id."""
+    """The raw record of one server snapshot (schemas.raw), keyed by the server id."""
     message = {
         "event_type": POLLED_EVENT_TYPE,
         "publisher_id": f"eventfed-poll:{vim_id}",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bridge.raw import raw_document
+from schemas.raw import raw_document
 
 # action -> (task_state during it, vm_state after, power_state after)
 ACTIONS: dict[str, tuple[str | None, str, str]] = {

@@ -82,7 +82,7 @@ class Notification:
 
 
 def unpacked(records: list[Message]) -> list[Notification]:
-    from bridge.raw import unpack
+    from schemas.raw import unpack
 
     return [
         Notification(single, msg.partition() or 0, msg.offset() or 0, index)

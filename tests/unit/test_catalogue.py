@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from streams import catalogue
-from streams.catalogue import CATALOGUE, KINDS, PHASES, VM_STATES, lookup
+from schemas import vocabulary as catalogue
+from schemas.vocabulary import CATALOGUE, KINDS, PHASES, VM_STATES, lookup
 from tests.unit import nova_samples
 
 # Every action the contract promises, in both formats where Nova has both: event type -> (kind, phase).

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from bridge.api.app import create_app
 from bridge.settings import ApiSettings
-from bridge.simulator import demo_report
+from streams import demo_report
 
 VIM = "demo-owner_region-one"
 # The widest values the demo's feeds carry (scripts/demo, config/subscriptions.example.yaml).

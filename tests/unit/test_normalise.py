@@ -11,8 +11,8 @@ from fastavro.validation import validate
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from schemas.vocabulary import CATALOGUE, lookup
 from streams import codecs
-from streams.catalogue import CATALOGUE, lookup
 from streams.normalise import (
     REASONS,
     MalformedNotification,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 from bridge.simulator.novasim import SimulatedCloud, raw_record
-from bridge.state import META
+from schemas.state import META
 from streams import codecs, pipeline
 from streams.subscriptions import load_subscriptions
 

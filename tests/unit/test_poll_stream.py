@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bridge.poller.snapshot import message_id, polled_record
-from bridge.raw import HEADER_SOURCE, POLLED_EVENT_TYPE, build_raw_record, record_key, unpack
 from bridge.simulator.novasim import SimulatedCloud, raw_record
-from bridge.state import META
+from schemas.raw import HEADER_SOURCE, POLLED_EVENT_TYPE, build_raw_record, record_key, unpack
+from schemas.state import META
+from schemas.vocabulary import FORMAT_POLL, KINDS, PHASES, TASK_STATES, VM_STATES, polled_classification
 from streams import codecs, pipeline
-from streams.catalogue import FORMAT_POLL, KINDS, PHASES, TASK_STATES, VM_STATES, polled_classification
 from streams.normalise import MalformedNotification, normalise
 from streams.subscriptions import load_subscriptions
 from tests.support.nova_api import server

@@ -13,10 +13,10 @@ import pytest
 
 from bridge.poller.nova import Listing, NovaAuthError, NovaServers, NovaUnavailable, build_client
 from bridge.poller.service import EXIT_AUTH, KafkaRefused, Poller, PollState, poll_until_stopped
-from bridge.raw import DeadLetter, RawRecord
 from bridge.raw_writer import BatchResult
 from bridge.retry import Backoff
 from bridge.settings import PollerSettings, SettingsError, load
+from schemas.raw import DeadLetter, RawRecord
 from tests.support.nova_api import FakeNovaApi, server
 
 VIM = "owner_region"

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 import pytest
 
 from bridge.listener.endpoint import NotificationEndpoint, ordered_batch_listener
-from bridge.raw import DeadLetter, RawRecord, build_raw_record, record_key, scrub_context
 from bridge.raw_writer import KafkaBatchWriter
 from bridge.retry import Backoff
 from bridge.settings import ListenerSettings
+from schemas.raw import DeadLetter, RawRecord, build_raw_record, record_key, scrub_context
 from tests.support.fake_message import FakeMessage
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

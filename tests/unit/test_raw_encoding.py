@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from bridge.raw import DeadLetter, RawRecord, build_raw_record, encode_document, pack, scrub_context, unpack
 from bridge.simulator.novasim import SimulatedCloud
+from schemas.raw import DeadLetter, RawRecord, build_raw_record, encode_document, pack, scrub_context, unpack
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 

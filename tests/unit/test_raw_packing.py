@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.kafka_config import KeyPartitioner
-from bridge.raw import HEADER_COUNT, RawRecord, build_raw_record, documents, is_packed, pack, unpack
+from schemas.raw import HEADER_COUNT, RawRecord, build_raw_record, documents, is_packed, pack, unpack
 from tests.support.fake_message import FakeMessage
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from streams.catalogue import lookup
+from schemas.vocabulary import lookup
 from streams.normalise import normalise
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nova" / "real-nova-34"

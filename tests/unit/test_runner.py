@@ -578,7 +578,7 @@ def test_a_rebalance_ends_a_sweep_between_its_slices(monkeypatch):
 
 
 def test_a_packed_record_is_processed_line_by_line_and_a_bad_line_is_dead_lettered_alone():
-    from bridge.raw import HEADER_SOURCE_INDEX, RawRecord, pack
+    from schemas.raw import HEADER_SOURCE_INDEX, RawRecord, pack
 
     journal = Journal()
     runner, producer, offsets = make_runner(journal)

@@ -12,7 +12,7 @@ import pytest
 
 from bridge.settings import SettingsError, StreamSettings, load
 from bridge.simulator.novasim import SimulatedCloud, raw_record
-from bridge.state import META
+from schemas.state import META
 from streams import codecs, pipeline, stuck, ves
 from streams.subscriptions import load_subscriptions
 from tests.unit.test_runner import (

@@ -171,8 +171,8 @@ def test_unreachable_registry_is_one_line(
 def test_decode_raw_shows_each_packed_notification_and_its_event(tmp_path, capsys):
     from datetime import UTC, datetime
 
-    from bridge.raw import RawRecord, pack
     from bridge.simulator.novasim import SimulatedCloud, raw_record
+    from schemas.raw import RawRecord, pack
 
     cloud = SimulatedCloud(seed=4)
     vm = cloud.new_vm(0)

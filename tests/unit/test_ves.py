@@ -14,7 +14,8 @@ import pytest
 
 from bridge.cli import main
 from bridge.simulator.novasim import SimulatedCloud, raw_record
-from bridge.state import META
+from schemas import dead_letter
+from schemas.state import META
 from streams import codecs, pipeline, ves
 from streams.normalise import normalise
 from streams.subscriptions import SubscriptionError, load_subscriptions
@@ -458,8 +459,8 @@ def test_an_event_without_an_api_status_is_dead_lettered_with_its_reason():
     outcome = h.feed(vm.record("reboot", "error", vm_state="exploded"))
     assert outcome.kind == pipeline.DEAD and outcome.reason == "ves_unknown_vm_state"
     (dead,) = outcome.outputs
-    assert dead.topic == "dlq" and b"exploded" in dict(dead.headers)[pipeline.HEADER_ERROR]
-    assert dict(dead.headers)[pipeline.HEADER_REASON] == b"ves_unknown_vm_state"
+    assert dead.topic == "dlq" and b"exploded" in dict(dead.headers)[dead_letter.HEADER_ERROR]
+    assert dict(dead.headers)[dead_letter.HEADER_REASON] == b"ves_unknown_vm_state"
     # The worker goes on: the VM's next event is applied.
     assert h.feed(vm.record("reboot", "end", vm_state="active")).kind == pipeline.APPLIED
 

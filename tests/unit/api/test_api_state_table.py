@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.api.state_table import ApplyOutcome, StateTable, VmFilter
-from bridge.state import parse_state_key
+from schemas.state import parse_state_key
 from tests.unit.api.api_records import VIM_A, VIM_B, encode, put, state_record
 
 

@@ -21,7 +21,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from bridge.settings import VIM_ID_PATTERN
+# A VIM id is ONAP's {cloud-owner}_{cloud-region-id}.
+VIM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*_[A-Za-z0-9._-]+$"
 
 META = "eventfed"
 DELETED_STATE = "deleted"

@@ -33,17 +33,36 @@ from typing import Any, Final
 
 import orjson
 
+from schemas.dead_letter import (
+    HEADER_ERROR,
+    HEADER_ORIGINAL_SIZE,
+    HEADER_REASON,
+    HEADER_SOURCE_INDEX,
+    HEADER_SOURCE_OFFSET,
+    HEADER_SOURCE_PARTITION,
+    HEADER_SOURCE_TOPIC,
+    HEADER_STAGE,
+    STAGE_LISTEN,
+    Headers,
+    dead_letter_headers,
+)
+
+# Re-exported: readers of the raw topic and of dead letters find every header name here.
+__all__ = [
+    "HEADER_ERROR",
+    "HEADER_ORIGINAL_SIZE",
+    "HEADER_REASON",
+    "HEADER_SOURCE_INDEX",
+    "HEADER_SOURCE_OFFSET",
+    "HEADER_SOURCE_PARTITION",
+    "HEADER_SOURCE_TOPIC",
+    "HEADER_STAGE",
+    "Headers",
+]
+
 HEADER_VIM_ID = "vim_id"
 HEADER_EVENT_TYPE = "event_type"
 HEADER_MESSAGE_ID = "message_id"
-HEADER_REASON = "eventfed.reason"
-HEADER_ERROR = "eventfed.error"
-HEADER_STAGE = "eventfed.stage"
-HEADER_SOURCE_TOPIC = "eventfed.source.topic"
-HEADER_SOURCE_PARTITION = "eventfed.source.partition"
-HEADER_SOURCE_OFFSET = "eventfed.source.offset"
-HEADER_ORIGINAL_SIZE = "eventfed.original.size"
-HEADER_SOURCE_INDEX = "eventfed.source.index"
 HEADER_COUNT = "eventfed.count"
 HEADER_CONTENT_TYPE = "content-type"
 HEADER_SOURCE = "source"
@@ -64,8 +83,6 @@ _KEEP_KEY_MAX: Final = 4096
 _ORJSON_OPTIONS: Final = (
     orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 )
-
-Headers = list[tuple[str, str | bytes | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,12 +255,7 @@ def build_raw_record(
 
 
 def _dead(key: bytes, value: bytes, headers: Headers, reason: str, detail: str, max_bytes: int) -> DeadLetter:
-    extra: Headers = [
-        (HEADER_REASON, reason.encode()),
-        (HEADER_ERROR, detail[:500].encode()),
-        (HEADER_STAGE, b"listen"),
-        (HEADER_ORIGINAL_SIZE, str(len(value)).encode()),
-    ]
+    extra = dead_letter_headers(reason, detail, STAGE_LISTEN, original_size=len(value))
     # The dead-letter topic has the same size limit: keep the head of the message for diagnosis.
     return DeadLetter(key, value[: max_bytes - 1024], headers + extra, reason)
 
