@@ -168,12 +168,12 @@ _JSON_NESTED: Final = tuple(name for name, kind, _ in _JSON_PLAN if kind == _NES
 
 
 def event_to_json_dict(
-    event: Mapping[str, Any], *, stamps: Mapping[str, str] | None = None
+    event: Mapping[str, Any], *, timestamp_texts: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """The event as a JSON-ready dict in the spec's flat shape, keys in schema order.
 
     Timestamps become ISO 8601 strings with ``Z``; a null progress is ``""`` as in Nova's legacy
-    notifications and the ONAP spec. ``stamps`` holds texts that ``normalise(..., stamps=...)``
+    notifications and the ONAP spec. ``timestamp_texts`` holds texts that ``normalise_with_texts``
     cut from the notification for this same event; a timestamp without one is formatted.
     """
     out = _JSON_TEMPLATE.copy()
@@ -183,7 +183,7 @@ def event_to_json_dict(
     for name in _JSON_TIMESTAMPS:
         value = out[name]
         if value is not None:
-            text = stamps.get(name) if stamps else None
+            text = timestamp_texts.get(name) if timestamp_texts else None
             out[name] = _iso(value) if text is None else text
     if out["progress"] is None:
         out["progress"] = ""

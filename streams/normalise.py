@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, NoReturn, TypedDict, cast
+from typing import Any, Final, NamedTuple, NoReturn, TypedDict, cast
 
 import orjson
 
@@ -711,75 +711,101 @@ def _unwrap_oslo(raw: Mapping[str, Any]) -> Mapping[str, Any]:
     return message
 
 
+class Normalised(NamedTuple):
+    """An event, and the JSON text of each of its timestamps whose notification text had one of the
+    usual UTC shapes (:func:`json_timestamp_text`): what `codecs.event_to_json_dict` needs to
+    write the JSON form without formatting those datetimes again."""
+
+    event: VmStatusEvent
+    timestamp_texts: dict[str, str]
+
+
 def normalise(
-    raw: Mapping[str, Any],
-    *,
-    vim_id: str | None = None,
-    received_at: datetime | None = None,
-    stamps: dict[str, str] | None = None,
+    raw: Mapping[str, Any], *, vim_id: str | None = None, received_at: datetime | None = None
 ) -> VmStatusEvent | None:
     """Turn one raw record or Nova notification into a VM status event.
 
     ``vim_id`` and ``received_at`` are used when the record does not carry its own. Returns None
     when the notification is not an instance status event; raises MalformedNotification when it
     is one but cannot be made into a valid event.
-
-    ``stamps``, when given, receives the JSON text (:func:`json_timestamp_text`) of each
-    timestamp field of the event whose notification text has one of the usual UTC shapes, for
-    ``codecs.event_to_json_dict`` to use instead of formatting the datetime again.
     """
+    normalised = normalise_with_texts(raw, vim_id=vim_id, received_at=received_at)
+    return None if normalised is None else normalised.event
+
+
+def normalise_with_texts(
+    raw: Mapping[str, Any], *, vim_id: str | None = None, received_at: datetime | None = None
+) -> Normalised | None:
+    """`normalise`, with the JSON texts of the event's timestamps (see `Normalised`)."""
     if type(raw) is not dict and not isinstance(raw, Mapping):
         _fail(NOT_AN_OBJECT, f"a notification must be a JSON object, not {type(raw).__name__}")
     if "oslo.message" in raw:
         raw = _unwrap_oslo(raw)
-
-    event_type = raw.get("event_type")
-    if type(event_type) is not str:
-        if event_type is None:
-            _fail(MISSING_EVENT_TYPE, "event_type is missing", "event_type")
-        if not isinstance(event_type, str):
-            _bad_type("event_type", event_type, "a string")
-        event_type = str(event_type)
+    event_type = _event_type_of(raw)
     found: Classification | None = CATALOGUE.get(event_type)
-    polled = event_type == POLLED_EVENT_TYPE
-    if found is None and not polled:
+    if found is None and event_type != POLLED_EVENT_TYPE:
         return None
-
     payload = raw.get("payload")
     if payload is None:
         _fail(MISSING_PAYLOAD, f"{event_type} has no payload", "payload")
     if type(payload) is not dict and not isinstance(payload, Mapping):
         _bad_type("payload", payload, "an object")
+    event = _payload_fields(found, payload, _vim_of(raw, vim_id), event_type)
+    _envelope_fields(raw, event)
+    texts = _times(raw, payload, event, received_at)
+    return Normalised(cast(VmStatusEvent, event), texts)
 
+
+def _event_type_of(raw: Mapping[str, Any]) -> str:
+    event_type = raw.get("event_type")
+    if type(event_type) is str:
+        return event_type
+    if event_type is None:
+        _fail(MISSING_EVENT_TYPE, "event_type is missing", "event_type")
+    if not isinstance(event_type, str):
+        _bad_type("event_type", event_type, "a string")
+    return str(event_type)
+
+
+def _vim_of(raw: Mapping[str, Any], vim_id: str | None) -> str:
+    """The record's own VIM id, else the one the caller gives."""
     vim = raw.get("vim_id")
     if vim is None or vim == "":
         vim = vim_id
-    if type(vim) is not str or not vim or not vim.isascii():
-        if vim is None or vim == "":
-            _fail(MISSING_VIM_ID, "no vim_id in the record and none given", "vim_id")
-        if not isinstance(vim, str):
-            _bad_type("vim_id", vim, "a string")
-        vim = cast(str, _as_str(vim, "vim_id"))
+    if type(vim) is str and vim and vim.isascii():
+        return vim
+    if vim is None or vim == "":
+        _fail(MISSING_VIM_ID, "no vim_id in the record and none given", "vim_id")
+    if not isinstance(vim, str):
+        _bad_type("vim_id", vim, "a string")
+    return cast(str, _as_str(vim, "vim_id"))
 
-    event: dict[str, Any]
+
+def _payload_fields(
+    found: Classification | None, payload: Mapping[str, Any], vim: str, event_type: str
+) -> dict[str, Any]:
+    """The event's fields from its payload, by its format."""
     if found is None:
         # A polled server snapshot: its status and phase come from its states.
-        event = {"vim_id": vim, "event_type": event_type}
+        event: dict[str, Any] = {"vim_id": vim, "event_type": event_type}
         _polled_fields(payload, event)
+        return event
+    event = {
+        "status": found.kind,
+        "phase": found.phase,
+        "vim_id": vim,
+        "event_type": event_type,
+        "format": found.format,
+    }
+    if found.format == FORMAT_LEGACY:
+        _legacy_fields(payload, event, found.phase)
     else:
-        event = {
-            "status": found.kind,
-            "phase": found.phase,
-            "vim_id": vim,
-            "event_type": event_type,
-            "format": found.format,
-        }
-        if found.format == FORMAT_LEGACY:
-            _legacy_fields(payload, event, found.phase)
-        else:
-            _versioned_fields(payload, event)
-    phase = event["phase"]
+        _versioned_fields(payload, event)
+    return event
 
+
+def _envelope_fields(raw: Mapping[str, Any], event: dict[str, Any]) -> None:
+    """publisher_id, message_id and priority, from the notification's envelope."""
     event["publisher_id"] = _required_str(raw, "publisher_id", MISSING_PUBLISHER_ID, "publisher_id")
     message_id = raw.get("message_id")
     if message_id is not None and (type(message_id) is not str or not message_id.isascii()):
@@ -790,10 +816,15 @@ def normalise(
         event["priority"] = priority if priority.isupper() else priority.upper()
     elif priority is None or priority == "":
         # oslo.messaging sends error notifications at ERROR; producers that drop the key lose that.
-        event["priority"] = "ERROR" if phase == PHASE_ERROR else "INFO"
+        event["priority"] = "ERROR" if event["phase"] == PHASE_ERROR else "INFO"
     else:
         event["priority"] = cast(str, _as_str(priority, "priority")).upper()
 
+
+def _times(
+    raw: Mapping[str, Any], payload: Mapping[str, Any], event: dict[str, Any], received_at: datetime | None
+) -> dict[str, str]:
+    """occurred_at and received_at into the event; the JSON texts of its timestamps returned."""
     record_received = raw.get("received_at")
     received = received_at if record_received is None else parse_timestamp(record_received, "received_at")
     if received is not None and (type(received) is not datetime or received.tzinfo is not UTC):
@@ -808,9 +839,9 @@ def normalise(
         _fail(MISSING_TIMESTAMP, "no timestamp in the notification and no received_at", "timestamp")
     event["occurred_at"] = occurred
     event["received_at"] = received or occurred
-    if stamps is not None:
-        _stamp_texts(stamps, event, payload, record_received, timestamp)
-    return cast(VmStatusEvent, event)
+    texts: dict[str, str] = {}
+    _stamp_texts(texts, event, payload, record_received, timestamp)
+    return texts
 
 
 def _stamp_texts(

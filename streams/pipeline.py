@@ -17,7 +17,7 @@ from schemas.dead_letter import STAGE_STUCK, dead_letter_headers
 from schemas.state import DELETED_STATE, META, source_of, state_key
 from schemas.vocabulary import FORMAT_LEGACY, FORMAT_POLL, FORMAT_VERSIONED, twin_action
 from streams import codecs, stuck, ves
-from streams.normalise import MalformedNotification, VmStatusEvent, load_record, normalise
+from streams.normalise import MalformedNotification, Normalised, load_record, normalise_with_texts
 from streams.outcomes import (
     APPLIED,
     DEAD,
@@ -197,10 +197,10 @@ class Processor:
         read = self._read(key, value, source)
         if isinstance(read, Outcome):
             return read
-        event, stamps = read
-        skey = state_key(event["vim_id"], event["instance_id"])
+        event, timestamp_texts = read
+        vm_key = state_key(event["vim_id"], event["instance_id"])
         try:
-            return self._decide(event, stamps, skey, current_state(skey), source, now)
+            return self._decide(event, timestamp_texts, vm_key, current_state(vm_key), source, now)
         except codecs.CodecError as exc:
             # An event normalise accepted but a sink cannot carry (or a schema registry refusing
             # it): kept, with its reason, rather than crashing the worker.
@@ -208,31 +208,28 @@ class Processor:
         except ves.VesMappingError as exc:
             return self._publisher.dead(key, value, source, exc.reason, str(exc))
 
-    def _read(
-        self, key: bytes | None, value: bytes | None, source: Source
-    ) -> tuple[VmStatusEvent, dict[str, str]] | Outcome:
+    def _read(self, key: bytes | None, value: bytes | None, source: Source) -> Normalised | Outcome:
         """The record's event and the ISO texts of its timestamps, or its outcome if it has none."""
         try:
-            stamps: dict[str, str] = {}
             raw = load_record(value) if value is not None else None
-            event = normalise(raw, stamps=stamps) if raw is not None else None
             if raw is None:
                 raise MalformedNotification("not_an_object", "the record has no value")
+            normalised = normalise_with_texts(raw)
         except MalformedNotification as exc:
             return self._publisher.dead(key, value, source, exc.reason, str(exc))
         except (ValueError, UnicodeDecodeError) as exc:
             return self._publisher.dead(key, value, source, "bad_json", f"not JSON: {exc}")
         except RecursionError:
             return self._publisher.dead(key, value, source, "bad_json", "nested too deeply")
-        if event is None:
+        if normalised is None:
             return Outcome(IGNORED)
-        return event, stamps
+        return normalised
 
     def _decide(
         self,
         event: Mapping[str, Any],
-        stamps: dict[str, str],
-        skey: bytes,
+        timestamp_texts: dict[str, str],
+        vm_key: bytes,
         state: Mapping[str, Any] | None,
         source: Source,
         now: float,
@@ -242,11 +239,11 @@ class Processor:
         meta = state.get(META) if state else None
         if message_id and meta and state and state.get("message_id") == message_id:
             if source_of(state) == source.as_dict():
-                return self._replay(event, stamps, skey, meta)
+                return self._replay(event, timestamp_texts, vm_key, meta)
             return Outcome(DUPLICATE, "same_as_state", event)
         if message_id and self._dedup.seen_before(message_id, now):
             return Outcome(DUPLICATE, "window", event)
-        event_json = codecs.event_to_json_dict(event, stamps=stamps)
+        event_json = codecs.event_to_json_dict(event, timestamp_texts=timestamp_texts)
         if state is not None and is_twin(event_json, state):
             return Outcome(DUPLICATE, "twin", event)
         if state is not None and same_change(event_json, state):
@@ -255,24 +252,35 @@ class Processor:
         if state is not None:
             if state.get("state") == DELETED_STATE and event_json.get("state") != DELETED_STATE:
                 return self._publisher.publish(
-                    event, event_json, STALE, skey, None, None, reason="after_delete"
+                    event, event_json, STALE, vm_key, None, None, reason="after_delete"
                 )
             if meta and is_older(version, list(meta.get("version") or []), event_json, state):
                 late_state, late_clears = _late_end(event_json, state, meta)
                 return self._publisher.publish(
-                    event, event_json, STALE, skey, late_state, None, reason="older", stuck_clears=late_clears
+                    event,
+                    event_json,
+                    STALE,
+                    vm_key,
+                    late_state,
+                    None,
+                    reason="older",
+                    stuck_clears=late_clears,
                 )
-        return self._apply(event, event_json, version, skey, state, meta, source, now)
+        return self._apply(event, event_json, version, vm_key, state, meta, source, now)
 
     def _replay(
-        self, event: Mapping[str, Any], stamps: dict[str, str], skey: bytes, meta: Mapping[str, Any]
+        self,
+        event: Mapping[str, Any],
+        timestamp_texts: dict[str, str],
+        vm_key: bytes,
+        meta: Mapping[str, Any],
     ) -> Outcome:
         """The record that made the state, read again: encoded as first written, from the alarm
         step and the stuck clears its state keeps."""
-        event_json = codecs.event_to_json_dict(event, stamps=stamps)
+        event_json = codecs.event_to_json_dict(event, timestamp_texts=timestamp_texts)
         step = ves.step_from_meta(meta) or ves.next_step(event_json, None, META)
         return self._publisher.publish(
-            event, event_json, REPLAYED, skey, None, step, stuck_clears=_cleared_of(meta)
+            event, event_json, REPLAYED, vm_key, None, step, stuck_clears=_cleared_of(meta)
         )
 
     def _apply(
@@ -280,7 +288,7 @@ class Processor:
         event: Mapping[str, Any],
         event_json: dict[str, Any],
         version: list[str],
-        skey: bytes,
+        vm_key: bytes,
         state: Mapping[str, Any] | None,
         meta: Mapping[str, Any] | None,
         source: Source,
@@ -318,10 +326,10 @@ class Processor:
             },
         }
         return self._publisher.publish(
-            event, event_json, APPLIED, skey, new_state, step, stuck_clears=clears, occurred_micros=occurred
+            event, event_json, APPLIED, vm_key, new_state, step, stuck_clears=clears, occurred_micros=occurred
         )
 
-    def expire(self, skey: bytes, state: Mapping[str, Any], now: float) -> Outcome | None:
+    def expire(self, vm_key: bytes, state: Mapping[str, Any], now: float) -> Outcome | None:
         """The stuck alarm of the VM's earliest pending action past its deadline, or None.
 
         One per call: the sweep comes back for the next. Its outputs are the STUCK event (events
@@ -345,14 +353,14 @@ class Processor:
         event_json = stuck.stuck_event(state, fired, META, _iso_micros(fired.deadline))
         try:
             event = codecs.json_dict_to_event(event_json)
-            outcome = self._publisher.publish_stuck(event, event_json, fired, skey, new_state)
+            outcome = self._publisher.publish_stuck(event, event_json, fired, vm_key, new_state)
         except (codecs.CodecError, ves.VesMappingError) as exc:
             # A state record a STUCK event cannot be made of: kept, with the reason, and the
             # timer marked fired, so that the sweep does not try again forever.
             reason = exc.reason if isinstance(exc, ves.VesMappingError) else "encode_failed"
             headers = dead_letter_headers(reason, str(exc), STAGE_STUCK)
-            dead = Output(self._topics.dlq, skey, codecs.encode_json_dict(state), headers)
-            return Outcome(DEAD, reason, outputs=[dead], state_key=skey, new_state=new_state)
+            dead = Output(self._topics.dlq, vm_key, codecs.encode_json_dict(state), headers)
+            return Outcome(DEAD, reason, outputs=[dead], state_key=vm_key, new_state=new_state)
         return outcome
 
 

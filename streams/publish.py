@@ -76,7 +76,7 @@ class Publisher:
         event: Mapping[str, Any],
         event_json: Mapping[str, Any],
         kind: str,
-        skey: bytes,
+        vm_key: bytes,
         new_state: dict[str, Any] | None,
         step: ves.Step | None,
         reason: str = "",
@@ -88,7 +88,7 @@ class Publisher:
         # Each encoding is made once per event, whatever the number of topics that carry it.
         encoded: dict[str, bytes] = {}
         stale = kind == STALE
-        outcome = Outcome(kind, reason, event, state_key=skey, new_state=new_state)
+        outcome = Outcome(kind, reason, event, state_key=vm_key, new_state=new_state)
         outcome.outputs.append(self.event_output(event, headers, encoded, reason if stale else None))
         if stale and not stuck_clears:
             # A stale event reaches no subscriber and moves no alarm; it cleared no stuck alarm.
@@ -120,7 +120,7 @@ class Publisher:
         event: Mapping[str, Any],
         event_json: Mapping[str, Any],
         fired: stuck.Pending,
-        skey: bytes,
+        vm_key: bytes,
         new_state: dict[str, Any],
     ) -> Outcome:
         """The STUCK event on the events topic and to the feeds selecting it; its VES fault to
@@ -128,7 +128,7 @@ class Publisher:
         change)."""
         headers = _event_headers(event, stuck.STUCK_STATUS, stuck.STUCK_PHASE)
         encoded: dict[str, bytes] = {}
-        outcome = Outcome(STUCK, fired.kind, event, state_key=skey, new_state=new_state)
+        outcome = Outcome(STUCK, fired.kind, event, state_key=vm_key, new_state=new_state)
         outcome.outputs.append(self.event_output(event, headers, encoded))
         sequence = fired.sequence
         assert sequence is not None

@@ -42,8 +42,8 @@ from bridge.kafka_delivery import produce_and_confirm
 from bridge.retry import Backoff
 from schemas.raw import documents
 from streams import codecs, metrics, pipeline
+from streams.batch_decisions import BatchDecisions
 from streams.gaps import GapFiller
-from streams.jobs import Job
 from streams.offsets import ACCEPT, GAP, OffsetLedger
 from streams.sweeps import TableSweeps
 
@@ -291,14 +291,14 @@ class BatchRunner:
             for tp, offset in offsets.items():
                 self.uncommitted.setdefault(tp, offset)
 
-    def _decide(self, messages: Sequence[RawMessage]) -> Job:
+    def _decide(self, messages: Sequence[RawMessage]) -> BatchDecisions:
         """Every outcome of a batch, deciding each notification against the state it will find
         once the batches before it are written."""
         started = time.monotonic()
         now = time.time()
         state = self.state
         pending = self.pending_states
-        job = Job(started=started, records=len(messages))
+        job = BatchDecisions(started=started, records=len(messages))
 
         def current_state(key: bytes) -> Mapping[str, Any] | None:
             if key in pending:
@@ -322,13 +322,13 @@ class BatchRunner:
         metrics.PHASE_SECONDS.labels("process").observe(time.monotonic() - started)
         return job
 
-    def send(self, job: Job) -> asyncio.Task[None]:
+    def send(self, job: BatchDecisions) -> asyncio.Task[None]:
         previous = self._in_flight[-1] if self._in_flight else None
         task = asyncio.ensure_future(self._write(job, previous))
         self._in_flight.append(task)
         return task
 
-    async def _write(self, job: Job, previous: asyncio.Task[None] | None) -> None:
+    async def _write(self, job: BatchDecisions, previous: asyncio.Task[None] | None) -> None:
         """Write a decided batch once the one before it is written: its outputs, then its states;
         only then may its offsets be committed."""
         if previous is not None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from schemas.state import source_partition
 from streams import metrics, pipeline
-from streams.jobs import Job
+from streams.batch_decisions import BatchDecisions
 
 if TYPE_CHECKING:
     from streams.runner import BatchRunner
@@ -31,7 +31,7 @@ class TableSweeps:
     async def remove_expired_deletes(self, active_partitions: set[int], now: float, retention: float) -> int:
         """Tombstone deleted VMs whose retention passed, on the partitions this worker owns."""
 
-        def decide(keys: Sequence[bytes], job: Job) -> None:
+        def decide(keys: Sequence[bytes], job: BatchDecisions) -> None:
             for key in keys:
                 value = self._runner.state.get(key)
                 if (
@@ -57,7 +57,7 @@ class TableSweeps:
         """
         pending = self._runner.pending_states
 
-        def decide(keys: Sequence[bytes], job: Job) -> None:
+        def decide(keys: Sequence[bytes], job: BatchDecisions) -> None:
             for key in keys:
                 value = pending.get(key, self._runner.state.get(key))
                 if value is None:
@@ -75,7 +75,7 @@ class TableSweeps:
 
         return await self._sweep(decide)
 
-    async def _sweep(self, decide: Callable[[Sequence[bytes], Job], None]) -> int:
+    async def _sweep(self, decide: Callable[[Sequence[bytes], BatchDecisions], None]) -> int:
         """Goes over the state table SWEEP_SLICE keys at a time, each slice decided under the
         write lock and written like a batch; how many states it wrote.
 
@@ -90,7 +90,7 @@ class TableSweeps:
             async with self._runner.write_lock:
                 if not self._runner.accepts(generation):
                     break
-                job = Job(started=time.monotonic())
+                job = BatchDecisions(started=time.monotonic())
                 decide(keys[start : start + SWEEP_SLICE], job)
                 task = self._runner.send(job) if job.states else None
             if task is None:

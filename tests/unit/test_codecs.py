@@ -572,10 +572,10 @@ def test_json_dict_leaves_out_keys_outside_the_schema_and_fills_defaults() -> No
     assert flat["image_meta"] is not codecs.event_to_json_dict(partial)["image_meta"]
 
 
-def test_json_dict_uses_the_stamps_it_is_given() -> None:
+def test_json_dict_uses_the_timestamp_texts_it_is_given() -> None:
     event = ALL_EVENTS[0]
-    stamps = {"occurred_at": "from the notification"}
-    flat = codecs.event_to_json_dict(event, stamps=stamps)
+    texts = {"occurred_at": "from the notification"}
+    flat = codecs.event_to_json_dict(event, timestamp_texts=texts)
     assert flat["occurred_at"] == "from the notification"
     assert flat["received_at"] == codecs.event_to_json_dict(event)["received_at"]
 

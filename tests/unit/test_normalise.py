@@ -19,6 +19,7 @@ from streams.normalise import (
     json_timestamp_text,
     load_record,
     normalise,
+    normalise_with_texts,
     parse_timestamp,
 )
 from tests.unit import nova_samples
@@ -816,12 +817,11 @@ def test_damaged_json_loads_or_fails_as_json_loads_does(data: st.DataObject) -> 
 
 
 def _stamped(raw: dict[str, Any], **kwargs: Any) -> tuple[dict[str, Any], dict[str, str]]:
-    stamps: dict[str, str] = {}
     kwargs.setdefault("vim_id", VIM_ID)
     kwargs.setdefault("received_at", RECEIVED_AT)
-    event = normalise(raw, stamps=stamps, **kwargs)
-    assert event is not None
-    return dict(event), stamps
+    normalised = normalise_with_texts(raw, **kwargs)
+    assert normalised is not None
+    return dict(normalised.event), normalised.timestamp_texts
 
 
 @pytest.mark.parametrize("path", nova_samples.all_files(), ids=nova_samples.sample_id)
@@ -834,7 +834,7 @@ def test_stamps_are_the_json_text_of_the_events_own_timestamps(path: Path) -> No
     assert "received_at" in stamps
     for name, text in stamps.items():
         assert text == formatted[name], name
-    assert codecs.event_to_json_dict(event, stamps=stamps) == formatted
+    assert codecs.event_to_json_dict(event, timestamp_texts=stamps) == formatted
 
 
 def test_stamps_of_the_usual_shapes() -> None:

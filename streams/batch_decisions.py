@@ -9,7 +9,7 @@ from streams import pipeline
 
 
 @dataclass
-class Job:
+class BatchDecisions:
     """One batch's decisions, on their way to Kafka."""
 
     started: float
