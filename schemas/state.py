@@ -4,14 +4,10 @@ The stream worker writes it and the API reads it; this module is the contract be
 
 key     "{vim_id}/{instance_id}", UTF-8
 value   the event's JSON form (see streams.codecs.event_to_json_dict) plus the worker's own
-        bookkeeping under META: {"version": [updated_at, occurred_at], "source": {"topic": ...,
-        "partition": ..., "offset": ..., "index": ...}}, where source is the raw record (and its
-        line) that produced it, plus the VM's VES alarms while raised ("alarm": the VM failure,
-        "action_alarm": a failed action) and what its last event did in VES ("ves"), see
-        streams.ves; the actions started and not yet ended
-        ("pending": kind -> start, deadline, whether stuck was raised) and the stuck alarms the
-        last event cleared ("stuck_cleared"), see streams.stuck. A fired timer rewrites the
-        record with only "pending" changed;
+        bookkeeping under META, typed below as `Bookkeeping`: the event's version (for ordering),
+        the raw record it came from, what it did to the VM's VES alarms and the alarms standing
+        (streams.ves), the actions started and not yet ended and the stuck alarms the event
+        cleared (streams.stuck). A fired timer rewrites the record with only "pending" changed;
         None (a tombstone) once a deleted VM's retention has passed
 """
 
@@ -19,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 # A VIM id is ONAP's {cloud-owner}_{cloud-region-id}.
 VIM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*_[A-Za-z0-9._-]+$"
@@ -28,6 +24,77 @@ META = "eventfed"
 DELETED_STATE = "deleted"
 
 _VIM_ID_RE = re.compile(VIM_ID_PATTERN)
+
+
+class SourceRecord(TypedDict):
+    """The raw record (and its line in a packed record) a state came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    index: int
+
+
+class AlarmRecord(TypedDict, total=False):
+    """A raised alarm: eventId, when raised (epoch µs), severity, the sourceName it was raised
+    under, and for a failed action the kind whose success clears it."""
+
+    event_id: str
+    raised_at: int
+    severity: str
+    source_name: str
+    kind: str
+
+
+class AlarmStepRecord(TypedDict):
+    """One alarm's transition (raise, clear, none) at the record's event, and the alarm concerned."""
+
+    transition: str
+    alarm: AlarmRecord | None
+
+
+class StepRecord(TypedDict, total=False):
+    """What the record's event did in VES: the VM failure (default rule) at the top level, the
+    VM's API status before it, the event's VES sequence number, and the multicloud rule's and the
+    failed action's steps when they have something to say."""
+
+    transition: str
+    alarm: AlarmRecord | None
+    old_status: str | None
+    sequence: int
+    multicloud: AlarmStepRecord
+    action: AlarmStepRecord
+
+
+class PendingRecord(TypedDict, total=False):
+    """An action started and not yet ended: its start, deadline (epoch µs) and stuck alarm."""
+
+    event_type: str
+    started_at: int
+    deadline: int
+    stuck: bool
+    sequence: int | None
+    after: float
+    source_name: str
+
+
+class ClearedRecord(PendingRecord, total=False):
+    """A stuck alarm the record's event cleared, with the VES sequence its clear took."""
+
+    kind: str
+    clear_sequence: int
+
+
+class Bookkeeping(TypedDict, total=False):
+    """Everything the stream worker keeps with a VM's state, under META."""
+
+    version: list[str]
+    source: SourceRecord
+    ves: StepRecord
+    alarm: AlarmRecord
+    action_alarm: AlarmRecord
+    pending: dict[str, PendingRecord]
+    stuck_cleared: list[ClearedRecord]
 
 
 def state_key(vim_id: str, instance_id: str) -> bytes:

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.state import SourceRecord
 from streams.routing import Output
 
 APPLIED = "applied"
@@ -43,7 +44,7 @@ class Source:
     offset: int
     index: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> SourceRecord:
         return {"topic": self.topic, "partition": self.partition, "offset": self.offset, "index": self.index}
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas.dead_letter import STAGE_STUCK, dead_letter_headers
-from schemas.state import DELETED_STATE, META, source_of, state_key
+from schemas.state import DELETED_STATE, META, Bookkeeping, ClearedRecord, source_of, state_key
 from schemas.vocabulary import FORMAT_LEGACY, FORMAT_POLL, FORMAT_VERSIONED, twin_action
 from streams import codecs, stuck, ves
 from streams.normalise import MalformedNotification, Normalised, load_record, normalise_with_texts
@@ -315,16 +315,11 @@ class Processor:
             sequence = first + len(clears) + step.fault_count
             if sequence != step.sequence:
                 step = step._replace(sequence=sequence)
-        new_state = {
-            **event_json,
-            META: {
-                "version": version,
-                "source": source.as_dict(),
-                **ves.step_to_meta(step),
-                **stuck.pending_to_meta(timers.pending),
-                **_cleared_to_meta(clears),
-            },
-        }
+        bookkeeping: Bookkeeping = {"version": version, "source": source.as_dict()}
+        bookkeeping.update(ves.step_to_meta(step))
+        bookkeeping.update(stuck.pending_to_meta(timers.pending))
+        bookkeeping.update(_cleared_to_meta(clears))
+        new_state = {**event_json, META: bookkeeping}
         return self._publisher.publish(
             event, event_json, APPLIED, vm_key, new_state, step, stuck_clears=clears, occurred_micros=occurred
         )
@@ -405,11 +400,17 @@ def _late_end(
     return {**state, META: {**kept, **stuck.pending_to_meta(pending)}}, clears
 
 
-def _cleared_to_meta(clears: Sequence[tuple[stuck.Pending, int]]) -> dict[str, Any]:
+def _cleared_to_meta(clears: Sequence[tuple[stuck.Pending, int]]) -> Bookkeeping:
     """The stuck alarms a record cleared, so that the record replayed clears them the same way."""
     if not clears:
         return {}
-    return {"stuck_cleared": [{"kind": p.kind, **p.as_dict(), "clear_sequence": n} for p, n in clears]}
+    cleared: list[ClearedRecord] = []
+    for pending, sequence in clears:
+        record: ClearedRecord = {"kind": pending.kind}
+        record.update(pending.as_dict())
+        record["clear_sequence"] = sequence
+        cleared.append(record)
+    return {"stuck_cleared": cleared}
 
 
 def _cleared_of(meta: Mapping[str, Any]) -> list[tuple[stuck.Pending, int]]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from schemas.action_times import DEFAULT_KEY, DEFAULT_STUCK_AFTER, parse_duration, parse_stuck_after
+from schemas.state import Bookkeeping, PendingRecord
 from streams.event_ids import bounded_event_id
 
 __all__ = ["DEFAULT_KEY", "DEFAULT_STUCK_AFTER", "parse_duration", "parse_stuck_after"]
@@ -61,8 +62,8 @@ class Pending:
     after: float = 0.0
     source_name: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        written: dict[str, Any] = {
+    def as_dict(self) -> PendingRecord:
+        written: PendingRecord = {
             "event_type": self.event_type,
             "started_at": self.started_at,
             "deadline": self.deadline,
@@ -114,7 +115,7 @@ def pending_of(meta: Any) -> dict[str, Pending]:
     return {kind: pending for kind, pending in found.items() if pending is not None}
 
 
-def pending_to_meta(pending: Mapping[str, Pending]) -> dict[str, Any]:
+def pending_to_meta(pending: Mapping[str, Pending]) -> Bookkeeping:
     return {_PENDING: {kind: p.as_dict() for kind, p in sorted(pending.items())}} if pending else {}
 
 

@@ -27,6 +27,7 @@ from typing import Any, Final, Literal, NamedTuple
 
 import orjson
 
+from schemas.state import AlarmRecord, Bookkeeping, StepRecord
 from streams.event_ids import bounded_event_id
 from streams.stuck import Pending, stuck_event_id
 
@@ -167,8 +168,8 @@ class Alarm:
     source_name: str | None = None
     kind: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        written: dict[str, Any] = {
+    def as_dict(self) -> AlarmRecord:
+        written: AlarmRecord = {
             "event_id": self.event_id,
             "raised_at": self.raised_at,
             "severity": self.severity,
@@ -332,9 +333,9 @@ def step_from_meta(meta: Any) -> Step | None:
     return step
 
 
-def step_to_meta(step: Step) -> dict[str, Any]:
+def step_to_meta(step: Step) -> Bookkeeping:
     """The state record's bookkeeping for a step: the standing alarms, and the step itself."""
-    written: dict[str, Any] = {
+    written: StepRecord = {
         "transition": step.transition,
         "alarm": step.alarm.as_dict() if step.alarm else None,
         "old_status": step.old_status,
@@ -351,7 +352,7 @@ def step_to_meta(step: Step) -> dict[str, Any]:
             "transition": step.action,
             "alarm": step.action_alarm.as_dict() if step.action_alarm else None,
         }
-    meta: dict[str, Any] = {"ves": written}
+    meta: Bookkeeping = {"ves": written}
     if step.standing_alarm is not None:
         meta["alarm"] = step.standing_alarm.as_dict()
     if step.standing_action_alarm is not None:
