@@ -98,29 +98,30 @@ def _paging_parameters(settings: ApiSettings) -> list[dict[str, Any]]:
     ]
 
 
-def _schemas(settings: ApiSettings, vocabulary: StateVocabulary) -> dict[str, Any]:
-    summary_properties = {name: _NULLABLE_TEXT for name in SUMMARY_FIELDS}
-    summary_properties["instance_id"] = {"type": "string"}
-    summary_properties["vim_id"] = {"type": "string"}
-    summary_properties["power_state"] = {"type": ["string", "integer", "null"]}
-    summary_properties["launched_at"] = {
-        **_NULLABLE_TEXT,
-        "description": "when the VM was launched, written as occurred_at is (YYYY-MM-DDTHH:MM:SS.ffffffZ, "
-        "UTC) whichever way Nova sent it; the VM's record keeps Nova's text",
-    }
-    # The fields of schemas/vm_status_event.avsc: the ONAP VM status spec's plus eventfed's own.
-    record_properties = {name: _json_form(avro_type) for name, avro_type in event_fields()}
-    counts = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
-    next_marker = {
-        **_NULLABLE_TEXT,
-        "description": "pass as `marker` to get the next page; null on the last page",
-    }
-    page_limit = {
+def _next_marker() -> dict[str, Any]:
+    return {**_NULLABLE_TEXT, "description": "pass as `marker` to get the next page; null on the last page"}
+
+
+def _page_limit(settings: ApiSettings) -> dict[str, Any]:
+    return {
         "type": "integer",
         "minimum": 1,
         "maximum": settings.api_page_limit_max,
         "description": "the page size this answer used",
     }
+
+
+def _schemas(settings: ApiSettings, vocabulary: StateVocabulary) -> dict[str, Any]:
+    return {
+        **_error_schemas(),
+        **_state_schemas(),
+        **_page_schemas(settings),
+        **_status_check_schemas(settings, vocabulary),
+        **_operation_schemas(),
+    }
+
+
+def _error_schemas() -> dict[str, Any]:
     return {
         "Error": {
             "type": "object",
@@ -141,6 +142,24 @@ def _schemas(settings: ApiSettings, vocabulary: StateVocabulary) -> dict[str, An
                 }
             },
         },
+    }
+
+
+def _state_schemas() -> dict[str, Any]:
+    """A VM's summary and full record, and a VIM's counts."""
+    summary_properties = {name: _NULLABLE_TEXT for name in SUMMARY_FIELDS}
+    summary_properties["instance_id"] = {"type": "string"}
+    summary_properties["vim_id"] = {"type": "string"}
+    summary_properties["power_state"] = {"type": ["string", "integer", "null"]}
+    summary_properties["launched_at"] = {
+        **_NULLABLE_TEXT,
+        "description": "when the VM was launched, written as occurred_at is (YYYY-MM-DDTHH:MM:SS.ffffffZ, "
+        "UTC) whichever way Nova sent it; the VM's record keeps Nova's text",
+    }
+    # The fields of schemas/vm_status_event.avsc: the ONAP VM status spec's plus eventfed's own.
+    record_properties = {name: _json_form(avro_type) for name, avro_type in event_fields()}
+    counts = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
+    return {
         "VmSummary": {
             "type": "object",
             "description": "A VM's latest state, in brief (fields the record lacks are null)",
@@ -181,6 +200,13 @@ def _schemas(settings: ApiSettings, vocabulary: StateVocabulary) -> dict[str, An
             "required": ["vims"],
             "properties": {"vims": {"type": "array", "items": _ref("Vim")}},
         },
+    }
+
+
+def _page_schemas(settings: ApiSettings) -> dict[str, Any]:
+    """A page of VMs and its links."""
+    next_marker, page_limit = _next_marker(), _page_limit(settings)
+    return {
         "Links": {
             "type": "object",
             "required": ["next"],
@@ -209,6 +235,13 @@ def _schemas(settings: ApiSettings, vocabulary: StateVocabulary) -> dict[str, An
                 "vms": {"type": "array", "items": _ref("VmSummary")},
             },
         },
+    }
+
+
+def _status_check_schemas(settings: ApiSettings, vocabulary: StateVocabulary) -> dict[str, Any]:
+    """check_vim_status's request and answer."""
+    next_marker, page_limit = _next_marker(), _page_limit(settings)
+    return {
         "StatusCheckRequest": {
             "type": "object",
             "required": ["states"],
@@ -257,6 +290,11 @@ def _schemas(settings: ApiSettings, vocabulary: StateVocabulary) -> dict[str, An
                 "vms": {"type": "array", "items": _ref("VmSummary")},
             },
         },
+    }
+
+
+def _operation_schemas() -> dict[str, Any]:
+    return {
         "Readiness": {
             "type": "object",
             "required": ["ready", "reason", "checks", "vms"],
@@ -309,35 +347,9 @@ def _status_check_operation(
     }
 
 
-def openapi_document(
-    settings: ApiSettings, vocabulary: StateVocabulary, *, auth: list[str]
-) -> dict[str, Any]:
-    """The document for this configuration; `auth` names the enabled schemes ("bearer", "basic")."""
-    vm_list_parameters = [
-        *_VIM_PARAMETERS,
-        _query_parameter(
-            "state",
-            "only VMs in this Nova vm_state (case-insensitive)",
-            {"type": "string", "enum": sorted(vocabulary.vm_states)},
-        ),
-        _query_parameter(
-            "event",
-            "only VMs whose last status kind is this (case-insensitive)",
-            {"type": "string", "enum": sorted(vocabulary.kinds)},
-        ),
-        _query_parameter(
-            "tenant_id",
-            "only VMs of this tenant",
-            {"type": "string", "minLength": 1, "maxLength": MAX_FILTER_LENGTH},
-        ),
-        _query_parameter(
-            "host",
-            "only VMs on this compute host",
-            {"type": "string", "minLength": 1, "maxLength": MAX_FILTER_LENGTH},
-        ),
-        *_paging_parameters(settings),
-    ]
-    paths: dict[str, Any] = {
+def _operation_paths() -> dict[str, Any]:
+    """Health, readiness, metrics and this document."""
+    return {
         "/healthz": {
             "get": {
                 "operationId": "healthz",
@@ -381,6 +393,40 @@ def openapi_document(
                 "responses": {"200": _json_response("OpenAPI 3.1", {"type": "object"})},
             }
         },
+    }
+
+
+def _vm_list_parameters(settings: ApiSettings, vocabulary: StateVocabulary) -> list[dict[str, Any]]:
+    return [
+        *_VIM_PARAMETERS,
+        _query_parameter(
+            "state",
+            "only VMs in this Nova vm_state (case-insensitive)",
+            {"type": "string", "enum": sorted(vocabulary.vm_states)},
+        ),
+        _query_parameter(
+            "event",
+            "only VMs whose last status kind is this (case-insensitive)",
+            {"type": "string", "enum": sorted(vocabulary.kinds)},
+        ),
+        _query_parameter(
+            "tenant_id",
+            "only VMs of this tenant",
+            {"type": "string", "minLength": 1, "maxLength": MAX_FILTER_LENGTH},
+        ),
+        _query_parameter(
+            "host",
+            "only VMs on this compute host",
+            {"type": "string", "minLength": 1, "maxLength": MAX_FILTER_LENGTH},
+        ),
+        *_paging_parameters(settings),
+    ]
+
+
+def _state_paths(settings: ApiSettings, vocabulary: StateVocabulary) -> dict[str, Any]:
+    """The state table: VIMs, VMs, one VM, and check_vim_status (v1 and v0)."""
+    vm_list_parameters = _vm_list_parameters(settings, vocabulary)
+    return {
         f"{V1}/vims": {
             "get": {
                 "operationId": "listVims",
@@ -437,6 +483,13 @@ def openapi_document(
             )
         },
     }
+
+
+def openapi_document(
+    settings: ApiSettings, vocabulary: StateVocabulary, *, auth: list[str]
+) -> dict[str, Any]:
+    """The document for this configuration; `auth` names the enabled schemes ("bearer", "basic")."""
+    paths = {**_operation_paths(), **_state_paths(settings, vocabulary)}
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {

@@ -233,7 +233,6 @@ class SimulatedCloud:
         )
 
     def _versioned(self, vm: SimulatedVm, action: str, phase: str) -> Notification:
-        name, flavor_id, memory_mb, vcpus, root_gb = vm.flavor
         data: dict[str, Any] = {
             "uuid": vm.uuid,
             "display_name": vm.display_name,
@@ -267,57 +266,9 @@ class SimulatedCloud:
             "key_name": "ops-key",
             "auto_disk_config": "MANUAL",
             "metadata": dict(vm.metadata),
-            "fault": None
-            if phase != "error"
-            else {
-                "nova_object.name": "ExceptionPayload",
-                "nova_object.namespace": "nova",
-                "nova_object.version": "1.1",
-                "nova_object.data": {
-                    "exception": "InstanceFaultRollback",
-                    "exception_message": f"{action} failed on {vm.host}",
-                    "function_name": action,
-                    "module_name": "nova.compute.manager",
-                    "traceback": "",
-                },
-            },
-            "flavor": {
-                "nova_object.name": "FlavorPayload",
-                "nova_object.namespace": "nova",
-                "nova_object.version": "1.4",
-                "nova_object.data": {
-                    "flavorid": flavor_id,
-                    "name": name,
-                    "memory_mb": memory_mb,
-                    "vcpus": vcpus,
-                    "root_gb": root_gb,
-                    "ephemeral_gb": 0,
-                    "swap": 0,
-                    "is_public": True,
-                    "rxtx_factor": 1.0,
-                    "vcpu_weight": 0,
-                    "disabled": False,
-                    "description": None,
-                    "extra_specs": {},
-                    "projects": None,
-                },
-            },
-            "ip_addresses": [
-                {
-                    "nova_object.name": "IpPayload",
-                    "nova_object.namespace": "nova",
-                    "nova_object.version": "1.0",
-                    "nova_object.data": {
-                        "address": vm.ip,
-                        "device_name": "tap0",
-                        "label": "private",
-                        "mac": "fa:16:3e:00:00:01",
-                        "meta": {},
-                        "port_uuid": vm.uuid,
-                        "version": 4,
-                    },
-                }
-            ],
+            "fault": _versioned_fault(vm, action) if phase == "error" else None,
+            "flavor": _flavor_payload(vm),
+            "ip_addresses": [_ip_payload(vm)],
             "block_devices": [],
             "shares": [],
         }
@@ -334,6 +285,63 @@ class SimulatedCloud:
             payload,
             vm.uuid,
         )
+
+
+def _versioned_fault(vm: SimulatedVm, action: str) -> dict[str, Any]:
+    return {
+        "nova_object.name": "ExceptionPayload",
+        "nova_object.namespace": "nova",
+        "nova_object.version": "1.1",
+        "nova_object.data": {
+            "exception": "InstanceFaultRollback",
+            "exception_message": f"{action} failed on {vm.host}",
+            "function_name": action,
+            "module_name": "nova.compute.manager",
+            "traceback": "",
+        },
+    }
+
+
+def _flavor_payload(vm: SimulatedVm) -> dict[str, Any]:
+    name, flavor_id, memory_mb, vcpus, root_gb = vm.flavor
+    return {
+        "nova_object.name": "FlavorPayload",
+        "nova_object.namespace": "nova",
+        "nova_object.version": "1.4",
+        "nova_object.data": {
+            "flavorid": flavor_id,
+            "name": name,
+            "memory_mb": memory_mb,
+            "vcpus": vcpus,
+            "root_gb": root_gb,
+            "ephemeral_gb": 0,
+            "swap": 0,
+            "is_public": True,
+            "rxtx_factor": 1.0,
+            "vcpu_weight": 0,
+            "disabled": False,
+            "description": None,
+            "extra_specs": {},
+            "projects": None,
+        },
+    }
+
+
+def _ip_payload(vm: SimulatedVm) -> dict[str, Any]:
+    return {
+        "nova_object.name": "IpPayload",
+        "nova_object.namespace": "nova",
+        "nova_object.version": "1.0",
+        "nova_object.data": {
+            "address": vm.ip,
+            "device_name": "tap0",
+            "label": "private",
+            "mac": "fa:16:3e:00:00:01",
+            "meta": {},
+            "port_uuid": vm.uuid,
+            "version": 4,
+        },
+    }
 
 
 def _priority(phase: str) -> str:
