@@ -840,12 +840,12 @@ def _times(
     event["occurred_at"] = occurred
     event["received_at"] = received or occurred
     texts: dict[str, str] = {}
-    _stamp_texts(texts, event, payload, record_received, timestamp)
+    _timestamp_texts(texts, event, payload, record_received, timestamp)
     return texts
 
 
-def _stamp_texts(
-    stamps: dict[str, str],
+def _timestamp_texts(
+    texts: dict[str, str],
     event: Mapping[str, Any],
     payload: Mapping[str, Any],
     record_received: object,
@@ -854,18 +854,18 @@ def _stamp_texts(
     """Texts of the strings the event's timestamps were parsed from; called once all of them parsed."""
     occurred_text = json_timestamp_text(timestamp)
     if occurred_text is not None:
-        stamps["occurred_at"] = occurred_text
+        texts["occurred_at"] = occurred_text
     if record_received is not None:
         received_text = json_timestamp_text(record_received)
         if received_text is not None:
-            stamps["received_at"] = received_text
+            texts["received_at"] = received_text
     elif occurred_text is not None and event["received_at"] is event["occurred_at"]:
         # No received_at anywhere: the notification's own time stands for both.
-        stamps["received_at"] = occurred_text
+        texts["received_at"] = occurred_text
     if event["updated_at"] is not None:
         data = payload["nova_object.data"] if event["format"] != FORMAT_POLL else payload
         updated_text = json_timestamp_text(
             data.get("updated" if event["format"] == FORMAT_POLL else "updated_at")
         )
         if updated_text is not None:
-            stamps["updated_at"] = updated_text
+            texts["updated_at"] = updated_text

@@ -14,7 +14,7 @@ from schemas.dead_letter import STAGE_STREAM, dead_letter_headers
 from schemas.raw import Headers
 from streams import codecs, stuck, ves
 from streams.outcomes import DEAD, STALE, STUCK, Outcome, Source, Topics
-from streams.routing import CONTENT_TYPES, Output, Route, Router, compiled
+from streams.routing import CONTENT_TYPES, Output, Route, Router, VesRecords, compiled
 from streams.subscriptions import Subscription
 
 
@@ -101,19 +101,8 @@ class Publisher:
                 route, selected, watched, event_json, moved, stuck_clears, encoded, occurred_micros
             )
 
-        outputs, matched = self.routes().route(
-            event,
-            event_json,
-            headers,
-            selectable=not stale,
-            alarms_moved=(step is not None and step.moved) or bool(stuck_clears),
-            ves_records=ves_records,
-            avro=self.avro,
-            encoded=encoded,
-        )
-        outcome.outputs.extend(outputs)
-        outcome.matched.extend(matched)
-        return outcome
+        alarms_moved = (step is not None and step.moved) or bool(stuck_clears)
+        return self._to_feeds(outcome, event_json, headers, not stale, alarms_moved, ves_records, encoded)
 
     def publish_stuck(
         self,
@@ -138,12 +127,26 @@ class Publisher:
                 return []
             return [ves.encode_stuck(event_json, fired, True, sequence, route.reporting_entity)]
 
+        return self._to_feeds(outcome, event_json, headers, True, True, ves_records, encoded)
+
+    def _to_feeds(
+        self,
+        outcome: Outcome,
+        event_json: Mapping[str, Any],
+        headers: Headers,
+        selectable: bool,
+        alarms_moved: bool,
+        ves_records: VesRecords,
+        encoded: dict[str, bytes],
+    ) -> Outcome:
+        """The outcome with its feeds' records added (streams.routing.Router.route)."""
+        assert outcome.event is not None
         outputs, matched = self.routes().route(
-            event,
+            outcome.event,
             event_json,
             headers,
-            selectable=True,
-            alarms_moved=True,
+            selectable=selectable,
+            alarms_moved=alarms_moved,
             ves_records=ves_records,
             avro=self.avro,
             encoded=encoded,
