@@ -8,10 +8,9 @@ health endpoint. What a batch goes through, and why, is in streams.runner.
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -31,6 +30,9 @@ from streams.subscription_source import SubscriptionSource
 from streams.subscriptions import Subscription, SubscriptionError
 from streams.topics import sink_topics
 from streams.worker_timers import WorkerTimers, register_timers, subscription_reloader
+
+if TYPE_CHECKING:
+    import faust
 
 LOG = logging.getLogger(__name__)
 
@@ -104,15 +106,12 @@ def prepare_sinks(
 METADATA_MAX_AGE_MS = 5_000
 
 
-def build_app(
-    settings: StreamSettings,
-    subscriptions: SubscriptionSource,
-    health: StreamHealth,
-    registrar: Registrar | None = None,
-) -> tuple[Any, BatchRunner]:
+def faust_app(settings: StreamSettings) -> faust.App:
+    """Faust's app for the worker: its broker, its consumer's timings, and nothing of Faust's own
+    producing or committing (outputs go through BatchWriter, offsets through BatchRunner)."""
     import faust
 
-    app = faust.App(
+    return faust.App(
         settings.app_id,
         **faust_broker_settings(settings),
         store="memory://",
@@ -138,24 +137,51 @@ def build_app(
         broker_heartbeat_interval=settings.session_timeout_seconds / 4,
         autodiscover=False,
     )
-    keyed_topic = functools.partial(app.topic, key_serializer="raw", partitions=settings.partitions)
-    # acks=False: Faust neither tracks nor commits these offsets; the BatchRunner does.
-    raw_topic = keyed_topic(settings.raw_topic, value_serializer="raw", acks=False)
-    # The compacted state topic is the table's changelog: one topic is both the API's read
-    # model and the worker's recovery log, so the two can never disagree.
+
+
+def state_table(app: faust.App, settings: StreamSettings) -> Any:
+    """The table of every VM's latest state, whose changelog is the compacted state topic: one
+    topic is both the API's read model and the worker's recovery log, so the two can never
+    disagree."""
+    import faust
+
     # acks=False as on Faust's own changelogs: the table reads it only to recover, so Faust's
     # check for stalled streams must not count it as a stream (it would log an error per partition
     # every few seconds once the worker is five minutes old and the table has been written).
-    state_changelog = keyed_topic(
-        settings.state_topic, value_serializer="json", compacting=True, deleting=False, acks=False
+    changelog = app.topic(
+        settings.state_topic,
+        key_serializer="raw",
+        value_serializer="json",
+        partitions=settings.partitions,
+        compacting=True,
+        deleting=False,
+        acks=False,
     )
-    table = app.Table(
+    return app.Table(
         "vm-state",
         default=None,
         partitions=settings.partitions,
-        changelog_topic=state_changelog,
+        changelog_topic=changelog,
         schema=faust.Schema(key_serializer="raw", value_serializer="json"),
     )
+
+
+def build_app(
+    settings: StreamSettings,
+    subscriptions: SubscriptionSource,
+    health: StreamHealth,
+    registrar: Registrar | None = None,
+) -> tuple[Any, BatchRunner]:
+    app = faust_app(settings)
+    # acks=False: Faust neither tracks nor commits these offsets; the BatchRunner does.
+    raw_topic = app.topic(
+        settings.raw_topic,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+        acks=False,
+    )
+    table = state_table(app, settings)
     writer = BatchWriter(
         Producer(confirmed_producer_config(settings, "stream", settings.delivery_timeout)),
         delivery_timeout=settings.delivery_timeout,
