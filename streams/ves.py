@@ -312,25 +312,28 @@ def step_from_meta(meta: Any) -> Step | None:
         return None
     sequence = written.get("sequence")
     old_status = written.get("old_status")
-    step = Step(
+    # Present only for a VM that had such an alarm: most have neither.
+    multicloud = written.get("multicloud")
+    action = written.get("action")
+    multicloud_transition: Transition = NONE
+    multicloud_alarm = action_alarm = None
+    action_transition: Transition = NONE
+    if multicloud is not None and isinstance(multicloud, Mapping):
+        multicloud_transition = _transition_of(multicloud.get("transition"))
+        multicloud_alarm = Alarm.from_dict(multicloud.get("alarm"))
+    if action is not None and isinstance(action, Mapping):
+        action_transition = _transition_of(action.get("transition"))
+        action_alarm = Alarm.from_dict(action.get("alarm"))
+    return Step(
         written["transition"],
         Alarm.from_dict(written.get("alarm")),
         old_status if isinstance(old_status, str) else None,
         sequence if type(sequence) is int else 0,
+        multicloud_transition,
+        multicloud_alarm,
+        action_transition,
+        action_alarm,
     )
-    # Present only for a VM that had such an alarm: most have neither.
-    multicloud = written.get("multicloud")
-    if multicloud is not None and isinstance(multicloud, Mapping):
-        step = step._replace(
-            multicloud=_transition_of(multicloud.get("transition")),
-            multicloud_alarm=Alarm.from_dict(multicloud.get("alarm")),
-        )
-    action = written.get("action")
-    if action is not None and isinstance(action, Mapping):
-        step = step._replace(
-            action=_transition_of(action.get("transition")), action_alarm=Alarm.from_dict(action.get("alarm"))
-        )
-    return step
 
 
 def step_to_meta(step: Step) -> Bookkeeping:
