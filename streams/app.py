@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
 def _create_topics_then_work(
     settings: StreamSettings, subscriptions: SubscriptionSource, health: StreamHealth
 ) -> int:
-    if not _create_topics(settings, subscriptions, health):
+    if not create_topics(settings, subscriptions, health):
         return 1
     registrar = None
     if settings.schema_registry_url:
@@ -239,7 +239,7 @@ def _create_topics_then_work(
         runner.reader.close()
 
 
-def _create_topics(settings: StreamSettings, subscriptions: SubscriptionSource, health: StreamHealth) -> bool:
+def create_topics(settings: StreamSettings, subscriptions: SubscriptionSource, health: StreamHealth) -> bool:
     """The worker's topics created (or found), retried with backoff while Kafka does not answer,
     for up to kafka_start_timeout seconds; False (logged) when they could not be."""
     deadline = time.monotonic() + settings.kafka_start_timeout

@@ -29,7 +29,7 @@ OUTPUT_BUFFER_BYTES = 2 * OUTPUT_HIGH_WATERMARK_BYTES
 _M_ARENA_MAX = -8  # mallopt parameter number in glibc's malloc.h
 
 
-def _tune_allocator() -> Callable[[], None]:
+def tune_allocator() -> Callable[[], None]:
     """Hold the allocator's RSS down; returns a function that gives freed heap back to the OS.
 
     glibc gives each thread its own heap arena, and memory freed in an arena is rarely returned:
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     # The read model warns about every Kafka client error; during an outage those repeat with
     # every reconnect.
     suppress_repeated_warnings("bridge.api.read_model")
-    release_free_memory = _tune_allocator()
+    release_free_memory = tune_allocator()
 
     def settle_after_replay() -> None:
         # The table is now a few hundred thousand long-lived objects. Every full collection of

@@ -32,5 +32,5 @@ def test_bad_auth_settings_stop_the_cli(
 
 
 def test_allocator_tuning_is_harmless() -> None:
-    release_free_memory = server._tune_allocator()
+    release_free_memory = server.tune_allocator()
     release_free_memory()
