@@ -15,11 +15,11 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from bridge.health import HealthServer, register_build_info
+from bridge.deployable import CannotStart, run_deployable
 from bridge.kafka_config import KafkaTlsRefused, confirmed_producer_config, consumer_config, ssl_context
 from bridge.logs import setup_logging
 from bridge.retry import Backoff
-from bridge.settings import StreamSettings, load
+from bridge.settings import StreamSettings
 from bridge.topics import core_topics, ensure_topics
 from streams import pipeline
 from streams.codecs import CodecError
@@ -195,48 +195,61 @@ def build_app(
     return app, runner
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = load(StreamSettings)
-    setup_logging(settings, "stream")
-    register_build_info("stream")
-    missing = missing_internals()
-    if missing:
-        LOG.error("cannot start: this faust-streaming lacks what eventfed relies on: %s", ", ".join(missing))
-        return 2
-    try:
-        subscriptions = SubscriptionSource(settings.subscriptions_file)
-    except (OSError, SubscriptionError) as exc:
-        LOG.error("cannot start: %s", exc)
-        return 2
-    health = StreamHealth()
-    health_server = None
-    # Liveness first: creating topics can wait on an unreachable Kafka for the admin timeout,
-    # and a probe that finds no endpoint meanwhile would restart a process that is fine.
-    if settings.metrics_port:
-        health_server = HealthServer(settings.metrics_host, settings.metrics_port, health.check).start()
-    try:
-        return _create_topics_then_work(settings, subscriptions, health)
-    finally:
-        if health_server is not None:
-            health_server.stop()
+class StreamDeployable:
+    """`eventfed stream` in the deployable skeleton (bridge.deployable): create the topics and
+    register the schemas, then run Faust's worker loop, which handles SIGTERM and SIGINT itself
+    (it stops its agents after the batch in hand, then commits what was written)."""
 
+    name = "stream worker"
+    handles_signals = True
 
-def _create_topics_then_work(
-    settings: StreamSettings, subscriptions: SubscriptionSource, health: StreamHealth
-) -> int:
-    if not create_topics(settings, subscriptions, health):
-        return 1
-    registrar = None
-    if settings.schema_registry_url:
-        registrar = _register_schemas(settings, subscriptions, health)
-        if registrar is None:
+    def __init__(self, settings: StreamSettings) -> None:
+        missing = missing_internals()
+        if missing:
+            LOG.error(
+                "cannot start: this faust-streaming lacks what eventfed relies on: %s", ", ".join(missing)
+            )
+            raise CannotStart(2)
+        try:
+            self.subscriptions = SubscriptionSource(settings.subscriptions_file)
+        except (OSError, SubscriptionError) as exc:
+            LOG.error("cannot start: %s", exc)
+            raise CannotStart(2) from exc
+        self.settings = settings
+        self.health = StreamHealth()
+        self.app: Any = None
+        self.runner: BatchRunner | None = None
+
+    def readiness(self) -> tuple[bool, str]:
+        return self.health.check()
+
+    def start(self) -> int | None:
+        settings, subscriptions, health = self.settings, self.subscriptions, self.health
+        if not create_topics(settings, subscriptions, health):
             return 1
-    health.observed = (False, "starting the worker", 0.0)
-    app, runner = build_app(settings, subscriptions, health, registrar)
-    try:
-        return _work(settings, app)
-    finally:
-        runner.reader.close()
+        registrar = None
+        if settings.schema_registry_url:
+            registrar = _register_schemas(settings, subscriptions, health)
+            if registrar is None:
+                return 1
+        health.observed = (False, "starting the worker", 0.0)
+        self.app, self.runner = build_app(settings, subscriptions, health, registrar)
+        return None
+
+    def work(self) -> int:
+        return _work(self.settings, self.app)
+
+    def request_stop(self, signum: int) -> None:
+        # Not called: handles_signals, Faust's worker stops itself on a signal.
+        raise NotImplementedError
+
+    def drain(self) -> None:
+        if self.runner is not None:
+            self.runner.reader.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_deployable("stream", StreamSettings, StreamDeployable)
 
 
 def create_topics(settings: StreamSettings, subscriptions: SubscriptionSource, health: StreamHealth) -> bool:
