@@ -11,7 +11,7 @@ import argparse
 import functools
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -31,6 +31,9 @@ from streams.subscription_source import SubscriptionSource
 from streams.subscriptions import Subscription, SubscriptionError
 from streams.topics import sink_topics
 from streams.worker_timers import WorkerTimers, register_timers, subscription_reloader
+
+if TYPE_CHECKING:
+    import faust
 
 LOG = logging.getLogger(__name__)
 
@@ -104,12 +107,8 @@ def prepare_sinks(
 METADATA_MAX_AGE_MS = 5_000
 
 
-def build_app(
-    settings: StreamSettings,
-    subscriptions: SubscriptionSource,
-    health: StreamHealth,
-    registrar: Registrar | None = None,
-) -> tuple[Any, BatchRunner]:
+def faust_app(settings: StreamSettings) -> faust.App:
+    """Faust's app for the worker: its broker, its consumer's timings, its web port."""
     import faust
 
     app = faust.App(
@@ -138,6 +137,42 @@ def build_app(
         broker_heartbeat_interval=settings.session_timeout_seconds / 4,
         autodiscover=False,
     )
+    return app
+
+
+def build_runner(
+    settings: StreamSettings, app: Any, table: Any, processor: pipeline.Processor
+) -> BatchRunner:
+    """The batch runner of `app`, over its state `table`, with a producer and a range reader of
+    its own."""
+    writer = BatchWriter(
+        Producer(confirmed_producer_config(settings, "stream", settings.delivery_timeout)),
+        delivery_timeout=settings.delivery_timeout,
+    )
+    # Reads records the Faust consumer fetched but never handed over, by offset (holes are rare).
+    reader = KafkaRangeReader(consumer_config(settings, "stream-range-reader", group_id=None))
+    return BatchRunner(
+        processor,
+        writer,
+        FaustConsumerOffsets(app),
+        reader,
+        table.data,
+        settings.state_topic,
+        current_generation=lambda: app.consumer_generation_id,
+        max_in_flight=settings.max_batches_in_flight,
+    )
+
+
+def build_app(
+    settings: StreamSettings,
+    subscriptions: SubscriptionSource,
+    health: StreamHealth,
+    registrar: Registrar | None = None,
+) -> tuple[Any, BatchRunner]:
+    import faust
+
+    schema_ids = registrar.ids if registrar is not None else None
+    app = faust_app(settings)
     keyed_topic = functools.partial(app.topic, key_serializer="raw", partitions=settings.partitions)
     # acks=False: Faust neither tracks nor commits these offsets; the BatchRunner does.
     raw_topic = keyed_topic(settings.raw_topic, value_serializer="raw", acks=False)
@@ -156,22 +191,7 @@ def build_app(
         changelog_topic=state_changelog,
         schema=faust.Schema(key_serializer="raw", value_serializer="json"),
     )
-    writer = BatchWriter(
-        Producer(confirmed_producer_config(settings, "stream", settings.delivery_timeout)),
-        delivery_timeout=settings.delivery_timeout,
-    )
-    # Reads records the Faust consumer fetched but never handed over, by offset (holes are rare).
-    reader = KafkaRangeReader(consumer_config(settings, "stream-range-reader", group_id=None))
-    runner = BatchRunner(
-        build_processor(settings, subscriptions, registrar.ids if registrar is not None else None),
-        writer,
-        FaustConsumerOffsets(app),
-        reader,
-        table.data,
-        settings.state_topic,
-        current_generation=lambda: app.consumer_generation_id,
-        max_in_flight=settings.max_batches_in_flight,
-    )
+    runner = build_runner(settings, app, table, build_processor(settings, subscriptions, schema_ids))
     health.processed = lambda: runner.processed
 
     @app.agent(raw_topic)
