@@ -144,3 +144,21 @@ def test_every_deployable_runs_through_the_skeleton_and_only_it_starts_a_health_
         if "HealthServer(" in path.read_text()
     )
     assert starting_health == ["bridge/deployable.py"]
+
+
+def test_a_listener_whose_oslo_lacks_the_ordered_dispatcher_s_internals_does_not_start(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bridge.listener import oslo_internals
+    from bridge.listener.service import ListenerDeployable
+    from bridge.settings import ListenerSettings
+
+    monkeypatch.setenv("EVENTFED_TRANSPORT_URL", f"rabbit://guest:guest@127.0.0.1:{free_port()}/")
+    monkeypatch.setenv("EVENTFED_VIM_ID", "owner_region")
+    monkeypatch.setattr(
+        oslo_internals,
+        "missing_dispatcher_internals",
+        lambda: ["NotificationDispatcher._extract_user_message"],
+    )
+    assert run_deployable("listen", ListenerSettings, ListenerDeployable) == 2
+    assert "lacks what eventfed relies on: NotificationDispatcher._extract_user_message" in caplog.text
