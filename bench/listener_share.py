@@ -40,17 +40,15 @@ def oslo_messages(n: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
 
     from bench import amqputil
     from bench.publish import notes_for
+    from bridge.listener import oslo_internals
 
-    dispatcher = NotificationDispatcher([], None)
-    messages = []
+    incoming = []
     for note in notes_for(n, seed):
         body = amqputil.envelope(amqputil.prepare(note), amqputil.nova_now(), str(uuid.uuid4()))
         message = common.deserialize_msg(json.loads(body))
         context = rpc_amqp.unpack_context(message)
-        incoming = SimpleNamespace(ctxt=context.to_dict(), message=message)
-        priority, _, user_message = dispatcher._extract_user_message(incoming)
-        messages.append((priority or "info", user_message))
-    return messages
+        incoming.append(SimpleNamespace(ctxt=context.to_dict(), message=message))
+    return oslo_internals.user_messages(NotificationDispatcher([], None), incoming)
 
 
 def _batches(messages: list[tuple[str, dict[str, Any]]], size: int) -> list[list[tuple[str, dict[str, Any]]]]:

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=epilog,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        command.set_defaults(_module=module_name)
+        command.set_defaults(command_module=module_name)
         _ARGUMENTS.get(name, lambda _p: None)(command)
     return parser
 
@@ -214,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # Before anything else, so that every line a command writes to stderr is a log record.
     configure_from_environment(args.command)
-    module = _load(args._module)
+    module = _load(args.command_module)
     if module is None:
         LOG.error("eventfed %s: not available in this build", args.command)
         return 2

@@ -14,6 +14,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, murmur2
 
+from bridge import kafka_error_internals
 from bridge.logs import librdkafka_logger
 from bridge.settings import ENV_PREFIX, CommonSettings
 from bridge.tls import client_context
@@ -106,7 +107,7 @@ def _detail(error: str) -> str:
 
 def record_client_error(error: KafkaError) -> None:
     """An error callback for a client whose caller reports failures itself: remembered, not logged."""
-    if error.code() in (KafkaError._TRANSPORT, KafkaError._SSL):
+    if error.code() in (kafka_error_internals.TRANSPORT, kafka_error_internals.SSL):
         # librdkafka reports a failed TLS handshake as either. Kept short: one entry is all a
         # waiting caller needs.
         _last_transport_error[:] = [str(error)]
@@ -116,7 +117,7 @@ def _log_client_error(error: KafkaError) -> None:
     record_client_error(error)
     if error.fatal():
         LOG.error("kafka client failed: %s", error)
-    elif error.code() == KafkaError._TRANSPORT:
+    elif error.code() == kafka_error_internals.TRANSPORT:
         # librdkafka's own FAIL line (through the librdkafka logger) already says this.
         LOG.debug("kafka client error: %s", error)
     else:

@@ -11,8 +11,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 
-def has_source(owner: Callable[..., Any], text: str) -> bool:
-    """Whether `text` is in the source of `owner` (False when its source cannot be read)."""
+def has_source(owner: Callable[..., Any] | None, text: str) -> bool:
+    """Whether `text` is in the source of `owner` (False when its source cannot be read, or when
+    `owner` is None: an attribute the library no longer has)."""
+    if owner is None:
+        return False
     try:
         return text in inspect.getsource(owner)
     except (OSError, TypeError):

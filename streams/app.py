@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from bridge.health import HealthServer, register_build_info
+from bridge.deployable import CannotStart, run_deployable
 from bridge.kafka_config import KafkaTlsRefused, confirmed_producer_config, consumer_config, ssl_context
 from bridge.logs import setup_logging
 from bridge.retry import Backoff
-from bridge.settings import StreamSettings, load
+from bridge.settings import StreamSettings
 from bridge.topics import core_topics, ensure_topics
 from streams import pipeline
 from streams.codecs import CodecError
@@ -166,6 +166,29 @@ def state_table(app: faust.App, settings: StreamSettings) -> Any:
     )
 
 
+def build_runner(
+    settings: StreamSettings, app: Any, table: Any, processor: pipeline.Processor
+) -> BatchRunner:
+    """The batch runner of `app`, over its state `table`, with a producer and a range reader of
+    its own."""
+    writer = BatchWriter(
+        Producer(confirmed_producer_config(settings, "stream", settings.delivery_timeout)),
+        delivery_timeout=settings.delivery_timeout,
+    )
+    # Reads records the Faust consumer fetched but never handed over, by offset (holes are rare).
+    reader = KafkaRangeReader(consumer_config(settings, "stream-range-reader", group_id=None))
+    return BatchRunner(
+        processor,
+        writer,
+        FaustConsumerOffsets(app),
+        reader,
+        table.data,
+        settings.state_topic,
+        current_generation=lambda: app.consumer_generation_id,
+        max_in_flight=settings.max_batches_in_flight,
+    )
+
+
 def build_app(
     settings: StreamSettings,
     subscriptions: SubscriptionSource,
@@ -181,22 +204,9 @@ def build_app(
         partitions=settings.partitions,
         acks=False,
     )
-    table = state_table(app, settings)
-    writer = BatchWriter(
-        Producer(confirmed_producer_config(settings, "stream", settings.delivery_timeout)),
-        delivery_timeout=settings.delivery_timeout,
-    )
-    # Reads records the Faust consumer fetched but never handed over, by offset (holes are rare).
-    reader = KafkaRangeReader(consumer_config(settings, "stream-range-reader", group_id=None))
-    runner = BatchRunner(
-        build_processor(settings, subscriptions, registrar.ids if registrar is not None else None),
-        writer,
-        FaustConsumerOffsets(app),
-        reader,
-        table.data,
-        settings.state_topic,
-        current_generation=lambda: app.consumer_generation_id,
-        max_in_flight=settings.max_batches_in_flight,
+    schema_ids = registrar.ids if registrar is not None else None
+    runner = build_runner(
+        settings, app, state_table(app, settings), build_processor(settings, subscriptions, schema_ids)
     )
     health.processed = lambda: runner.processed
 
@@ -221,51 +231,64 @@ def build_app(
     return app, runner
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = load(StreamSettings)
-    setup_logging(settings, "stream")
-    register_build_info("stream")
-    missing = missing_internals()
-    if missing:
-        LOG.error("cannot start: this faust-streaming lacks what eventfed relies on: %s", ", ".join(missing))
-        return 2
-    try:
-        subscriptions = SubscriptionSource(settings.subscriptions_file)
-    except (OSError, SubscriptionError) as exc:
-        LOG.error("cannot start: %s", exc)
-        return 2
-    health = StreamHealth()
-    health_server = None
-    # Liveness first: creating topics can wait on an unreachable Kafka for the admin timeout,
-    # and a probe that finds no endpoint meanwhile would restart a process that is fine.
-    if settings.metrics_port:
-        health_server = HealthServer(settings.metrics_host, settings.metrics_port, health.check).start()
-    try:
-        return _create_topics_then_work(settings, subscriptions, health)
-    finally:
-        if health_server is not None:
-            health_server.stop()
+class StreamDeployable:
+    """`eventfed stream` in the deployable skeleton (bridge.deployable): create the topics and
+    register the schemas, then run Faust's worker loop, which handles SIGTERM and SIGINT itself
+    (it stops its agents after the batch in hand, then commits what was written)."""
 
+    name = "stream worker"
+    handles_signals = True
 
-def _create_topics_then_work(
-    settings: StreamSettings, subscriptions: SubscriptionSource, health: StreamHealth
-) -> int:
-    if not _create_topics(settings, subscriptions, health):
-        return 1
-    registrar = None
-    if settings.schema_registry_url:
-        registrar = _register_schemas(settings, subscriptions, health)
-        if registrar is None:
+    def __init__(self, settings: StreamSettings) -> None:
+        missing = missing_internals()
+        if missing:
+            LOG.error(
+                "cannot start: this faust-streaming lacks what eventfed relies on: %s", ", ".join(missing)
+            )
+            raise CannotStart(2)
+        try:
+            self.subscriptions = SubscriptionSource(settings.subscriptions_file)
+        except (OSError, SubscriptionError) as exc:
+            LOG.error("cannot start: %s", exc)
+            raise CannotStart(2) from exc
+        self.settings = settings
+        self.health = StreamHealth()
+        self.app: Any = None
+        self.runner: BatchRunner | None = None
+
+    def readiness(self) -> tuple[bool, str]:
+        return self.health.check()
+
+    def start(self) -> int | None:
+        settings, subscriptions, health = self.settings, self.subscriptions, self.health
+        if not create_topics(settings, subscriptions, health):
             return 1
-    health.observed = (False, "starting the worker", 0.0)
-    app, runner = build_app(settings, subscriptions, health, registrar)
-    try:
-        return _work(settings, app)
-    finally:
-        runner.reader.close()
+        registrar = None
+        if settings.schema_registry_url:
+            registrar = _register_schemas(settings, subscriptions, health)
+            if registrar is None:
+                return 1
+        health.observed = (False, "starting the worker", 0.0)
+        self.app, self.runner = build_app(settings, subscriptions, health, registrar)
+        return None
+
+    def work(self) -> int:
+        return _work(self.settings, self.app)
+
+    def request_stop(self, signum: int) -> None:
+        # Not called: handles_signals, Faust's worker stops itself on a signal.
+        raise NotImplementedError
+
+    def drain(self) -> None:
+        if self.runner is not None:
+            self.runner.reader.close()
 
 
-def _create_topics(settings: StreamSettings, subscriptions: SubscriptionSource, health: StreamHealth) -> bool:
+def run(args: argparse.Namespace) -> int:
+    return run_deployable("stream", StreamSettings, StreamDeployable)
+
+
+def create_topics(settings: StreamSettings, subscriptions: SubscriptionSource, health: StreamHealth) -> bool:
     """The worker's topics created (or found), retried with backoff while Kafka does not answer,
     for up to kafka_start_timeout seconds; False (logged) when they could not be."""
     deadline = time.monotonic() + settings.kafka_start_timeout

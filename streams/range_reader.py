@@ -15,7 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from bridge import kafka_error_internals
 
 # How long one read waits for its records before returning what it has; the runner reads on.
 READ_SECONDS = 10.0
@@ -94,7 +96,7 @@ class KafkaRangeReader:
                 for message in consumer.consume(num_messages=stop - position, timeout=0.5):
                     error = message.error()
                     if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:
+                        if error.code() == kafka_error_internals.PARTITION_EOF:
                             continue
                         raise KafkaException(error)
                     offset = message.offset()

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from bridge import kafka_error_internals
 from bridge.api.state_table import ApplyOutcome, StateTable
 from bridge.kafka_config import consumer_config
 from bridge.settings import ApiSettings
@@ -185,15 +186,15 @@ class KafkaReadModel:
             self._settings,
             "api",
             None,
-            error_cb=self._on_client_error,
+            error_cb=self.on_client_error,
             # End-of-partition events tell when the replay reached the start-up high watermark
             # even if the last offsets are transaction markers that are never delivered.
             **{"enable.partition.eof": True, "queued.max.messages.kbytes": 16_384},
         )
 
-    def _on_client_error(self, error: KafkaError) -> None:
+    def on_client_error(self, error: KafkaError) -> None:
         LOG.warning("kafka client error: %s", error)
-        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+        if error.code() == kafka_error_internals.ALL_BROKERS_DOWN:
             with self._lock:
                 self._last_metadata_ok = None
                 self._last_kafka_error = str(error)
@@ -269,7 +270,7 @@ class KafkaReadModel:
     def _handle(self, message: Message) -> None:
         error = message.error()
         if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
+            if error.code() == kafka_error_internals.PARTITION_EOF:
                 self._reached(message.partition(), message.offset())
             else:
                 LOG.warning("state topic %s: %s", self._topic, error)

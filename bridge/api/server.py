@@ -8,7 +8,6 @@ import gc
 import logging
 import signal
 from collections.abc import Callable
-from types import FrameType
 from typing import Any
 
 import waitress
@@ -16,8 +15,9 @@ import waitress
 from bridge.api import waitress_internals
 from bridge.api.app import TRANSPORT_BODY_LIMIT_FACTOR, create_app
 from bridge.api.read_model import KafkaReadModel
-from bridge.logs import setup_logging, suppress_repeated_warnings
-from bridge.settings import ApiSettings, load
+from bridge.deployable import STOP_SIGNALS, run_deployable
+from bridge.logs import suppress_repeated_warnings
+from bridge.settings import ApiSettings
 
 LOG = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ OUTPUT_BUFFER_BYTES = 2 * OUTPUT_HIGH_WATERMARK_BYTES
 _M_ARENA_MAX = -8  # mallopt parameter number in glibc's malloc.h
 
 
-def _tune_allocator() -> Callable[[], None]:
+def tune_allocator() -> Callable[[], None]:
     """Hold the allocator's RSS down; returns a function that gives freed heap back to the OS.
 
     glibc gives each thread its own heap arena, and memory freed in an arena is rarely returned:
@@ -68,50 +68,70 @@ def build_server(app: Any, settings: ApiSettings) -> Any:
     return server
 
 
-def _stop_on_signal(signum: int, _frame: FrameType | None) -> None:
-    # waitress's loop catches SystemExit and shuts its worker threads down cleanly.
-    LOG.info("received %s, stopping", signal.Signals(signum).name)
-    for handled in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(handled, signal.SIG_IGN)
-    raise SystemExit(0)
+class ApiDeployable:
+    """`eventfed api` in the deployable skeleton (bridge.deployable): replay the state topic into
+    the read model while waitress serves; its health endpoints are the app's own, on the API port.
+    """
+
+    name = "state API"
+    handles_signals = False
+
+    def __init__(self, settings: ApiSettings) -> None:
+        self.settings = settings
+        # The read model warns about every Kafka client error; during an outage those repeat with
+        # every reconnect.
+        suppress_repeated_warnings("bridge.api.read_model")
+        release_free_memory = tune_allocator()
+
+        def settle_after_replay() -> None:
+            # The table is now a few hundred thousand long-lived objects. Every full collection of
+            # the cyclic GC would walk them all (tens of ms, a stall for every request in flight);
+            # frozen, they are left out, and they hold no cycles for it to find anyway.
+            gc.collect()
+            gc.freeze()
+            release_free_memory()
+
+        self.read_model = KafkaReadModel(settings, on_caught_up=settle_after_replay)
+        self.app = create_app(settings, self.read_model)
+        self.server: Any = None
+
+    def readiness(self) -> tuple[bool, str]:
+        readiness = self.read_model.readiness()
+        return readiness.ready, "; ".join(readiness.reasons)
+
+    def start(self) -> int | None:
+        settings = self.settings
+        try:
+            self.server = build_server(self.app, settings)
+        except OSError as exc:
+            LOG.error("cannot listen on %s:%s: %s", settings.api_host, settings.api_port, exc.strerror or exc)
+            return 1
+        self.read_model.start()
+        return None
+
+    def work(self) -> int:
+        LOG.info(
+            "serving the state API on http://%s:%s with %d threads",
+            self.settings.api_host,
+            self.settings.api_port,
+            self.settings.api_threads,
+        )
+        self.server.run()
+        return 0
+
+    def request_stop(self, signum: int) -> None:
+        LOG.info("received %s, stopping", signal.Signals(signum).name)
+        for handled in STOP_SIGNALS:
+            signal.signal(handled, signal.SIG_IGN)
+        # Raised in the main thread, inside waitress's loop, which catches SystemExit and shuts
+        # its worker threads down cleanly.
+        raise SystemExit(0)
+
+    def drain(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.read_model.stop()
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load(ApiSettings)
-    setup_logging(settings, "api")
-    # The read model warns about every Kafka client error; during an outage those repeat with
-    # every reconnect.
-    suppress_repeated_warnings("bridge.api.read_model")
-    release_free_memory = _tune_allocator()
-
-    def settle_after_replay() -> None:
-        # The table is now a few hundred thousand long-lived objects. Every full collection of
-        # the cyclic GC would walk them all (tens of ms, a stall for every request in flight);
-        # frozen, they are left out, and they hold no cycles for it to find anyway.
-        gc.collect()
-        gc.freeze()
-        release_free_memory()
-
-    read_model = KafkaReadModel(settings, on_caught_up=settle_after_replay)
-    app = create_app(settings, read_model)
-    try:
-        server = build_server(app, settings)
-    except OSError as exc:
-        LOG.error("cannot listen on %s:%s: %s", settings.api_host, settings.api_port, exc.strerror or exc)
-        return 1
-    read_model.start()
-    signal.signal(signal.SIGTERM, _stop_on_signal)
-    signal.signal(signal.SIGINT, _stop_on_signal)
-    LOG.info(
-        "serving the state API on http://%s:%s with %d threads",
-        settings.api_host,
-        settings.api_port,
-        settings.api_threads,
-    )
-    try:
-        server.run()
-    finally:
-        server.close()
-        read_model.stop()
-    LOG.info("state API stopped")
-    return 0
+    return run_deployable("api", ApiSettings, ApiDeployable, serve_health=False)

@@ -19,6 +19,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from bridge.listener import oslo_internals
 from bridge.listener.window import BatchWindow
 from bridge.raw_writer import KafkaBatchWriter
 from bridge.retry import Backoff
@@ -149,36 +150,14 @@ def ordered_batch_listener(
     batch_size: int,
     batch_timeout: float,
 ) -> Any:
-    """A batch notification server that hands each batch over in arrival order.
-
-    oslo's own batch dispatcher sorts a batch by priority before calling the endpoints, so an
-    instance's ERROR notification would overtake the INFO ones received before it (a pooled
-    listener reads every priority from one queue, in order). This dispatcher keeps the order and
-    requeues the whole batch when the endpoint says REQUEUE (or raises).
-    """
-    from oslo_messaging.notify import dispatcher as notify_dispatcher
+    """A batch notification server that hands each batch to `endpoint` in arrival order, and
+    requeues the whole batch when the endpoint says REQUEUE (or raises); see
+    oslo_internals.ordered_batch_dispatcher for why oslo's own dispatcher cannot."""
     from oslo_messaging.notify import listener as notify_listener
 
-    class OrderedBatchDispatcher(notify_dispatcher.BatchNotificationDispatcher):
-        def dispatch(self, incoming: list[Any]) -> set[Any]:
-            messages = []
-            for raw in incoming:
-                priority, _, message = self._extract_user_message(raw)
-                messages.append((priority or "info", message))
-            try:
-                outcome = endpoint.handle(messages)
-            except Exception:
-                LOG.exception("batch handling failed; requeueing it")
-                outcome = notify_dispatcher.NotificationResult.REQUEUE
-            return set(incoming) if outcome == notify_dispatcher.NotificationResult.REQUEUE else set()
-
-    # The endpoint object only declares which priorities the queue binds to.
-    class Priorities:
-        pass
-
-    for priority in PRIORITIES:
-        setattr(Priorities, priority, lambda *_args: None)
-    dispatcher = OrderedBatchDispatcher([Priorities()], None)
+    dispatcher = oslo_internals.ordered_batch_dispatcher(
+        lambda messages: endpoint.handle(messages), PRIORITIES
+    )
     return notify_listener.BatchNotificationServer(
         transport, targets, dispatcher, "threading", True, pool, batch_size, batch_timeout
     )

@@ -1,6 +1,6 @@
 """The one place eventfed touches oslo.messaging's undocumented attributes.
 
-Two things oslo has no public way to do:
+Three things oslo has no public way to do:
 - Change a running server's `batch_timeout`: the listener's batch window adapts to the load
   (bridge.listener.window). The server keeps its poll-style listener adapter in `listener` once
   started, and the adapter reads `self.batch_timeout` afresh on every poll, so setting the
@@ -11,17 +11,26 @@ Two things oslo has no public way to do:
   waits for whatever is left of the window it fell into. `linger` wraps the driver listener's
   `poll` so that a batch begins with a wait for its first notification (in `idle_wait` slices, so
   acknowledgements and a stop are still seen) and then gathers company for the window.
-Checked against oslo.messaging 18.3.1; `missing_internals()` says whether the installed version
-still works this way, a unit test fails when an upgrade moves it, and without it the listener
-keeps oslo's own fixed window.
+- Hand a batch over in arrival order. oslo's batch dispatcher sorts a batch by priority before
+  calling the endpoints, so an instance's ERROR notification would overtake the INFO ones
+  received before it (a pooled listener reads every priority from one queue, in order).
+  `ordered_batch_dispatcher` subclasses it, reading each message with the dispatcher's own
+  private `_extract_user_message` so that the context and payload are deserialised as oslo does.
+Checked against oslo.messaging 18.3.1; `missing_internals()` and `missing_dispatcher_internals()`
+say whether the installed version still works this way, and a unit test fails when an upgrade
+moves it. Without the first two the listener keeps oslo's own fixed window; without the third it
+does not start.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from bridge.private_api import has_source, missing
+
+LOG = logging.getLogger(__name__)
 
 CHECKED_VERSIONS = {"oslo.messaging": "18.3.1"}
 
@@ -60,9 +69,72 @@ def _checks() -> dict[str, Callable[[], bool]]:
     }
 
 
+def _dispatcher_checks() -> dict[str, Callable[[], bool]]:
+    from oslo_messaging.notify import dispatcher
+
+    return {
+        # The dispatcher reads a message into (priority, incoming, user message)...
+        "NotificationDispatcher._extract_user_message": lambda: has_source(
+            getattr(dispatcher.NotificationDispatcher, "_extract_user_message", None),
+            "return priority, incoming, dict(ctxt=ctxt",
+        ),
+        # ...and the batch server calls `dispatch` with the batch, expecting the messages to
+        # requeue back.
+        "BatchNotificationDispatcher.dispatch": lambda: has_source(
+            getattr(dispatcher.BatchNotificationDispatcher, "dispatch", None), "return requeues"
+        ),
+    }
+
+
 def missing_internals() -> list[str]:
     """What the batch window relies on that the installed oslo.messaging lacks."""
     return missing(_checks())
+
+
+def missing_dispatcher_internals() -> list[str]:
+    """What the ordered batch dispatcher relies on that the installed oslo.messaging lacks."""
+    return missing(_dispatcher_checks())
+
+
+BatchHandler = Callable[[list[tuple[str, dict[str, Any]]]], Any]
+
+
+def user_messages(dispatcher: Any, incoming: Sequence[Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(priority, message dict) of each incoming notification, in order, as `dispatcher` (an oslo
+    notification dispatcher) reads them; a message without a priority is "info"."""
+    messages = []
+    for raw in incoming:
+        priority, _, message = dispatcher._extract_user_message(raw)
+        messages.append((priority or "info", message))
+    return messages
+
+
+def ordered_batch_dispatcher(handle: BatchHandler, priorities: Iterable[str]) -> Any:
+    """A batch dispatcher that calls `handle` with each whole batch in arrival order, as
+    (priority, message dict) pairs, and requeues the whole batch when it returns
+    NotificationResult.REQUEUE (or raises). `priorities`: the ones the queue binds to."""
+    from oslo_messaging.notify import dispatcher as notify_dispatcher
+
+    requeue = notify_dispatcher.NotificationResult.REQUEUE
+
+    class OrderedBatchDispatcher(notify_dispatcher.BatchNotificationDispatcher):
+        def dispatch(self, incoming: list[Any]) -> set[Any]:
+            messages = user_messages(self, incoming)
+            try:
+                outcome = handle(messages)
+            except Exception:
+                LOG.exception("batch handling failed; requeueing it")
+                outcome = requeue
+            return set(incoming) if outcome == requeue else set()
+
+    # oslo binds the queue to the priorities the endpoints have a method for; the endpoint object
+    # only declares them, `handle` does the work.
+    class Priorities:
+        pass
+
+    for priority in priorities:
+        setattr(Priorities, priority, lambda *_args: None)
+    return OrderedBatchDispatcher([Priorities()], None)
 
 
 def set_batch_timeout(server: Any, seconds: float) -> bool:

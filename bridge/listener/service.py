@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -18,8 +17,8 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from bridge.deployable import CannotStart, run_deployable
 from bridge.durability import DurabilityMismatch, declare, oslo_override
-from bridge.health import HealthServer, register_build_info
 from bridge.heap import settle_after_start_up
 from bridge.kafka_config import (
     KafkaTlsRefused,
@@ -30,11 +29,10 @@ from bridge.kafka_config import (
 from bridge.listener import oslo_internals
 from bridge.listener.connect import UNREACHABLE, Connector, ConnectProblem, classify
 from bridge.listener.endpoint import NotificationEndpoint, ordered_batch_listener
-from bridge.logs import setup_logging
 from bridge.rabbit_tls import apply_to_oslo, handshake, kombu_connection
 from bridge.raw_writer import KafkaBatchWriter
 from bridge.retry import Backoff
-from bridge.settings import ListenerSettings, load, redact_url
+from bridge.settings import ListenerSettings, redact_url
 from bridge.topics import core_topics, ensure_topics
 
 LOG = logging.getLogger(__name__)
@@ -66,9 +64,7 @@ class Listener:
                 settings.batch_timeout,
             )
         self.endpoint = NotificationEndpoint(settings, writer, self.stop_event, self._window_setter())
-        self._conf = cfg.ConfigOpts()
-        self._conf([], project="eventfed", default_config_files=[], default_config_dirs=[])
-        oslo_messaging.set_transport_defaults(control_exchange=settings.exchange)
+        self._conf = oslo_config(settings)
         url = settings.transport_url.get_secret_value()
         parsed = oslo_messaging.TransportURL.parse(self._conf, url)
         self.rabbit_hosts = [(h.hostname or "127.0.0.1", int(h.port or 5672)) for h in parsed.hosts]
@@ -83,10 +79,9 @@ class Listener:
             self._conf.set_override(
                 "rabbit_qos_prefetch_count", 2 * settings.batch_size, group="oslo_messaging_rabbit"
             )
-        targets = [
+        self._targets = [
             oslo_messaging.Target(topic=topic, exchange=settings.exchange) for topic in settings.topics
         ]
-        self._targets = targets
         self.server = self._new_server()
         user = parsed.hosts[0].username if parsed.hosts else None
         self.connector = Connector(
@@ -100,17 +95,7 @@ class Listener:
         self._consuming = False
         self._kafka_checked_at = 0.0
         self._kafka_ok: tuple[bool, str] = (False, "not checked yet")
-        LOG.info(
-            "listening for vim %s on %s exchange=%s topics=%s pool=%s durable=%s -> kafka %s topic %s",
-            settings.vim_id,
-            redact_url(url),
-            settings.exchange,
-            ",".join(settings.topics),
-            settings.pool,
-            settings.durable_queues,
-            settings.kafka_bootstrap_servers,
-            settings.raw_topic,
-        )
+        _log_start(settings)
 
     def _window_setter(self) -> Callable[[float], object] | None:
         """How the endpoint widens oslo's batch window under load; None keeps it fixed."""
@@ -189,6 +174,31 @@ class Listener:
         return True, "connected"
 
 
+def oslo_config(settings: ListenerSettings) -> Any:
+    """oslo's configuration for this listener, read from nothing but the settings."""
+    import oslo_messaging
+    from oslo_config import cfg
+
+    conf = cfg.ConfigOpts()
+    conf([], project="eventfed", default_config_files=[], default_config_dirs=[])
+    oslo_messaging.set_transport_defaults(control_exchange=settings.exchange)
+    return conf
+
+
+def _log_start(settings: ListenerSettings) -> None:
+    LOG.info(
+        "listening for vim %s on %s exchange=%s topics=%s pool=%s durable=%s -> kafka %s topic %s",
+        settings.vim_id,
+        redact_url(settings.transport_url.get_secret_value()),
+        settings.exchange,
+        ",".join(settings.topics),
+        settings.pool,
+        settings.durable_queues,
+        settings.kafka_bootstrap_servers,
+        settings.raw_topic,
+    )
+
+
 def check_declarations(url: Any, settings: ListenerSettings) -> None:
     """Log in and declare the exchange and the pool queue with the configured durability, before
     oslo does, on the first host that lets us.
@@ -228,31 +238,82 @@ class StartupReadiness:
         return False, self.stage
 
 
+class ListenerDeployable:
+    """`eventfed listen` in the deployable skeleton (bridge.deployable): check the topics, connect
+    to RabbitMQ in a thread of its own, consume until a signal, then finish the batch in hand."""
+
+    name = "listener"
+    handles_signals = False
+
+    def __init__(self, settings: ListenerSettings) -> None:
+        missing = oslo_internals.missing_dispatcher_internals()
+        if missing:
+            LOG.error(
+                "cannot start: this oslo.messaging lacks what eventfed relies on: %s", ", ".join(missing)
+            )
+            raise CannotStart(2)
+        self.settings = settings
+        self.readiness = StartupReadiness()
+        self.listener: Listener | None = None
+        self.stop_requested = threading.Event()
+        self.fatal: list[DurabilityMismatch] = []
+
+    def start(self) -> None:
+        self.readiness.stage = "checking the raw and dead-letter topics"
+        _check_topics(self.settings)
+        self.readiness.stage = "connecting to RabbitMQ"
+        self.listener = Listener(self.settings)
+        self.readiness.check = self.listener.readiness
+
+    def work(self) -> int:
+        """Consume until SIGTERM or SIGINT; 2 when RabbitMQ's declarations do not match ours."""
+        # Connecting retries for as long as RabbitMQ refuses (bridge.listener.connect); in a
+        # thread of its own so that SIGTERM meanwhile still stops the process, even inside oslo's
+        # start().
+        starter = threading.Thread(target=self._connect, name="rabbit-connect", daemon=True)
+        starter.start()
+        while not self.stop_requested.wait(1.0):
+            pass
+        if self.fatal:
+            LOG.error("eventfed listen: %s", self.fatal[0])
+            return 2
+        return 0
+
+    def _connect(self) -> None:
+        assert self.listener is not None
+        try:
+            if not self.listener.connect():
+                return
+        except DurabilityMismatch as exc:
+            self.fatal.append(exc)
+            self.stop_requested.set()
+            return
+        # With CPython's default thresholds: oslo's receive path leaves cyclic garbage per
+        # message, best collected young and often (bridge.heap).
+        settle_after_start_up()
+
+    def request_stop(self, signum: int) -> None:
+        LOG.info("signal %d: stopping after the batch in hand", signum)
+        self.stop_requested.set()
+
+    def drain(self) -> None:
+        """Finish the batch in hand (written to Kafka, then acked) and flush."""
+        listener = self.listener
+        if listener is None:
+            return
+        if self.fatal or not listener.consuming:
+            listener.stop_event.set()  # ends the connector's wait
+            if not self.fatal:
+                LOG.info("stopping before RabbitMQ accepted the connection: nothing was consumed")
+            return
+        listener.stop()
+
+
 def run(args: argparse.Namespace) -> int:
-    settings = load(ListenerSettings)
-    setup_logging(settings, "listen")
-    register_build_info("listen")
-    readiness = StartupReadiness()
-    # Liveness first: checking topics can wait on an unreachable Kafka for the admin timeout,
-    # and a probe that finds no endpoint meanwhile would restart a process that is fine.
-    health = None
-    if settings.metrics_port:
-        health = HealthServer(settings.metrics_host, settings.metrics_port, readiness).start()
-    try:
-        _check_topics(settings, readiness)
-        _listen_until_stopped(settings, readiness)
-    except DurabilityMismatch as exc:
-        LOG.error("eventfed listen: %s", exc)
-        return 2
-    finally:
-        if health is not None:
-            health.stop()
-    LOG.info("stopped")
-    return 0
+    return run_deployable("listen", ListenerSettings, ListenerDeployable)
 
 
-def _check_topics(settings: ListenerSettings, readiness: StartupReadiness) -> None:
-    readiness.stage = "checking the raw and dead-letter topics"
+def _check_topics(settings: ListenerSettings) -> None:
     wanted = (settings.raw_topic, settings.dlq_topic)
     try:
         ensure_topics(settings, [spec for spec in core_topics(settings) if spec.name in wanted])
@@ -262,45 +323,3 @@ def _check_topics(settings: ListenerSettings, readiness: StartupReadiness) -> No
     except Exception as exc:
         # Not fatal: Kafka may be down at start-up; batches then wait in RabbitMQ until it is back.
         LOG.warning("could not check the raw and dead-letter topics: %s", exc)
-
-
-def _listen_until_stopped(settings: ListenerSettings, readiness: StartupReadiness) -> None:
-    """Consume until SIGTERM or SIGINT, then finish the batch in hand and flush."""
-    readiness.stage = "connecting to RabbitMQ"
-    listener = Listener(settings)
-    readiness.check = listener.readiness
-    stop_requested = threading.Event()
-
-    def request_stop(signum: int, _frame: Any) -> None:
-        LOG.info("signal %d: stopping after the batch in hand", signum)
-        stop_requested.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    fatal: list[DurabilityMismatch] = []
-
-    def start() -> None:
-        try:
-            if not listener.connect():
-                return
-        except DurabilityMismatch as exc:
-            fatal.append(exc)
-            stop_requested.set()
-            return
-        # With CPython's default thresholds: oslo's receive path leaves cyclic garbage per
-        # message, best collected young and often (bridge.heap).
-        settle_after_start_up()
-
-    # Connecting retries for as long as RabbitMQ refuses (bridge.listener.connect); in a thread of
-    # its own so that SIGTERM meanwhile still stops the process, even inside oslo's start().
-    starter = threading.Thread(target=start, name="rabbit-connect", daemon=True)
-    starter.start()
-    while not stop_requested.wait(1.0):
-        pass
-    if fatal:
-        raise fatal[0]
-    if not listener.consuming:
-        listener.stop_event.set()  # ends the connector's wait
-        LOG.info("stopping before RabbitMQ accepted the connection: nothing was consumed")
-        return
-    listener.stop()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -28,15 +27,14 @@ from typing import Any, Protocol
 from confluent_kafka import Producer
 from prometheus_client import Counter, Gauge, Histogram
 
-from bridge.health import HealthServer, register_build_info
+from bridge.deployable import run_deployable
 from bridge.kafka_config import confirmed_producer_config
-from bridge.logs import setup_logging
 from bridge.poller.checkpoint import CheckpointError, KafkaCheckpoints, checkpoint_topic
 from bridge.poller.nova import Listing, NovaAuthError, NovaServers, NovaUnavailable, Page, build_client
 from bridge.poller.snapshot import changes_since, message_id, next_high_water, parse_api_time, polled_record
 from bridge.raw_writer import KafkaBatchWriter
 from bridge.retry import Backoff
-from bridge.settings import PollerSettings, load
+from bridge.settings import PollerSettings
 from bridge.topics import core_topics, ensure_topics
 from schemas.raw import DeadLetter, RawRecord
 
@@ -267,30 +265,30 @@ def poll_until_stopped(
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = load(PollerSettings)
-    setup_logging(settings, "poll")
-    register_build_info("poll")
-    state = PollState()
-    health = None
-    if settings.metrics_port:
-        health = HealthServer(settings.metrics_host, settings.metrics_port, state).start()
-    stop = threading.Event()
+class PollerDeployable:
+    """`eventfed poll` in the deployable skeleton (bridge.deployable): check the topics, then
+    cycle until a signal; the page in hand is written before the process stops."""
 
-    def request_stop(signum: int, _frame: Any) -> None:
-        LOG.info("signal %d: stopping after the page in hand", signum)
-        stop.set()
+    name = "poller"
+    handles_signals = False
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    producer = Producer(
-        confirmed_producer_config(settings, f"poll-{settings.vim_id}", settings.delivery_timeout)
-    )
-    try:
-        _check_topics(settings)
-        writer = KafkaBatchWriter.from_settings(producer, settings)
+    def __init__(self, settings: PollerSettings) -> None:
+        self.settings = settings
+        self.readiness = PollState()
+        self.stop = threading.Event()
+        self.producer = Producer(
+            confirmed_producer_config(settings, f"poll-{settings.vim_id}", settings.delivery_timeout)
+        )
+
+    def start(self) -> None:
+        _check_topics(self.settings)
+
+    def work(self) -> int:
+        """Cycles until stopped; EXIT_AUTH when Nova or Keystone refuse the credentials."""
+        settings = self.settings
+        writer = KafkaBatchWriter.from_settings(self.producer, settings)
         nova = NovaServers(build_client(settings), settings.poll_page_size)
-        poller = Poller(settings, nova, writer, KafkaCheckpoints(settings, producer))
+        poller = Poller(settings, nova, writer, KafkaCheckpoints(settings, self.producer))
         backoff = Backoff(settings.retry_backoff_initial, settings.retry_backoff_max)
         LOG.info(
             "polling vim %s every %.0f s (overlap %.0f s) -> kafka %s topic %s",
@@ -300,13 +298,18 @@ def run(args: argparse.Namespace) -> int:
             settings.kafka_bootstrap_servers,
             settings.raw_topic,
         )
-        status = poll_until_stopped(settings, poller, state, stop, backoff)
-    finally:
-        producer.flush(settings.delivery_timeout)
-        if health is not None:
-            health.stop()
-    LOG.info("stopped")
-    return status
+        return poll_until_stopped(settings, poller, self.readiness, self.stop, backoff)
+
+    def request_stop(self, signum: int) -> None:
+        LOG.info("signal %d: stopping after the page in hand", signum)
+        self.stop.set()
+
+    def drain(self) -> None:
+        self.producer.flush(self.settings.delivery_timeout)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_deployable("poll", PollerSettings, PollerDeployable)
 
 
 def _check_topics(settings: PollerSettings) -> None:

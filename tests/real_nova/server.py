@@ -33,9 +33,10 @@ Checked against nova 34.0.0 (the pins in requirements.txt): it uses Nova's test 
 (``_IntegratedTestBase``, ``OSAPIFixture.app``), which may move in another release.
 """
 
-# Importing nova.tests.functional applies eventlet's monkey patching; it must come before
-# anything that opens sockets (kombu, oslo.messaging).
-from nova.tests.functional import integrated_helpers  # noqa: I001
+# Importing nova_internals imports nova.tests.functional, which applies eventlet's monkey
+# patching; it must come before anything that opens sockets (kombu, oslo.messaging). Run as a
+# script, this directory is the first entry of sys.path.
+from nova_internals import IntegratedTestBase, run_cleanups  # noqa: I001
 
 import argparse
 import json
@@ -65,7 +66,7 @@ RUNTIME_OPTIONS: dict[str, type] = {"reclaim_instance_interval": int}
 StartResponse = Callable[..., Any]
 
 
-class _RealNova(integrated_helpers._IntegratedTestBase):
+class _RealNova(IntegratedTestBase):
     """Nova's functional-test stack, its notifiers swapped for real ones before services start."""
 
     ADMIN_API = True
@@ -170,16 +171,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _cleanup(case: _RealNova) -> None:
-    # testtools keeps its cleanups in _cleanups (LIFO); run them all even if one fails.
-    while case._cleanups:
-        function, args, kwargs = case._cleanups.pop()
-        try:
-            function(*args, **kwargs)
-        except Exception:
-            traceback.print_exc()
-
-
 def main(argv: list[str]) -> int:
     opts = parse_args(argv)
     _RealNova.options = opts
@@ -188,7 +179,7 @@ def main(argv: list[str]) -> int:
         case.setUp()
     except Exception:
         traceback.print_exc()
-        _cleanup(case)
+        run_cleanups(case)
         return 1
     stopping = eventlet.Event()
 
@@ -215,7 +206,7 @@ def main(argv: list[str]) -> int:
         eventlet.sleep(0.2)
     server.kill()
     sock.close()
-    _cleanup(case)
+    run_cleanups(case)
     print("REAL_NOVA_STOPPED", flush=True)
     return 0
 

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from bridge import kafka_error_internals
 from bridge.cli import main
 from bridge.settings import StreamSettings, load, unknown_env_names
 from tests.support.processes import free_port
@@ -198,7 +199,9 @@ def test_stream_that_cannot_create_its_topics_is_one_line(monkeypatch, capsys):
     from confluent_kafka import KafkaError, KafkaException
 
     def unreachable(_settings, _specs):
-        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed while waiting for controller"))
+        raise KafkaException(
+            KafkaError(kafka_error_internals.TIMED_OUT, "Failed while waiting for controller")
+        )
 
     monkeypatch.setattr("streams.app.ensure_topics", unreachable)
     # Shorter than the first retry's delay: one attempt, then the error.
@@ -225,7 +228,7 @@ def test_stream_waits_for_a_kafka_that_answers_late(monkeypatch, caplog):
     def late_kafka(_settings, specs):
         attempts.append(",".join(spec.name for spec in specs))
         if len(attempts) < 3:
-            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "Connection refused"))
+            raise KafkaException(KafkaError(kafka_error_internals.TRANSPORT, "Connection refused"))
         return []
 
     def sleep(seconds: float) -> None:
@@ -236,7 +239,7 @@ def test_stream_waits_for_a_kafka_that_answers_late(monkeypatch, caplog):
     monkeypatch.setattr(app.time, "sleep", sleep)
     settings = load(StreamSettings)
     with caplog.at_level(logging.WARNING):
-        assert app._create_topics(settings, SubscriptionSource(settings.subscriptions_file), health)
+        assert app.create_topics(settings, SubscriptionSource(settings.subscriptions_file), health)
     assert len(attempts) == 3 and len(waits) == 2
     assert waits[0] < waits[1]
     where = f"waiting for Kafka at {settings.kafka_bootstrap_servers}: Connection refused"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from confluent_kafka import KafkaError, KafkaException
 
+from bridge import kafka_error_internals
 from bridge.kafka_delivery import Delivery, ProduceRequest, produce_and_confirm
 from tests.support.fake_message import FakeMessage
 
@@ -17,7 +18,7 @@ class Producer:
 
     def produce(self, topic, key=None, value=None, headers=None, on_delivery=None, partition=-1):
         if partition is not None and partition == self.refuse_partition:
-            raise KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION))
+            raise KafkaException(KafkaError(kafka_error_internals.UNKNOWN_PARTITION))
         self.pending.append((topic, key, value, on_delivery))
 
     def poll(self, _timeout):

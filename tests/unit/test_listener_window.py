@@ -114,6 +114,25 @@ def test_the_endpoint_leaves_a_fixed_window_alone():
 
 def test_every_oslo_attribute_used_is_present():
     assert oslo_internals.missing_internals() == []
+    assert oslo_internals.missing_dispatcher_internals() == []
+
+
+def test_a_moved_dispatcher_attribute_is_reported(monkeypatch):
+    from oslo_messaging.notify import dispatcher
+
+    monkeypatch.delattr(dispatcher.NotificationDispatcher, "_extract_user_message")
+    assert oslo_internals.missing_dispatcher_internals() == ["NotificationDispatcher._extract_user_message"]
+
+
+def test_no_other_module_reads_oslo_messages_itself():
+    found = subprocess.run(
+        ["grep", "-rlE", r"_extract_user_message|BatchNotificationDispatcher", "bridge", "streams"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    assert [path for path in found if path.endswith(".py")] == ["bridge/listener/oslo_internals.py"]
 
 
 def test_the_installed_version_is_the_one_checked():

@@ -12,6 +12,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
+from bridge import kafka_error_internals
 from bridge.kafka_config import admin_config, consumer_config, producer_config
 from bridge.logs import LIBRDKAFKA_LOGGER, RepeatSuppressor, configure
 from bridge.settings import ApiSettings, ListenerSettings, SettingsError, StreamSettings, load
@@ -186,11 +187,13 @@ def test_client_error_callback_does_not_double_librdkafka_lines(caplog):
 
     caplog.set_level(logging.DEBUG)
     logging.getLogger(LIBRDKAFKA_LOGGER).filters.clear()  # a fresh suppressor for this test
-    transport = KafkaError(KafkaError._TRANSPORT, "127.0.0.1:1/bootstrap: Connect failed (after 3ms)")
+    transport = KafkaError(
+        kafka_error_internals.TRANSPORT, "127.0.0.1:1/bootstrap: Connect failed (after 3ms)"
+    )
     for _ in range(20):
         _log_client_error(transport)
-        _log_client_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
-    _log_client_error(KafkaError(KafkaError._FENCED, "producer fenced", fatal=True))
+        _log_client_error(KafkaError(kafka_error_internals.ALL_BROKERS_DOWN, "1/1 brokers are down"))
+    _log_client_error(KafkaError(kafka_error_internals.FENCED, "producer fenced", fatal=True))
     warnings = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 2, warnings
     assert warnings[0][0] == "WARNING" and "1/1 brokers are down" in warnings[0][1]

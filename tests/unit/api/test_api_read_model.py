@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+from bridge import kafka_error_internals
 from bridge.api.read_model import KafkaReadModel
 from bridge.settings import ApiSettings
 from tests.unit.api.api_records import VIM_A, state_record
@@ -101,7 +102,7 @@ class FakeConsumer:
 
     def list_topics(self, topic: str, timeout: float) -> FakeMetadata:
         if not self.broker.reachable:
-            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "broker down"))
+            raise KafkaException(KafkaError(kafka_error_internals.TRANSPORT, "broker down"))
         if not self.broker.topic_exists:
             return FakeMetadata(
                 {topic: FakeTopicMetadata([], error=KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))}
@@ -133,7 +134,9 @@ class FakeConsumer:
                 if position == len(log) and partition not in self.eof_sent:
                     self.eof_sent.add(partition)
                     batch.append(
-                        FakeMessage(partition, position, None, None, FakeError(KafkaError._PARTITION_EOF))
+                        FakeMessage(
+                            partition, position, None, None, FakeError(kafka_error_internals.PARTITION_EOF)
+                        )
                     )
         if not batch:
             time.sleep(min(timeout, 0.01))
@@ -271,7 +274,7 @@ def test_all_brokers_down_makes_it_unready_at_once(broker: FakeBroker, model: An
     read_model = model()
     read_model.start()
     wait_for(lambda: read_model.readiness().ready)
-    read_model._on_client_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "all down"))
+    read_model.on_client_error(KafkaError(kafka_error_internals.ALL_BROKERS_DOWN, "all down"))
     readiness = read_model.readiness()
     assert not readiness.ready and readiness.caught_up and not readiness.kafka_reachable
 
