@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaException
 
-from bridge.heap import WORKER_THRESHOLDS, settle_after_start_up
+from bridge.gc_thresholds import WORKER_THRESHOLDS, settle_after_start_up
 from bridge.settings import StreamSettings
 from streams.codecs import RegistrationError
 from streams.faust_internals import in_recovery

@@ -19,8 +19,8 @@ from typing import Any
 from confluent_kafka import Producer
 
 from bridge.durability import DurabilityMismatch, declare, oslo_override
+from bridge.gc_thresholds import settle_after_start_up
 from bridge.health import HealthServer, register_build_info
-from bridge.heap import settle_after_start_up
 from bridge.kafka_config import (
     KafkaTlsRefused,
     confirmed_producer_config,
@@ -35,7 +35,7 @@ from bridge.rabbit_tls import apply_to_oslo, handshake, kombu_connection
 from bridge.raw_writer import KafkaBatchWriter
 from bridge.retry import Backoff
 from bridge.settings import ListenerSettings, load, redact_url
-from bridge.topics import core_topics, ensure_topics
+from bridge.topic_admin import core_topics, ensure_topics
 
 LOG = logging.getLogger(__name__)
 # How long one wait for a batch's first notification lasts before the polling thread sends the
@@ -288,7 +288,7 @@ def _listen_until_stopped(settings: ListenerSettings, readiness: StartupReadines
             stop_requested.set()
             return
         # With CPython's default thresholds: oslo's receive path leaves cyclic garbage per
-        # message, best collected young and often (bridge.heap).
+        # message, best collected young and often (bridge.gc_thresholds).
         settle_after_start_up()
 
     # Connecting retries for as long as RabbitMQ refuses (bridge.listener.connect); in a thread of

@@ -38,7 +38,7 @@ from bridge.raw import DeadLetter, RawRecord
 from bridge.raw_writer import KafkaBatchWriter
 from bridge.retry import Backoff
 from bridge.settings import PollerSettings, load
-from bridge.topics import core_topics, ensure_topics
+from bridge.topic_admin import core_topics, ensure_topics
 
 LOG = logging.getLogger(__name__)
 
