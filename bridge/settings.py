@@ -82,12 +82,14 @@ class _ConfigFileSource(YamlConfigSettingsSource):
             raise SettingsError(f"{CONFIG_FILE_ENV}: {file_path} is not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
             raise SettingsError(f"{CONFIG_FILE_ENV}: {file_path} must hold a mapping of settings")
+        # Keys as strings: YAML reads `1:` or `true:` as other types, which match no setting.
+        values = {str(k): v for k, v in data.items()}
         known = set().union(*(cls.model_fields for cls in ALL_SETTINGS))
-        for key in sorted({str(k).lower() for k in data} - known):
+        for key in sorted({k.lower() for k in values} - known):
             nearest = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
             hint = f"; did you mean {nearest[0]}?" if nearest else ""
             LOG.warning("ignoring unknown setting %s in %s%s", key, file_path, hint)
-        return data
+        return values
 
 
 def _split_csv(value: Any) -> Any:

@@ -133,7 +133,7 @@ def test_yaml_keys_in_any_case_lists_and_mappings(monkeypatch, tmp_path):
     config = tmp_path / "eventfed.yaml"
     config.write_text(
         "TRANSPORT_URL: rabbit://x\nvim_id: owner_region\ntopics: [a, b]\nBatch_Size: 7\n"
-        "stuck_after: {DELETE: 5m}\n"
+        "stuck_after: {DELETE: 5m}\n1: one\n"
     )
     monkeypatch.setenv("EVENTFED_CONFIG_FILE", str(config))
     listener = load(ListenerSettings)
