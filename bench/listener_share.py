@@ -114,7 +114,7 @@ def measure(
 
     from bench.context import VIM_ID
     from bench.kafkautil import create_topics
-    from bridge.heap import settle_after_start_up
+    from bridge.gc_thresholds import settle_after_start_up
     from bridge.kafka_config import confirmed_producer_config
     from bridge.listener.endpoint import NotificationEndpoint
     from bridge.raw_writer import KafkaBatchWriter

@@ -26,10 +26,13 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "stream": ("streams.app", "normalise, keep VM state, filter per subscription, forward"),
     "api": ("bridge.api.server", "serve the VM state table and check_vim_status over HTTP"),
     "simulate": ("bridge.simulator.simulate", "publish a simulated cloud's Nova notifications to RabbitMQ"),
-    "schema": ("streams.tools", "print the VM status event schema and its fingerprint"),
-    "decode": ("streams.tools", "decode an event (Avro, Confluent, JSON) or a raw record to JSON"),
+    "schema": ("streams.schema_and_decode", "print the VM status event schema and its fingerprint"),
+    "decode": (
+        "streams.schema_and_decode",
+        "decode an event (Avro, Confluent, JSON) or a raw record to JSON",
+    ),
     "consume": ("streams.consume", "print a Kafka topic's records, decoded, as JSON Lines"),
-    "topics": ("streams.topics", "create eventfed's Kafka topics with the configured partitions"),
+    "topics": ("streams.topics_command", "create eventfed's Kafka topics with the configured partitions"),
     "settings": ("bridge.settings_reference", "list every setting: commands, type, default, meaning"),
 }
 

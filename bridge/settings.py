@@ -2,8 +2,11 @@
 
 Each deployable reads its settings once at start-up from environment variables prefixed
 ``EVENTFED_`` and, optionally, from a YAML file named by ``EVENTFED_CONFIG_FILE``; the
-environment wins over the file. A bad value stops the program with one line naming the setting
-(see :func:`load`). Secrets are ``SecretStr`` so they never show in ``repr`` or logs.
+environment wins over the file. Each setting's ``description`` is what an operator reads: the
+README's table, ``eventfed settings`` and the services' ``--help`` are made from it
+(bridge.settings_reference). The models reject a bad value, or values that do not fit together,
+when they are built; :func:`load` turns that into one line naming every bad setting. Secrets are
+``SecretStr`` so they never show in ``repr`` or logs.
 """
 
 from __future__ import annotations
@@ -14,12 +17,18 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_core import ErrorDetails
-from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
 
 from bridge.tls import ClientTls
 from bridge.tls import problems as tls_problems
@@ -27,53 +36,58 @@ from schemas.state import VIM_ID_PATTERN
 
 ENV_PREFIX = "EVENTFED_"
 CONFIG_FILE_ENV = "EVENTFED_CONFIG_FILE"
+CONFIG_FILE_DESCRIPTION = (
+    "a YAML file of settings (keys are the names without the prefix); the environment wins"
+)
 # The test suite's own variables (broker addresses), not settings of any deployable.
 _TEST_ENV_PREFIX = "EVENTFED_TEST_"
 
 LOG = logging.getLogger(__name__)
-
-# ONAP names a VIM "{cloud-owner}_{cloud-region-id}"; '/' would break state-topic keys and URLs.
 
 
 class SettingsError(Exception):
     """A setting is missing or has a bad value; the message names it."""
 
 
-class _YamlFileSource(PydanticBaseSettingsSource):
-    """Values from the YAML file named by EVENTFED_CONFIG_FILE (keys are field names)."""
+class _ConfigFileSource(YamlConfigSettingsSource):
+    """pydantic-settings' YAML source, reading the file EVENTFED_CONFIG_FILE names (keys are field
+    names, in any case).
+
+    The file is named at run time, so it is passed here rather than as ``yaml_file`` in
+    ``model_config``. pydantic-settings skips a file that is not there and fails on one that is not
+    a mapping with a bare exception; an operator who names a file means it, so both are a
+    SettingsError naming the file, and a key no deployable reads is a warning with the nearest
+    name, as for the environment (a typo would otherwise leave a default in force unnoticed).
+    """
 
     def __init__(self, settings_cls: type[BaseSettings]) -> None:
-        super().__init__(settings_cls)
-        self._data = self._read()
+        path = os.environ.get(CONFIG_FILE_ENV) or None
+        if path is not None:
+            file = Path(path).expanduser()
+            if not file.is_file():
+                reason = "not a file" if file.exists() else "no such file"
+                raise SettingsError(f"{CONFIG_FILE_ENV}: cannot read {path}: {reason}")
+        super().__init__(settings_cls, yaml_file=path)
 
-    @staticmethod
-    def _read() -> dict[str, Any]:
-        path = os.environ.get(CONFIG_FILE_ENV)
-        if not path:
-            return {}
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
         try:
-            with open(path, encoding="utf-8") as handle:
-                data = yaml.safe_load(handle) or {}
+            data: Any = super()._read_file(file_path)
         except OSError as exc:
-            raise SettingsError(f"{CONFIG_FILE_ENV}: cannot read {path}: {exc.strerror}") from exc
+            raise SettingsError(f"{CONFIG_FILE_ENV}: cannot read {file_path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise SettingsError(f"{CONFIG_FILE_ENV}: {file_path} is not UTF-8 text") from exc
         except yaml.YAMLError as exc:
-            raise SettingsError(f"{CONFIG_FILE_ENV}: {path} is not valid YAML: {exc}") from exc
+            raise SettingsError(f"{CONFIG_FILE_ENV}: {file_path} is not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
-            raise SettingsError(f"{CONFIG_FILE_ENV}: {path} must hold a mapping of settings")
-        values = {str(k).lower(): v for k, v in data.items()}
+            raise SettingsError(f"{CONFIG_FILE_ENV}: {file_path} must hold a mapping of settings")
+        # Keys as strings: YAML reads `1:` or `true:` as other types, which match no setting.
+        values = {str(k): v for k, v in data.items()}
         known = set().union(*(cls.model_fields for cls in ALL_SETTINGS))
-        for key in sorted(set(values) - known):
+        for key in sorted({k.lower() for k in values} - known):
             nearest = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
             hint = f"; did you mean {nearest[0]}?" if nearest else ""
-            LOG.warning("ignoring unknown setting %s in %s%s", key, path, hint)
+            LOG.warning("ignoring unknown setting %s in %s%s", key, file_path, hint)
         return values
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        fields = self.settings_cls.model_fields
-        return {k: v for k, v in self._data.items() if k in fields}
 
 
 def _split_csv(value: Any) -> Any:
@@ -93,39 +107,109 @@ class CommonSettings(BaseSettings):
         hide_input_in_errors=True,
     )
 
-    kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", min_length=1)
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    # TLS (security protocol SSL or SASL_SSL), PEM files: the CA that signed the brokers'
-    # certificates (default: the system's), and for mutual TLS the client certificate and its key.
-    kafka_ssl_ca_location: Path | None = None
-    kafka_ssl_certificate_location: Path | None = None
-    kafka_ssl_key_location: Path | None = None
-    kafka_ssl_key_password: SecretStr | None = None
-    kafka_client_id: str = "eventfed"
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", min_length=1, description="Kafka brokers, comma-separated host:port"
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="how clients talk to Kafka"
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        default="SCRAM-SHA-512",
+        description="SASL mechanism with a SASL protocol (Strimzi's KafkaUser uses SCRAM-SHA-512)",
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None, description="SASL user, required with a SASL protocol"
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password, required with a SASL protocol"
+    )
+    # TLS files are PEM; with no CA the system's store is used.
+    kafka_ssl_ca_location: Path | None = Field(
+        default=None, description="PEM file of the CA that signed the brokers' certificates"
+    )
+    kafka_ssl_certificate_location: Path | None = Field(
+        default=None,
+        description="PEM client certificate for mutual TLS (Strimzi KafkaUser's user.crt)",
+    )
+    kafka_ssl_key_location: Path | None = Field(
+        default=None, description="PEM private key of the client certificate (user.key)"
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        default=None, description="password of an encrypted client key"
+    )
+    kafka_client_id: str = Field(default="eventfed", description="client.id the brokers see (quotas, logs)")
 
-    raw_topic: str = Field(default="eventfed.nova.raw", min_length=1, max_length=249)
-    dlq_topic: str = Field(default="eventfed.dlq", min_length=1, max_length=249)
-    events_topic: str = Field(default="eventfed.vm.events", min_length=1, max_length=249)
-    state_topic: str = Field(default="eventfed.vm.state", min_length=1, max_length=249)
+    raw_topic: str = Field(
+        default="eventfed.nova.raw",
+        min_length=1,
+        max_length=249,
+        description="the raw topic: every notification as received, the audit log the stream reads",
+    )
+    dlq_topic: str = Field(
+        default="eventfed.dlq",
+        min_length=1,
+        max_length=249,
+        description="the dead-letter topic: what could not be handled, with the reason in its headers",
+    )
+    events_topic: str = Field(
+        default="eventfed.vm.events",
+        min_length=1,
+        max_length=249,
+        description="the canonical VM status events (Avro)",
+    )
+    state_topic: str = Field(
+        default="eventfed.vm.state",
+        min_length=1,
+        max_length=249,
+        description="the latest state of every VM (compacted), which the API reads",
+    )
 
-    # Partition count for the topics eventfed creates; the raw topic and the stream worker's
-    # table changelogs must have the same count (Faust co-partitioning).
-    partitions: int = Field(default=8, ge=1, le=10_000)
-    replication_factor: int = Field(default=1, ge=1, le=10)
+    # The raw topic and the stream worker's table changelogs must have the same partition count:
+    # Faust co-partitions a table with the stream that updates it.
+    partitions: int = Field(
+        default=8,
+        ge=1,
+        le=10_000,
+        description="partitions of the topics eventfed creates; raw topic and table changelogs must agree",
+    )
+    replication_factor: int = Field(
+        default=1, ge=1, le=10, description="replication factor of the topics eventfed creates"
+    )
 
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "text"] = "json"
-    # 0 disables the metrics/health HTTP endpoint of a deployable that has no web server of its own.
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int = Field(default=0, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="least important log level written"
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="json: one JSON object per line on stderr; text: plain lines"
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="address of /healthz, /readyz and /metrics (every service, the stream worker's too)",
+    )
+    # Off by default: a process started by hand (a tool, a test) should not take a port.
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description=(
+            "port of /healthz, /readyz and /metrics (every service, the stream worker's too); "
+            "0 turns them off"
+        ),
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        # One validator for the whole class tree, calling the overridable problems(): pydantic
+        # stops at the first after-validator that fails, and one restart should fix every breach.
+        found = self.problems()
+        if found:
+            raise PydanticCustomError("settings_conflict", "{problems}", {"problems": "; ".join(found)})
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -136,16 +220,12 @@ class CommonSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _YamlFileSource(settings_cls), file_secret_settings)
-
-    def check(self) -> None:
-        """Cross-field rules that a single field validator cannot express; lists every breach."""
-        problems = self.problems()
-        if problems:
-            raise SettingsError("; ".join(problems))
+        # Earlier sources win: the environment over the file, so one value can be overridden
+        # without editing a mounted file.
+        return (init_settings, env_settings, _ConfigFileSource(settings_cls), file_secret_settings)
 
     def problems(self) -> list[str]:
-        """Every breach of the cross-field rules, and every TLS file that cannot be used."""
+        """Every breach of the rules across fields, and every TLS file that cannot be used."""
         problems = []
         if self.kafka_security_protocol.startswith("SASL") and (
             not self.kafka_sasl_username or self.kafka_sasl_password is None
@@ -184,10 +264,17 @@ class RabbitSettings(CommonSettings):
     """What a RabbitMQ client (the listener, the simulator) adds: TLS, as oslo.messaging's rabbit
     driver takes it (``[oslo_messaging_rabbit] ssl, ssl_ca_file, ssl_cert_file, ssl_key_file``)."""
 
-    rabbit_ssl: bool = False
-    rabbit_ssl_ca_file: Path | None = None
-    rabbit_ssl_cert_file: Path | None = None
-    rabbit_ssl_key_file: Path | None = None
+    rabbit_ssl: bool = Field(default=False, description="connect to RabbitMQ over TLS (amqps)")
+    rabbit_ssl_ca_file: Path | None = Field(
+        default=None, description="PEM file of the CA that signed RabbitMQ's certificate"
+    )
+    rabbit_ssl_cert_file: Path | None = Field(
+        default=None, description="PEM client certificate, when RabbitMQ asks for one"
+    )
+    rabbit_ssl_key_file: Path | None = Field(
+        default=None,
+        description="unencrypted PEM key of the client certificate (oslo takes no password)",
+    )
 
     def problems(self) -> list[str]:
         problems = super().problems()
@@ -216,48 +303,103 @@ class SimulateSettings(RabbitSettings):
     """`eventfed simulate`: the clouds and their RabbitMQ come from --vim; TLS from settings."""
 
 
+# Shared by the listener and the poller, which write the raw topic the same way.
+_VIM_ID_DESCRIPTION = "the VIM (cloud) served, as ONAP names it (cloud-owner_region)"
+_MAX_MESSAGE_BYTES_DESCRIPTION = "largest raw record; bigger notifications are dead-lettered"
+_PACK_MAX_DESCRIPTION = "notifications packed in one raw record (same partition, JSON Lines); 1 = one each"
+_RAW_DELIVERY_TIMEOUT_DESCRIPTION = (
+    "seconds librdkafka tries to deliver a raw record before it counts as failed"
+)
+
+
 class ListenerSettings(RabbitSettings):
     """`eventfed listen`: one process per VIM, RabbitMQ (oslo.messaging) to the raw Kafka topic."""
 
-    transport_url: SecretStr
-    vim_id: str = Field(pattern=VIM_ID_PATTERN, max_length=200)
-    exchange: str = Field(default="nova", min_length=1)
-    topics: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["notifications", "versioned_notifications"], min_length=1
+    transport_url: SecretStr = Field(
+        description=(
+            "the cloud's RabbitMQ, as oslo.messaging's transport URL (rabbit://user:pass@host:port/vhost)"
+        )
     )
-    pool: str = Field(default="eventfed", min_length=1)
-    # oslo's amqp_durable_queues for the exchange and the pool queue: durable ones, with oslo's
-    # persistent messages, survive a RabbitMQ restart. Nova's own setting must be the same, since
-    # RabbitMQ refuses a declaration of the other durability (see bridge.durability). False is
-    # oslo's and so Nova's default: a listener that declared the exchange first with the other
-    # durability would make a default Nova drop its notifications.
-    durable_queues: bool = False
-    batch_size: int = Field(default=500, ge=1, le=100_000)
-    # A batch closes at batch_size or batch_timeout seconds after its first notification: the
-    # timeout is the latency a quiet cloud's notifications pay, the size what a busy one gains. An
-    # idle listener waits for a first notification without polling (bridge.listener.oslo_internals),
-    # so a short window costs nothing while nothing comes.
-    batch_timeout: float = Field(default=0.002, gt=0, le=60)
-    # Above batch_timeout, the window grows with the load up to batch_timeout_max (reached when
-    # batches fill at batch_busy_rate notifications/s, from a fifth of it up): bigger batches make
-    # bigger packs, and the stream worker's cost is largely per Kafka record and per batch. On the
-    # 2-core bench box the 50 ms ceiling halved the CPU both used at 1,000/s against a fixed 10 ms
-    # window; equal to batch_timeout fixes the window (bench/results: the what-if rows). Reaching
-    # it at 2,000/s rather than 1,000/s gives 1,000/s a window of about 20 ms: 13 ms off the
-    # median latency there in six alternating pairs, for about 0.1 of a core more.
-    batch_timeout_max: float = Field(default=0.05, gt=0, le=60)
-    batch_busy_rate: float = Field(default=2000.0, gt=0)
-    # Largest raw record written to Kafka; bigger ones are dead-lettered (Kafka's default
-    # max.message.bytes is about 1 MiB).
-    max_message_bytes: int = Field(default=1_000_000, ge=1024)
-    # Notifications packed into one raw-topic record (same partition, JSON Lines); 1 writes one
-    # record per notification. The stream stage's cost is largely per record.
-    pack_max: int = Field(default=500, ge=1, le=100_000)
-    retry_backoff_initial: float = Field(default=0.5, gt=0, le=60)
-    retry_backoff_max: float = Field(default=30.0, gt=0, le=3600)
-    delivery_timeout: float = Field(default=30.0, gt=0, le=3600)
-    # How long a batch is held unacked while Kafka refuses it before it goes back to RabbitMQ.
-    hold_max_seconds: float = Field(default=900.0, gt=0, le=86_400)
+    vim_id: str = Field(pattern=VIM_ID_PATTERN, max_length=200, description=_VIM_ID_DESCRIPTION)
+    exchange: str = Field(
+        default="nova", min_length=1, description="the exchange Nova publishes notifications on"
+    )
+    topics: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["notifications", "versioned_notifications"],
+        min_length=1,
+        description="oslo.messaging notification topics, comma-separated",
+    )
+    pool: str = Field(
+        default="eventfed",
+        min_length=1,
+        description="listener pool: its own queue on the exchange, shared by this VIM's listener replicas",
+    )
+    # RabbitMQ refuses to declare an exchange or queue again with the other durability
+    # (bridge.durability), so this must be what Nova's amqp_durable_queues is. The default is
+    # oslo's, and so a default Nova's: a listener that declared the exchange first as durable
+    # would make a default Nova drop its notifications.
+    durable_queues: bool = Field(
+        default=False,
+        description="durable exchange and pool queue (survive a RabbitMQ restart); must match Nova's",
+    )
+    batch_size: int = Field(
+        default=500,
+        ge=1,
+        le=100_000,
+        description="notifications per batch written to Kafka and acked to RabbitMQ",
+    )
+    # The window is the latency a quiet cloud's notifications pay. An idle listener waits for a
+    # first notification without polling (bridge.listener.oslo_internals), so a short window
+    # costs nothing while nothing comes.
+    batch_timeout: float = Field(
+        default=0.002,
+        gt=0,
+        le=60,
+        description="seconds a batch waits for more after its first notification",
+    )
+    # Under load the window grows (bridge.listener.window): bigger batches make bigger packs, and
+    # both the listener's and the stream worker's costs are largely per Kafka record and per
+    # batch, so a busy cloud trades a few milliseconds of latency for a large share of the CPU.
+    # Reaching the ceiling only at batch_busy_rate keeps the window, and so the latency, small at
+    # moderate rates. bench/results holds the measurements behind both defaults.
+    batch_timeout_max: float = Field(
+        default=0.05,
+        gt=0,
+        le=60,
+        description="the batch window grows with the load up to this (equal to BATCH_TIMEOUT: fixed)",
+    )
+    batch_busy_rate: float = Field(
+        default=2000.0,
+        gt=0,
+        description="notifications/s at which the batch window reaches BATCH_TIMEOUT_MAX",
+    )
+    # Kafka's default max.message.bytes is about 1 MiB: a bigger record would be refused.
+    max_message_bytes: int = Field(default=1_000_000, ge=1024, description=_MAX_MESSAGE_BYTES_DESCRIPTION)
+    # The stream stage's cost is largely per record, so notifications travel packed.
+    pack_max: int = Field(default=500, ge=1, le=100_000, description=_PACK_MAX_DESCRIPTION)
+    retry_backoff_initial: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description=(
+            "first wait, in seconds, before writing to Kafka or connecting to RabbitMQ again after a failure"
+        ),
+    )
+    retry_backoff_max: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="longest wait, in seconds, between attempts to write to Kafka or to connect to RabbitMQ",
+    )
+    delivery_timeout: float = Field(
+        default=30.0, gt=0, le=3600, description=_RAW_DELIVERY_TIMEOUT_DESCRIPTION
+    )
+    hold_max_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        le=86_400,
+        description="seconds a batch Kafka refuses is held unacked before it goes back to RabbitMQ",
+    )
 
     _split_topics = field_validator("topics", mode="before")(_split_csv)
 
@@ -265,43 +407,108 @@ class ListenerSettings(RabbitSettings):
 class StreamSettings(CommonSettings):
     """`eventfed stream`: the Faust worker."""
 
-    app_id: str = Field(default="eventfed-stream", min_length=1)
-    subscriptions_file: Path | None = None
-    subscriptions_reload_seconds: float = Field(default=2.0, gt=0, le=3600)
-    dedup_window_seconds: float = Field(default=600.0, ge=0)
-    tombstone_seconds: float = Field(default=3600.0, ge=0)
-    data_dir: Path = Path("/tmp/eventfed-stream")
-    web_host: str = "127.0.0.1"
-    web_port: int = Field(default=6066, ge=1, le=65535)
-    # A Confluent-compatible Schema Registry: Avro records are then in the Confluent wire format,
-    # the schema registered under `<topic>-value` for each Avro topic (streams.registration).
-    schema_registry_url: str | None = Field(default=None, pattern=r"^(https?|mock)://\S+$")
-    # How long start-up retries registering the schema before the worker gives up (exit 1).
-    schema_registry_timeout: float = Field(default=60.0, gt=0, le=3600)
-    # How long start-up retries creating (or checking) its topics while Kafka does not answer
-    # before the worker gives up (exit 1): Kafka starting after the worker is routine in a cluster.
-    kafka_start_timeout: float = Field(default=300.0, gt=0, le=86_400)
-    # Raw records per batch: a packed record carries up to PACK_MAX notifications.
-    batch_size: int = Field(default=100, ge=1, le=100_000)
-    # Batches decided while earlier ones are still being written (outputs, then state: two round
-    # trips to Kafka). With 2 the next batch is decided during the previous one's writes, while
-    # the writes themselves stay one batch after the other. At 1,000/s on the 2-core bench box
-    # this took the p99 from 123-147 ms to 77-107 ms in three alternating pairs, at the same CPU;
-    # at 2,000/s, 3,000/s and on a backlog (full batches either way) the two measured alike.
-    # 1 decides a batch only once the one before it is written.
-    max_batches_in_flight: int = Field(default=2, ge=1, le=64)
-    # A batch closes at batch_size or after batch_timeout seconds (Faust's take): the timeout is
-    # the latency a quiet cloud's events pay.
-    batch_timeout: float = Field(default=0.01, gt=0, le=60)
-    # How long librdkafka tries to deliver one output before reporting it refused (then retried).
-    delivery_timeout: float = Field(default=30.0, gt=0, le=3600)
-    # How long a worker that died silently keeps its partitions before the group moves them.
-    # Kafka's default group.min.session.timeout.ms is 6 s.
-    session_timeout_seconds: float = Field(default=10.0, ge=6, le=300)
-    # How long each action kind may go without its end or error before it is stuck (a STUCK event
-    # and a VES fault): the defaults of streams.stuck, overridden per kind by `KIND=DURATION,...`
-    # (`DELETE=5m,SNAPSHOT=2h,default=30m`; 0 or `off`: no timer), or a mapping in the YAML file.
-    stuck_after: Annotated[dict[str, float], NoDecode] = Field(default_factory=lambda: _stuck_defaults())
+    app_id: str = Field(
+        default="eventfed-stream",
+        min_length=1,
+        description="the worker's consumer group and table names: one per deployment",
+    )
+    subscriptions_file: Path | None = Field(
+        default=None, description="the subscriptions YAML; reloaded when it changes"
+    )
+    subscriptions_reload_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=3600,
+        description="how often the subscriptions file is checked for changes",
+    )
+    dedup_window_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="how long a message id is remembered to drop its duplicates",
+    )
+    tombstone_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="how long a deleted VM's state is kept before it is removed",
+    )
+    data_dir: Path = Field(default=Path("/tmp/eventfed-stream"), description="the worker's local table store")
+    web_host: str = Field(
+        default="127.0.0.1",
+        description="address of Faust's own web server (its table routing); not the health endpoints",
+    )
+    web_port: int = Field(
+        default=6066,
+        ge=1,
+        le=65535,
+        description=(
+            "port of Faust's own web server; the worker's /healthz, /readyz and /metrics are on METRICS_PORT"
+        ),
+    )
+    # With a registry, Avro records are in the Confluent wire format and the schema is registered
+    # under `<topic>-value` for each Avro topic (streams.registration).
+    schema_registry_url: str | None = Field(
+        default=None,
+        pattern=r"^(https?|mock)://\S+$",
+        description="a Confluent-compatible Schema Registry; unset: Avro single-object encoding",
+    )
+    schema_registry_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="seconds the worker tries to register its schemas at start before it exits",
+    )
+    # Kafka starting after the worker is routine in a cluster, so start-up waits for it.
+    kafka_start_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description=(
+            "seconds the worker retries creating its topics at start while Kafka does not answer, "
+            "not ready meanwhile, before it exits"
+        ),
+    )
+    batch_size: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="raw records per batch (a packed record carries up to PACK_MAX notifications)",
+    )
+    # A batch's writes are two round trips to Kafka (outputs, then state). With 2 the next batch
+    # is decided while the previous one is written, which hides one batch's decision time in the
+    # other's writes and so shortens the tail latency at no extra CPU, while the writes stay one
+    # batch after the other, in order. 1 decides a batch only once the one before it is written.
+    max_batches_in_flight: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="batches decided while earlier ones are still being written",
+    )
+    # Faust's take closes a batch at batch_size or after batch_timeout: the timeout is the
+    # latency a quiet cloud's events pay.
+    batch_timeout: float = Field(default=0.01, gt=0, le=60, description="seconds a batch waits to fill")
+    # A refused output is retried by the worker, not lost.
+    delivery_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="seconds librdkafka tries to deliver an output before it is retried",
+    )
+    # Kafka's default group.min.session.timeout.ms is 6 s: a shorter session is refused.
+    session_timeout_seconds: float = Field(
+        default=10.0,
+        ge=6,
+        le=300,
+        description="how soon a silently dead worker's partitions move to the others",
+    )
+    # The defaults are streams.stuck's; a YAML file may give a mapping instead of the string.
+    stuck_after: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=lambda: _stuck_defaults(),
+        description=(
+            "per status kind, how long an action may go without its end before it is stuck, e.g. "
+            "`DELETE=5m,SNAPSHOT=2h,default=30m` (0 or off: no timer); kinds not named keep theirs: 10m for "
+            "a delete, reboot or power action, 1h for a snapshot, resize, live migration or shelve, 30m else"
+        ),
+    )
 
     @field_validator("stuck_after", mode="before")
     @classmethod
@@ -327,14 +534,20 @@ def _stuck_defaults() -> dict[str, float]:
 class ApiSettings(CommonSettings):
     """`eventfed api`: the state table and check_vim_status over HTTP."""
 
-    api_host: str = "127.0.0.1"
-    api_port: int = Field(default=8080, ge=1, le=65535)
-    api_threads: int = Field(default=8, ge=1, le=256)
-    api_auth_token: SecretStr | None = None
-    api_basic_user: str | None = None
-    api_basic_password: SecretStr | None = None
-    api_max_body_bytes: int = Field(default=65_536, ge=256)
-    api_page_limit_max: int = Field(default=1000, ge=1)
+    api_host: str = Field(default="127.0.0.1", description="address the API listens on")
+    api_port: int = Field(default=8080, ge=1, le=65535, description="port the API listens on")
+    api_threads: int = Field(default=8, ge=1, le=256, description="request threads")
+    api_auth_token: SecretStr | None = Field(
+        default=None, description="bearer token the API requires; unset: no token"
+    )
+    api_basic_user: str | None = Field(
+        default=None, description="HTTP basic user the API requires, with API_BASIC_PASSWORD"
+    )
+    api_basic_password: SecretStr | None = Field(default=None, description="HTTP basic password")
+    api_max_body_bytes: int = Field(
+        default=65_536, ge=256, description="largest request body; bigger ones get 413"
+    )
+    api_page_limit_max: int = Field(default=1000, ge=1, description="largest page a client may ask for")
 
 
 class PollerSettings(CommonSettings):
@@ -344,43 +557,88 @@ class PollerSettings(CommonSettings):
     served without Keystone, a fixed `nova_endpoint` and `nova_token`.
     """
 
-    vim_id: str = Field(pattern=VIM_ID_PATTERN, max_length=200)
-    nova_auth: Literal["keystone", "token"] = "keystone"
-    # token: the compute endpoint (".../v2.1") and the X-Auth-Token sent to it.
-    nova_endpoint: str | None = None
-    nova_token: SecretStr | None = None
-    os_auth_url: str | None = None
-    os_username: str | None = None
-    os_password: SecretStr | None = None
-    os_project_name: str | None = None
-    os_user_domain_name: str = "Default"
-    os_project_domain_name: str = "Default"
-    os_region_name: str | None = None
-    os_interface: Literal["public", "internal", "admin"] = "public"
-    os_cacert: Path | None = None
-    nova_api_version: str = Field(default="2.1", pattern=r"^2\.([0-9]+|latest)$")
-    # Seconds between the starts of two polling cycles.
-    poll_interval: float = Field(default=60.0, gt=0, le=86_400)
-    # Each cycle asks for changes since the last cycle's newest `updated` minus this many seconds:
-    # it covers clock skew between Nova's hosts and transactions that commit late. Re-read servers
-    # have the same message id and are dropped as duplicates.
-    poll_overlap_seconds: float = Field(default=60.0, ge=0, le=86_400)
-    # With no checkpoint (the first start for a VIM), deletions this far back are read too.
-    poll_lookback_seconds: float = Field(default=3600.0, ge=0, le=90 * 86_400)
-    # Servers per API page (Nova caps it with its own [api] max_limit, 1000 by default).
-    poll_page_size: int = Field(default=1000, ge=1, le=10_000)
-    poll_checkpoint_topic: str = Field(default="eventfed.poll.checkpoints", min_length=1, max_length=249)
-    poll_request_timeout: float = Field(default=30.0, gt=0, le=600)
-    # Snapshots packed into one raw-topic record, as the listener packs notifications.
-    pack_max: int = Field(default=500, ge=1, le=100_000)
-    max_message_bytes: int = Field(default=1_000_000, ge=1024)
-    retry_backoff_initial: float = Field(default=0.5, gt=0, le=60)
-    retry_backoff_max: float = Field(default=30.0, gt=0, le=3600)
-    delivery_timeout: float = Field(default=30.0, gt=0, le=3600)
+    vim_id: str = Field(pattern=VIM_ID_PATTERN, max_length=200, description=_VIM_ID_DESCRIPTION)
+    nova_auth: Literal["keystone", "token"] = Field(
+        default="keystone",
+        description="keystone: a Keystone v3 password session (OS_*); token: NOVA_ENDPOINT with NOVA_TOKEN",
+    )
+    nova_endpoint: str | None = Field(
+        default=None, description="with NOVA_AUTH=token, Nova's compute endpoint (.../v2.1)"
+    )
+    nova_token: SecretStr | None = Field(
+        default=None, description="with NOVA_AUTH=token, the X-Auth-Token sent to it"
+    )
+    os_auth_url: str | None = Field(default=None, description="Keystone v3 URL")
+    # all_tenants: the poller lists every project's servers, as Nova's notifications cover them.
+    os_username: str | None = Field(
+        default=None, description="Keystone user, who must see every project's servers (all_tenants)"
+    )
+    os_password: SecretStr | None = Field(default=None, description="Keystone password")
+    os_project_name: str | None = Field(default=None, description="Keystone project to scope to")
+    os_user_domain_name: str = Field(default="Default", description="the user's Keystone domain")
+    os_project_domain_name: str = Field(default="Default", description="the project's Keystone domain")
+    os_region_name: str | None = Field(
+        default=None, description="region of the compute endpoint in the catalogue"
+    )
+    os_interface: Literal["public", "internal", "admin"] = Field(
+        default="public", description="which catalogue endpoint of Nova to use"
+    )
+    os_cacert: Path | None = Field(default=None, description="PEM CA bundle for Keystone and Nova over HTTPS")
+    nova_api_version: str = Field(
+        default="2.1", pattern=r"^2\.([0-9]+|latest)$", description="compute API microversion asked for"
+    )
+    poll_interval: float = Field(
+        default=60.0,
+        gt=0,
+        le=86_400,
+        description="seconds between the starts of two polling cycles",
+    )
+    # The overlap covers clock skew between Nova's hosts and transactions that commit late;
+    # re-read servers have the same message id and are dropped as duplicates.
+    poll_overlap_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=86_400,
+        description="each cycle re-reads this far back (clock skew, late commits); re-reads dropped",
+    )
+    poll_lookback_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        le=90 * 86_400,
+        description="with no checkpoint (a VIM's first start), deletions this far back are read too",
+    )
+    # Nova caps a page with its own [api] max_limit, 1000 by default.
+    poll_page_size: int = Field(default=1000, ge=1, le=10_000, description="servers per API page")
+    poll_checkpoint_topic: str = Field(
+        default="eventfed.poll.checkpoints",
+        min_length=1,
+        max_length=249,
+        description="compacted topic keeping each VIM's high-water mark",
+    )
+    poll_request_timeout: float = Field(
+        default=30.0, gt=0, le=600, description="seconds one API request may take"
+    )
+    max_message_bytes: int = Field(default=1_000_000, ge=1024, description=_MAX_MESSAGE_BYTES_DESCRIPTION)
+    # Snapshots are packed into raw records as the listener packs notifications.
+    pack_max: int = Field(default=500, ge=1, le=100_000, description=_PACK_MAX_DESCRIPTION)
+    retry_backoff_initial: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="first wait, in seconds, before writing to Kafka again after a failure",
+    )
+    retry_backoff_max: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="longest wait, in seconds, between write attempts",
+    )
+    delivery_timeout: float = Field(
+        default=30.0, gt=0, le=3600, description=_RAW_DELIVERY_TIMEOUT_DESCRIPTION
+    )
 
-    def check(self) -> None:
-        super().check()
-        problems = []
+    def problems(self) -> list[str]:
+        problems = super().problems()
         if self.nova_auth == "token":
             if not self.nova_endpoint or self.nova_token is None:
                 problems.append(
@@ -397,8 +655,7 @@ class PollerSettings(CommonSettings):
                 problems.append(f"{', '.join(missing)} required when {ENV_PREFIX}NOVA_AUTH=keystone")
         if self.os_cacert is not None and not self.os_cacert.is_file():
             problems.append(f"{ENV_PREFIX}OS_CACERT: no such file {self.os_cacert}")
-        if problems:
-            raise SettingsError("; ".join(problems))
+        return problems
 
 
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)
@@ -418,8 +675,11 @@ def env_names(settings_cls: type[CommonSettings]) -> set[str]:
 
 
 def _describe_one(error: ErrorDetails) -> str:
-    field = str(error["loc"][0]) if error["loc"] else "?"
     message = error["msg"]
+    if not error["loc"]:
+        # A rule across fields (CommonSettings.problems): its message names the settings.
+        return message
+    field = str(error["loc"][0])
     if error["type"] == "missing":
         message = "is required"
     elif error["type"] == "string_pattern_mismatch":
@@ -463,11 +723,9 @@ def load(settings_cls: type[SettingsT], **overrides: Any) -> SettingsT:
     """Build and validate settings; raise SettingsError with one line naming every bad setting."""
     warn_unknown_env_names()
     try:
-        settings = settings_cls(**overrides)
+        return settings_cls(**overrides)
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
-    settings.check()
-    return settings
 
 
 def redact_url(url: str) -> str:

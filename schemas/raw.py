@@ -140,7 +140,7 @@ def encode_document(document: Mapping[str, Any]) -> bytes:
     the Python types it knows but JSON does not (UUIDs, enums) its own way, so its result counts
     only when reading it back gives the document again; else, and for what orjson refuses
     (integers past 64 bits, keys that are not strings, lone surrogates, nesting past 255), the
-    standard library writes it, or refuses it, exactly as before.
+    standard library writes it, or refuses it, exactly as json.dumps does.
     """
     try:
         value = orjson.dumps(document, option=_ORJSON_OPTIONS)

@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
-# A VIM id is ONAP's {cloud-owner}_{cloud-region-id}.
+# ONAP names a VIM "{cloud-owner}_{cloud-region-id}"; '/' would break state-topic keys and URLs.
 VIM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*_[A-Za-z0-9._-]+$"
 
 META = "eventfed"

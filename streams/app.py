@@ -19,7 +19,7 @@ from bridge.kafka_config import KafkaTlsRefused, confirmed_producer_config, cons
 from bridge.logs import setup_logging
 from bridge.retry import Backoff
 from bridge.settings import StreamSettings
-from bridge.topics import core_topics, ensure_topics
+from bridge.topic_admin import core_topics, ensure_topics
 from streams import pipeline
 from streams.codecs import CodecError
 from streams.faust_internals import FaustConsumerOffsets, missing_internals
@@ -28,7 +28,7 @@ from streams.registration import Registrar, SchemaIds, avro_topics
 from streams.runner import BatchRunner, BatchWriter
 from streams.subscription_source import SubscriptionSource
 from streams.subscriptions import Subscription, SubscriptionError
-from streams.topics import sink_topics
+from streams.topics_command import sink_topics
 from streams.worker_timers import WorkerTimers, register_timers, subscription_reloader
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from bridge.kafka_config import KafkaTlsRefused, consumer_config, record_client_
 from bridge.logs import setup_logging
 from bridge.settings import CommonSettings, load
 from streams import codecs
-from streams.tools import NotDecoded, decode_any
+from streams.schema_and_decode import NotDecoded, decode_any
 
 LOG = logging.getLogger(__name__)
 

@@ -19,14 +19,22 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
+from bridge.retry import Backoff
 from streams.codecs import ConfluentCodec, RegistrationError, subject_for
 from streams.subscriptions import Subscription
 
 LOG = logging.getLogger(__name__)
 
-# Between two rounds of registration while the registry refuses or cannot be reached.
+# Between two rounds of registration while the registry refuses or cannot be reached, and
+# between two attempts to put a changed subscriptions file in force (streams.worker_timers).
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 30.0
+
+
+def registry_backoff() -> Backoff:
+    """The schedule of those retries. Without jitter: one worker retries its own start-up or
+    reload, not a crowd of clients in step, and the log's "retrying in" is then the exact wait."""
+    return Backoff(BACKOFF_INITIAL, BACKOFF_MAX, jitter=0.0)
 
 
 def avro_topics(events_topic: str, subscriptions: Iterable[Subscription]) -> list[str]:
@@ -94,7 +102,7 @@ class Registrar:
         ``timeout`` seconds have passed; then the last RegistrationError is raised."""
         wanted = list(topics)
         deadline = clock() + timeout
-        delay = BACKOFF_INITIAL
+        backoff = registry_backoff()
         added: list[str] = []
         while True:
             try:
@@ -104,8 +112,8 @@ class Registrar:
                 left = deadline - clock()
                 if left <= 0:
                     raise
-                LOG.warning("%s; retrying in %.1fs", exc, min(delay, left))
+                delay = min(backoff.next_delay(), left)
+                LOG.warning("%s; retrying in %.1fs", exc, delay)
                 if on_retry is not None:
                     on_retry(str(exc))
-                sleep(min(delay, left))
-                delay = min(delay * 2, BACKOFF_MAX)
+                sleep(delay)

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaException
 
-from bridge.heap import WORKER_THRESHOLDS, settle_after_start_up
+from bridge.gc_thresholds import WORKER_THRESHOLDS, settle_after_start_up
 from bridge.settings import StreamSettings
 from streams.codecs import RegistrationError
 from streams.faust_internals import in_recovery
-from streams.registration import BACKOFF_INITIAL, BACKOFF_MAX, Registrar
+from streams.registration import Registrar, registry_backoff
 from streams.runner import BatchRunner
 from streams.subscription_source import SubscriptionSource
 
@@ -35,10 +35,12 @@ def subscription_reloader(
     retried with backoff while they cannot be made ready, the previous rules staying in force."""
     from streams.app import prepare_sinks
 
-    retry = {"at": 0.0, "delay": BACKOFF_INITIAL}
+    backoff = registry_backoff()
+    retry_at = 0.0
 
     async def reload_subscriptions() -> None:
-        if time.monotonic() < retry["at"]:
+        nonlocal retry_at
+        if time.monotonic() < retry_at:
             return
         pending = subscriptions.read_if_changed()
         if pending is None:
@@ -54,15 +56,16 @@ def subscription_reloader(
         except (KafkaException, TimeoutError, RegistrationError) as exc:
             reason = exc.args[0] if isinstance(exc, KafkaException) else str(exc) or "no answer in time"
             health.problem = f"new subscriptions not in force: {reason}"
+            delay = backoff.next_delay()
             LOG.error(
                 "new subscriptions not in force, the previous ones stay; retrying in %.1fs: %s",
-                retry["delay"],
+                delay,
                 reason,
             )
-            retry["at"] = time.monotonic() + retry["delay"]
-            retry["delay"] = min(retry["delay"] * 2, BACKOFF_MAX)
+            retry_at = time.monotonic() + delay
             return
-        retry["at"], retry["delay"] = 0.0, BACKOFF_INITIAL
+        retry_at = 0.0
+        backoff.reset()
         health.problem = None
         subscriptions.apply(pending)
 

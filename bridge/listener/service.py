@@ -19,7 +19,7 @@ from confluent_kafka import Producer
 
 from bridge.deployable import CannotStart, run_deployable
 from bridge.durability import DurabilityMismatch, declare, oslo_override
-from bridge.heap import settle_after_start_up
+from bridge.gc_thresholds import settle_after_start_up
 from bridge.kafka_config import (
     KafkaTlsRefused,
     confirmed_producer_config,
@@ -33,7 +33,7 @@ from bridge.rabbit_tls import apply_to_oslo, handshake, kombu_connection
 from bridge.raw_writer import KafkaBatchWriter
 from bridge.retry import Backoff
 from bridge.settings import ListenerSettings, redact_url
-from bridge.topics import core_topics, ensure_topics
+from bridge.topic_admin import core_topics, ensure_topics
 
 LOG = logging.getLogger(__name__)
 # How long one wait for a batch's first notification lasts before the polling thread sends the
@@ -289,7 +289,7 @@ class ListenerDeployable:
             self.stop_requested.set()
             return
         # With CPython's default thresholds: oslo's receive path leaves cyclic garbage per
-        # message, best collected young and often (bridge.heap).
+        # message, best collected young and often (bridge.gc_thresholds).
         settle_after_start_up()
 
     def request_stop(self, signum: int) -> None:

@@ -21,7 +21,7 @@ from bridge.kafka_config import consumer_config
 from bridge.kafka_delivery import ProduceRequest, produce_and_confirm
 from bridge.poller.snapshot import parse_api_time
 from bridge.settings import PollerSettings
-from bridge.topics import TopicSpec
+from bridge.topic_admin import TopicSpec
 
 LOG = logging.getLogger(__name__)
 

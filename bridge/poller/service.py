@@ -35,7 +35,7 @@ from bridge.poller.snapshot import changes_since, message_id, next_high_water, p
 from bridge.raw_writer import KafkaBatchWriter
 from bridge.retry import Backoff
 from bridge.settings import PollerSettings
-from bridge.topics import core_topics, ensure_topics
+from bridge.topic_admin import core_topics, ensure_topics
 from schemas.raw import DeadLetter, RawRecord
 
 LOG = logging.getLogger(__name__)

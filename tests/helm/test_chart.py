@@ -697,8 +697,8 @@ def test_topics(fixture: str, request: pytest.FixtureRequest) -> None:
 def test_kafka_topics_match_what_eventfed_topics_would_create(
     fixture: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The KafkaTopics carry the partitions and configs bridge.topics gives the same topics."""
-    from bridge.topics import core_topics
+    """The KafkaTopics carry the partitions and configs bridge.topic_admin gives the same topics."""
+    from bridge.topic_admin import core_topics
 
     docs: list[Manifest] = request.getfixturevalue(fixture)
     (stream,) = component(docs, "Deployment", "stream")

@@ -130,12 +130,12 @@ def test_unknown_environment_variable_is_a_warning_naming_the_nearest(monkeypatc
 
 
 def test_an_unexpected_failure_is_one_line_without_traceback(monkeypatch, capsys):
-    import streams.topics
+    import streams.topics_command
 
     def broken(_args):
         raise RuntimeError("the disk caught fire")
 
-    monkeypatch.setattr(streams.topics, "run", broken)
+    monkeypatch.setattr(streams.topics_command, "run", broken)
     assert main(["topics"]) == 1
     assert (
         _one_plain_line(capsys.readouterr().err)
@@ -180,12 +180,13 @@ def test_unknown_key_in_the_settings_file_is_a_warning(monkeypatch, tmp_path, ca
 
 
 def test_topics_against_an_unreachable_kafka_is_one_line(monkeypatch, capsys):
-    import bridge.topics
+    import bridge.topic_admin
 
     # The admin client's wait, shortened: what is tested is the error path, not the timeout.
-    real_ensure = bridge.topics.ensure_topics
+    real_ensure = bridge.topic_admin.ensure_topics
     monkeypatch.setattr(
-        "streams.topics.ensure_topics", lambda settings, specs: real_ensure(settings, specs, timeout=1.0)
+        "streams.topics_command.ensure_topics",
+        lambda settings, specs: real_ensure(settings, specs, timeout=1.0),
     )
     assert main(["topics"]) == 1
     captured = capsys.readouterr()

@@ -95,3 +95,74 @@ def test_cli_version_and_help(capsys):
     assert capsys.readouterr().out.startswith("eventfed ")
     assert main([]) == 2
     assert "listen" in capsys.readouterr().out
+
+
+def test_settings_that_do_not_fit_together_are_rejected_when_the_model_is_built():
+    from pydantic import ValidationError
+
+    from bridge.settings import PollerSettings
+
+    with pytest.raises(ValidationError) as info:
+        PollerSettings(vim_id="owner_region", nova_auth="token")
+    (error,) = info.value.errors()
+    assert error["loc"] == ()
+    assert (
+        error["msg"]
+        == "EVENTFED_NOVA_ENDPOINT and EVENTFED_NOVA_TOKEN are required when EVENTFED_NOVA_AUTH=token"
+    )
+
+
+def test_every_breach_is_in_one_line_for_the_operator(monkeypatch, tmp_path):
+    from bridge.settings import PollerSettings
+
+    monkeypatch.setenv("EVENTFED_VIM_ID", "owner_region")
+    monkeypatch.setenv("EVENTFED_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("EVENTFED_OS_CACERT", str(tmp_path / "none.pem"))
+    with pytest.raises(SettingsError) as info:
+        load(PollerSettings)
+    assert str(info.value) == (
+        "EVENTFED_KAFKA_SASL_USERNAME and EVENTFED_KAFKA_SASL_PASSWORD are required when "
+        "EVENTFED_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT; "
+        "EVENTFED_OS_AUTH_URL, EVENTFED_OS_USERNAME, EVENTFED_OS_PASSWORD, EVENTFED_OS_PROJECT_NAME "
+        "required when EVENTFED_NOVA_AUTH=keystone; "
+        f"EVENTFED_OS_CACERT: no such file {tmp_path / 'none.pem'}"
+    )
+
+
+def test_yaml_keys_in_any_case_lists_and_mappings(monkeypatch, tmp_path):
+    config = tmp_path / "eventfed.yaml"
+    config.write_text(
+        "TRANSPORT_URL: rabbit://x\nvim_id: owner_region\ntopics: [a, b]\nBatch_Size: 7\n"
+        "stuck_after: {DELETE: 5m}\n1: one\n"
+    )
+    monkeypatch.setenv("EVENTFED_CONFIG_FILE", str(config))
+    listener = load(ListenerSettings)
+    assert (listener.vim_id, listener.topics, listener.batch_size) == ("owner_region", ["a", "b"], 7)
+    assert listener.transport_url.get_secret_value() == "rabbit://x"
+    assert load(StreamSettings).stuck_after["DELETE"] == 300.0
+
+
+def test_a_bad_value_in_the_yaml_file_names_the_setting(monkeypatch, tmp_path):
+    config = tmp_path / "eventfed.yaml"
+    config.write_text("partitions: many\n")
+    monkeypatch.setenv("EVENTFED_CONFIG_FILE", str(config))
+    with pytest.raises(SettingsError) as info:
+        load(StreamSettings)
+    assert str(info.value).startswith("EVENTFED_PARTITIONS ")
+    assert "many" not in str(info.value)
+
+
+def test_a_yaml_file_that_is_not_text_or_not_yaml_is_a_clear_error(monkeypatch, tmp_path):
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00 not text")
+    monkeypatch.setenv("EVENTFED_CONFIG_FILE", str(binary))
+    with pytest.raises(SettingsError, match="is not UTF-8 text"):
+        load(StreamSettings)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("partitions: [\n")
+    monkeypatch.setenv("EVENTFED_CONFIG_FILE", str(broken))
+    with pytest.raises(SettingsError, match="is not valid YAML"):
+        load(StreamSettings)
+    monkeypatch.setenv("EVENTFED_CONFIG_FILE", str(tmp_path))
+    with pytest.raises(SettingsError, match=r"cannot read .*: not a file"):
+        load(StreamSettings)

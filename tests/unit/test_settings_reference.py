@@ -21,7 +21,8 @@ def test_every_setting_is_described_and_no_description_is_stale():
     documented = {row.env_name for row in settings_reference.rows()}
     for cls in settings.ALL_SETTINGS:
         assert settings.env_names(cls) - {settings.CONFIG_FILE_ENV} <= documented
-    assert settings_reference.unused_descriptions() == set()
+        for name, field in cls.model_fields.items():
+            assert field.description, f"{cls.__name__}.{name} has no description"
 
 
 def test_the_readme_table_is_the_current_reference():
@@ -34,11 +35,30 @@ def test_the_readme_table_is_the_current_reference():
 
 
 def test_a_missing_description_is_an_error(monkeypatch):
-    descriptions = dict(settings_reference.DESCRIPTIONS)
-    del descriptions["pool"]
-    monkeypatch.setattr(settings_reference, "DESCRIPTIONS", descriptions)
-    with pytest.raises(KeyError, match="pool"):
+    monkeypatch.setattr(settings.ListenerSettings.model_fields["pool"], "description", None)
+    with pytest.raises(settings_reference.UndescribedSetting, match="pool"):
         settings_reference.rows()
+
+
+def test_the_description_is_the_fields_own():
+    # One source: a description changed on the field is what every listing shows.
+    field = settings.StreamSettings.model_fields["max_batches_in_flight"]
+    row = next(r for r in settings_reference.rows() if r.env_name == "EVENTFED_MAX_BATCHES_IN_FLIGHT")
+    assert row.description == field.description
+    assert f"EVENTFED_MAX_BATCHES_IN_FLIGHT (int; default 2)\n      {field.description}" in (
+        settings_reference.command_help("stream")
+    )
+
+
+def test_a_setting_read_alike_by_several_commands_is_one_row():
+    rows = [r for r in settings_reference.rows() if r.env_name == "EVENTFED_PACK_MAX"]
+    assert [r.commands for r in rows] == ["listen, poll"]
+    timeouts = {
+        r.commands: r.description
+        for r in settings_reference.rows()
+        if r.env_name == "EVENTFED_DELIVERY_TIMEOUT"
+    }
+    assert set(timeouts) == {"listen, poll", "stream"}
 
 
 @pytest.mark.parametrize(

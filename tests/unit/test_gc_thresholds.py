@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from bridge import heap
+from bridge import gc_thresholds
 
 
 @pytest.fixture
@@ -21,8 +21,8 @@ def restored_collector():
 @pytest.mark.usefixtures("restored_collector")
 def test_the_worker_freezes_start_up_objects_and_a_batch_can_die_young():
     built_at_start_up = [{"vm": i} for i in range(1000)]
-    heap.settle_after_start_up(heap.WORKER_THRESHOLDS)
-    assert gc.get_threshold() == heap.WORKER_THRESHOLDS
+    gc_thresholds.settle_after_start_up(gc_thresholds.WORKER_THRESHOLDS)
+    assert gc.get_threshold() == gc_thresholds.WORKER_THRESHOLDS
     assert gc.get_freeze_count() >= len(built_at_start_up)
     # A batch's worth of short-lived containers triggers no young collection any more.
     gc.collect()
@@ -36,7 +36,7 @@ def test_the_worker_freezes_start_up_objects_and_a_batch_can_die_young():
 def test_the_listener_freezes_start_up_objects_and_collects_cycles_young():
     gc.set_threshold(700, 10, 10)
     built_at_start_up = [{"vm": i} for i in range(1000)]
-    heap.settle_after_start_up()
+    gc_thresholds.settle_after_start_up()
     assert gc.get_threshold() == (700, 10, 10)
     assert gc.get_freeze_count() >= len(built_at_start_up)
 

@@ -160,5 +160,5 @@ def run(args: argparse.Namespace) -> int:
         return _schema(args)
     if args.command == "decode":
         return _decode(args)
-    print(f"eventfed: streams.tools has no '{args.command}' command", file=sys.stderr)
+    print(f"eventfed: streams.schema_and_decode has no '{args.command}' command", file=sys.stderr)
     return 2

@@ -1,6 +1,6 @@
 """`eventfed topics`, and the topics that subscriptions write to.
 
-The core topics are shared infrastructure (bridge.topics); the subscriptions' sink topics belong
+The core topics are shared infrastructure (bridge.topic_admin); the subscriptions' sink topics belong
 to the stream stage, which owns the subscriptions, so they are listed here.
 """
 
@@ -16,7 +16,7 @@ from confluent_kafka import KafkaException
 from bridge.kafka_config import KafkaTlsRefused
 from bridge.logs import setup_logging
 from bridge.settings import CommonSettings, StreamSettings, load
-from bridge.topics import TopicSpec, core_topics, delete_topics, ensure_topics, partition_counts
+from bridge.topic_admin import TopicSpec, core_topics, delete_topics, ensure_topics, partition_counts
 from streams.subscriptions import Subscription, SubscriptionError, load_subscriptions
 
 LOG = logging.getLogger(__name__)
