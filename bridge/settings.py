@@ -45,6 +45,11 @@ _TEST_ENV_PREFIX = "EVENTFED_TEST_"
 LOG = logging.getLogger(__name__)
 
 
+def _topic(default: str, description: str) -> Any:
+    """A topic-name setting: Kafka allows 1 to 249 characters."""
+    return Field(default=default, min_length=1, max_length=249, description=description)
+
+
 class SettingsError(Exception):
     """A setting is missing or has a bad value; the message names it."""
 
@@ -139,29 +144,15 @@ class CommonSettings(BaseSettings):
     )
     kafka_client_id: str = Field(default="eventfed", description="client.id the brokers see (quotas, logs)")
 
-    raw_topic: str = Field(
-        default="eventfed.nova.raw",
-        min_length=1,
-        max_length=249,
-        description="the raw topic: every notification as received, the audit log the stream reads",
+    raw_topic: str = _topic(
+        "eventfed.nova.raw", "the raw topic: every notification as received, the audit log the stream reads"
     )
-    dlq_topic: str = Field(
-        default="eventfed.dlq",
-        min_length=1,
-        max_length=249,
-        description="the dead-letter topic: what could not be handled, with the reason in its headers",
+    dlq_topic: str = _topic(
+        "eventfed.dlq", "the dead-letter topic: what could not be handled, with the reason in its headers"
     )
-    events_topic: str = Field(
-        default="eventfed.vm.events",
-        min_length=1,
-        max_length=249,
-        description="the canonical VM status events (Avro)",
-    )
-    state_topic: str = Field(
-        default="eventfed.vm.state",
-        min_length=1,
-        max_length=249,
-        description="the latest state of every VM (compacted), which the API reads",
+    events_topic: str = _topic("eventfed.vm.events", "the canonical VM status events (Avro)")
+    state_topic: str = _topic(
+        "eventfed.vm.state", "the latest state of every VM (compacted), which the API reads"
     )
 
     # The raw topic and the stream worker's table changelogs must have the same partition count:
@@ -609,11 +600,8 @@ class PollerSettings(CommonSettings):
     )
     # Nova caps a page with its own [api] max_limit, 1000 by default.
     poll_page_size: int = Field(default=1000, ge=1, le=10_000, description="servers per API page")
-    poll_checkpoint_topic: str = Field(
-        default="eventfed.poll.checkpoints",
-        min_length=1,
-        max_length=249,
-        description="compacted topic keeping each VIM's high-water mark",
+    poll_checkpoint_topic: str = _topic(
+        "eventfed.poll.checkpoints", "compacted topic keeping each VIM's high-water mark"
     )
     poll_request_timeout: float = Field(
         default=30.0, gt=0, le=600, description="seconds one API request may take"
