@@ -17,7 +17,7 @@ from bridge.api.paging import DEFAULT_PAGE_LIMIT
 from bridge.api.read_model import InMemoryReadModel
 from bridge.api.state_table import StateTable, VmFilter
 from bridge.settings import ApiSettings
-from tests.unit.api.api_records import BAD_PAGING_QUERIES, VIM_A, put
+from tests.unit.bridge.api.api_records import BAD_PAGING_QUERIES, VIM_A, put
 
 V1 = "/api/eventfed/v1"
 VMS_A = f"{V1}/CloudOwner/RegionOne/vms"

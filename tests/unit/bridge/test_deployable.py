@@ -128,7 +128,7 @@ def test_a_deployable_whose_loop_handles_signals_keeps_them() -> None:
 def test_every_deployable_runs_through_the_skeleton_and_only_it_starts_a_health_server() -> None:
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     services = [
         "bridge/listener/service.py",
         "bridge/poller/service.py",

@@ -177,7 +177,7 @@ def test_duplicate_names_and_empty_document():
 def test_the_shipped_example_is_valid():
     from pathlib import Path
 
-    example = Path(__file__).resolve().parents[2] / "config" / "subscriptions.example.yaml"
+    example = Path(__file__).resolve().parents[3] / "config" / "subscriptions.example.yaml"
     subs = load_subscriptions(example.read_text())
     spec = next(s for s in subs if s.name == "vm-status-closed-loop")
     for kind in ("DELETE", "PAUSE", "POWER_OFF", "REBUILD", "SHUT_DOWN", "SOFT_DELETE"):

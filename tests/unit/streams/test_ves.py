@@ -22,7 +22,7 @@ from streams.subscriptions import SubscriptionError, load_subscriptions
 from tests.unit import nova_samples
 from tests.unit.nova_samples import RECEIVED_AT, VIM_ID
 
-SCHEMA_FILE = Path(__file__).resolve().parents[1] / "fixtures" / "ves" / "CommonEventFormat_30.2.1_ONAP.json"
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "fixtures" / "ves" / "CommonEventFormat_30.2.1_ONAP.json"
 VIM = "owner_region-ves"
 ALL_PHASES = "[start, end, error, none]"
 
@@ -625,7 +625,7 @@ def test_the_reporting_entity_option_names_the_reporter_of_that_feed_only():
 
 
 def test_the_example_subscriptions_split_faults_from_state_changes():
-    example = Path(__file__).resolve().parents[2] / "config" / "subscriptions.example.yaml"
+    example = Path(__file__).resolve().parents[3] / "config" / "subscriptions.example.yaml"
     feeds = [s for s in load_subscriptions(example.read_text()) if s.sink.format == "ves"]
     assert [(s.sink.topic, sorted(s.sink.ves_domains)) for s in feeds] == [
         ("unauthenticated.SEC_FAULT_OUTPUT", ["fault"]),

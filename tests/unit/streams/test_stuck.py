@@ -15,7 +15,7 @@ from bridge.simulator.novasim import SimulatedCloud, raw_record
 from schemas.state import META
 from streams import codecs, pipeline, stuck, ves
 from streams.subscriptions import load_subscriptions
-from tests.unit.test_runner import (
+from tests.unit.streams.test_runner import (
     DLQ,
     EVENTS,
     RAW,
@@ -26,7 +26,7 @@ from tests.unit.test_runner import (
     Journal,
     Message,
 )
-from tests.unit.test_ves import VIM, assert_valid_ves, fault_of
+from tests.unit.streams.test_ves import VIM, assert_valid_ves, fault_of
 
 SUBS = load_subscriptions(
     """

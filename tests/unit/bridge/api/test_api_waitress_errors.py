@@ -17,7 +17,7 @@ from bridge.api.read_model import InMemoryReadModel
 from bridge.api.server import build_server
 from bridge.settings import ApiSettings
 from tests.support.processes import free_port
-from tests.unit.api.api_records import fill_sample
+from tests.unit.bridge.api.api_records import fill_sample
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from bridge.api import create_app
 from bridge.api.read_model import InMemoryReadModel
 from bridge.settings import ApiSettings
-from tests.unit.api.api_records import VIM_A, VIM_B, put, state_record
+from tests.unit.bridge.api.api_records import VIM_A, VIM_B, put, state_record
 
 V1 = "/api/eventfed/v1"
 VMS_A = f"{V1}/CloudOwner/RegionOne/vms"
@@ -266,7 +266,7 @@ def test_large_answers_are_streamed() -> None:
 def test_a_summary_s_launched_at_is_in_one_format_and_the_record_keeps_nova_s(settings, sent, shown) -> None:
     from bridge.api.app import create_app
     from bridge.api.read_model import InMemoryReadModel
-    from tests.unit.api.api_records import VIM_A, put
+    from tests.unit.bridge.api.api_records import VIM_A, put
 
     model = InMemoryReadModel()
     put(model.table, VIM_A, "vm-1", launched_at=sent)

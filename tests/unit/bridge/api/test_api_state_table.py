@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from bridge.api.state_table import ApplyOutcome, StateTable, VmFilter
 from schemas.state import parse_state_key
-from tests.unit.api.api_records import VIM_A, VIM_B, encode, put, state_record
+from tests.unit.bridge.api.api_records import VIM_A, VIM_B, encode, put, state_record
 
 
 def ids_of(summaries: list[bytes]) -> list[str]:

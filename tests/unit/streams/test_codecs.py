@@ -18,7 +18,7 @@ from streams.codecs import CodecError
 from streams.normalise import normalise
 from tests.unit import nova_samples
 from tests.unit.nova_samples import RECEIVED_AT, TEMPLATES, VIM_ID
-from tests.unit.test_normalise import EVENT_FIELDS, SPEC_FIELDS
+from tests.unit.streams.test_normalise import EVENT_FIELDS, SPEC_FIELDS
 
 HYPOTHESIS = settings(
     max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
@@ -515,7 +515,7 @@ def test_corrupted_events_decode_or_give_a_codec_error(data: st.DataObject) -> N
 @HYPOTHESIS
 @given(st.data())
 def test_json_with_wrong_values_decodes_or_gives_a_codec_error(data: st.DataObject) -> None:
-    from tests.unit.test_normalise import json_values
+    from tests.unit.streams.test_normalise import json_values
 
     flat = codecs.event_to_json_dict(data.draw(st.sampled_from(ALL_EVENTS), label="event"))
     for name in data.draw(

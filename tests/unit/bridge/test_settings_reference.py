@@ -10,7 +10,7 @@ import pytest
 from bridge import settings, settings_reference
 from bridge.cli import main
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 def test_every_settings_class_names_its_command():

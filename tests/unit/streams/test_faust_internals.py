@@ -9,7 +9,7 @@ from pathlib import Path
 
 from streams import faust_internals
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_every_private_attribute_used_is_present():

@@ -16,7 +16,7 @@ from bridge.api import create_app
 from bridge.api.read_model import InMemoryReadModel
 from bridge.api.state_table import StateTable
 from bridge.settings import ApiSettings
-from tests.unit.api.api_records import VIM_A, fill_sample, put
+from tests.unit.bridge.api.api_records import VIM_A, fill_sample, put
 
 OPENAPI_PATH = "/api/eventfed/v1/openapi.json"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.unit.api.api_records import VIM_A, VIM_B
+from tests.unit.bridge.api.api_records import VIM_A, VIM_B
 
 VMS_TEMPLATE = "/api/eventfed/v1/<cloud_owner>/<cloud_region_id>/vms/<instance_id>"
 

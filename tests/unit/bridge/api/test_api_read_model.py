@@ -14,7 +14,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from bridge import kafka_error_internals
 from bridge.api.read_model import KafkaReadModel
 from bridge.settings import ApiSettings
-from tests.unit.api.api_records import VIM_A, state_record
+from tests.unit.bridge.api.api_records import VIM_A, state_record
 
 TOPIC = "eventfed.vm.state"
 

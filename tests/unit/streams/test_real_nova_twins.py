@@ -16,7 +16,7 @@ import pytest
 from schemas.vocabulary import lookup
 from streams.normalise import normalise
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nova" / "real-nova-34"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "nova" / "real-nova-34"
 # Nova sends these in the versioned format only.
 VERSIONED_ONLY = {"instance.lock", "instance.unlock"}
 # Not about one instance; the stream ignores them in both formats.

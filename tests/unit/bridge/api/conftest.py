@@ -10,7 +10,7 @@ from bridge.api import create_app
 from bridge.api.read_model import InMemoryReadModel
 from bridge.api.state_table import StateTable
 from bridge.settings import ApiSettings
-from tests.unit.api.api_records import fill_sample
+from tests.unit.bridge.api.api_records import fill_sample
 
 
 @pytest.fixture

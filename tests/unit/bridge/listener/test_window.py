@@ -18,9 +18,9 @@ from bridge.listener import oslo_internals
 from bridge.listener.endpoint import NotificationEndpoint, ordered_batch_listener
 from bridge.listener.window import BatchWindow
 from bridge.raw_writer import KafkaBatchWriter
-from tests.unit.test_raw_and_listener import FakeProducer, message, settings
+from tests.unit.bridge.listener.test_raw_and_listener import FakeProducer, message, settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def test_the_window_is_short_when_quiet_long_when_busy_and_linear_between():

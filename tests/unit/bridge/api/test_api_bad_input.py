@@ -15,7 +15,7 @@ from bridge.api import create_app
 from bridge.api.read_model import InMemoryReadModel
 from bridge.api.vocabulary import StateVocabulary
 from bridge.settings import ApiSettings
-from tests.unit.api.api_records import BAD_PAGING_QUERIES
+from tests.unit.bridge.api.api_records import BAD_PAGING_QUERIES
 
 V1 = "/api/eventfed/v1"
 VMS_A = f"{V1}/CloudOwner/RegionOne/vms"
