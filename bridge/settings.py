@@ -11,11 +11,13 @@ when they are built; :func:`load` turns that into one line naming every bad sett
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
 
@@ -48,6 +50,22 @@ LOG = logging.getLogger(__name__)
 def _topic(default: str, description: str) -> Any:
     """A topic-name setting: Kafka allows 1 to 249 characters."""
     return Field(default=default, min_length=1, max_length=249, description=description)
+
+
+# Whether the files the settings name are on this host. Settings that describe another host (a
+# pod's environment as the Helm chart renders it, read by the chart's tests) name files that
+# exist there: their contents are checked only by the process that runs with them.
+_FILES_HERE: ContextVar[bool] = ContextVar("eventfed_settings_files_here", default=True)
+
+
+@contextlib.contextmanager
+def files_elsewhere() -> Iterator[None]:
+    """Build settings whose files are on another host: every other rule is still checked."""
+    token = _FILES_HERE.set(False)
+    try:
+        yield
+    finally:
+        _FILES_HERE.reset(token)
 
 
 class SettingsError(Exception):
@@ -231,7 +249,7 @@ class CommonSettings(BaseSettings):
                 f"{ENV_PREFIX}KAFKA_SSL_* files are set but {ENV_PREFIX}KAFKA_SECURITY_PROTOCOL="
                 f"{self.kafka_security_protocol} does not use TLS (SSL or SASL_SSL)"
             )
-        problems.extend(tls_problems(tls))
+        problems.extend(tls_problems(tls, files_here=_FILES_HERE.get()))
         return problems
 
     def kafka_tls(self) -> ClientTls:
@@ -273,7 +291,7 @@ class RabbitSettings(CommonSettings):
         if not self.rabbit_ssl and tls.has_any_file:
             problems.append(f"{ENV_PREFIX}RABBIT_SSL_* files are set but {ENV_PREFIX}RABBIT_SSL is false")
         # oslo.messaging has no key password option: an encrypted key could never be used.
-        problems.extend(tls_problems(tls, allow_key_password=False))
+        problems.extend(tls_problems(tls, allow_key_password=False, files_here=_FILES_HERE.get()))
         return problems
 
     def rabbit_tls(self) -> ClientTls:
@@ -641,7 +659,7 @@ class PollerSettings(CommonSettings):
             ]
             if missing:
                 problems.append(f"{', '.join(missing)} required when {ENV_PREFIX}NOVA_AUTH=keystone")
-        if self.os_cacert is not None and not self.os_cacert.is_file():
+        if self.os_cacert is not None and _FILES_HERE.get() and not self.os_cacert.is_file():
             problems.append(f"{ENV_PREFIX}OS_CACERT: no such file {self.os_cacert}")
         return problems
 

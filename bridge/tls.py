@@ -54,8 +54,11 @@ class _PasswordAsked(Exception):
     """OpenSSL asked for a password for a key that was given none."""
 
 
-def problems(tls: ClientTls, allow_key_password: bool = True) -> list[str]:
-    """Everything wrong with this TLS material, as one message per problem; [] when usable."""
+def problems(tls: ClientTls, allow_key_password: bool = True, files_here: bool = True) -> list[str]:
+    """Everything wrong with this TLS material, as one message per problem; [] when usable.
+
+    files_here: False for settings that describe another host (a pod's environment): its files
+    are there, not here, so only the settings themselves are checked."""
     ca_name, cert_name, key_name, password_name = tls.names
     found: list[str] = []
     if tls.certificate is not None and tls.key is None:
@@ -64,6 +67,8 @@ def problems(tls: ClientTls, allow_key_password: bool = True) -> list[str]:
         found.append(f"{key_name} is set but {cert_name} is not: a client key needs its certificate")
     if tls.key_password is not None and tls.key is None:
         found.append(f"{password_name} is set but {key_name} is not")
+    if not files_here:
+        return found
     readable = {}
     for name, path in ((ca_name, tls.ca), (cert_name, tls.certificate), (key_name, tls.key)):
         if path is not None:

@@ -35,6 +35,7 @@ from bridge.settings import (
     PollerSettings,
     StreamSettings,
     env_names,
+    files_elsewhere,
 )
 
 pytestmark = pytest.mark.helm
@@ -974,7 +975,10 @@ def settings_from_env(
                 patch.setenv(name, str(entry["value"]))
             else:
                 patch.setenv(name, "rabbit://user:secret@rabbitmq:5672/")
-        return settings_cls()
+        # The files the environment names are mounted in the pod, not here:
+        # tests/helm/test_chart_program.py starts each process with them.
+        with files_elsewhere():
+            return settings_cls()
 
 
 def test_values_parse_as_settings(manifests: list[Manifest], monkeypatch: pytest.MonkeyPatch) -> None:

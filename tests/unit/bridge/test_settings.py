@@ -166,3 +166,22 @@ def test_a_yaml_file_that_is_not_text_or_not_yaml_is_a_clear_error(monkeypatch, 
     monkeypatch.setenv("EVENTFED_CONFIG_FILE", str(tmp_path))
     with pytest.raises(SettingsError, match=r"cannot read .*: not a file"):
         load(StreamSettings)
+
+
+def test_settings_for_another_host_skip_only_the_checks_of_its_files(monkeypatch, tmp_path):
+    from pydantic import ValidationError
+
+    from bridge.settings import StreamSettings, files_elsewhere
+
+    monkeypatch.setenv("EVENTFED_KAFKA_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("EVENTFED_KAFKA_SSL_CA_LOCATION", str(tmp_path / "mounted-in-the-pod.crt"))
+    with pytest.raises(ValidationError, match="no such file"):
+        StreamSettings()
+    with files_elsewhere():
+        assert StreamSettings().kafka_ssl_ca_location == tmp_path / "mounted-in-the-pod.crt"
+        monkeypatch.setenv("EVENTFED_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+        with pytest.raises(ValidationError, match="KAFKA_SASL_USERNAME"):
+            StreamSettings()
+    monkeypatch.setenv("EVENTFED_KAFKA_SECURITY_PROTOCOL", "SSL")
+    with pytest.raises(ValidationError, match="no such file"):
+        StreamSettings()
