@@ -11,6 +11,7 @@ in tests/fixtures/crds/.
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,9 +91,13 @@ def server_dry_run(server: KubeApiServer, namespace: str, *args: str) -> list[Ma
     return docs_of(json.loads(result.stdout)["manifest"])
 
 
-def strict_create(server: KubeApiServer, namespace: str, docs: list[Manifest]) -> None:
+def strict_create_result(
+    server: KubeApiServer, namespace: str, docs: list[Manifest]
+) -> subprocess.CompletedProcess[str]:
+    """`kubectl create --dry-run=server --validate=strict` of these objects: the API server's
+    own verdict on each, fields and names included."""
     manifest = "\n---\n".join(json.dumps(doc) for doc in docs)
-    result = server.run(
+    return server.run(
         "kubectl",
         "create",
         "--dry-run=server",
@@ -103,6 +108,10 @@ def strict_create(server: KubeApiServer, namespace: str, docs: list[Manifest]) -
         "-",
         stdin=manifest,
     )
+
+
+def strict_create(server: KubeApiServer, namespace: str, docs: list[Manifest]) -> None:
+    result = strict_create_result(server, namespace, docs)
     assert result.returncode == 0, result.stderr
     assert not result.stderr.strip(), f"the server warned: {result.stderr}"
 
@@ -264,18 +273,7 @@ def test_a_bad_name_is_refused_before_anything_is_created(cluster: Cluster) -> N
     # run sends nothing and passes; a strict server-side create and a real install do not.
     unchecked = (*bad, "--skip-schema-validation")
     docs = server_dry_run(server, namespace, *unchecked)
-    manifest = "\n---\n".join(json.dumps(doc) for doc in docs)
-    strict = server.run(
-        "kubectl",
-        "create",
-        "--dry-run=server",
-        "--validate=strict",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        stdin=manifest,
-    )
+    strict = strict_create_result(server, namespace, docs)
     assert strict.returncode != 0 and "RFC 1123" in strict.stderr, strict.stderr
     real = server.helm(
         "install", RELEASE, str(CHART), "-n", namespace, *unchecked, "--atomic", "--timeout", "60s"
