@@ -8,8 +8,11 @@ PYTEST_ARGS ?=
 # Real Nova for the real-Nova integration tests lives in its own venv: its pins clash with ours.
 NOVA_VENV := .venv-nova
 NOVA_INSTALLED := $(NOVA_VENV)/.installed
+# Real Ceilometer 27 (metrics federation's source, and the bench's peer) in a venv of its own too.
+CEILOMETER_VENV := .venv-ceilometer
+CEILOMETER_INSTALLED := $(CEILOMETER_VENV)/.installed
 
-.PHONY: install nova-env up schema-registry down test unit integration helm-check lint demo bench soak clean
+.PHONY: install nova-env ceilometer-env up schema-registry down test unit integration helm-check lint demo bench soak clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "eventfed needs Python 3.11+"'
@@ -28,6 +31,15 @@ $(NOVA_INSTALLED): tests/real_nova/requirements.txt
 	touch $(NOVA_INSTALLED)
 
 nova-env: $(NOVA_INSTALLED)
+
+$(CEILOMETER_INSTALLED): tests/real_ceilometer/requirements.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Ceilometer 27 needs Python 3.11+"'
+	$(PYTHON) -m venv $(CEILOMETER_VENV)
+	$(CEILOMETER_VENV)/bin/pip install -q --upgrade 'pip==26.3'
+	$(CEILOMETER_VENV)/bin/pip install -q -r tests/real_ceilometer/requirements.txt
+	touch $(CEILOMETER_INSTALLED)
+
+ceilometer-env: $(CEILOMETER_INSTALLED)
 
 up: install
 	scripts/kafka start
@@ -73,4 +85,4 @@ soak: install
 	$(PY) -m bench.soak
 
 clean:
-	rm -rf $(VENV) $(NOVA_VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(NOVA_VENV) $(CEILOMETER_VENV) .mypy_cache .ruff_cache .pytest_cache
