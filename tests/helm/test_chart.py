@@ -634,7 +634,7 @@ def test_each_listening_vim_in_one_shard_file_with_its_secret(
             vim.get("pool", "eventfed"),
             vim.get("topics", DEFAULT_VALUES["listener"]["topics"]),
         )
-    # One shard by default; edge_site_7 asks for two pods, so its shard runs two.
+    # One shard, two pods (listener.podsPerShard).
     assert {i: d["spec"]["replicas"] for i, d in shards.items()} == {0: 2}
     (container,) = containers(shards[0])
     assert subcommand(container) == "listen"
@@ -656,6 +656,11 @@ def test_queue_durability_per_vim_with_the_listener_default(render: Callable[...
         "vims[1].transportUrlSecret.key=k",
     )
     assert durability(render(sets=vims)) == {"o_a": False, "o_b": False}
+    # A VIM's own replicas (pods per VIM, as before shards) raises its shard's pods, never lowers them.
+    pods = {i: d["spec"]["replicas"] for i, d in shard_deployments(render(sets=vims), "listener").items()}
+    assert pods == {0: 1}
+    raised = render(sets=(*vims, "vims[1].replicas=3", "vims[0].replicas=0"))
+    assert {i: d["spec"]["replicas"] for i, d in shard_deployments(raised, "listener").items()} == {0: 3}
     # An explicit value wins over the default, for the listener and for one VIM.
     assert durability(render(sets=(*vims, "vims[1].durableQueues=true"))) == {"o_a": False, "o_b": True}
     assert durability(render(sets=(*vims, "listener.durableQueues=false", "vims[0].durableQueues=true"))) == {
