@@ -641,6 +641,25 @@ def test_each_listening_vim_in_one_shard_file_with_its_secret(
     assert component(default_manifests, "Deployment", "listener") == []
 
 
+def test_one_vim_is_the_one_entry_file_of_one_listener(variant_manifests: list[Manifest]) -> None:
+    """The single-VIM values: one listener pod, the VIM's settings as its environment had them."""
+    (deployment,) = component(variant_manifests, "Deployment", "listener")
+    assert deployment["metadata"]["name"] == "dev-eventfed-listener-0"
+    assert deployment["spec"]["replicas"] == 1
+    (entry,) = vims_file_of(deployment, variant_manifests)
+    assert entry == {
+        "vim_id": "owner_r1",
+        "mode": "listen",
+        "transport_url_file": "/etc/eventfed/vim-secrets/owner_r1/transport-url",
+        "exchange": "nova",
+        "topics": ["notifications", "versioned_notifications"],
+        "pool": "eventfed",
+        "durable_queues": False,
+    }
+    assert secret_file(deployment, entry["transport_url_file"]) == ("r1-rabbit", "url")
+    assert component(variant_manifests, "Deployment", "poller") == []
+
+
 def test_queue_durability_per_vim_with_the_listener_default(render: Callable[..., list[Manifest]]) -> None:
     def durability(docs: list[Manifest]) -> dict[str, bool]:
         return {vim: entry["durable_queues"] for vim, entry in entries_by_vim(docs, "listener").items()}
