@@ -241,8 +241,6 @@ Rendered as YAML, read back with fromYaml.
 {{- toYaml $tls -}}
 {{- end -}}
 
-{{- define "eventfed.rabbitTlsDir" -}}/var/run/secrets/eventfed/rabbitmq{{- end -}}
-
 {{/*
 Every subscription's sink topic that is not one of the chart's own topics, each once.
 Rendered as a YAML list so callers can `fromYamlArray` it.
