@@ -9,6 +9,7 @@ be a setting its subcommand reads, with a value that setting accepts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import shutil
 import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jsonschema
@@ -211,6 +212,82 @@ def subcommand(container: Manifest) -> str:
     args = container.get("args") or []
     assert args, f"container {container['name']} has no args: which eventfed subcommand does it run?"
     return str(args[0])
+
+
+# The VIMs-file contract: a listener or poller reads its VIMs from the file EVENTFED_VIMS_FILE
+# names; each entry's keys are the per-VIM settings of ListenerSettings / PollerSettings (a secret
+# setting X also as X_file, a file holding it), plus `mode`.
+VIMS_FILE_ENV = {"EVENTFED_VIMS_FILE", "EVENTFED_VIMS_RELOAD_SECONDS"}
+VIMS_FILE_OWN_KEYS = {"mode"}
+SHARDED = {"listen": "listener", "poll": "poller"}
+
+
+def shard_of(vim_id: str, shards: int) -> int:
+    """Rendezvous hashing as the chart's "eventfed.shardOf" does it, written again to check it."""
+    return max(range(shards), key=lambda shard: hashlib.sha256(f"{vim_id}/{shard}".encode()).hexdigest())
+
+
+def shard_deployments(docs: list[Manifest], role: str) -> dict[int, Manifest]:
+    """shard index -> Deployment of the listener or poller shards."""
+    found: dict[int, Manifest] = {}
+    for deployment in component(docs, "Deployment", role):
+        shard = int(deployment["spec"]["template"]["metadata"]["labels"]["eventfed.onap.org/shard"])
+        assert shard not in found, f"two {role} Deployments for shard {shard}"
+        found[shard] = deployment
+    return found
+
+
+def vims_file_of(deployment: Manifest, docs: list[Manifest]) -> list[Manifest]:
+    """The VIMs file the shard's container reads: EVENTFED_VIMS_FILE, resolved through its mounts."""
+    (container,) = containers(deployment)
+    path = PurePosixPath(env_of(container, docs)["EVENTFED_VIMS_FILE"]["value"])
+    (mount,) = [m for m in container["volumeMounts"] if PurePosixPath(m["mountPath"]) == path.parent]
+    assert "subPath" not in mount, "a subPath mount is never updated: the process could not hot-reload"
+    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
+    (config_map,) = [
+        cm for cm in of_kind(docs, "ConfigMap") if cm["metadata"]["name"] == volume["configMap"]["name"]
+    ]
+    entries: list[Manifest] = yaml.safe_load(config_map["data"][path.name])["vims"]
+    return entries
+
+
+def vims_by_shard(docs: list[Manifest], role: str) -> dict[int, list[Manifest]]:
+    return {shard: vims_file_of(d, docs) for shard, d in shard_deployments(docs, role).items()}
+
+
+def entries_by_vim(docs: list[Manifest], role: str) -> dict[str, Manifest]:
+    found: dict[str, Manifest] = {}
+    for entries in vims_by_shard(docs, role).values():
+        for entry in entries:
+            assert entry["vim_id"] not in found, f"VIM {entry['vim_id']} in two {role} shards"
+            found[entry["vim_id"]] = entry
+    return found
+
+
+def secret_file(deployment: Manifest, path: str) -> tuple[str, str]:
+    """(Secret name, key) a file path in the shard's pod comes from; the mount must be read-only."""
+    (container,) = containers(deployment)
+    file = PurePosixPath(path)
+    mounts = [m for m in container["volumeMounts"] if PurePosixPath(m["mountPath"]) in file.parents]
+    assert len(mounts) == 1, f"{path} is not in exactly one mount: {mounts}"
+    assert mounts[0].get("readOnly") is True, f"{mounts[0]} must be read-only"
+    (volume,) = [
+        v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mounts[0]["name"]
+    ]
+    relative = str(file.relative_to(mounts[0]["mountPath"]))
+    sources = (
+        [volume["secret"] | {"name": volume["secret"]["secretName"]}]
+        if "secret" in volume
+        else [source["secret"] for source in volume["projected"]["sources"]]
+    )
+    found = [
+        (source["name"], item["key"])
+        for source in sources
+        for item in source["items"]
+        if item["path"] == relative
+    ]
+    assert len(found) == 1, f"{path}: {found}"
+    return found[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -440,7 +517,8 @@ def test_kinds(default_manifests: list[Manifest], multi_manifests: list[Manifest
     assert kinds["KafkaUser"] == 1
     assert kinds["ServiceMonitor"] == 0
     multi = Counter(doc["kind"] for doc in multi_manifests)
-    assert multi["Deployment"] == 5
+    # Stream, API and one listener shard serving the three VIMs.
+    assert multi["Deployment"] == 3
     assert multi["ServiceMonitor"] == 1
     assert multi["PrometheusRule"] == 1
     assert multi["PodDisruptionBudget"] == 2
@@ -534,39 +612,57 @@ def test_checksum_follows_env_config_not_subscriptions(render: Callable[..., lis
 # --------------------------------------------------------------------------------------------
 
 
-def test_one_listener_per_vim(multi_manifests: list[Manifest], default_manifests: list[Manifest]) -> None:
+def test_each_listening_vim_in_one_shard_file_with_its_secret(
+    multi_manifests: list[Manifest], default_manifests: list[Manifest]
+) -> None:
     vims = yaml.safe_load(MULTI_VIM_VALUES.read_text())["vims"]
-    listeners = component(multi_manifests, "Deployment", "listener")
-    assert len(listeners) == len(vims) == 3
-    by_vim: dict[str, Manifest] = {}
-    for deployment in listeners:
-        (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        assert subcommand(container) == "listen"
-        env = env_of(container, multi_manifests)
-        by_vim[env["EVENTFED_VIM_ID"]["value"]] = env
+    shards = shard_deployments(multi_manifests, "listener")
+    entries = entries_by_vim(multi_manifests, "listener")
+    assert set(entries) == {f"{v['cloudOwner']}_{v['cloudRegionId']}" for v in vims}
     for vim in vims:
         vim_id = f"{vim['cloudOwner']}_{vim['cloudRegionId']}"
         assert re.match(VIM_ID_PATTERN, vim_id)
-        env = by_vim[vim_id]
-        ref = env["EVENTFED_TRANSPORT_URL"]["valueFrom"]["secretKeyRef"]
-        assert ref == vim["transportUrlSecret"]
-    replicas = {
-        d["metadata"]["annotations"]["eventfed.onap.org/vim-id"]: d["spec"]["replicas"] for d in listeners
-    }
-    assert replicas == {"CloudOwner_RegionOne": 1, "CloudOwner_RegionTwo": 1, "edge-owner_edge_site_7": 2}
-    selectors = [tuple(sorted(d["spec"]["selector"]["matchLabels"].items())) for d in listeners]
-    assert len(set(selectors)) == 3, "listener selectors overlap"
+        shard = shard_of(vim_id, 1)
+        assert vim_id in {e["vim_id"] for e in vims_file_of(shards[shard], multi_manifests)}
+        entry = entries[vim_id]
+        assert entry["mode"] == "listen"
+        assert entry["transport_url_file"] == f"/etc/eventfed/vim-secrets/{vim_id}/transport-url"
+        secret = vim["transportUrlSecret"]
+        assert secret_file(shards[shard], entry["transport_url_file"]) == (secret["name"], secret["key"])
+        assert (entry["exchange"], entry["pool"], entry["topics"]) == (
+            vim.get("exchange", "nova"),
+            vim.get("pool", "eventfed"),
+            vim.get("topics", DEFAULT_VALUES["listener"]["topics"]),
+        )
+    # One shard, two pods (listener.podsPerShard).
+    assert {i: d["spec"]["replicas"] for i, d in shards.items()} == {0: 2}
+    (container,) = containers(shards[0])
+    assert subcommand(container) == "listen"
     assert component(default_manifests, "Deployment", "listener") == []
 
 
+def test_one_vim_is_the_one_entry_file_of_one_listener(variant_manifests: list[Manifest]) -> None:
+    """The single-VIM values: one listener pod, the VIM's settings as its environment had them."""
+    (deployment,) = component(variant_manifests, "Deployment", "listener")
+    assert deployment["metadata"]["name"] == "dev-eventfed-listener-0"
+    assert deployment["spec"]["replicas"] == 1
+    (entry,) = vims_file_of(deployment, variant_manifests)
+    assert entry == {
+        "vim_id": "owner_r1",
+        "mode": "listen",
+        "transport_url_file": "/etc/eventfed/vim-secrets/owner_r1/transport-url",
+        "exchange": "nova",
+        "topics": ["notifications", "versioned_notifications"],
+        "pool": "eventfed",
+        "durable_queues": False,
+    }
+    assert secret_file(deployment, entry["transport_url_file"]) == ("r1-rabbit", "url")
+    assert component(variant_manifests, "Deployment", "poller") == []
+
+
 def test_queue_durability_per_vim_with_the_listener_default(render: Callable[..., list[Manifest]]) -> None:
-    def durability(docs: list[Manifest]) -> dict[str, str]:
-        found = {}
-        for deployment in component(docs, "Deployment", "listener"):
-            (container,) = deployment["spec"]["template"]["spec"]["containers"]
-            env = env_of(container, docs)
-            found[env["EVENTFED_VIM_ID"]["value"]] = env["EVENTFED_DURABLE_QUEUES"]["value"]
-        return found
+    def durability(docs: list[Manifest]) -> dict[str, bool]:
+        return {vim: entry["durable_queues"] for vim, entry in entries_by_vim(docs, "listener").items()}
 
     vims = (
         "vims[0].cloudOwner=o",
@@ -578,12 +674,17 @@ def test_queue_durability_per_vim_with_the_listener_default(render: Callable[...
         "vims[1].transportUrlSecret.name=s",
         "vims[1].transportUrlSecret.key=k",
     )
-    assert durability(render(sets=vims)) == {"o_a": "false", "o_b": "false"}
+    assert durability(render(sets=vims)) == {"o_a": False, "o_b": False}
+    # A VIM's own replicas (pods per VIM, as before shards) raises its shard's pods, never lowers them.
+    pods = {i: d["spec"]["replicas"] for i, d in shard_deployments(render(sets=vims), "listener").items()}
+    assert pods == {0: 1}
+    raised = render(sets=(*vims, "vims[1].replicas=3", "vims[0].replicas=0"))
+    assert {i: d["spec"]["replicas"] for i, d in shard_deployments(raised, "listener").items()} == {0: 3}
     # An explicit value wins over the default, for the listener and for one VIM.
-    assert durability(render(sets=(*vims, "vims[1].durableQueues=true"))) == {"o_a": "false", "o_b": "true"}
+    assert durability(render(sets=(*vims, "vims[1].durableQueues=true"))) == {"o_a": False, "o_b": True}
     assert durability(render(sets=(*vims, "listener.durableQueues=false", "vims[0].durableQueues=true"))) == {
-        "o_a": "true",
-        "o_b": "false",
+        "o_a": True,
+        "o_b": False,
     }
 
 
@@ -591,47 +692,32 @@ def test_vim_modes_give_listeners_and_pollers(poll_manifests: list[Manifest]) ->
     vims = yaml.safe_load(POLL_MODES_VALUES.read_text())["vims"]
     modes = {f"{v['cloudOwner']}_{v['cloudRegionId']}": v.get("mode", "listen") for v in vims}
     assert sorted(modes.values()) == ["both", "listen", "poll"]
-
-    def vim_ids(role: str) -> set[str]:
-        return {
-            d["metadata"]["annotations"]["eventfed.onap.org/vim-id"]
-            for d in component(poll_manifests, "Deployment", role)
-        }
-
-    assert vim_ids("listener") == {vim for vim, mode in modes.items() if mode in ("listen", "both")}
-    assert vim_ids("poller") == {vim for vim, mode in modes.items() if mode in ("poll", "both")}
-    pollers = {
-        d["metadata"]["annotations"]["eventfed.onap.org/vim-id"]: d
-        for d in component(poll_manifests, "Deployment", "poller")
+    listened = entries_by_vim(poll_manifests, "listener")
+    polled = entries_by_vim(poll_manifests, "poller")
+    assert set(listened) == {vim for vim, mode in modes.items() if mode in ("listen", "both")}
+    assert set(polled) == {vim for vim, mode in modes.items() if mode in ("poll", "both")}
+    # Each process is given the mode it serves.
+    assert {e["mode"] for e in listened.values()} == {"listen"} and {e["mode"] for e in polled.values()} == {
+        "poll"
     }
+    pollers = shard_deployments(poll_manifests, "poller")
     for deployment in pollers.values():
         assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
         (container,) = containers(deployment)
         assert subcommand(container) == "poll"
-    keystone = env_of(containers(pollers["CloudOwner_RegionTwo"])[0], poll_manifests)
-    assert keystone["EVENTFED_NOVA_AUTH"]["value"] == "keystone"
-    assert keystone["EVENTFED_OS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
-        "name": "vim-regiontwo-keystone",
-        "key": "password",
-    }
-    assert keystone["EVENTFED_OS_INTERFACE"]["value"] == "internal"
-    assert keystone["EVENTFED_POLL_INTERVAL"]["value"] == "30"
-    assert keystone["EVENTFED_POLL_OVERLAP_SECONDS"]["value"] == "60"  # the chart's default
-    mounts = {
-        m["name"]: m["mountPath"] for m in containers(pollers["CloudOwner_RegionTwo"])[0]["volumeMounts"]
-    }
-    assert keystone["EVENTFED_OS_CACERT"]["value"] == mounts["nova-ca"] + "/ca.crt"
-    token = env_of(containers(pollers["edge-owner_edge_site_7"])[0], poll_manifests)
-    assert token["EVENTFED_NOVA_AUTH"]["value"] == "token"
-    assert token["EVENTFED_NOVA_TOKEN"]["valueFrom"]["secretKeyRef"] == {
-        "name": "vim-edge-site-7-nova",
-        "key": "token",
-    }
-    assert (token["EVENTFED_POLL_INTERVAL"]["value"], token["EVENTFED_POLL_OVERLAP_SECONDS"]["value"]) == (
-        "300",
-        "120",
-    )
-    assert "EVENTFED_OS_AUTH_URL" not in token and "EVENTFED_NOVA_TOKEN" not in keystone
+    (shard,) = pollers.values()
+    keystone = polled["CloudOwner_RegionTwo"]
+    assert keystone["nova_auth"] == "keystone"
+    assert secret_file(shard, keystone["os_password_file"]) == ("vim-regiontwo-keystone", "password")
+    assert secret_file(shard, keystone["os_cacert"]) == ("vim-regiontwo-ca", "ca.crt")
+    assert keystone["os_interface"] == "internal" and keystone["os_region_name"] == "RegionTwo"
+    assert keystone["poll_interval"] == 30
+    assert keystone["poll_overlap_seconds"] == 60  # the chart's default
+    token = polled["edge-owner_edge_site_7"]
+    assert token["nova_auth"] == "token"
+    assert secret_file(shard, token["nova_token_file"]) == ("vim-edge-site-7-nova", "token")
+    assert (token["poll_interval"], token["poll_overlap_seconds"]) == (300, 120)
+    assert "os_auth_url" not in token and "nova_token_file" not in keystone
 
 
 def test_polling_adds_its_checkpoint_topic_acl_and_metrics_service(
@@ -922,11 +1008,63 @@ def test_env_names_are_settings_the_subcommand_reads(manifests: list[Manifest]) 
     for where, container, settings_cls in app_containers(manifests):
         env = env_of(container, manifests)
         ours = {name for name in env if name.startswith("EVENTFED_")}
-        unknown = ours - env_names(settings_cls)
+        per_vim = {f"EVENTFED_{key.upper()}" for key in PER_VIM_KEYS.get(settings_cls, set())}
+        if per_vim:
+            # Listeners and pollers get their VIMs from the VIMs file, nothing of a VIM in the env.
+            assert "EVENTFED_VIMS_FILE" in ours, where
+            assert not ours & per_vim, (
+                f"{where}: per-VIM settings in the environment {sorted(ours & per_vim)}"
+            )
+        unknown = ours - env_names(settings_cls) - (VIMS_FILE_ENV if per_vim else set())
         assert not unknown, f"{where} sets {sorted(unknown)}, which {settings_cls.__name__} does not read"
         fields = settings_cls.model_fields
         required = {f"EVENTFED_{name.upper()}" for name, field in fields.items() if field.is_required()}
-        assert required <= ours, f"{where} lacks required settings {sorted(required - ours)}"
+        assert required - per_vim <= ours, (
+            f"{where} lacks required settings {sorted(required - per_vim - ours)}"
+        )
+
+
+# The per-VIM settings a VIMs file entry may carry (the rest stay process-wide, in the environment).
+PER_VIM_KEYS: dict[type[CommonSettings], set[str]] = {
+    ListenerSettings: {
+        "vim_id", "transport_url", "exchange", "topics", "pool", "durable_queues",
+        "rabbit_ssl", "rabbit_ssl_ca_file", "rabbit_ssl_cert_file", "rabbit_ssl_key_file",
+    },
+    PollerSettings: {
+        "vim_id", "nova_auth", "nova_endpoint", "nova_token", "os_auth_url", "os_username", "os_password",
+        "os_project_name", "os_user_domain_name", "os_project_domain_name", "os_region_name", "os_interface",
+        "os_cacert", "nova_api_version", "poll_interval", "poll_overlap_seconds", "poll_lookback_seconds",
+        "poll_page_size",
+    },
+}  # fmt: skip
+
+
+def test_vims_file_entries_are_per_vim_settings_of_the_subcommand(manifests: list[Manifest]) -> None:
+    for where, _container, settings_cls in app_containers(manifests):
+        if settings_cls not in PER_VIM_KEYS:
+            continue
+        (deployment,) = [
+            d for d in of_kind(manifests, "Deployment") if where.startswith(d["metadata"]["name"] + "/")
+        ]
+        entries = vims_file_of(deployment, manifests)
+        assert entries, f"{where}: a shard without VIMs"
+        for entry in entries:
+            for key in set(entry) - VIMS_FILE_OWN_KEYS:
+                setting = (
+                    key.removesuffix("_file")
+                    if key.endswith("_file") and key not in settings_cls.model_fields
+                    else key
+                )
+                assert setting in PER_VIM_KEYS[settings_cls], (
+                    f"{where}: {entry['vim_id']}: {key} is no per-VIM setting"
+                )
+                if setting != key:
+                    assert is_secret_field(settings_cls, f"EVENTFED_{setting.upper()}"), f"{where}: {key}"
+                    # A Secret's file comes from a read-only mount of that Secret.
+                    secret_file(deployment, entry[key])
+            for key in ("rabbit_ssl_ca_file", "rabbit_ssl_cert_file", "rabbit_ssl_key_file", "os_cacert"):
+                if key in entry:
+                    secret_file(deployment, entry[key])
 
 
 def test_secrets_are_wired_to_secret_settings(manifests: list[Manifest]) -> None:
@@ -959,22 +1097,46 @@ def test_stuck_after_renders_as_the_setting(
     )
 
 
+def one_entry_env(entry: Manifest, settings_cls: type[CommonSettings]) -> dict[str, str]:
+    """A VIMs file entry as the single-VIM environment it stands for: each key the setting of
+    that name, a secret's X_file the secret X itself (a stand-in here)."""
+    env: dict[str, str] = {}
+    for key, value in entry.items():
+        if key in VIMS_FILE_OWN_KEYS:
+            continue
+        if key.endswith("_file") and key not in settings_cls.model_fields:
+            env[f"EVENTFED_{key.removesuffix('_file').upper()}"] = "rabbit://user:secret@rabbitmq:5672/"
+        elif isinstance(value, list):
+            env[f"EVENTFED_{key.upper()}"] = ",".join(str(item) for item in value)
+        elif isinstance(value, bool):
+            env[f"EVENTFED_{key.upper()}"] = str(value).lower()
+        else:
+            env[f"EVENTFED_{key.upper()}"] = str(value)
+    return env
+
+
 def settings_from_env(
     container: Manifest,
     docs: list[Manifest],
     settings_cls: type[CommonSettings],
     monkeypatch: pytest.MonkeyPatch,
+    vim_entry: Manifest | None = None,
 ) -> Any:
-    """Build the settings class from the container's environment, with stand-ins for Secrets."""
+    """Build the settings class from the container's environment, with stand-ins for Secrets; for
+    a listener or poller, with one entry of its VIMs file (the one-entry form)."""
     with monkeypatch.context() as patch:
         for name in list(os.environ):
             if name.startswith("EVENTFED_"):
                 patch.delenv(name)
         for name, entry in env_of(container, docs).items():
+            if name in VIMS_FILE_ENV:
+                continue
             if "value" in entry:
                 patch.setenv(name, str(entry["value"]))
             else:
                 patch.setenv(name, "rabbit://user:secret@rabbitmq:5672/")
+        for name, value in one_entry_env(vim_entry or {}, settings_cls).items():
+            patch.setenv(name, value)
         # The files the environment names are mounted in the pod, not here:
         # tests/helm/test_chart_program.py starts each process with them.
         with files_elsewhere():
@@ -983,10 +1145,20 @@ def settings_from_env(
 
 def test_values_parse_as_settings(manifests: list[Manifest], monkeypatch: pytest.MonkeyPatch) -> None:
     for where, container, settings_cls in app_containers(manifests):
-        try:
-            settings_from_env(container, manifests, settings_cls, monkeypatch)
-        except Exception as exc:  # pydantic's ValidationError names the bad field
-            pytest.fail(f"{where}: {settings_cls.__name__} rejects the chart's environment: {exc}")
+        vim_entries: list[Manifest | None] = [None]
+        if settings_cls in PER_VIM_KEYS:
+            # Each VIM of the file, with the process-wide environment, as the single-VIM settings.
+            (deployment,) = [
+                d for d in of_kind(manifests, "Deployment") if where.startswith(d["metadata"]["name"] + "/")
+            ]
+            vim_entries = list(vims_file_of(deployment, manifests))
+        for vim_entry in vim_entries:
+            try:
+                settings_from_env(container, manifests, settings_cls, monkeypatch, vim_entry)
+            except Exception as exc:  # pydantic's ValidationError names the bad field
+                pytest.fail(
+                    f"{where}: {settings_cls.__name__} rejects the chart's settings {vim_entry}: {exc}"
+                )
 
 
 def test_listener_and_stream_serve_health_on_the_metrics_port(manifests: list[Manifest]) -> None:
@@ -1231,10 +1403,16 @@ def test_alerts_group_by_labels_the_service_monitor_puts_on_series(multi_manifes
     from_pods = {
         label for label in used if "_kubernetes_io_" in label or label.startswith("eventfed_onap_org_")
     }
-    assert from_pods == {"app_kubernetes_io_instance", "app_kubernetes_io_component", "eventfed_onap_org_vim"}
+    assert from_pods == {
+        "app_kubernetes_io_instance",
+        "app_kubernetes_io_component",
+        "eventfed_onap_org_shard",
+    }
     assert from_pods <= target_labels
-    # Every listener and poller pod carries the VIM label the alerts group by.
+    # A pod serves many VIMs: the per-VIM alert groups by the series' own `vim` label.
+    assert "vim" in used
+    # Every listener and poller pod carries the shard label the alerts group by.
     for deployment in of_kind(multi_manifests, "Deployment"):
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         if labels["app.kubernetes.io/component"] in ("listener", "poller"):
-            assert "eventfed.onap.org/vim" in labels
+            assert "eventfed.onap.org/shard" in labels

@@ -40,8 +40,15 @@ from typing import Any
 import pytest
 import yaml
 
+from bridge.settings import CommonSettings, env_names
 from tests.helm.kube import Manifest, docs_of
-from tests.helm.test_chart import CHART, DEFAULT_VALUES
+from tests.helm.test_chart import (
+    CHART,
+    DEFAULT_VALUES,
+    SETTINGS_BY_SUBCOMMAND,
+    VIMS_FILE_ENV,
+    one_entry_env,
+)
 from tests.support.nova_api import FakeNovaApi
 from tests.support.processes import Proc, clean_env, free_port, wait_http
 from tests.support.tls import Pki, make_pki
@@ -203,23 +210,65 @@ def container_processes(
                         (local / entry["path"]).write_text(
                             secrets.value(volume["secret"]["secretName"], entry["key"])
                         )
+                elif "projected" in volume:
+                    for source in volume["projected"]["sources"]:
+                        for entry in source["secret"]["items"]:
+                            (local / entry["path"]).parent.mkdir(parents=True, exist_ok=True)
+                            (local / entry["path"]).write_text(
+                                secrets.value(source["secret"]["name"], entry["key"])
+                            )
                 else:
                     assert "emptyDir" in volume, f"volume {mount['name']}: a kind the test does not provide"
                 mounts[mount["mountPath"]] = local
-            # Paths into the mounts, longest mount first, become the local folders.
-            for key, value in list(env.items()):
+
+            def local_path(value: str, mounts: dict[str, Path] = mounts) -> str:
+                """A path into the mounts, longest mount first, becomes the local folder's."""
                 for mount_path in sorted(mounts, key=len, reverse=True):
                     if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
-                        env[key] = str(mounts[mount_path]) + value[len(mount_path.rstrip("/")) :]
-                        break
+                        return str(mounts[mount_path]) + value[len(mount_path.rstrip("/")) :]
+                return value
+
+            env = {key: local_path(value) for key, value in env.items()}
             args = list(container.get("command", [])[1:]) + list(container["args"])
-            port = free_port()
-            if args[0] == "api":
-                env.update({"EVENTFED_API_HOST": "127.0.0.1", "EVENTFED_API_PORT": str(port)})
-            else:
-                env.update({"EVENTFED_METRICS_HOST": "127.0.0.1", "EVENTFED_METRICS_PORT": str(port)})
-            base = f"http://127.0.0.1:{port}"
-            yield name, args, env, f"{base}/readyz", f"{base}/metrics"
+            if "EVENTFED_VIMS_FILE" in env:
+                # The VIMs file names files in the pod's mounts: the local ones here.
+                vims_file = Path(env["EVENTFED_VIMS_FILE"])
+                document = yaml.safe_load(vims_file.read_text())
+                for vim in document["vims"]:
+                    vim.update({k: local_path(v) for k, v in vim.items() if isinstance(v, str)})
+                vims_file.write_text(yaml.safe_dump(document))
+                if "EVENTFED_VIMS_FILE" not in env_names(SETTINGS_BY_SUBCOMMAND[args[0]]):
+                    # A program without the VIMs file: each VIM started in the one-entry form, the
+                    # single-VIM environment that entry stands for.
+                    for vim in document["vims"]:
+                        yield per_process(f"{name}-{vim['vim_id']}", args, {
+                            **{k: v for k, v in env.items() if k not in VIMS_FILE_ENV},
+                            **single_vim_env(vim, SETTINGS_BY_SUBCOMMAND[args[0]]),
+                        })  # fmt: skip
+                    continue
+            yield per_process(name, args, env)
+
+
+def single_vim_env(vim: dict[str, Any], settings_cls: type[CommonSettings]) -> dict[str, str]:
+    """One VIMs file entry as environment settings; a secret's X_file gives X the file's content."""
+    env = one_entry_env(vim, settings_cls)
+    for key, value in vim.items():
+        if key.endswith("_file") and key not in settings_cls.model_fields:
+            env[f"EVENTFED_{key.removesuffix('_file').upper()}"] = Path(value).read_text()
+    return env
+
+
+def per_process(
+    name: str, args: list[str], env: dict[str, str]
+) -> tuple[str, list[str], dict[str, str], str, str]:
+    """Each pod has its own network namespace: here each process gets its own port, on loopback."""
+    port = free_port()
+    if args[0] == "api":
+        env = env | {"EVENTFED_API_HOST": "127.0.0.1", "EVENTFED_API_PORT": str(port)}
+    else:
+        env = env | {"EVENTFED_METRICS_HOST": "127.0.0.1", "EVENTFED_METRICS_PORT": str(port)}
+    base = f"http://127.0.0.1:{port}"
+    return name, args, env, f"{base}/readyz", f"{base}/metrics"
 
 
 def exported_names(text: str) -> set[str]:

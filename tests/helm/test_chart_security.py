@@ -16,15 +16,18 @@ import yaml
 from bridge.settings import ApiSettings, ListenerSettings, StreamSettings, env_names
 from tests.helm.test_chart import (  # fixtures and helpers of the chart tests
     CHART,
+    VIMS_FILE_ENV,
     Manifest,
     app_containers,
-    component,
+    entries_by_vim,
     env_of,
     helm,  # noqa: F401 - a fixture
     is_secret_field,
     of_kind,
     render,  # noqa: F401 - a fixture
     run_helm,
+    secret_file,
+    shard_deployments,
 )
 
 pytestmark = pytest.mark.helm
@@ -168,37 +171,33 @@ def test_rabbitmq_tls_per_vim(render_values) -> None:
             "vims": [VIM, VIM_TLS, {**VIM, "cloudRegionId": "r3", "rabbitTls": {"enabled": False}}],
         }
     )
-    listeners = {
-        d["metadata"]["annotations"]["eventfed.onap.org/vim-id"]: d
-        for d in component(docs, "Deployment", "listener")
-    }
+    (shard,) = shard_deployments(docs, "listener").values()
+    entries = entries_by_vim(docs, "listener")
     expect = {
         # The listener default: CA, client certificate and key.
         "owner_r1": {
-            "EVENTFED_RABBIT_SSL_CA_FILE": ("rabbit-tls", "ca.crt"),
-            "EVENTFED_RABBIT_SSL_CERT_FILE": ("rabbit-tls", "tls.crt"),
-            "EVENTFED_RABBIT_SSL_KEY_FILE": ("rabbit-tls", "tls.key"),
+            "rabbit_ssl_ca_file": ("rabbit-tls", "ca.crt"),
+            "rabbit_ssl_cert_file": ("rabbit-tls", "tls.crt"),
+            "rabbit_ssl_key_file": ("rabbit-tls", "tls.key"),
         },
         # Its own Secret, a CA only.
-        "owner_r2": {"EVENTFED_RABBIT_SSL_CA_FILE": ("r2-rabbit-tls", "ca.pem")},
+        "owner_r2": {"rabbit_ssl_ca_file": ("r2-rabbit-tls", "ca.pem")},
         "owner_r3": None,
     }
     for vim_id, files in expect.items():
-        deployment = listeners[vim_id]
-        (container,) = pod_spec(deployment)["containers"]
-        env = env_of(container, docs)
-        rabbit = {name for name in env if name.startswith("EVENTFED_RABBIT_")}
+        entry = entries[vim_id]
+        rabbit = {key for key in entry if key.startswith("rabbit_")}
         if files is None:
             assert not rabbit, vim_id
-            assert not [v for v in pod_spec(deployment)["volumes"] if v["name"] == "rabbitmq-tls"]
             continue
-        assert env["EVENTFED_RABBIT_SSL"]["value"] == "true"
-        assert rabbit == {"EVENTFED_RABBIT_SSL", *files}, vim_id
+        assert entry["rabbit_ssl"] is True
+        assert rabbit == {"rabbit_ssl", *files}, vim_id
         for setting, want in files.items():
-            secret, key = mounted_file(deployment, container, env[setting]["value"])
-            assert (secret["secretName"], key) == want, (vim_id, setting)
-        assert rabbit <= env_names(ListenerSettings)
-    for deployment in [*component(docs, "Deployment", "stream"), *component(docs, "Deployment", "api")]:
+            assert entry[setting].startswith(f"/etc/eventfed/vim-secrets/{vim_id}/")
+            assert secret_file(shard, entry[setting]) == want, (vim_id, setting)
+        assert {f"EVENTFED_{key.upper()}" for key in rabbit} <= env_names(ListenerSettings)
+    # Nothing of RabbitMQ in any environment: it is per VIM, in the VIMs file.
+    for deployment in of_kind(docs, "Deployment"):
         for container in pod_spec(deployment)["containers"]:
             assert not [n for n in env_of(container, docs) if n.startswith("EVENTFED_RABBIT_")]
 
@@ -215,9 +214,11 @@ def test_security_env_is_read_by_each_subcommand(render_values) -> None:
         assert settings_cls in classes
         env = env_of(container, docs)
         ours = {name for name in env if name.startswith("EVENTFED_")}
-        assert ours <= env_names(settings_cls), f"{where}: {sorted(ours - env_names(settings_cls))}"
+        # The VIMs file is the multi-VIM contract of listen and poll (tests/helm/test_chart.py).
+        known = env_names(settings_cls) | (VIMS_FILE_ENV if settings_cls is ListenerSettings else set())
+        assert ours <= known, f"{where}: {sorted(ours - known)}"
         for name, entry in env.items():
-            if name.startswith("EVENTFED_"):
+            if name in env_names(settings_cls):
                 assert ("secretKeyRef" in entry.get("valueFrom", {})) == is_secret_field(
                     settings_cls, name
                 ), name
@@ -278,16 +279,17 @@ def test_mtls_example_is_what_it_says(render) -> None:  # noqa: F811
     docs = render(MTLS_EXAMPLE, release="onap")
     (user,) = of_kind(docs, "KafkaUser")
     assert user["spec"]["authentication"] == {"type": "tls"}
-    listeners = component(docs, "Deployment", "listener")
-    assert len(listeners) == 2
+    entries = entries_by_vim(docs, "listener")
+    assert len(entries) == 2
+    (shard,) = shard_deployments(docs, "listener").values()
     for deployment in of_kind(docs, "Deployment"):
         (container,) = pod_spec(deployment)["containers"]
         env = env_of(container, docs)
         secret, _ = mounted_file(deployment, container, env["EVENTFED_KAFKA_SSL_KEY_LOCATION"]["value"])
         assert secret["secretName"] == "onap-eventfed-ku"
-        if container["args"][0] == "listen":
-            secret, key = mounted_file(deployment, container, env["EVENTFED_RABBIT_SSL_CA_FILE"]["value"])
-            assert key == "ca.crt" and secret["secretName"] in {"rabbitmq-ca", "regiontwo-rabbitmq-tls"}
+    for entry in entries.values():
+        name, key = secret_file(shard, entry["rabbit_ssl_ca_file"])
+        assert key == "ca.crt" and name in {"rabbitmq-ca", "regiontwo-rabbitmq-tls"}
 
 
 def test_notes_name_the_client_certificate_secret(helm: str, tmp_path) -> None:  # noqa: F811

@@ -56,18 +56,52 @@ VIM helpers. Call with (dict "root" $ "vim" $vim).
 {{- printf "%s_%s" .vim.cloudOwner .vim.cloudRegionId -}}
 {{- end -}}
 
-{{/* A DNS-1123 label for the VIM, used in object names and the eventfed.onap.org/vim label. */}}
-{{- define "eventfed.vimSlug" -}}
-{{- regexReplaceAll "[^a-z0-9-]+" (printf "%s-%s" .vim.cloudOwner .vim.cloudRegionId | lower) "-" | trunc 40 | trimAll "-" -}}
+{{/*
+Shards. The VIMs are spread over listener.replicas listener shards and poller.replicas poller
+shards by rendezvous (highest-random-weight) hashing: a VIM goes to the shard i whose
+sha256("<vim id>/<i>") is largest. The assignment depends on the VIM's id and the shard count
+only, so adding or removing a VIM moves no other VIM, and going from n to n+1 shards moves only
+the VIMs the new shard wins (about 1/(n+1) of them). Equal-length hex digests compare as strings
+in the order of their numbers, so no integer conversion is needed.
+Call with (dict "root" $ "component" "listener"|"poller"); renders YAML {"<shard>": [vims index, ...]},
+read back with fromYaml; a shard without VIMs is absent.
+*/}}
+{{- define "eventfed.shards" -}}
+{{- $count := int (index .root.Values .component).replicas -}}
+{{- $skip := ternary "poll" "listen" (eq .component "listener") -}}
+{{- $shards := dict -}}
+{{- range $i, $vim := .root.Values.vims -}}
+{{- if ne (include "eventfed.vimMode" $vim) $skip -}}
+{{- $shard := include "eventfed.shardOf" (dict "vimId" (include "eventfed.vimId" (dict "vim" $vim)) "count" $count) -}}
+{{- $_ := set $shards $shard (append (get $shards $shard | default list) $i) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $shards -}}
 {{- end -}}
 
-{{- define "eventfed.listenerName" -}}
-{{- printf "%s-listener-%s" (include "eventfed.fullname" .root) (include "eventfed.vimSlug" .) | trunc 63 | trimSuffix "-" -}}
+{{/* The shard of one VIM id among count shards: (dict "vimId" "o_r" "count" 5). */}}
+{{- define "eventfed.shardOf" -}}
+{{- $vimId := .vimId -}}
+{{- $best := 0 -}}
+{{- $bestWeight := "" -}}
+{{- range $shard := until (int .count) -}}
+{{- $weight := sha256sum (printf "%s/%d" $vimId $shard) -}}
+{{- if gt $weight $bestWeight -}}
+{{- $best = $shard -}}
+{{- $bestWeight = $weight -}}
+{{- end -}}
+{{- end -}}
+{{- $best -}}
 {{- end -}}
 
-{{- define "eventfed.pollerName" -}}
-{{- printf "%s-poller-%s" (include "eventfed.fullname" .root) (include "eventfed.vimSlug" .) | trunc 63 | trimSuffix "-" -}}
+{{/* Name of a shard's Deployment and VIMs ConfigMap: (dict "root" $ "component" "listener" "shard" 0) */}}
+{{- define "eventfed.shardName" -}}
+{{- printf "%s-%d" (include "eventfed.componentName" . | trunc 56 | trimSuffix "-") (int .shard) -}}
 {{- end -}}
+
+{{/* Where a pod finds its VIMs file, and the Secret files its VIMs name: <dir>/<vim id>/<file>. */}}
+{{- define "eventfed.vimsDir" -}}/etc/eventfed/vims{{- end -}}
+{{- define "eventfed.vimSecretsDir" -}}/etc/eventfed/vim-secrets{{- end -}}
 
 {{/* A VIM's mode: listen (the default), poll or both. */}}
 {{- define "eventfed.vimMode" -}}
@@ -207,8 +241,6 @@ Rendered as YAML, read back with fromYaml.
 {{- toYaml $tls -}}
 {{- end -}}
 
-{{- define "eventfed.rabbitTlsDir" -}}/var/run/secrets/eventfed/rabbitmq{{- end -}}
-
 {{/*
 Every subscription's sink topic that is not one of the chart's own topics, each once.
 Rendered as a YAML list so callers can `fromYamlArray` it.
@@ -235,7 +267,6 @@ Checks that the schema cannot express.
 {{- fail (printf "stream.replicas (%d) must not exceed kafka.partitions (%d): a worker without a partition sits idle" (int .Values.stream.replicas) (int .Values.kafka.partitions)) -}}
 {{- end -}}
 {{- $ids := dict -}}
-{{- $names := dict -}}
 {{- range $i, $vim := .Values.vims -}}
 {{- $id := include "eventfed.vimId" (dict "root" $ "vim" $vim) -}}
 {{- if not (regexMatch "^[A-Za-z0-9][A-Za-z0-9._-]*_[A-Za-z0-9._-]+$" $id) -}}
@@ -245,11 +276,6 @@ Checks that the schema cannot express.
 {{- fail (printf "vims[%d]: VIM %q is listed twice" $i $id) -}}
 {{- end -}}
 {{- $_ := set $ids $id true -}}
-{{- $name := include "eventfed.listenerName" (dict "root" $ "vim" $vim) -}}
-{{- if hasKey $names $name -}}
-{{- fail (printf "vims[%d]: VIM %q gives the listener name %q, which VIM %q already has; rename one" $i $id $name (get $names $name)) -}}
-{{- end -}}
-{{- $_ := set $names $name $id -}}
 {{- end -}}
 {{- $subs := dict -}}
 {{- range $i, $sub := .Values.subscriptions -}}
