@@ -23,6 +23,8 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -149,22 +151,31 @@ def _latency_summary(
 class Pipeline:
     """Listener + stream worker + the reader, for the whole section."""
 
-    def __init__(self, ctx: Context, fleet: Any) -> None:
+    def __init__(
+        self, ctx: Context, fleet: Any, section: str = "e2e", requests_dir: Path | None = None
+    ) -> None:
+        """requests_dir: count the Kafka requests of the listener and the worker, files there
+        (bench.kafka_requests_internals)."""
         self.ctx = ctx
-        self.topics = ctx.topics("e2e")
-        self.pool = f"{ctx.prefix}e2e.pool"
-        self.subscriptions_file, self.formats = ctx.subscriptions("e2e")
+        self.section = section
+        self.requests_dir = requests_dir
+        self.topics = ctx.topics(section)
+        self.pool = f"{ctx.prefix}{section}.pool"
+        self.subscriptions_file, self.formats = ctx.subscriptions(section)
         self.offsets = Offsets(ctx.bootstrap)
         self.fleet = fleet
         self.stream_port = free_port()
         self.listener: Proc | None = None
         self.listener_port = 0
+        self.listener_requests: Path | None = None
+        self.stream_requests = requests_dir / "stream.json" if requests_dir else None
         self._raw_base = self._raw_last = 0
         self.restart_listener()
         self.stream = fleet.start(
-            "e2e/stream",
+            f"{section}/stream",
             ["stream"],
-            ctx.stream_env("e2e", self.topics, self.subscriptions_file, self.stream_port),
+            ctx.stream_env(section, self.topics, self.subscriptions_file, self.stream_port),
+            requests_to=self.stream_requests,
         )
         wait_http(f"http://127.0.0.1:{self.stream_port}/readyz", 180, self.stream)
         # Faust is ready once it owns its partitions; the first fetch may still be settling.
@@ -175,20 +186,28 @@ class Pipeline:
         self.fingerprints: Counter[tuple[str, str]] = Counter()
         self.unsettled: Counter[tuple[str, str]] = Counter()
 
-    def restart_listener(self, **settings: str) -> None:
-        """(Re)start the listener on the same pooled queue, with extra settings."""
+    def stop_listener(self) -> None:
+        """Stop the listener; its pooled queue stays, and fills, until restart_listener."""
         if self.listener is not None:
             self._raw_written()
             self.fleet.stop(self.listener)
             self._raw_base += self._raw_last
+            self.listener = None
         self._raw_last = 0
+
+    def restart_listener(self, **settings: str) -> None:
+        """(Re)start the listener on the same pooled queue, with extra settings."""
+        self.stop_listener()
         self.listener_port = free_port()
+        if self.requests_dir is not None:
+            self.listener_requests = self.requests_dir / f"listener-{self.listener_port}.json"
         self.listener = self.fleet.start(
-            "e2e/listener",
+            f"{self.section}/listener",
             ["listen"],
             self.ctx.listener_env(
                 self.pool, self.topics["raw"], self.topics["dlq"], self.listener_port, **settings
             ),
+            requests_to=self.listener_requests,
         )
         wait_http(f"http://127.0.0.1:{self.listener_port}/readyz", 60, self.listener)
         # Ready means the brokers answer; the pooled queue is declared just after. Until it is,
@@ -219,7 +238,15 @@ class Pipeline:
             )
         return self._raw_base + self._raw_last
 
-    def run_rate(self, rate: int, seconds: float, mode: str, seed: int) -> dict[str, Any]:
+    def run_rate(
+        self,
+        rate: int,
+        seconds: float,
+        mode: str,
+        seed: int,
+        on_window: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """on_window: called with "start" as the publishers start and "stop" as they stop sending."""
         per_process = OSLO_PER_PROCESS if mode == "oslo" else WIRE_PER_PROCESS
         processes = max(1, round(rate / per_process + 0.49))
         specs = [
@@ -243,6 +270,8 @@ class Pipeline:
         try:
             send_started = publishers.start()
             meter.start()
+            if on_window is not None:
+                on_window("start")
             for pid in publishers.pids:
                 self.ctx.sampler.track("e2e/publisher (each)", pid)
             t0 = time.monotonic()
@@ -255,6 +284,8 @@ class Pipeline:
                 if not publishers.sending():
                     break
             cores = meter.stop()
+            if on_window is not None:
+                on_window("stop")
             batches = self._batch_stats(batches_before)
             # Long enough for a publisher held by flow control to close its connection.
             outcomes = publishers.finish(120)
