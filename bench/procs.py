@@ -252,7 +252,9 @@ class Fleet:
             command = [sys.executable, "-m", "bench.profiled", str(profile_to), *args]
             name += "-profiled"
         elif requests_to is not None:
-            command = [sys.executable, "-m", "bench.kafka_requests_internals", str(requests_to), *args]
+            # -P: not the working directory first on the path, so a PYTHONPATH naming another
+            # checkout (bench.ab) decides which eventfed runs, as for the console script.
+            command = [sys.executable, "-P", "-m", "bench.kafka_requests_internals", str(requests_to), *args]
         proc = Proc(command, env, self.log_dir / f"{name}.log")
         self.procs.append((role, proc))
         self.sampler.track(role, proc.pid)
