@@ -244,17 +244,31 @@ def test_a_lingering_poll_keeps_the_batch_size_and_a_window_oslo_would_read_as_n
     assert single.calls == [(1, 0.2)]
 
 
+class ScriptedArrivals:
+    """An arrival wait: says whether each wait is scripted to see something arrive."""
+
+    def __init__(self, *arrivals: bool) -> None:
+        self.arrivals = list(arrivals)
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        return self.arrivals.pop(0)
+
+
+def test_a_quiet_wait_for_a_first_notification_never_polls_oslo():
+    poll = ScriptedPoll(["m1"])
+    arrivals = ScriptedArrivals(False)
+    assert oslo_internals.lingering_poll(poll, 0.2, arrivals)(batch_size=500, batch_timeout=0.002) == []
+    assert poll.calls == [] and arrivals.waits == [0.2]
+
+
 def test_a_window_with_nothing_arriving_is_waited_out_without_polling_oslo_again():
     poll = ScriptedPoll(["m1"], ["m2"])
-    waits: list[float] = []
-
-    def nothing_arrives(seconds: float) -> bool:
-        waits.append(seconds)
-        return False
-
-    lingering = oslo_internals.lingering_poll(poll, 0.2, nothing_arrives)
+    arrivals = ScriptedArrivals(True, False)
+    lingering = oslo_internals.lingering_poll(poll, 0.2, arrivals)
     assert lingering(batch_size=500, batch_timeout=0.002) == ["m1"]
-    assert poll.calls == [(1, 0.2)] and waits == [0.002]
+    assert poll.calls == [(1, 0.2)] and arrivals.waits == [0.2, 0.002]
 
 
 def test_a_window_in_which_something_arrives_polls_oslo_for_what_is_left_of_it():
@@ -272,14 +286,16 @@ class _Nested:
         self.__dict__.update(attributes)
 
 
-def _amqp_listener(sock: object, read_buffer: bytes = b"", incoming: list | None = None) -> _Nested:
+def _amqp_listener(
+    sock: object, read_buffer: bytes = b"", incoming: list | None = None, **listener: object
+) -> _Nested:
     """A driver listener shaped as oslo.messaging 18.3 (ConnectionContext, rabbit Connection),
     kombu and py-amqp chain them: conn.connection.connection._connection._transport."""
     transport = _Nested(sock=sock, _read_buffer=read_buffer)
     amqp_connection = _Nested(_transport=transport)
     kombu_connection = _Nested(_connection=amqp_connection)
     rabbit_connection = _Nested(connection=kombu_connection)
-    return _Nested(incoming=incoming or [], conn=_Nested(connection=rabbit_connection))
+    return _Nested(incoming=incoming or [], conn=_Nested(connection=rabbit_connection), **listener)
 
 
 def test_the_arrival_wait_watches_the_connection_socket_and_what_was_read_already():
@@ -296,6 +312,34 @@ def test_the_arrival_wait_watches_the_connection_socket_and_what_was_read_alread
         # Bytes py-amqp read already, and messages oslo parsed already, count as arrived.
         assert oslo_internals.arrival_wait(_amqp_listener(None, read_buffer=b"x"))(0.05)
         assert oslo_internals.arrival_wait(_amqp_listener(None, incoming=["m"]))(0.05)
+    finally:
+        ours.close()
+        rabbit.close()
+
+
+def test_an_arrival_wait_sends_the_queued_acknowledgements_between_its_slices_and_sees_a_stop():
+    import socket
+
+    class Operations:
+        def __init__(self) -> None:
+            self.processed = 0
+
+        def process(self) -> None:
+            self.processed += 1
+
+    ours, rabbit = socket.socketpair()
+    try:
+        operations, stopping = Operations(), threading.Event()
+        arrived = oslo_internals.arrival_wait(
+            _amqp_listener(ours, _message_operations_handler=operations, _shutdown=stopping)
+        )
+        assert not arrived(0.03)
+        # Slices of 1, 2, 4, 8, 16 ms, as oslo's own poll waits: the acknowledgements go out
+        # between them, not once the wait is over.
+        assert operations.processed >= 4
+        stopping.set()
+        started = time.monotonic()
+        assert arrived(5.0) and time.monotonic() - started < 1.0
     finally:
         ours.close()
         rabbit.close()
