@@ -92,6 +92,35 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, float]:
     return result
 
 
+def write_table(directory: Path) -> None:
+    """ab.md beside the results: every A/B file's medians, one row per variant and rate."""
+    rows = []
+    for path in sorted(directory.glob("*.json")):
+        document = json.loads(path.read_text())
+        for variant in ("A", "B"):
+            for rate, figures in document["medians"][variant].items():
+                rows.append(
+                    f"| {document['label']} | {variant} `{document['code'][variant]}` | {rate}/s | "
+                    f"{document['rounds']} x {document['seconds']:.0f} s | "
+                    + " | ".join(f"{figures[name]:,.1f}" for name, _ in FIGURES)
+                    + " |"
+                )
+    header = ["change", "code", "rate", "runs"] + [name for name, _ in FIGURES]
+    lines = [
+        "# Alternating A/B runs (`python -m bench.ab`)",
+        "",
+        "Medians over the rounds; A and B alternate (A B, B A, A B), each with a fresh listener and "
+        "worker, on the same shared machine and brokers. CPU in microseconds per notification (the "
+        "broker's is its whole process, other clients included), Kafka requests per second sent by "
+        "eventfed's clients, latency in ms. Every round's figures are in the JSON file of the change.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+        *rows,
+    ]
+    (directory.parent / "ab.md").write_text("\n".join(lines) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.splitlines()[0])
     parser.add_argument("--a", type=Path, required=True, help="checkout of the code before the change")
@@ -158,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.label}.json").write_text(json.dumps(document, indent=2) + "\n")
+    write_table(RESULTS)
     for rate in rates:
         for variant in variants:
             figures = summary[variant][str(rate)]

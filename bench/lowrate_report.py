@@ -50,7 +50,7 @@ def section(low: Results) -> list[str]:
                 _n(cpu.get("listener")),
                 _n(cpu.get("stream")),
                 _n(run["eventfed_cpu_us_per_notification"]),
-                _n(cpu.get("kafka broker")),
+                f"{_n(cpu.get('kafka broker'))} ({_n(run.get('broker_us_above_idle'))})",
                 _n(cpu.get("rabbitmq")),
                 f"{_n(requests['produce'])} / {_n(requests['commit'], 1)} / {_n(requests['fetch'])} / "
                 f"{_n(requests['all'])}",
@@ -80,7 +80,7 @@ def section(low: Results) -> list[str]:
             "listener µs",
             "worker µs",
             "eventfed µs",
-            "Kafka broker µs",
+            "Kafka broker µs (above its idle load)",
             "RabbitMQ µs",
             "Kafka requests/s: produce / commit / fetch / all",
             "latency ms p50 / p95 / p99",
