@@ -66,7 +66,7 @@ def measure(
     requests_dir.mkdir(parents=True, exist_ok=True)
     try:
         with ctx.fleet() as fleet:
-            pipeline = Pipeline(ctx, fleet, name, requests_dir)
+            pipeline = Pipeline(ctx, fleet, name, requests_dir, quiet_bench=True)
             try:
                 pipeline.run_rate(200, 5.0, "wire", 1)
                 broker = kafka_broker_pid(ctx.bootstrap)

@@ -65,7 +65,9 @@ WIRE_PER_PROCESS = 3000.0
 class SubscriptionReader(threading.Thread):
     """Reads every subscription topic from the start; records each event's timings."""
 
-    def __init__(self, bootstrap: str, formats: dict[str, str], offsets: Offsets) -> None:
+    def __init__(
+        self, bootstrap: str, formats: dict[str, str], offsets: Offsets, fetch_wait_ms: int = 10
+    ) -> None:
         super().__init__(name="subscription-reader", daemon=True)
         self._formats = formats
         self._consumer = Consumer(
@@ -73,7 +75,7 @@ class SubscriptionReader(threading.Thread):
                 "bootstrap.servers": bootstrap,
                 "group.id": f"bench-latency-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
-                "fetch.wait.max.ms": 10,
+                "fetch.wait.max.ms": fetch_wait_ms,
                 "fetch.min.bytes": 1,
             }
         )
@@ -152,10 +154,20 @@ class Pipeline:
     """Listener + stream worker + the reader, for the whole section."""
 
     def __init__(
-        self, ctx: Context, fleet: Any, section: str = "e2e", requests_dir: Path | None = None
+        self,
+        ctx: Context,
+        fleet: Any,
+        section: str = "e2e",
+        requests_dir: Path | None = None,
+        quiet_bench: bool = False,
     ) -> None:
         """requests_dir: count the Kafka requests of the listener and the worker, files there
-        (bench.kafka_requests_internals)."""
+        (bench.kafka_requests_internals). quiet_bench: the bench's own traffic kept small, for
+        measuring low rates: the latency reader's fetches wait for data up to 500 ms (the broker
+        answers as soon as a record comes, so arrivals are timed the same), and the backlog is
+        sampled every 5 s (each sample scrapes the listener's metrics and asks Kafka for every
+        partition's end)."""
+        self.sample_every = 5.0 if quiet_bench else 0.5
         self.ctx = ctx
         self.section = section
         self.requests_dir = requests_dir
@@ -180,7 +192,9 @@ class Pipeline:
         wait_http(f"http://127.0.0.1:{self.stream_port}/readyz", 180, self.stream)
         # Faust is ready once it owns its partitions; the first fetch may still be settling.
         time.sleep(2.0)
-        self.reader = SubscriptionReader(ctx.bootstrap, self.formats, self.offsets)
+        self.reader = SubscriptionReader(
+            ctx.bootstrap, self.formats, self.offsets, fetch_wait_ms=500 if quiet_bench else 10
+        )
         self.reader.start()
         self.sent_total = 0
         self.fingerprints: Counter[tuple[str, str]] = Counter()
@@ -276,12 +290,17 @@ class Pipeline:
                 self.ctx.sampler.track("e2e/publisher (each)", pid)
             t0 = time.monotonic()
             deadline = t0 + seconds * 1.5 + 10
+            sampled = t0
             while time.monotonic() < deadline:
                 time.sleep(0.5)
+                sending = publishers.sending()
+                if sending and time.monotonic() - sampled < self.sample_every:
+                    continue
+                sampled = time.monotonic()
                 sent = publishers.sent()
                 raw, events = self.counts()
                 samples.append((time.monotonic() - t0, sent, raw - raw_before, events - events_before))
-                if not publishers.sending():
+                if not sending:
                     break
             cores = meter.stop()
             if on_window is not None:

@@ -238,7 +238,7 @@ def run(ctx: Context) -> dict[str, Any]:
     requests_dir = ctx.log_dir / "lowrate-requests"
     requests_dir.mkdir(parents=True, exist_ok=True)
     with ctx.fleet() as fleet:
-        pipeline = Pipeline(ctx, fleet, "lowrate", requests_dir)
+        pipeline = Pipeline(ctx, fleet, "lowrate", requests_dir, quiet_bench=True)
         try:
             # Warm-up, not reported: metadata of new topics, Faust's first batches.
             pipeline.run_rate(200, 5.0, "wire", 1)
