@@ -32,7 +32,7 @@ _aiokafka: Counter[str] = Counter()
 _lock = threading.Lock()
 
 
-def _librdkafka_counts(key: int, statistics_json: str) -> None:
+def librdkafka_counts(key: int, statistics_json: str) -> None:
     statistics = json.loads(statistics_json)
     counts: Counter[str] = Counter()
     for broker in statistics.get("brokers", {}).values():
@@ -53,7 +53,7 @@ def _patch_confluent_kafka() -> None:
         patched = {
             **config,
             "statistics.interval.ms": STATISTICS_INTERVAL_MS,
-            "stats_cb": lambda text: _librdkafka_counts(holder[0], text) if holder else None,
+            "stats_cb": lambda text: librdkafka_counts(holder[0], text) if holder else None,
         }
         return patched, holder
 
