@@ -289,6 +289,9 @@ class StreamDeployable:
     def drain(self) -> None:
         if self.runner is not None:
             self.runner.reader.close()
+            left = self.runner.writer.flush_staged(self.settings.delivery_timeout)
+            if left:
+                LOG.warning("%d state records not sent at shutdown; the next owner writes them", left)
 
 
 def run(args: argparse.Namespace) -> int:

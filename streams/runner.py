@@ -246,6 +246,14 @@ class BatchWriter:
             LOG.warning("kafka refused %d state records; producing them again", len(refused))
         return list(dict(refused).items())
 
+    def flush_staged(self, timeout: float) -> int:
+        """At shutdown, once the event loop has stopped: send the staged states, so the state
+        topic (the API's read model) is not left a second behind while no worker runs. Their
+        offsets were not committed, so whoever takes the partitions writes them again anyway.
+        Returns how many were left unsent."""
+        left: int = self._state_producer.flush(timeout) if self._staged else 0
+        return left
+
     async def restage(self, states: Sequence[pipeline.Output]) -> None:
         await asyncio.get_running_loop().run_in_executor(self._thread, self.stage, states)
 

@@ -229,6 +229,23 @@ def test_states_wait_in_their_own_producer_until_the_commit_confirms_them():
     assert sum(1 for entry in journal if entry[:2] == ("write", STATE)) == 2
 
 
+def test_at_shutdown_the_staged_states_are_sent_without_a_commit():
+    journal = Journal()
+    states = FakeProducer(journal)
+    runner, _producer, offsets = make_runner(journal, state_producer=states)
+
+    async def scenario():
+        await runner.handle_batch(lifecycle_messages(2))
+        await runner.drain()
+
+    asyncio.run(scenario())
+    assert runner.writer.flush_staged(1.0) == 0
+    assert kinds(journal) == [f"write:{EVENTS}", f"write:{STATE}"] and offsets.committed == {}
+    quiet = FakeProducer(Journal())
+    idle_runner, _, _ = make_runner(Journal(), state_producer=quiet)
+    assert idle_runner.writer.flush_staged(1.0) == 0 and quiet.flushes == 0
+
+
 def test_a_refused_state_is_produced_again_as_the_latest_and_nothing_is_committed_meanwhile():
     journal = Journal()
     states = FakeProducer(journal, refusals=1)
