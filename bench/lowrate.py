@@ -38,7 +38,7 @@ WINDOW_SECONDS_QUICK = 8.0
 IDLE_SECONDS = 15.0
 DRAIN_NOTIFICATIONS = 20_000
 DRAIN_NOTIFICATIONS_QUICK = 4_000
-KAFKA_PID_FILE = Path("/work/main/.run/kafka-9092/kafka.pid")
+ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO_TO_DRAIN = 3.0
 TARGET_SHARE_OF_CEILOMETER = 0.5
 TARGET_P99_MS_AT_100 = 50.0
@@ -46,13 +46,15 @@ PROCESSES = ("listener", "stream")
 
 
 def kafka_broker_pid(bootstrap: str) -> int | None:
-    """The shared broker's PID, from the PID file of the script that started it (read only),
-    else whoever listens on the bootstrap port."""
-    pid_file = Path(os.environ.get("EVENTFED_BENCH_KAFKA_PID_FILE", str(KAFKA_PID_FILE)))
+    """The broker's PID, from the PID file `scripts/kafka` keeps (read only; another checkout's
+    with EVENTFED_BENCH_KAFKA_PID_FILE), else whoever listens on the bootstrap port."""
+    port = int(bootstrap.rpartition(":")[2])
+    default = ROOT / ".run" / f"kafka-{port}" / "kafka.pid"
+    pid_file = Path(os.environ.get("EVENTFED_BENCH_KAFKA_PID_FILE", str(default)))
     try:
         return int(pid_file.read_text().strip())
     except (OSError, ValueError):
-        return listening_pid(int(bootstrap.rpartition(":")[2]))
+        return listening_pid(port)
 
 
 class Window:
