@@ -23,6 +23,8 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -63,7 +65,9 @@ WIRE_PER_PROCESS = 3000.0
 class SubscriptionReader(threading.Thread):
     """Reads every subscription topic from the start; records each event's timings."""
 
-    def __init__(self, bootstrap: str, formats: dict[str, str], offsets: Offsets) -> None:
+    def __init__(
+        self, bootstrap: str, formats: dict[str, str], offsets: Offsets, fetch_wait_ms: int = 10
+    ) -> None:
         super().__init__(name="subscription-reader", daemon=True)
         self._formats = formats
         self._consumer = Consumer(
@@ -71,7 +75,7 @@ class SubscriptionReader(threading.Thread):
                 "bootstrap.servers": bootstrap,
                 "group.id": f"bench-latency-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
-                "fetch.wait.max.ms": 10,
+                "fetch.wait.max.ms": fetch_wait_ms,
                 "fetch.min.bytes": 1,
             }
         )
@@ -149,46 +153,75 @@ def _latency_summary(
 class Pipeline:
     """Listener + stream worker + the reader, for the whole section."""
 
-    def __init__(self, ctx: Context, fleet: Any) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        fleet: Any,
+        section: str = "e2e",
+        requests_dir: Path | None = None,
+        quiet_bench: bool = False,
+    ) -> None:
+        """requests_dir: count the Kafka requests of the listener and the worker, files there
+        (bench.kafka_requests_internals). quiet_bench: the bench's own traffic kept small, for
+        measuring low rates: the latency reader's fetches wait for data up to 500 ms (the broker
+        answers as soon as a record comes, so arrivals are timed the same), and the backlog is
+        sampled every 5 s (each sample scrapes the listener's metrics and asks Kafka for every
+        partition's end)."""
+        self.sample_every = 5.0 if quiet_bench else 0.5
         self.ctx = ctx
-        self.topics = ctx.topics("e2e")
-        self.pool = f"{ctx.prefix}e2e.pool"
-        self.subscriptions_file, self.formats = ctx.subscriptions("e2e")
+        self.section = section
+        self.requests_dir = requests_dir
+        self.topics = ctx.topics(section)
+        self.pool = f"{ctx.prefix}{section}.pool"
+        self.subscriptions_file, self.formats = ctx.subscriptions(section)
         self.offsets = Offsets(ctx.bootstrap)
         self.fleet = fleet
         self.stream_port = free_port()
         self.listener: Proc | None = None
         self.listener_port = 0
+        self.listener_requests: Path | None = None
+        self.stream_requests = requests_dir / "stream.json" if requests_dir else None
         self._raw_base = self._raw_last = 0
         self.restart_listener()
         self.stream = fleet.start(
-            "e2e/stream",
+            f"{section}/stream",
             ["stream"],
-            ctx.stream_env("e2e", self.topics, self.subscriptions_file, self.stream_port),
+            ctx.stream_env(section, self.topics, self.subscriptions_file, self.stream_port),
+            requests_to=self.stream_requests,
         )
         wait_http(f"http://127.0.0.1:{self.stream_port}/readyz", 180, self.stream)
         # Faust is ready once it owns its partitions; the first fetch may still be settling.
         time.sleep(2.0)
-        self.reader = SubscriptionReader(ctx.bootstrap, self.formats, self.offsets)
+        self.reader = SubscriptionReader(
+            ctx.bootstrap, self.formats, self.offsets, fetch_wait_ms=500 if quiet_bench else 10
+        )
         self.reader.start()
         self.sent_total = 0
         self.fingerprints: Counter[tuple[str, str]] = Counter()
         self.unsettled: Counter[tuple[str, str]] = Counter()
 
-    def restart_listener(self, **settings: str) -> None:
-        """(Re)start the listener on the same pooled queue, with extra settings."""
+    def stop_listener(self) -> None:
+        """Stop the listener; its pooled queue stays, and fills, until restart_listener."""
         if self.listener is not None:
             self._raw_written()
             self.fleet.stop(self.listener)
             self._raw_base += self._raw_last
+            self.listener = None
         self._raw_last = 0
+
+    def restart_listener(self, **settings: str) -> None:
+        """(Re)start the listener on the same pooled queue, with extra settings."""
+        self.stop_listener()
         self.listener_port = free_port()
+        if self.requests_dir is not None:
+            self.listener_requests = self.requests_dir / f"listener-{self.listener_port}.json"
         self.listener = self.fleet.start(
-            "e2e/listener",
+            f"{self.section}/listener",
             ["listen"],
             self.ctx.listener_env(
                 self.pool, self.topics["raw"], self.topics["dlq"], self.listener_port, **settings
             ),
+            requests_to=self.listener_requests,
         )
         wait_http(f"http://127.0.0.1:{self.listener_port}/readyz", 60, self.listener)
         # Ready means the brokers answer; the pooled queue is declared just after. Until it is,
@@ -219,7 +252,15 @@ class Pipeline:
             )
         return self._raw_base + self._raw_last
 
-    def run_rate(self, rate: int, seconds: float, mode: str, seed: int) -> dict[str, Any]:
+    def run_rate(
+        self,
+        rate: int,
+        seconds: float,
+        mode: str,
+        seed: int,
+        on_window: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """on_window: called with "start" as the publishers start and "stop" as they stop sending."""
         per_process = OSLO_PER_PROCESS if mode == "oslo" else WIRE_PER_PROCESS
         processes = max(1, round(rate / per_process + 0.49))
         specs = [
@@ -243,18 +284,27 @@ class Pipeline:
         try:
             send_started = publishers.start()
             meter.start()
+            if on_window is not None:
+                on_window("start")
             for pid in publishers.pids:
                 self.ctx.sampler.track("e2e/publisher (each)", pid)
             t0 = time.monotonic()
             deadline = t0 + seconds * 1.5 + 10
+            sampled = t0
             while time.monotonic() < deadline:
                 time.sleep(0.5)
+                sending = publishers.sending()
+                if sending and time.monotonic() - sampled < self.sample_every:
+                    continue
+                sampled = time.monotonic()
                 sent = publishers.sent()
                 raw, events = self.counts()
                 samples.append((time.monotonic() - t0, sent, raw - raw_before, events - events_before))
-                if not publishers.sending():
+                if not sending:
                     break
             cores = meter.stop()
+            if on_window is not None:
+                on_window("stop")
             batches = self._batch_stats(batches_before)
             # Long enough for a publisher held by flow control to close its connection.
             outcomes = publishers.finish(120)

@@ -85,6 +85,39 @@ def cpu_seconds(pid: int | None = None) -> float:
     return float(times.user + times.system)
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time so far of a process and its live children (an agent that forks its workers)."""
+    try:
+        process = psutil.Process(pid)
+        family = [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return float("nan")
+    total = 0.0
+    for member in family:
+        try:
+            times = member.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and its live children, now."""
+    try:
+        process = psutil.Process(pid)
+        family = [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for member in family:
+        try:
+            total += member.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
 def listening_pid(port: int) -> int | None:
     """The process listening on a local TCP port (the brokers), or None."""
     try:
@@ -203,13 +236,25 @@ class Fleet:
         self.sampler = sampler
         self.procs: list[tuple[str, Proc]] = []
 
-    def start(self, role: str, args: list[str], env: dict[str, str], profile_to: Path | None = None) -> Proc:
-        """Start `eventfed ARGS`; with `profile_to`, under cProfile (bench.profiled) writing there."""
+    def start(
+        self,
+        role: str,
+        args: list[str],
+        env: dict[str, str],
+        profile_to: Path | None = None,
+        requests_to: Path | None = None,
+    ) -> Proc:
+        """Start `eventfed ARGS`; with `profile_to`, under cProfile (bench.profiled) writing there;
+        with `requests_to`, counting its Kafka requests (bench.kafka_requests_internals) there."""
         name = role.replace("/", "-").replace(" ", "-")
         command = [EVENTFED, *args]
         if profile_to is not None:
             command = [sys.executable, "-m", "bench.profiled", str(profile_to), *args]
             name += "-profiled"
+        elif requests_to is not None:
+            # -P: not the working directory first on the path, so a PYTHONPATH naming another
+            # checkout (bench.ab) decides which eventfed runs, as for the console script.
+            command = [sys.executable, "-P", "-m", "bench.kafka_requests_internals", str(requests_to), *args]
         proc = Proc(command, env, self.log_dir / f"{name}.log")
         self.procs.append((role, proc))
         self.sampler.track(role, proc.pid)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bench import lowrate_report
 from bench.machine import one_line
 
 Results = dict[str, Any]
@@ -780,6 +781,31 @@ def _performance(r: Results) -> list[str]:
     ]
 
 
+def write_sections(results: Results, sections: list[str], output: Path) -> None:
+    """A run of some sections only: `<section>.json` and `<section>.md` each, the full report left
+    as it is. The low-rate section writes its own pair in a full run too (the README cites it)."""
+    import json
+
+    for name in sections:
+        section = results.get(name) or {}
+        header = [
+            f"# eventfed benchmark: {name}",
+            "",
+            f"- Machine: {one_line(results['machine'])}",
+            f"- Run: {results['mode']}, {results['started_at']}, run id `{results['run_id']}`",
+            f"- Code: {results['machine'].get('code', '?')}",
+            f"- Reproduce: `.venv/bin/python -m bench.run --sections {name}`"
+            + (" --quick" if results["mode"] == "quick" else ""),
+            *(f"- **FAILED** {failure}" for failure in results.get("failures", [])),
+            "",
+        ]
+        body = lowrate_report.section(section) if name == "low-rate" else [f"See results in `{name}.json`."]
+        (output / f"{name}.md").write_text("\n".join([*header, *body]).rstrip() + "\n")
+        kept = ("run_id", "mode", "started_at", "machine")
+        document = {key: results[key] for key in kept if key in results}
+        (output / f"{name}.json").write_text(json.dumps({**document, name: section}, indent=2) + "\n")
+
+
 def write(results: Results, output: Path, raw: Results | None = None, charts: bool = True) -> None:
     """Write report.md and, with `charts`, throughput.png and latency.png (the latency chart needs
     the raw samples in `raw`; results.json does not keep them)."""
@@ -807,6 +833,7 @@ def write(results: Results, output: Path, raw: Results | None = None, charts: bo
         *_ingest(r.get("ingest") or {}),
         *_stream(r.get("stream") or {}),
         *_e2e(r.get("e2e") or {}),
+        *(lowrate_report.section(r["low-rate"]) if "low-rate" in r else []),
         *_api(r.get("api") or {}),
         *_poll(r.get("poll") or {}),
         *_memory(r),

@@ -1,6 +1,6 @@
 """`make bench`: eventfed measured against the real Kafka and RabbitMQ on this machine.
 
-    .venv/bin/python -m bench.run [--quick] [--sections ingest,stream,e2e,api,poll] [--keep]
+    .venv/bin/python -m bench.run [--quick] [--sections ingest,stream,e2e,low-rate,api,poll] [--keep]
 
 Sections run one after the other (the machine has two cores); each starts the processes it
 needs with its own topics, queue and consumer groups, and stops them by PID when it ends or
@@ -34,7 +34,7 @@ from bench.procs import RssSampler
 
 LOG = logging.getLogger("bench")
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("ingest", "stream", "e2e", "api", "poll")
+SECTIONS = ("ingest", "stream", "e2e", "low-rate", "api", "poll")
 
 
 def _section(name: str) -> Callable[[Context], dict[str, Any]]:
@@ -50,6 +50,10 @@ def _section(name: str) -> Callable[[Context], dict[str, Any]]:
         from bench import e2e
 
         return e2e.run
+    if name == "low-rate":
+        from bench import lowrate
+
+        return lowrate.run
     if name == "poll":
         from bench import poll
 
@@ -166,11 +170,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args.output.mkdir(parents=True, exist_ok=True)
     clean = _clean(results)
-    (args.output / "results.json").write_text(json.dumps(clean, indent=2) + "\n")
-    report.write(clean, args.output, results)
-    LOG.info(
-        "wrote %s in %.0f s; process logs in %s", args.output / "report.md", results["total_seconds"], log_dir
-    )
+    if set(sections) == set(SECTIONS):
+        (args.output / "results.json").write_text(json.dumps(clean, indent=2) + "\n")
+        report.write(clean, args.output, results)
+        written = args.output / "report.md"
+        if "low-rate" in clean:
+            report.write_sections(clean, ["low-rate"], args.output)
+    else:
+        # Some sections only: each its own files, so a full run's report is not overwritten.
+        report.write_sections(clean, sections, args.output)
+        written = args.output / f"{sections[0]}.md"
+    LOG.info("wrote %s in %.0f s; process logs in %s", written, results["total_seconds"], log_dir)
     if not failures:
         if not args.keep:
             shutil.rmtree(log_dir, ignore_errors=True)

@@ -25,7 +25,7 @@ from streams.codecs import CodecError
 from streams.faust_internals import FaustConsumerOffsets, missing_internals
 from streams.range_reader import KafkaRangeReader
 from streams.registration import Registrar, SchemaIds, avro_topics
-from streams.runner import BatchRunner, BatchWriter
+from streams.runner import COMMIT_INTERVAL_SECONDS, BatchRunner, BatchWriter
 from streams.subscription_source import SubscriptionSource
 from streams.subscriptions import Subscription, SubscriptionError
 from streams.topics_command import sink_topics
@@ -174,6 +174,13 @@ def build_runner(
     writer = BatchWriter(
         Producer(confirmed_producer_config(settings, "stream", settings.delivery_timeout)),
         delivery_timeout=settings.delivery_timeout,
+        # States are confirmed before each commit: until then they wait for company, so a quiet
+        # cloud's states go in a request per partition per commit, not one per batch.
+        state_producer=Producer(
+            confirmed_producer_config(
+                settings, "stream-state", settings.delivery_timeout, linger=COMMIT_INTERVAL_SECONDS
+            )
+        ),
     )
     # Reads records the Faust consumer fetched but never handed over, by offset (holes are rare).
     reader = KafkaRangeReader(consumer_config(settings, "stream-range-reader", group_id=None))
@@ -282,6 +289,9 @@ class StreamDeployable:
     def drain(self) -> None:
         if self.runner is not None:
             self.runner.reader.close()
+            left = self.runner.writer.flush_staged(self.settings.delivery_timeout)
+            if left:
+                LOG.warning("%d state records not sent at shutdown; the next owner writes them", left)
 
 
 def run(args: argparse.Namespace) -> int:

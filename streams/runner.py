@@ -8,9 +8,13 @@ send that finally failed does not stop Faust's commit. Here each batch goes in f
 waiting for Kafka's acknowledgement, the writes retried with a capped backoff while Kafka refuses:
   1. the canonical events, the subscription feeds and the dead letters;
   2. then the new latest states, to the compacted state topic that is also the Faust table's
-     changelog (written to the source record's partition, so state moves with its partition);
-  3. then the batch's offsets may be committed (`commit_written`, every 200 ms and at a
-     rebalance);
+     changelog (written to the source record's partition, so state moves with its partition).
+     They are produced once the outputs are acknowledged but confirmed only before the next
+     commit, by a producer of their own that lingers: a quiet cloud's states then travel in a
+     request per partition per commit instead of one per batch, and a batch pays one round trip
+     to Kafka, not two;
+  3. then the batch's offsets may be committed (`commit_written`, on the worker's commit timer
+     and at a rebalance), once every state produced so far is confirmed;
   4. a rebalance waits for the batch in flight, and a batch fetched before the rebalance is
      dropped uncommitted (it is fetched again by whoever owns its partition now), so a worker
      that lost a partition never writes its state after the new owner has started.
@@ -20,9 +24,9 @@ from the committed one. On a hole the runner reads the missing records straight 
 offset, and handles them before the record that revealed it; a hole at the end of what was fetched
 (nothing comes after it) is found by comparing the ledger with the consumer's position. Nothing is
 ever committed past a hole.
-A crash between 1 and 3 replays the batch: its outputs are written again (duplicates, counted as
-replays). A state already written implies its outputs were, so a replayed record that the state
-has moved past is stale, not lost.
+A crash between 1 and 3 replays the batches since the last commit: their outputs are written
+again (duplicates, counted as replays). A state already written implies its outputs were, so a
+replayed record that the state has moved past is stale, not lost.
 
 The producer, the consumer-offsets port, the state mapping and the consumer generation are passed
 in, so the whole protocol is unit-tested with fakes.
@@ -38,6 +42,8 @@ from collections.abc import Callable, Hashable, Mapping, MutableMapping, Sequenc
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from confluent_kafka import KafkaException
+
 from bridge.kafka_delivery import produce_and_confirm
 from bridge.retry import Backoff
 from schemas.raw import documents
@@ -48,6 +54,10 @@ from streams.offsets import ACCEPT, GAP, OffsetLedger
 from streams.sweeps import TableSweeps
 
 LOG = logging.getLogger(__name__)
+
+# How often the worker commits the offsets of what it has written, confirming the states staged
+# before (see BatchWriter.stage): a crash replays at most about this much, duplicates and no loss.
+COMMIT_INTERVAL_SECONDS = 1.0
 
 
 class RawMessage(Protocol):
@@ -107,11 +117,24 @@ class BatchWriter:
         producer: Any,
         delivery_timeout: float,
         backoff: Callable[[], Backoff] = lambda: Backoff(0.5, 30.0),
+        state_producer: Any = None,
     ) -> None:
+        """state_producer: where states are staged (see stage); the outputs' producer if None,
+        whose next flush then confirms them."""
         self._producer = producer
+        self._state_producer = producer if state_producer is None else state_producer
         self._delivery_timeout = delivery_timeout
         self._backoff = backoff
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="eventfed-produce")
+        # States produced and not yet confirmed by a flush (key -> partition), and those Kafka
+        # refused meanwhile; touched only on the writer thread.
+        self._staged: dict[bytes | None, int] = {}
+        self._refused_states: list[tuple[bytes | None, int]] = []
+
+    @property
+    def staged(self) -> bool:
+        """Whether states wait for confirmation."""
+        return bool(self._staged)
 
     async def write_all(self, outputs: Sequence[pipeline.Output]) -> None:
         """Returns once Kafka holds every output, retrying what it refuses."""
@@ -141,6 +164,98 @@ class BatchWriter:
             )
             remaining = [failed, *remaining[done + 1 :]]
             await asyncio.sleep(delay)
+
+    async def write_then_stage(
+        self, outputs: Sequence[pipeline.Output], states: Sequence[pipeline.Output]
+    ) -> None:
+        """Returns once Kafka holds every output (retrying what it refuses) and the states are
+        produced after them, not yet confirmed: `confirm_staged` confirms them. The common case
+        is one hop to the writer thread and one flush."""
+        backoff = self._backoff()
+        loop = asyncio.get_running_loop()
+        remaining = list(outputs)
+        while True:
+            done, failed, first_error = await loop.run_in_executor(
+                self._thread, self._write_then_stage, remaining, states
+            )
+            if done:
+                return
+            delay = backoff.next_delay()
+            metrics.SEND_RETRIES.inc()
+            LOG.warning(
+                "kafka refused %d of %d records (%s); retrying in %.1fs",
+                len(failed),
+                len(remaining),
+                first_error,
+                delay,
+            )
+            remaining = failed
+            await asyncio.sleep(delay)
+
+    def _write_then_stage(
+        self, outputs: Sequence[pipeline.Output], states: Sequence[pipeline.Output]
+    ) -> tuple[int, list[pipeline.Output], str]:
+        done, failed, first_error = self._write_groups([outputs])
+        if done == 1:
+            self.stage(states)
+        return done, failed, first_error
+
+    def stage(self, states: Sequence[pipeline.Output]) -> None:
+        """Produce states without waiting for them (writer thread only)."""
+        producer = self._state_producer
+        for state in states:
+            while True:
+                try:
+                    producer.produce(
+                        state.topic,
+                        key=state.key,
+                        value=state.value,
+                        on_delivery=self._on_state_delivery,
+                        partition=-1 if state.partition is None else state.partition,
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+                except KafkaException as exc:
+                    # Refused before it was queued: produced again at the next confirmation.
+                    LOG.warning("kafka refused a state record: %s", exc)
+                    self._refused_states.append((state.key, state.partition or 0))
+                    break
+            self._staged[state.key] = state.partition or 0
+
+    def _on_state_delivery(self, error: Any, message: Any) -> None:
+        if error is not None:
+            self._refused_states.append((message.key(), message.partition()))
+
+    async def confirm_staged(self) -> list[tuple[bytes | None, int]]:
+        """Waits until Kafka has acknowledged or refused every staged state; returns the
+        (key, partition) of each state to produce again with its latest value (`restage`):
+        none when Kafka holds them all, every staged one when the flush left some unconfirmed."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._confirm_staged)
+
+    def _confirm_staged(self) -> list[tuple[bytes | None, int]]:
+        if not self._staged and not self._refused_states:
+            return []
+        left = self._state_producer.flush(self._delivery_timeout + 5)
+        refused, self._refused_states = self._refused_states, []
+        staged, self._staged = self._staged, {}
+        if left:
+            LOG.warning("%d state records unconfirmed after flush; producing them again", left)
+            return list(staged.items())
+        if refused:
+            LOG.warning("kafka refused %d state records; producing them again", len(refused))
+        return list(dict(refused).items())
+
+    def flush_staged(self, timeout: float) -> int:
+        """At shutdown, once the event loop has stopped: send the staged states, so the state
+        topic (the API's read model) is not left a second behind while no worker runs. Their
+        offsets were not committed, so whoever takes the partitions writes them again anyway.
+        Returns how many were left unsent."""
+        left: int = self._state_producer.flush(timeout) if self._staged else 0
+        return left
+
+    async def restage(self, states: Sequence[pipeline.Output]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self.stage, states)
 
     def _write_groups(
         self, groups: Sequence[Sequence[pipeline.Output]]
@@ -182,8 +297,9 @@ class BatchRunner:
         self.ledger = OffsetLedger()
         self.gaps = GapFiller(self, offsets, reader, stall_after)
         self.sweeps = TableSweeps(self)
-        # Offsets whose records are written, waiting for the next commit (every 200 ms and at a
-        # rebalance): a commit round trip per batch would hold up the next batch.
+        # Offsets whose records are written, waiting for the next commit (every
+        # COMMIT_INTERVAL_SECONDS and at a rebalance): a commit round trip per batch would hold up
+        # the next batch.
         self.uncommitted: dict[Any, int] = {}
         # Writes to Kafka happen under this lock; a rebalance takes it to wait for them.
         self.write_lock = asyncio.Lock()
@@ -264,17 +380,51 @@ class BatchRunner:
         self.revoked_generation = self.current_generation()
         async with self.write_lock:
             await self.drain()
+            backoff = self.backoff()
+            while not await self.confirm_states():
+                await asyncio.sleep(backoff.next_delay())
             await self.commit_written()
             self.ledger.forget_all()
             self.gaps.forget()
             self.uncommitted.clear()
             self.pending_states.clear()
 
+    async def confirm_states(self) -> bool:
+        """Whether Kafka holds every state staged so far; those it refused (or left unconfirmed)
+        are produced again with the latest state of their VM, for the next confirmation."""
+        again = await self.writer.confirm_staged()
+        if not again:
+            return True
+        metrics.SEND_RETRIES.inc()
+        latest = [
+            pipeline.Output(
+                self.state_topic,
+                key,
+                None if self.state.get(key) is None else codecs.encode_json_dict(self.state[key]),
+                [],
+                partition,
+            )
+            for key, partition in again
+            if key is not None
+        ]
+        await self.writer.restage(latest)
+        return False
+
     async def commit_written(self) -> None:
-        """Commit the offsets of every batch written so far. Only written batches are in
-        `uncommitted`, so this needs no lock; a refused commit is tried again next time unless
-        a later batch of that partition has superseded it."""
+        """Commit the offsets of every batch written so far, once the states staged so far are
+        confirmed. Only batches whose outputs are written and states staged are in
+        `uncommitted`, so this needs no lock; a refused commit (or states not yet confirmed) is
+        tried again next time unless a later batch of that partition has superseded it."""
         offsets, self.uncommitted = self.uncommitted, {}
+        if not offsets and not self.writer.staged:
+            # Nothing arrived since the last commit: no hop to the writer thread, no request.
+            return
+        # The states of the batches taken above were staged before this confirmation is queued
+        # on the writer thread, so it covers them.
+        if not await self.confirm_states():
+            for tp, offset in offsets.items():
+                self.uncommitted.setdefault(tp, offset)
+            return
         if not offsets:
             return
         try:
@@ -347,7 +497,7 @@ class BatchRunner:
             )
             for key, (partition, new_state) in job.states.items()
         ]
-        await self.writer.write_in_order([job.outputs, state_outputs])
+        await self.writer.write_then_stage(job.outputs, state_outputs)
         metrics.PHASE_SECONDS.labels("write").observe(time.monotonic() - written_from)
         for outcome in job.outcomes:
             count(outcome)

@@ -16,7 +16,7 @@ from bridge.settings import StreamSettings
 from streams.codecs import RegistrationError
 from streams.faust_internals import in_recovery
 from streams.registration import Registrar, registry_backoff
-from streams.runner import BatchRunner
+from streams.runner import COMMIT_INTERVAL_SECONDS, BatchRunner
 from streams.subscription_source import SubscriptionSource
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ class WorkerTimers:
 def register_timers(app: Any, timers: WorkerTimers) -> None:
     settings = timers.settings
     app.timer(interval=settings.subscriptions_reload_seconds)(timers.reload_subscriptions)
-    app.timer(interval=0.2)(timers.commit_written)
+    app.timer(interval=COMMIT_INTERVAL_SECONDS)(timers.commit_written)
     app.timer(interval=1.0)(timers.fill_stalled_partitions)
     app.timer(interval=1.0)(timers.observe_health)
     app.timer(interval=max(1.0, min(60.0, settings.tombstone_seconds / 4)))(timers.expire_deleted)

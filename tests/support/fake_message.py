@@ -5,8 +5,8 @@ from __future__ import annotations
 
 
 class FakeMessage:
-    def __init__(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        self._topic, self._key, self._value = topic, key, value
+    def __init__(self, topic: str, key: bytes | None, value: bytes | None, partition: int = -1) -> None:
+        self._topic, self._key, self._value, self._partition = topic, key, value, partition
 
     def topic(self) -> str:
         return self._topic
@@ -16,3 +16,6 @@ class FakeMessage:
 
     def value(self) -> bytes | None:
         return self._value
+
+    def partition(self) -> int:
+        return self._partition

@@ -49,6 +49,7 @@ class FakeProducer:
         self.journal = journal
         self.refusals = refusals
         self.pending: list = []
+        self.flushes = 0
 
     def produce(self, topic, key=None, value=None, headers=None, on_delivery=None, partition=-1):
         self.pending.append((topic, key, value, partition, on_delivery))
@@ -59,12 +60,13 @@ class FakeProducer:
     def flush(self, _timeout=None):
         refuse = self.refusals > 0
         self.refusals -= 1
+        self.flushes += 1
         for topic, key, value, partition, callback in self.pending:
             if refuse:
-                callback("broker down", FakeMessage(topic, key, value))
+                callback("broker down", FakeMessage(topic, key, value, partition))
             else:
                 self.journal.append(("write", topic, key, partition))
-                callback(None, FakeMessage(topic, key, value))
+                callback(None, FakeMessage(topic, key, value, partition))
         if refuse:
             self.journal.append(("refused", len(self.pending)))
         self.pending = []
@@ -131,6 +133,7 @@ def make_runner(
     max_in_flight: int = 1,
     reader: FakeReader | None = None,
     stall_after: float = 5.0,
+    state_producer: FakeProducer | None = None,
 ):
     generation = generation if generation is not None else [1]
     producer = FakeProducer(journal, refusals)
@@ -138,7 +141,7 @@ def make_runner(
     processor = pipeline.Processor(pipeline.Topics(EVENTS, DLQ), lambda: [], 600)
     runner = BatchRunner(
         processor,
-        BatchWriter(producer, delivery_timeout=1.0, backoff=quick_backoff),
+        BatchWriter(producer, delivery_timeout=1.0, backoff=quick_backoff, state_producer=state_producer),
         offsets,
         reader if reader is not None else FakeReader(),
         {},
@@ -204,6 +207,106 @@ def test_a_batch_writes_outputs_then_state_then_may_commit():
     assert {entry[3] for entry in journal if entry[0] == "write" and entry[1] == STATE} == {0}
 
 
+def test_states_wait_in_their_own_producer_until_the_commit_confirms_them():
+    journal = Journal()
+    states = FakeProducer(journal)
+    runner, producer, offsets = make_runner(journal, state_producer=states)
+    messages = lifecycle_messages(4)
+
+    async def scenario():
+        await runner.handle_batch(messages[:2])
+        await runner.handle_batch(messages[2:])
+        await runner.drain()
+        # Each batch paid one flush, of its outputs; the states wait for the commit.
+        assert producer.flushes == 2 and states.flushes == 0
+        assert not any(entry[1] == STATE for entry in journal if entry[0] == "write")
+        await runner.commit_written()
+
+    asyncio.run(scenario())
+    assert kinds(journal) == [f"write:{EVENTS}", f"write:{STATE}", "commit"]
+    assert states.flushes == 1 and offsets.committed == {(RAW, 0): 4}
+    # Both batches' states of the one VM went in the one confirmation.
+    assert sum(1 for entry in journal if entry[:2] == ("write", STATE)) == 2
+
+
+def test_at_shutdown_the_staged_states_are_sent_without_a_commit():
+    journal = Journal()
+    states = FakeProducer(journal)
+    runner, _producer, offsets = make_runner(journal, state_producer=states)
+
+    async def scenario():
+        await runner.handle_batch(lifecycle_messages(2))
+        await runner.drain()
+
+    asyncio.run(scenario())
+    assert runner.writer.flush_staged(1.0) == 0
+    assert kinds(journal) == [f"write:{EVENTS}", f"write:{STATE}"] and offsets.committed == {}
+    quiet = FakeProducer(Journal())
+    idle_runner, _, _ = make_runner(Journal(), state_producer=quiet)
+    assert idle_runner.writer.flush_staged(1.0) == 0 and quiet.flushes == 0
+
+
+def test_a_refused_state_is_produced_again_as_the_latest_and_nothing_is_committed_meanwhile():
+    journal = Journal()
+    states = FakeProducer(journal, refusals=1)
+    runner, _producer, offsets = make_runner(journal, state_producer=states)
+    messages = lifecycle_messages(4)
+    produced: list[bytes] = []
+    original_produce = states.produce
+
+    def produce(topic, key=None, value=None, headers=None, on_delivery=None, partition=-1):
+        produced.append(value)
+        original_produce(topic, key, value, headers, on_delivery, partition)
+
+    states.produce = produce  # type: ignore[method-assign]
+
+    async def scenario():
+        await runner.handle_batch(messages[:2])
+        await runner.handle_batch(messages[2:])
+        await runner.commit_written()
+        assert offsets.committed == {} and ("refused", 2) in journal, "committed unconfirmed states"
+        await runner.commit_written()
+
+    asyncio.run(scenario())
+    assert offsets.committed == {(RAW, 0): 4}
+    (key,) = runner.state
+    written = [entry for entry in journal if entry[:2] == ("write", STATE)]
+    # The VM's latest state once, on its partition: never the older one after the newer.
+    assert written == [("write", STATE, key, 0)]
+    assert len(produced) == 3 and json.loads(produced[-1]) == runner.state[key]
+    assert json.loads(produced[0]) != runner.state[key], "the first batch's state was not older"
+    assert kinds(journal)[-2:] == [f"write:{STATE}", "commit"]
+
+
+def test_a_commit_with_nothing_arrived_sends_nothing():
+    journal = Journal()
+    states = FakeProducer(journal)
+    runner, producer, _offsets = make_runner(journal, state_producer=states)
+
+    async def scenario():
+        for _ in range(3):
+            await runner.commit_written()
+
+    asyncio.run(scenario())
+    assert journal == [] and producer.flushes == 0 and states.flushes == 0
+
+
+def test_a_rebalance_confirms_the_staged_states_before_it_commits():
+    journal = Journal()
+    states = FakeProducer(journal, refusals=2)
+    runner, _producer, offsets = make_runner(journal, state_producer=states)
+
+    async def scenario():
+        await runner.handle_batch(lifecycle_messages(3))
+        await runner.on_partitions_revoked()
+
+    asyncio.run(scenario())
+    steps = kinds(journal)
+    assert steps.index("commit") > steps.index(f"write:{STATE}")
+    assert sum(1 for entry in journal if entry[0] == "refused") == 2
+    assert offsets.committed == {(RAW, 0): 3}
+
+
 def test_a_refused_write_is_retried_and_nothing_is_committed_meanwhile():
     journal = Journal()
     runner, _producer, offsets = make_runner(journal, refusals=3, max_in_flight=4)
@@ -230,14 +333,14 @@ def test_a_rebalance_waits_for_the_batch_in_flight_and_drops_what_was_fetched_be
     generation = [1]
     runner, _producer, offsets = make_runner(journal, generation=generation, max_in_flight=max_in_flight)
     release = asyncio.Event()
-    original_write_all = runner.writer.write_in_order
+    original_write_all = runner.writer.write_then_stage
 
-    async def slow_write_all(outputs):
+    async def slow_write_all(outputs, states):
         journal.append(("writing",))
         await release.wait()
-        await original_write_all(outputs)
+        await original_write_all(outputs, states)
 
-    runner.writer.write_in_order = slow_write_all  # type: ignore[method-assign]
+    runner.writer.write_then_stage = slow_write_all  # type: ignore[method-assign]
 
     async def scenario():
         batch = asyncio.create_task(runner.handle_batch(lifecycle_messages(2)))
@@ -542,11 +645,13 @@ def test_a_sweep_goes_a_slice_at_a_time_and_batches_are_written_between_its_slic
     async def scenario():
         await runner.handle_batch(deleted)
         await runner.drain()
+        await runner.commit_written()  # the states staged meanwhile confirmed
         journal.clear()
         removed, _ = await asyncio.gather(
             runner.remove_expired_deletes({2}, 4_000_000_000.0, retention=3600),
             runner.handle_batch(arriving),
         )
+        await runner.commit_written()
         return removed
 
     assert asyncio.run(scenario()) == 5
@@ -619,13 +724,13 @@ def test_the_next_batch_is_decided_while_the_previous_is_written_and_writes_stay
     journal = Journal()
     runner, _producer, offsets = make_runner(journal, max_in_flight=4)
     gate = asyncio.Event()
-    original_write_all = runner.writer.write_in_order
+    original_write_all = runner.writer.write_then_stage
 
-    async def gated_write_all(outputs):
+    async def gated_write_all(outputs, states):
         await gate.wait()
-        await original_write_all(outputs)
+        await original_write_all(outputs, states)
 
-    runner.writer.write_in_order = gated_write_all  # type: ignore[method-assign]
+    runner.writer.write_then_stage = gated_write_all  # type: ignore[method-assign]
     messages = lifecycle_messages(4)
 
     async def scenario():
@@ -654,16 +759,16 @@ def test_a_batch_whose_predecessor_failed_is_never_written_nor_committed():
     journal = Journal()
     runner, _producer, offsets = make_runner(journal, max_in_flight=4)
     calls = 0
-    original_write_all = runner.writer.write_in_order
+    original_write_all = runner.writer.write_then_stage
 
-    async def failing_first(outputs):
+    async def failing_first(outputs, states):
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("unexpected")
-        await original_write_all(outputs)
+        await original_write_all(outputs, states)
 
-    runner.writer.write_in_order = failing_first  # type: ignore[method-assign]
+    runner.writer.write_then_stage = failing_first  # type: ignore[method-assign]
     messages = lifecycle_messages(4)
 
     async def scenario():

@@ -430,12 +430,14 @@ def test_the_sweep_raises_on_owned_partitions_only_and_writes_outputs_before_sta
     async def scenario():
         await runner.handle_batch(messages)
         await runner.drain()
+        await runner.commit_written()  # the states staged meanwhile confirmed
         journal.clear()
         # The starts were handled now (real time): ten minutes on, both deletes are due.
         later = datetime.now(UTC).timestamp() + 601
         first = await runner.raise_stuck_actions({2}, later)
         second = await runner.raise_stuck_actions({1, 2}, later)
         third = await runner.raise_stuck_actions({1, 2}, later)
+        await runner.commit_written()
         return first, second, third
 
     assert asyncio.run(scenario()) == (1, 1, 0)
