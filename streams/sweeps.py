@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from schemas.state import source_partition
 from streams import metrics, pipeline
 from streams.batch_decisions import BatchDecisions
+from streams.fleet import count_statuses, fleet_figures
+from streams.metering import interval_start
 
 if TYPE_CHECKING:
     from streams.runner import BatchRunner
@@ -27,6 +29,8 @@ class TableSweeps:
 
     def __init__(self, runner: BatchRunner) -> None:
         self._runner = runner
+        # The start of the last interval whose fleet event was written (None: not started).
+        self.fleet_through: int | None = None
 
     async def remove_expired_deletes(self, active_partitions: set[int], now: float, retention: float) -> int:
         """Tombstone deleted VMs whose retention passed, on the partitions this worker owns."""
@@ -74,6 +78,64 @@ class TableSweeps:
                 job.states[key] = (partition, outcome.new_state)
 
         return await self._sweep(decide)
+
+    async def close_measurements(self, active_partitions: set[int], now: float) -> int:
+        """Emit the measurement intervals now due of the VMs on the partitions this worker owns,
+        then the fleet figures of each interval closed since the last call; how many VMs had
+        intervals closed. Each VM goes through the same ordered writes as a batch: its
+        measurement events, then its state without the intervals."""
+        pending = self._runner.pending_states
+        processor = self._runner.processor
+
+        def decide(keys: Sequence[bytes], job: BatchDecisions) -> None:
+            for key in keys:
+                value = pending.get(key, self._runner.state.get(key))
+                if value is None:
+                    continue
+                partition = source_partition(value)
+                if partition is not None and partition not in active_partitions:
+                    continue
+                outcome = processor.close_measurements(key, value, now)
+                if outcome is None or outcome.new_state is None:
+                    continue
+                job.outputs.extend(outcome.outputs)
+                job.outcomes.append(outcome)
+                pending[key] = outcome.new_state
+                job.states[key] = (partition, outcome.new_state)
+
+        started = time.monotonic()
+        closed = await self._sweep(decide)
+        await self._emit_fleet(active_partitions, now)
+        metrics.MEASUREMENT_SECONDS.observe(time.monotonic() - started)
+        return closed
+
+    async def _emit_fleet(self, active_partitions: set[int], now: float) -> None:
+        """The fleet event of every interval closed since the last call. A worker starting takes
+        the intervals closed before it started as done: it counted none of their events."""
+        processor = self._runner.processor
+        interval, grace = processor.measurement_interval, processor.measurement_grace
+        last_due = interval_start(now - grace, interval) - interval
+        if self.fleet_through is None:
+            self.fleet_through = last_due
+            return
+        for start in range(self.fleet_through + interval, last_due + 1, interval):
+            async with self._runner.write_lock:
+                states = {**self._runner.state, **self._runner.pending_states}
+                statuses = count_statuses(
+                    value
+                    for value in states.values()
+                    if value is not None and source_partition(value) in active_partitions
+                )
+                figures = fleet_figures(start, interval, statuses, processor.fleet_flow.take(start))
+                job = BatchDecisions(started=time.monotonic())
+                job.outputs.extend(processor.fleet_outputs(figures))
+                task = self._runner.send(job) if job.outputs else None
+            metrics.set_fleet(figures)
+            if task is not None:
+                await asyncio.wait([task])
+                task.result()
+                metrics.MEASUREMENTS.labels("vim").inc(len(job.outputs))
+            self.fleet_through = start
 
     async def _sweep(self, decide: Callable[[Sequence[bytes], BatchDecisions], None]) -> int:
         """Goes over the state table SWEEP_SLICE keys at a time, each slice decided under the
