@@ -17,7 +17,7 @@ Bookkeeping written (JSON):
 
   {"open": {"<interval start, epoch s>": {"ids": [message_id, ...],
                                            "series": {"<meter>|<resource_id>": Series.as_list()},
-                                           "info": {"project": ..., "host": ..., "vcpus": ...}}},
+                                           "info": {"project", "host", "vcpus", "memory_mb"}}},
    "carry": {"<meter>|<resource_id>": [time, volume]},   # a cumulative's last reading, closed
    "through": <start of the last interval closed>}
 
@@ -77,6 +77,7 @@ class Sample:
     host: str | None
     label: str | None  # the disk or NIC name of a per-device meter
     vcpus: int | None
+    memory_mb: float | None  # the flavour's memory, as the compute pollsters' metadata has it
 
 
 def epoch_seconds(text: Any) -> float:
@@ -114,6 +115,7 @@ def parse_sample(raw: Any) -> Sample:
     metadata = metadata if type(metadata) is dict else {}
     label = metadata.get("disk_name") or metadata.get("vnic_name")
     vcpus = metadata.get("vcpus", metadata.get("cpu_number"))
+    memory_mb = metadata.get("memory_mb")
     project, host = raw.get("project_id"), metadata.get("host")
     return Sample(
         meter=meter,
@@ -128,6 +130,7 @@ def parse_sample(raw: Any) -> Sample:
         host=host if isinstance(host, str) and host else None,
         label=label if isinstance(label, str) and label else None,
         vcpus=vcpus if type(vcpus) is int and vcpus > 0 else None,
+        memory_mb=float(memory_mb) if type(memory_mb) in (int, float) and memory_mb > 0 else None,
     )
 
 
@@ -217,6 +220,7 @@ class Interval:
     project_id: str | None
     host: str | None
     vcpus: int | None
+    memory_mb: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +293,12 @@ def _count(bucket: dict[str, Any], sample: Sample) -> None:
         series.add(sample)
     bucket["series"][key] = series.as_list()
     info = bucket["info"]
-    for name, value in (("project", sample.project_id), ("host", sample.host), ("vcpus", sample.vcpus)):
+    for name, value in (
+        ("project", sample.project_id),
+        ("host", sample.host),
+        ("vcpus", sample.vcpus),
+        ("memory_mb", sample.memory_mb),
+    ):
         if value is not None:
             info[name] = value
 
@@ -332,6 +341,7 @@ def close(metering: Mapping[str, Any], start: int, interval: int) -> tuple[Inter
         project_id=info.get("project"),
         host=info.get("host"),
         vcpus=info.get("vcpus"),
+        memory_mb=info.get("memory_mb"),
     )
     opened = {k: v for k, v in (metering.get("open") or {}).items() if k != str(start)}
     through = metering.get("through")

@@ -97,14 +97,27 @@ def count_measurement(kind: str, counts: Mapping[str, int] | None, outputs: int)
         MEASUREMENTS.labels("vm").inc(outputs)
 
 
+# The (vim, status) series each labelled fleet gauge has: a status gone from the figures is
+# removed rather than left at its last value.
+_FLEET_SERIES: dict[int, set[tuple[str, str]]] = {}
+
+
+def _set_by_status(gauge: Gauge, vim: str, numbers: Mapping[str, int]) -> None:
+    series = _FLEET_SERIES.setdefault(id(gauge), set())
+    for gone in [s for s in series if s[0] == vim and s[1] not in numbers]:
+        gauge.remove(*gone)
+        series.discard(gone)
+    for status, number in numbers.items():
+        gauge.labels(vim, status).set(number)
+        series.add((vim, status))
+
+
 def set_fleet(figures: Sequence[Any]) -> None:
     """The fleet gauges from one interval's figures (streams.ves_measurement.FleetFigures)."""
     for figure in figures:
         vim = figure.vim_id
-        for status, number in figure.vms_by_status.items():
-            FLEET_VMS.labels(vim, status).set(number)
-        for status, number in figure.events_by_kind.items():
-            FLEET_EVENTS.labels(vim, status).set(number)
+        _set_by_status(FLEET_VMS, vim, figure.vms_by_status)
+        _set_by_status(FLEET_EVENTS, vim, figure.events_by_kind)
         FLEET_FAILURES_RAISED.labels(vim).set(figure.failures_raised)
         FLEET_FAILURES_CLEARED.labels(vim).set(figure.failures_cleared)
         FLEET_STUCK.labels(vim).set(figure.stuck_actions)

@@ -29,8 +29,9 @@ class TableSweeps:
 
     def __init__(self, runner: BatchRunner) -> None:
         self._runner = runner
-        # The start of the last interval whose fleet event was written (None: not started).
+        # The start of the last interval whose fleet event was written (None: none yet).
         self.fleet_through: int | None = None
+        self._started_at = time.time()
 
     async def remove_expired_deletes(self, active_partitions: set[int], now: float, retention: float) -> int:
         """Tombstone deleted VMs whose retention passed, on the partitions this worker owns."""
@@ -110,14 +111,13 @@ class TableSweeps:
         return closed
 
     async def _emit_fleet(self, active_partitions: set[int], now: float) -> None:
-        """The fleet event of every interval closed since the last call. A worker starting takes
-        the intervals closed before it started as done: it counted none of their events."""
+        """The fleet event of every interval closed since the last call, from the one in progress
+        when this worker started: it counted none of the events of those before."""
         processor = self._runner.processor
         interval, grace = processor.measurement_interval, processor.measurement_grace
         last_due = interval_start(now - grace, interval) - interval
         if self.fleet_through is None:
-            self.fleet_through = last_due
-            return
+            self.fleet_through = interval_start(self._started_at, interval) - interval
         for start in range(self.fleet_through + interval, last_due + 1, interval):
             async with self._runner.write_lock:
                 states = {**self._runner.state, **self._runner.pending_states}

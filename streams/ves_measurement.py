@@ -133,7 +133,7 @@ def vm_measurement(
     cpu = _cpu_usage(vm, interval, by_meter, used)
     if cpu:
         fields["cpuUsageArray"] = cpu
-    memory = _memory_usage(vm, by_meter, used)
+    memory = _memory_usage(vm, interval, by_meter, used)
     if memory:
         fields["memoryUsageArray"] = memory
     disks = _disk_usage(figures, used)
@@ -191,28 +191,30 @@ def _cpu_usage(
 
 
 def _memory_usage(
-    vm: VmIdentity, by_meter: Mapping[str, list[Figure]], used: set[int]
+    vm: VmIdentity, interval: Interval, by_meter: Mapping[str, list[Figure]], used: set[int]
 ) -> list[dict[str, Any]]:
+    """memory.usage against the memory the guest has: libvirt's `memory.available`, else the
+    flavour's (`memory` gauge, or the pollsters' memory_mb metadata). Without either, memoryFree
+    (required by the schema) is unknown: memory.usage then goes to additionalMeasurements."""
     usage = _own(by_meter.get(MEMORY_USAGE), vm)
     if usage is None or usage.value is None:
         return []
-    used.add(id(usage))
-    used_kib = usage.value * _MIB_IN_KIB
-    entry: dict[str, Any] = {"vmIdentifier": vm.instance_id, "memoryUsed": _number(used_kib)}
     configured = _own(by_meter.get(MEMORY_CONFIGURED), vm)
     available = _own(by_meter.get(MEMORY_AVAILABLE), vm)
-    if configured is not None and configured.value is not None:
-        entry["memoryConfigured"] = _number(configured.value * _MIB_IN_KIB)
-    # libvirt's "available" is the memory the guest can use; without it, the flavour's.
-    total = available if available is not None and available.value is not None else configured
-    if total is not None and total.value is not None:
-        free_kib = max(total.value * _MIB_IN_KIB - used_kib, 0.0)
-        if available is total:
-            used.add(id(available))
-    else:
-        free_kib = 0.0
+    configured_mib = configured.value if configured is not None else interval.memory_mb
+    total_mib = available.value if available is not None else configured_mib
+    if total_mib is None:
+        return []
+    used.add(id(usage))
+    if available is not None:
+        used.add(id(available))
+    used_kib = usage.value * _MIB_IN_KIB
+    free_kib = max(total_mib * _MIB_IN_KIB - used_kib, 0.0)
+    entry: dict[str, Any] = {"vmIdentifier": vm.instance_id, "memoryUsed": _number(used_kib)}
+    if configured_mib is not None:
+        entry["memoryConfigured"] = _number(configured_mib * _MIB_IN_KIB)
     entry["memoryFree"] = _number(free_kib)
-    if used_kib + free_kib > 0 and total is not None:
+    if used_kib + free_kib > 0:
         entry["percentMemoryUsage"] = round(used_kib / (used_kib + free_kib) * 100.0, 6)
     return [entry]
 
