@@ -130,7 +130,7 @@ def parse_sample(raw: Any) -> Sample:
         host=host if isinstance(host, str) and host else None,
         label=label if isinstance(label, str) and label else None,
         vcpus=vcpus if type(vcpus) is int and vcpus > 0 else None,
-        memory_mb=float(memory_mb) if type(memory_mb) in (int, float) and memory_mb > 0 else None,
+        memory_mb=float(memory_mb) if isinstance(memory_mb, int | float) and memory_mb > 0 else None,
     )
 
 
