@@ -283,3 +283,22 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([], 0.5) is None
     assert percentile([3, 1, 2], 0.5) == 2
     assert percentile(range(1, 101), 0.99) == 99
+
+
+def test_memory_usage_without_the_guests_memory_goes_to_additional_measurements() -> None:
+    """memoryFree is required by the schema and unknown without the VM's memory: not made up."""
+    h = Harness()
+    vm, _ = created_vm(h)
+    h.feed(sample_record([one_sample(vm.uuid, "memory.usage", "gauge", "MiB", 300, T0 + 5, "mu")]))
+    outcome = h.close(f"{VIM}/{vm.uuid}".encode(), T0 + 400)
+    assert outcome is not None
+    document = json.loads(outcome.outputs[0].value or b"")
+    assert_valid_ves(document)
+    fields = document["event"]["measurementFields"]
+    assert "memoryUsageArray" not in fields
+    assert fields["additionalMeasurements"] == [
+        {
+            "name": "memory.usage",
+            "hashMap": {"resourceId": vm.uuid, "type": "gauge", "unit": "MiB", "value": "300"},
+        }
+    ]
