@@ -102,9 +102,15 @@ def count_statuses(states: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, i
 
 
 def fleet_figures(
-    start: int, length: int, statuses: Mapping[str, Mapping[str, int]], flows: Mapping[str, Flow]
+    start: int,
+    length: int,
+    statuses: Mapping[str, Mapping[str, int]],
+    flows: Mapping[str, Flow],
+    partitions: Iterable[int] = (),
 ) -> list[FleetFigures]:
-    """One VIM's figures per VIM that has VMs or events, sorted by VIM."""
+    """One VIM's figures per VIM that has VMs or events, sorted by VIM; `partitions`: the ones
+    counted (the worker's own)."""
+    counted = tuple(sorted(partitions))
     figures = []
     for vim_id in sorted(set(statuses) | set(flows)):
         flow = flows.get(vim_id) or Flow()
@@ -120,6 +126,7 @@ def fleet_figures(
                 stuck_actions=flow.stuck,
                 lag_p50=percentile(flow.lags, 0.50),
                 lag_p99=percentile(flow.lags, 0.99),
+                partitions=counted,
             )
         )
     return figures

@@ -126,7 +126,9 @@ class TableSweeps:
                     for value in states.values()
                     if value is not None and source_partition(value) in active_partitions
                 )
-                figures = fleet_figures(start, interval, statuses, processor.fleet_flow.take(start))
+                figures = fleet_figures(
+                    start, interval, statuses, processor.fleet_flow.take(start), active_partitions
+                )
                 job = BatchDecisions(started=time.monotonic())
                 job.outputs.extend(processor.fleet_outputs(figures))
                 task = self._runner.send(job) if job.outputs else None
