@@ -7,9 +7,10 @@ in between: a sweep of 100,000 VMs in one go held the worker for about half a se
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from schemas.state import source_partition
 from streams import metrics, pipeline
@@ -19,6 +20,10 @@ from streams.metering import interval_start
 
 if TYPE_CHECKING:
     from streams.runner import BatchRunner
+
+LOG = logging.getLogger(__name__)
+# Fleet intervals a worker emits at most in one go, catching up.
+FLEET_CATCH_UP = 2
 
 # State records looked at per hold of the write lock by a sweep: about 10 ms of the event loop.
 SWEEP_SLICE = 2_000
@@ -32,6 +37,11 @@ class TableSweeps:
         # The start of the last interval whose fleet event was written (None: none yet).
         self.fleet_through: int | None = None
         self._started_at = time.time()
+        # The raw partitions' ends when the worker took them (per consumer generation), and the
+        # generation whose records up to those ends are handled.
+        self._ends: dict[Any, int] = {}
+        self._ends_generation: int | None = None
+        self._caught_up_generation: int | None = None
 
     async def remove_expired_deletes(self, active_partitions: set[int], now: float, retention: float) -> int:
         """Tombstone deleted VMs whose retention passed, on the partitions this worker owns."""
@@ -80,11 +90,18 @@ class TableSweeps:
 
         return await self._sweep(decide)
 
-    async def close_measurements(self, active_partitions: set[int], now: float) -> int:
-        """Emit the measurement intervals now due of the VMs on the partitions this worker owns,
-        then the fleet figures of each interval closed since the last call; how many VMs had
-        intervals closed. Each VM goes through the same ordered writes as a batch: its
-        measurement events, then its state without the intervals."""
+    async def close_measurements(self, assigned: set[Any], now: float) -> int:
+        """Emit the measurement intervals now due of the VMs on the raw partitions this worker
+        owns (`assigned`, topic-partitions), then the fleet figures of each interval closed since
+        the last call; how many VMs had intervals closed. Each VM goes through the same ordered
+        writes as a batch: its measurement events, then its state without the intervals.
+
+        Not before the worker has handled what its partitions held when it took them: a worker
+        starting (or taking partitions over) after an interval's grace period would otherwise
+        close it before reading the samples still waiting for it, and drop them as late."""
+        if not await self._caught_up(assigned):
+            return 0
+        active_partitions = {tp.partition for tp in assigned}
         pending = self._runner.pending_states
         processor = self._runner.processor
 
@@ -110,6 +127,25 @@ class TableSweeps:
         metrics.MEASUREMENT_SECONDS.observe(time.monotonic() - started)
         return closed
 
+    async def _caught_up(self, assigned: set[Any]) -> bool:
+        """Whether every raw record of `assigned` written before this assignment was handled."""
+        runner = self._runner
+        generation = runner.current_generation()
+        if self._caught_up_generation == generation or not assigned:
+            return self._caught_up_generation == generation
+        if self._ends_generation != generation:
+            try:
+                self._ends = await runner.reader.log_ends(assigned)
+            except Exception as exc:
+                LOG.warning("cannot read the raw partitions' ends; intervals close later: %r", exc)
+                return False
+            self._ends_generation = generation
+        ledger = runner.ledger
+        if ledger.unknown(assigned) or any(ledger.expected(tp) < self._ends.get(tp, 0) for tp in assigned):
+            return False
+        self._caught_up_generation = generation
+        return True
+
     async def _emit_fleet(self, active_partitions: set[int], now: float) -> None:
         """The fleet event of every interval closed since the last call, from the one in progress
         when this worker started: it counted none of the events of those before."""
@@ -118,6 +154,9 @@ class TableSweeps:
         last_due = interval_start(now - grace, interval) - interval
         if self.fleet_through is None:
             self.fleet_through = interval_start(self._started_at, interval) - interval
+        # After a pause (the event loop held, the clock stepped), the last few intervals only:
+        # the ones before hold no event this worker counted.
+        self.fleet_through = max(self.fleet_through, last_due - FLEET_CATCH_UP * interval)
         for start in range(self.fleet_through + interval, last_due + 1, interval):
             async with self._runner.write_lock:
                 states = {**self._runner.state, **self._runner.pending_states}

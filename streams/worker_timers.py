@@ -136,9 +136,7 @@ class WorkerTimers:
         # Not while recovering: an interval's samples may still be on their way back.
         if in_recovery(self._app):
             return
-        await self._runner.sweeps.close_measurements(
-            {tp.partition for tp in self.assigned_raw()}, time.time()
-        )
+        await self._runner.sweeps.close_measurements(self.assigned_raw(), time.time())
 
 
 def register_timers(app: Any, timers: WorkerTimers) -> None:
