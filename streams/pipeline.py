@@ -379,7 +379,7 @@ class Processor:
         """A record of Ceilometer samples (of one VM, as the listener splits them) counted into
         the VM's open intervals. A VM eventfed has no state for gets no figures (its first event
         or poll makes it known); samples taken after the VM's delete are not counted."""
-        if not self._publisher.routes().measurement_feeds:
+        if not self.measuring():
             return Outcome(IGNORED, "samples")
         vim_id = raw.get("vim_id")
         if not isinstance(vim_id, str) or not vim_id:
@@ -421,6 +421,10 @@ class Processor:
             return Outcome(METERED, "", counts=counts)
         new_state = {**state, META: {**meta, metering.METERING: added.metering}}
         return Outcome(METERED, "", state_key=vm_key, new_state=new_state, counts=counts)
+
+    def measuring(self) -> bool:
+        """Whether any measurement feed is in force (else samples are not kept)."""
+        return bool(self._publisher.routes().measurement_feeds)
 
     def close_measurements(self, vm_key: bytes, state: Mapping[str, Any], now: float) -> Outcome | None:
         """The VM's open intervals whose end and grace period have passed, closed: a measurement

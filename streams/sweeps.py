@@ -122,7 +122,8 @@ class TableSweeps:
                 job.states[key] = (partition, outcome.new_state)
 
         started = time.monotonic()
-        closed = await self._sweep(decide)
+        # Without a measurement feed no sample is kept: no VM has an interval to close.
+        closed = await self._sweep(decide) if processor.measuring() else 0
         await self._emit_fleet(active_partitions, now)
         metrics.MEASUREMENT_SECONDS.observe(time.monotonic() - started)
         return closed
