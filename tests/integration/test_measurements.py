@@ -233,7 +233,7 @@ def check_everything(
             for s in servers
         )
 
-    wait_until(counted_in_state, 30, "the first readings counted in the VMs' state")
+    wait_until(counted_in_state, 45, "the first readings counted in the VMs' state")
     time.sleep(max(0.0, start + 1 - time.time()))
     assert time.time() < start + INTERVAL, "the worker must be killed inside the interval"
     first.kill()
