@@ -341,18 +341,18 @@ class Processor:
         if meta and metering.METERING in meta:
             # The VM's open measurement intervals outlive its events.
             bookkeeping["metering"] = meta[metering.METERING]
-        self._count_flow(event, event_json, step, now)
         bookkeeping.update(ves.step_to_meta(step))
         bookkeeping.update(stuck.pending_to_meta(timers.pending))
         bookkeeping.update(_cleared_to_meta(clears))
         new_state = {**event_json, META: bookkeeping}
-        return self._publisher.publish(
+        outcome = self._publisher.publish(
             event, event_json, APPLIED, vm_key, new_state, step, stuck_clears=clears, occurred_micros=occurred
         )
+        self._count_flow(event, step, now)
+        return outcome
 
-    def _count_flow(
-        self, event: Mapping[str, Any], event_json: Mapping[str, Any], step: ves.Step, now: float
-    ) -> None:
+    def _count_flow(self, event: Mapping[str, Any], step: ves.Step, now: float) -> None:
+        """The applied event in the fleet figures of the interval in progress."""
         received, occurred = event.get("received_at"), event.get("occurred_at")
         lag = (
             (received - occurred).total_seconds()
