@@ -55,14 +55,14 @@ down:
 	scripts/kafka stop
 	scripts/rabbitmq stop
 
-test: install nova-env up schema-registry
+test: install nova-env ceilometer-env up schema-registry
 	$(PY) -m pytest -m "not helm" $(PYTEST_ARGS)
 	scripts/helm-check
 
 unit: install
 	$(PY) -m pytest -m "not integration and not helm" $(PYTEST_ARGS)
 
-integration: install nova-env up schema-registry
+integration: install nova-env ceilometer-env up schema-registry
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
 helm-check: install up

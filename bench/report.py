@@ -615,6 +615,37 @@ def _poll(poll: Results) -> list[str]:
     ]
 
 
+def _metering(metering: Results) -> list[str]:
+    if "sample_cpu_us" not in metering:
+        return ["## Metering", "", f"Not measured: {metering.get('error', 'section not run')}", ""]
+    vms = _n(metering["vms"])
+    return [
+        f"## Metering: Ceilometer samples of {vms} VMs, and closing their interval",
+        "",
+        "In the worker's decision code, without Kafka (whose share per record the stream section "
+        f"measures): per VM two polls of {_n(metering['samples_per_record'])} compute meters "
+        "(`telemetry.polling`), the same samples relayed (`metering`, all duplicates), then one "
+        "sweep closing the interval (a VES measurement event per VM, encoded) and the fleet figures. "
+        "Baseline: a legacy create.end notification, in the same run.",
+        "",
+        *_table(
+            ["figure", "value"],
+            [
+                ["CPU per notification (baseline)", f"{_n(metering['notification_cpu_us'], 1)} µs"],
+                ["CPU per sample", f"{_n(metering['sample_cpu_us'], 1)} µs"],
+                ["CPU per sample record (one VM's poll)", f"{_n(metering['sample_record_cpu_us'], 1)} µs"],
+                ["sample record / notification", _ratio(metering["sample_record_to_notification_ratio"])],
+                ["CPU per duplicate sample (relay)", f"{_n(metering['duplicate_sample_cpu_us'], 1)} µs"],
+                [f"closing the interval of {vms} VMs", f"{_n(metering['close_seconds'], 3)} s"],
+                ["closing, CPU per VM", f"{_n(metering['close_cpu_us_per_vm'], 1)} µs"],
+                ["fleet figures from the whole table", f"{_n(metering['fleet_cpu_seconds'], 3)} s"],
+                ["state per VM after the close", f"{_n(metering['state_bytes_per_vm_after_close'])} bytes"],
+            ],
+        ),
+        "",
+    ]
+
+
 def _memory(r: Results) -> list[str]:
     rows = [[role, _n(mib)] for role, mib in (r.get("memory_peak_rss_mib") or {}).items()]
     api = r.get("api") or {}
@@ -836,6 +867,7 @@ def write(results: Results, output: Path, raw: Results | None = None, charts: bo
         *(lowrate_report.section(r["low-rate"]) if "low-rate" in r else []),
         *_api(r.get("api") or {}),
         *_poll(r.get("poll") or {}),
+        *_metering(r.get("metering") or {}),
         *_memory(r),
         *_accounting(r),
     ]

@@ -153,6 +153,17 @@ def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="publish only the ends that a run with the same --seed, --vms and --stuck-deletes left out",
     )
+    parser.add_argument(
+        "--samples",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="then N polls of Ceilometer samples of each cloud's live VMs (exchange ceilometer, "
+        "telemetry.polling), as its polling agents send them",
+    )
+    parser.add_argument(
+        "--sample-every", type=float, default=5.0, metavar="SECONDS", help="seconds between sample polls"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--durable-queues",

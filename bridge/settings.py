@@ -410,7 +410,26 @@ class ListenerSettings(RabbitSettings):
         description="seconds a batch Kafka refuses is held unacked before it goes back to RabbitMQ",
     )
 
+    # Ceilometer's samples travel on its own control exchange, beside Nova's: the polling agents
+    # hand theirs to the notification agent on `notifications.sample` (event_type
+    # telemetry.polling) and its notifier:// publisher puts every sample on `metering.sample`
+    # (event_type metering), so taking both sees a polled sample twice (the stream worker keeps
+    # one per sample message_id). Off unless topics are given.
+    sample_exchange: str = Field(
+        default="ceilometer",
+        min_length=1,
+        description="the exchange Ceilometer publishes its samples on (its control_exchange)",
+    )
+    sample_topics: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Ceilometer sample topics to take, comma-separated: metering (the notification agent's "
+            "notifier:// publisher) and/or notifications (the polling agents); empty: no samples"
+        ),
+    )
+
     _split_topics = field_validator("topics", mode="before")(_split_csv)
+    _split_sample_topics = field_validator("sample_topics", mode="before")(_split_csv)
 
 
 class StreamSettings(CommonSettings):
@@ -517,6 +536,30 @@ class StreamSettings(CommonSettings):
             "`DELETE=5m,SNAPSHOT=2h,default=30m` (0 or off: no timer); kinds not named keep theirs: 10m for "
             "a delete, reboot or power action, 1h for a snapshot, resize, live migration or shelve, 30m else"
         ),
+    )
+
+    # ONAP's measurement feeds are usually at 300 s; every worker of a deployment must agree, since
+    # an interval's samples are kept in the state that moves between them.
+    measurement_interval_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=86_400,
+        description=(
+            "length of a measurement interval (ves-measurement feeds), aligned to the clock: "
+            "intervals start at multiples of it since the epoch"
+        ),
+    )
+    measurement_grace_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=86_400,
+        description="how long after its end an interval still takes late samples before it is emitted",
+    )
+    measurement_check_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description="how often the worker looks for measurement intervals to emit",
     )
 
     @field_validator("stuck_after", mode="before")

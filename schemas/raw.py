@@ -152,8 +152,64 @@ def encode_document(document: Mapping[str, Any]) -> bytes:
     return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
 
 
+# Ceilometer's sample notifications (priority SAMPLE on its exchange): the notification agent's
+# notifier:// publisher sends event_type "metering" with the samples as a bare list, the polling
+# agents send "telemetry.polling" with {"samples": [...]} (ceilometer 27, observed on the bus).
+SAMPLE_EVENT_TYPES: Final = frozenset({"metering", "telemetry.polling"})
+
+
+def samples_of(event_type: Any, payload: Any) -> list[Any] | None:
+    """The samples a sample notification carries, or None when it is none or has no list."""
+    if event_type == "metering":
+        return payload if type(payload) is list else None
+    if event_type == "telemetry.polling" and type(payload) is dict:
+        samples = payload.get("samples")
+        return samples if type(samples) is list else None
+    return None
+
+
+def sample_instance(sample: Any) -> str | None:
+    """The instance a sample is about: its metadata's instance_id (per-device and per-NIC meters
+    name the device in resource_id), else its resource_id."""
+    if type(sample) is not dict:
+        return None
+    metadata = sample.get("resource_metadata")
+    instance_id = metadata.get("instance_id") if type(metadata) is dict else None
+    if not (isinstance(instance_id, str) and instance_id):
+        instance_id = sample.get("resource_id")
+    return instance_id if isinstance(instance_id, str) and instance_id else None
+
+
+def split_samples(message: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A sample notification as one message per instance, in order, each with its share of the
+    samples in the payload's own shape, so each is keyed, and ordered, with its VM's events. A
+    message that is no sample notification, or names one instance, comes back as it is."""
+    event_type = message.get("event_type")
+    samples = samples_of(event_type, message.get("payload"))
+    if not samples:
+        return [message]
+    by_instance: dict[str | None, list[Any]] = {}
+    for sample in samples:
+        by_instance.setdefault(sample_instance(sample), []).append(sample)
+    if len(by_instance) == 1:
+        return [message]
+    return [
+        {
+            **message,
+            "payload": share if event_type == "metering" else {**message["payload"], "samples": share},
+        }
+        for share in by_instance.values()
+    ]
+
+
 def record_key(event_type: Any, payload: Any, publisher_id: Any) -> bytes:
-    """The instance uuid of an instance notification (a polled server's id), else the publisher id."""
+    """The instance uuid of an instance notification (a polled server's id, a sample's instance),
+    else the publisher id."""
+    if event_type in SAMPLE_EVENT_TYPES:
+        samples = samples_of(event_type, payload)
+        instance = sample_instance(samples[0]) if samples else None
+        if instance is not None:
+            return instance.encode()
     is_mapping = type(payload) is dict or isinstance(payload, Mapping)
     if event_type == POLLED_EVENT_TYPE and is_mapping:
         server_id = payload.get("id")

@@ -7,7 +7,8 @@ value   the event's JSON form (see streams.codecs.event_to_json_dict) plus the w
         bookkeeping under META, typed below as `Bookkeeping`: the event's version (for ordering),
         the raw record it came from, what it did to the VM's VES alarms and the alarms standing
         (streams.ves), the actions started and not yet ended and the stuck alarms the event
-        cleared (streams.stuck). A fired timer rewrites the record with only "pending" changed;
+        cleared (streams.stuck), the Ceilometer samples of its open measurement intervals
+        (streams.metering). A fired timer rewrites the record with only "pending" changed;
         None (a tombstone) once a deleted VM's retention has passed
 """
 
@@ -95,6 +96,8 @@ class Bookkeeping(TypedDict, total=False):
     action_alarm: AlarmRecord
     pending: dict[str, PendingRecord]
     stuck_cleared: list[ClearedRecord]
+    # The VM's open measurement intervals of Ceilometer samples (layout in streams.metering).
+    metering: dict[str, Any]
 
 
 def state_key(vim_id: str, instance_id: str) -> bytes:

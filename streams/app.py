@@ -88,6 +88,8 @@ def build_processor(
         settings.dedup_window_seconds,
         schema_ids,
         settings.stuck_after,
+        settings.measurement_interval_seconds,
+        settings.measurement_grace_seconds,
     )
 
 

@@ -1,4 +1,5 @@
-"""What `make demo` shows once the simulation ran: each subscription's feed (decoded), the state
+"""What `make demo` shows once the simulation ran: each subscription's feed (decoded; measurement
+feeds as their VM and fleet figures), the state
 table from the API with the curl commands to query it, and a short metrics summary.
 
 Read in a terminal of any width and copied from: no table cuts a value short (every cell folds
@@ -24,7 +25,7 @@ from rich.table import Table
 
 from bridge.kafka_config import consumer_config
 from bridge.settings import StreamSettings, load
-from streams import codecs, ves
+from streams import codecs, ves, ves_measurement
 from streams.subscriptions import load_subscriptions
 
 console = Console()
@@ -64,6 +65,11 @@ def show_feeds(settings: StreamSettings) -> None:
         if subscription.sink.format == "ves":
             domains = ", ".join(sorted(subscription.sink.ves_domains))
             show_ves_feed(subscription.name, subscription.sink.topic, domains, records)
+            continue
+        if subscription.sink.is_measurement:
+            events = [json.loads(r.value())["event"] for r in records]
+            for table in measurement_tables(subscription.name, subscription.sink.topic, events):
+                console.print(table)
             continue
         events = [codecs.decode(r.value()) for r in records]
         console.print(
@@ -159,6 +165,68 @@ def ves_table(
             str(fault.get("specificProblem") or ""),
         )
     return table
+
+
+def measurement_tables(name: str, topic: str, events: list[dict[str, Any]]) -> list[Table]:
+    """A measurement feed: the last 8 VM events (from Ceilometer's samples) and every VIM's last
+    fleet event (eventfed's own figures)."""
+    vm_events = [e for e in events if e["commonEventHeader"]["eventName"] == ves_measurement.VM_EVENT_NAME]
+    fleet = [e for e in events if e["commonEventHeader"]["eventName"] == ves_measurement.FLEET_EVENT_NAME]
+    title = (
+        f"subscription [bold]{name}[/] -> topic {topic} (ves-measurement): {len(vm_events)} VM "
+        f"measurements, {len(fleet)} fleet measurements"
+    )
+    vms = _table(title)
+    for column in ("sourceName", "interval (UTC)"):
+        _identifier(vms, column)
+    for column in ("cpu %", "memory used MiB", "disk read B/s", "net in bytes"):
+        vms.add_column(column, justify="right", no_wrap=True)
+    for event in vm_events[-8:]:
+        header, fields = event["commonEventHeader"], event["measurementFields"]
+        cpu = (fields.get("cpuUsageArray") or [{}])[0].get("percentUsage")
+        memory = (fields.get("memoryUsageArray") or [{}])[0].get("memoryUsed")
+        disk = (fields.get("diskUsageArray") or [{}])[0].get("diskOctetsReadAvg")
+        nic = (fields.get("nicPerformanceArray") or [{}])[0].get("receivedOctetsDelta")
+        vms.add_row(
+            str(header["sourceName"]),
+            _interval(header),
+            "-" if cpu is None else f"{cpu:.1f}",
+            "-" if memory is None else f"{memory / 1024:.0f}",
+            "-" if disk is None else f"{disk:.0f}",
+            "-" if nic is None else f"{nic:.0f}",
+        )
+    fleet_table = _table("the fleet, per VIM: VMs by status at the last interval; events of every interval")
+    _identifier(fleet_table, "vim")
+    _identifier(fleet_table, "interval (UTC)")
+    _text(fleet_table, "VMs by status")
+    _text(fleet_table, "events by kind")
+    _identifier(fleet_table, "lag p50/p99 s")
+    last: dict[str, dict[str, Any]] = {}
+    kinds: dict[str, Counter[str]] = {}
+    lags: dict[str, dict[str, str]] = {}
+    for event in fleet:
+        vim = event["commonEventHeader"]["sourceId"]
+        last[vim] = event
+        named = {m["name"]: m["hashMap"] for m in event["measurementFields"]["additionalMeasurements"]}
+        kinds.setdefault(vim, Counter()).update({k: int(v) for k, v in named["eventsByKind"].items()})
+        lags[vim] = named.get("notificationLagSeconds") or lags.get(vim) or {}
+    for vim, event in sorted(last.items()):
+        named = {m["name"]: m["hashMap"] for m in event["measurementFields"]["additionalMeasurements"]}
+        lag = lags[vim]
+        fleet_table.add_row(
+            vim,
+            _interval(event["commonEventHeader"]),
+            ", ".join(f"{k}: {v}" for k, v in sorted(named["vmsByStatus"].items())),
+            ", ".join(f"{k}: {v}" for k, v in sorted(kinds[vim].items())) or "-",
+            f"{lag.get('p50', '-')}/{lag.get('p99', '-')}",
+        )
+    return [vms, fleet_table]
+
+
+def _interval(header: Mapping[str, Any]) -> str:
+    start = time.strftime("%H:%M:%S", time.gmtime(header["startEpochMicrosec"] / 1e6))
+    end = time.strftime("%H:%M:%S", time.gmtime(header["lastEpochMicrosec"] / 1e6))
+    return f"{start}-{end}"
 
 
 def short_event_id(event_id: str) -> str:
@@ -266,6 +334,8 @@ def show_metrics(sources: list[tuple[str, str]]) -> None:
             "eventfed_stream_stale_total",
             "eventfed_stream_dead_lettered_total",
             "eventfed_stream_stuck_actions_total",
+            "eventfed_stream_samples_total",
+            "eventfed_stream_measurements_total",
         ],
         "api": ["eventfed_api_state_vms", "eventfed_api_requests_total"],
     }

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter(
@@ -55,3 +58,70 @@ SUBSCRIPTION_RELOADS = Counter(
     "eventfed_stream_subscription_reloads_total", "Subscription file reloads", ["result"]
 )
 STATE_SIZE = Gauge("eventfed_stream_state_vms", "VMs in this worker's state table")
+SAMPLES = Counter(
+    "eventfed_stream_samples_total",
+    "Ceilometer samples by what became of them (counted, duplicate, late, after_delete, unknown_vm, "
+    "other_instance, invalid)",
+    ["outcome"],
+)
+MEASUREMENTS = Counter(
+    "eventfed_stream_measurements_total", "VES measurement events written (per VM and per VIM)", ["scope"]
+)
+MEASUREMENT_SECONDS = Histogram(
+    "eventfed_stream_measurement_sweep_seconds", "Time to close one interval on this worker's VMs"
+)
+# The fleet figures of the last closed interval (labels: the VIM, and the API status or event kind).
+FLEET_VMS = Gauge("eventfed_fleet_vms", "VMs by Nova API status", ["vim", "status"])
+FLEET_EVENTS = Gauge(
+    "eventfed_fleet_interval_events", "Events in the last interval by kind", ["vim", "status"]
+)
+FLEET_FAILURES_RAISED = Gauge("eventfed_fleet_interval_vm_failures_raised", "VM failures raised", ["vim"])
+FLEET_FAILURES_CLEARED = Gauge("eventfed_fleet_interval_vm_failures_cleared", "VM failures cleared", ["vim"])
+FLEET_STUCK = Gauge("eventfed_fleet_interval_stuck_actions", "Stuck-action alarms raised", ["vim"])
+FLEET_LAG_P50 = Gauge(
+    "eventfed_fleet_notification_lag_p50_seconds",
+    "Median of eventfed's receipt minus Nova's timestamp",
+    ["vim"],
+)
+FLEET_LAG_P99 = Gauge(
+    "eventfed_fleet_notification_lag_p99_seconds", "99th percentile of the notification lag", ["vim"]
+)
+
+
+def count_measurement(kind: str, counts: Mapping[str, int] | None, outputs: int) -> None:
+    """A metered or measured outcome in the metrics, once written."""
+    for outcome, number in (counts or {}).items():
+        if number:
+            SAMPLES.labels(outcome).inc(number)
+    if kind == "measured" and outputs:
+        MEASUREMENTS.labels("vm").inc(outputs)
+
+
+# The (vim, status) series each labelled fleet gauge has: a status gone from the figures is
+# removed rather than left at its last value.
+_FLEET_SERIES: dict[int, set[tuple[str, str]]] = {}
+
+
+def _set_by_status(gauge: Gauge, vim: str, numbers: Mapping[str, int]) -> None:
+    series = _FLEET_SERIES.setdefault(id(gauge), set())
+    for gone in [s for s in series if s[0] == vim and s[1] not in numbers]:
+        gauge.remove(*gone)
+        series.discard(gone)
+    for status, number in numbers.items():
+        gauge.labels(vim, status).set(number)
+        series.add((vim, status))
+
+
+def set_fleet(figures: Sequence[Any]) -> None:
+    """The fleet gauges from one interval's figures (streams.ves_measurement.FleetFigures)."""
+    for figure in figures:
+        vim = figure.vim_id
+        _set_by_status(FLEET_VMS, vim, figure.vms_by_status)
+        _set_by_status(FLEET_EVENTS, vim, figure.events_by_kind)
+        FLEET_FAILURES_RAISED.labels(vim).set(figure.failures_raised)
+        FLEET_FAILURES_CLEARED.labels(vim).set(figure.failures_cleared)
+        FLEET_STUCK.labels(vim).set(figure.stuck_actions)
+        if figure.lag_p50 is not None:
+            FLEET_LAG_P50.labels(vim).set(figure.lag_p50)
+        if figure.lag_p99 is not None:
+            FLEET_LAG_P99.labels(vim).set(figure.lag_p99)

@@ -15,6 +15,10 @@ ignored     not an instance status event (aggregate.*, compute.metrics.update, .
 dead        malformed: to the dead-letter topic with the reason and where it came from
 stuck       not a record: an action of the VM got no end in time (streams.stuck); the sweep's
             STUCK event and VES fault, and the state marking the timer fired
+metered     a record of Ceilometer samples: counted into the VM's open intervals (streams.metering);
+            `counts` says what became of each sample
+measured    not a record: the sweep closed intervals of a VM; their measurement events, and the
+            state without them
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ DUPLICATE = "duplicate"
 IGNORED = "ignored"
 DEAD = "dead"
 STUCK = "stuck"
+METERED = "metered"
+MEASURED = "measured"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +63,8 @@ class Outcome:
     state_key: bytes | None = None
     new_state: dict[str, Any] | None = None
     matched: list[str] = field(default_factory=list)
+    # metered: samples by what became of them (streams.metering's names).
+    counts: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas.dead_letter import STAGE_STUCK, dead_letter_headers
+from schemas.raw import SAMPLE_EVENT_TYPES, Headers, samples_of
 from schemas.state import DELETED_STATE, META, Bookkeeping, ClearedRecord, source_of, state_key
 from schemas.vocabulary import FORMAT_LEGACY, FORMAT_POLL, FORMAT_VERSIONED, twin_action
-from streams import codecs, stuck, ves
+from streams import codecs, metering, stuck, ves, ves_measurement
+from streams.fleet import FleetFlow
 from streams.normalise import MalformedNotification, Normalised, load_record, normalise_with_texts
 from streams.outcomes import (
     APPLIED,
     DEAD,
     DUPLICATE,
     IGNORED,
+    MEASURED,
+    METERED,
     REPLAYED,
     STALE,
     STUCK,
@@ -40,6 +44,8 @@ __all__ = [
     "DEAD",
     "DUPLICATE",
     "IGNORED",
+    "MEASURED",
+    "METERED",
     "REPLAYED",
     "STALE",
     "STUCK",
@@ -50,6 +56,7 @@ __all__ = [
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MEASUREMENT_TYPE = ("content-type", CONTENT_TYPES["ves-measurement"])
 
 
 class DedupWindow:
@@ -176,15 +183,23 @@ class Processor:
         dedup_window: float,
         schema_ids: Mapping[str, int] | None = None,
         stuck_after: Mapping[str, float] | None = None,
+        measurement_interval: int = 300,
+        measurement_grace: float = 60.0,
     ) -> None:
         """``schema_ids``: with a Schema Registry, the schema id of each Avro topic's subject
         (streams.registration); Avro records are then in the Confluent wire format. None: no
-        registry, Avro single-object encoding."""
+        registry, Avro single-object encoding. ``measurement_interval``: seconds per measurement
+        interval, aligned to the clock; ``measurement_grace``: how long after its end an interval
+        still takes late samples."""
         self._topics = topics
         self._dedup = DedupWindow(dedup_window)
         self._publisher = Publisher(topics, subscriptions, schema_ids)
         # Seconds per action kind before an action without an end is stuck; empty: no timers.
         self._stuck_after = dict(stuck_after or {})
+        self.measurement_interval = measurement_interval
+        self.measurement_grace = measurement_grace
+        # The event flow of the open fleet intervals (streams.fleet): this worker's, in memory.
+        self.fleet_flow = FleetFlow(measurement_interval)
 
     def process(
         self,
@@ -197,6 +212,8 @@ class Processor:
         read = self._read(key, value, source)
         if isinstance(read, Outcome):
             return read
+        if isinstance(read, dict):
+            return self._meter(key, value, read, source, current_state)
         event, timestamp_texts = read
         vm_key = state_key(event["vim_id"], event["instance_id"])
         try:
@@ -208,12 +225,17 @@ class Processor:
         except ves.VesMappingError as exc:
             return self._publisher.dead(key, value, source, exc.reason, str(exc))
 
-    def _read(self, key: bytes | None, value: bytes | None, source: Source) -> Normalised | Outcome:
-        """The record's event and the ISO texts of its timestamps, or its outcome if it has none."""
+    def _read(
+        self, key: bytes | None, value: bytes | None, source: Source
+    ) -> Normalised | Outcome | dict[str, Any]:
+        """The record's event and the ISO texts of its timestamps, or its outcome if it has none;
+        a record of Ceilometer samples as it is."""
         try:
             raw = load_record(value) if value is not None else None
             if raw is None:
                 raise MalformedNotification("not_an_object", "the record has no value")
+            if type(raw) is dict and raw.get("event_type") in SAMPLE_EVENT_TYPES:
+                return raw
             normalised = normalise_with_texts(raw)
         except MalformedNotification as exc:
             return self._publisher.dead(key, value, source, exc.reason, str(exc))
@@ -316,13 +338,153 @@ class Processor:
             if sequence != step.sequence:
                 step = step._replace(sequence=sequence)
         bookkeeping: Bookkeeping = {"version": version, "source": source.as_dict()}
+        if meta and metering.METERING in meta:
+            # The VM's open measurement intervals outlive its events.
+            bookkeeping["metering"] = meta[metering.METERING]
         bookkeeping.update(ves.step_to_meta(step))
         bookkeeping.update(stuck.pending_to_meta(timers.pending))
         bookkeeping.update(_cleared_to_meta(clears))
         new_state = {**event_json, META: bookkeeping}
-        return self._publisher.publish(
+        outcome = self._publisher.publish(
             event, event_json, APPLIED, vm_key, new_state, step, stuck_clears=clears, occurred_micros=occurred
         )
+        self._count_flow(event, step, now)
+        return outcome
+
+    def _count_flow(self, event: Mapping[str, Any], step: ves.Step, now: float) -> None:
+        """The applied event in the fleet figures of the interval in progress."""
+        received, occurred = event.get("received_at"), event.get("occurred_at")
+        lag = (
+            (received - occurred).total_seconds()
+            if isinstance(received, datetime) and isinstance(occurred, datetime)
+            else None
+        )
+        self.fleet_flow.event(
+            str(event["vim_id"]),
+            str(event.get("status")),
+            lag,
+            step.transition == ves.RAISE,
+            step.transition == ves.CLEAR,
+            now,
+        )
+
+    def _meter(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        raw: dict[str, Any],
+        source: Source,
+        current_state: Callable[[bytes], Mapping[str, Any] | None],
+    ) -> Outcome:
+        """A record of Ceilometer samples (of one VM, as the listener splits them) counted into
+        the VM's open intervals. A VM eventfed has no state for gets no figures (its first event
+        or poll makes it known); samples taken after the VM's delete are not counted."""
+        if not self.measuring():
+            return Outcome(IGNORED, "samples")
+        vim_id = raw.get("vim_id")
+        if not isinstance(vim_id, str) or not vim_id:
+            return self._publisher.dead(key, value, source, "missing_vim_id", "a sample record has no vim_id")
+        samples = samples_of(raw.get("event_type"), raw.get("payload"))
+        if samples is None:
+            detail = f"{raw.get('event_type')} carries no list of samples"
+            return self._publisher.dead(key, value, source, "bad_samples", detail)
+        parsed: list[metering.Sample] = []
+        problems: list[str] = []
+        for sample in samples:
+            try:
+                parsed.append(metering.parse_sample(sample))
+            except metering.InvalidSample as exc:
+                problems.append(str(exc))
+        if not parsed:
+            if problems:
+                return self._publisher.dead(key, value, source, "bad_samples", "; ".join(problems[:3]))
+            return Outcome(IGNORED, "samples")
+        instance_id = parsed[0].instance_id
+        mine = [s for s in parsed if s.instance_id == instance_id]
+        counts = {metering.INVALID: len(problems), metering.OTHER_INSTANCE: len(parsed) - len(mine)}
+        vm_key = state_key(vim_id, instance_id)
+        state = current_state(vm_key)
+        if state is None:
+            counts[metering.UNKNOWN_VM] = len(mine)
+            return Outcome(METERED, metering.UNKNOWN_VM, counts=counts)
+        deleted_at = None
+        if state.get("state") == DELETED_STATE:
+            try:
+                deleted_at = ves.epoch_micros(state.get("occurred_at")) / 1e6
+            except ves.VesMappingError:
+                deleted_at = 0.0
+        meta = state.get(META)
+        meta = meta if isinstance(meta, Mapping) else {}
+        added = metering.add_samples(meta.get(metering.METERING), mine, self.measurement_interval, deleted_at)
+        counts.update(added.counts)
+        if added.metering is None:
+            return Outcome(METERED, "", counts=counts)
+        new_state = {**state, META: {**meta, metering.METERING: added.metering}}
+        return Outcome(METERED, "", state_key=vm_key, new_state=new_state, counts=counts)
+
+    def measuring(self) -> bool:
+        """Whether any measurement feed is in force (else samples are not kept)."""
+        return bool(self._publisher.routes().measurement_feeds)
+
+    def close_measurements(self, vm_key: bytes, state: Mapping[str, Any], now: float) -> Outcome | None:
+        """The VM's open intervals whose end and grace period have passed, closed: a measurement
+        event per interval to every measurement feed watching the VM, and the state without them
+        (None: nothing is due). Written like a batch, outputs first, so an interval is emitted
+        once, or again with the same eventId after a crash between the two writes."""
+        meta = state.get(META)
+        kept = meta.get(metering.METERING) if isinstance(meta, Mapping) else None
+        if not isinstance(kept, Mapping):
+            return None
+        starts = metering.due(kept, now, self.measurement_interval, self.measurement_grace)
+        if not starts:
+            return None
+        assert isinstance(meta, Mapping)
+        feeds = self._publisher.routes().measurement_feeds
+        vm = ves_measurement.VmIdentity(
+            vim_id=str(state.get("vim_id")),
+            instance_id=str(state.get("instance_id")),
+            name=state.get("display_name") or None,
+            tenant_id=state.get("tenant_id") or None,
+            host=state.get("host") or None,
+        )
+        outputs: list[Output] = []
+        book: Mapping[str, Any] = kept
+        for start in starts:
+            closed, book = metering.close(book, start, self.measurement_interval)
+            scope = {
+                "vim_id": vm.vim_id,
+                "tenant_id": vm.tenant_id or closed.project_id,
+                "host": vm.host or closed.host,
+            }
+            for subscription, topic, name_header in feeds:
+                if not subscription.watches(scope):
+                    continue
+                event = ves_measurement.vm_measurement(
+                    vm, closed, subscription.meters.matches, subscription.sink.ves_reporting_entity
+                )
+                if event is not None:
+                    headers: Headers = [("vim_id", vm.vim_id.encode()), name_header, _MEASUREMENT_TYPE]
+                    outputs.append(
+                        Output(topic, vm.instance_id.encode(), ves_measurement.encode(event), headers)
+                    )
+        new_state = {**state, META: {**meta, metering.METERING: book}}
+        return Outcome(MEASURED, "", outputs=outputs, state_key=vm_key, new_state=new_state)
+
+    def fleet_outputs(self, figures: Sequence[ves_measurement.FleetFigures]) -> list[Output]:
+        """The fleet measurement events of one interval, to every measurement feed whose VIMs
+        include the VIM and that takes the whole VIM: a feed narrowed to tenants or hosts gets
+        no figures of the others'."""
+        outputs = []
+        for subscription, topic, name_header in self._publisher.routes().measurement_feeds:
+            if not (subscription.tenants.matches_all and subscription.hosts.matches_all):
+                continue
+            for figure in figures:
+                if not subscription.vims.matches(figure.vim_id):
+                    continue
+                event = ves_measurement.fleet_measurement(figure, subscription.sink.ves_reporting_entity)
+                headers: Headers = [("vim_id", figure.vim_id.encode()), name_header, _MEASUREMENT_TYPE]
+                outputs.append(Output(topic, figure.vim_id.encode(), ves_measurement.encode(event), headers))
+        return outputs
 
     def expire(self, vm_key: bytes, state: Mapping[str, Any], now: float) -> Outcome | None:
         """The stuck alarm of the VM's earliest pending action past its deadline, or None.
@@ -343,6 +505,7 @@ class Processor:
         written = ves.step_from_meta(meta)
         sequence = max((written.sequence + 1) if written else 0, _after_stuck_raises(pending))
         fired = due[0].raised(sequence, str(state.get("display_name") or state.get("instance_id")))
+        self.fleet_flow.stuck(str(state.get("vim_id")), now)
         pending[fired.kind] = fired
         new_state = {**state, META: {**meta, **stuck.pending_to_meta(pending)}}
         event_json = stuck.stuck_event(state, fired, META, _iso_micros(fired.deadline))

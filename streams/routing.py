@@ -26,6 +26,7 @@ CONTENT_TYPES = {
     "avro": b"application/vnd.apache.avro+binary; encoding=single-object",
     "avro-confluent": b"application/vnd.apache.avro+binary; encoding=confluent",
     "ves": b"application/json; profile=ves-7.2.1",
+    "ves-measurement": b"application/json; profile=ves-7.2.1",
 }
 
 
@@ -91,9 +92,16 @@ class Router:
 
     def __init__(self, subscriptions: tuple[Subscription, ...], avro_content_type: bytes) -> None:
         self.subscriptions = subscriptions
-        self.matcher = Matcher(subscriptions)
-        self.routes = tuple(_route(s, avro_content_type) for s in subscriptions)
+        # Measurement feeds take no events: they are written by the interval sweep.
+        for_events = tuple(s for s in subscriptions if not s.sink.is_measurement)
+        self.matcher = Matcher(for_events)
+        self.routes = tuple(_route(s, avro_content_type) for s in for_events)
         self.any_ves = any(route.is_ves for route in self.routes)
+        self.measurement_feeds = tuple(
+            (s, s.sink.topic, ("subscription", s.name.encode()))
+            for s in subscriptions
+            if s.sink.is_measurement
+        )
 
     def route(
         self,

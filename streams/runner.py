@@ -565,6 +565,9 @@ def count(outcome: pipeline.Outcome) -> None:
     if outcome.kind == pipeline.IGNORED:
         metrics.IGNORED.inc()
         return
+    if outcome.kind in (pipeline.METERED, pipeline.MEASURED):
+        metrics.count_measurement(outcome.kind, outcome.counts, len(outcome.outputs))
+        return
     if outcome.kind == pipeline.STUCK:
         _counter(metrics.STUCK, outcome.reason).inc()
     assert event is not None

@@ -30,6 +30,8 @@ from streams.stuck import STUCK_STATUS
 LOG = logging.getLogger(__name__)
 
 DEFAULT_PHASES = frozenset({"end", "error"})
+# The sink format of measurement feeds (streams.ves_measurement).
+MEASUREMENT_FORMAT: Final = "ves-measurement"
 # The VES domains a ves feed may carry (streams.ves): the alarms, and one stateChange per event.
 VES_DOMAINS: Final = frozenset({"fault", "stateChange"})
 
@@ -81,7 +83,7 @@ class Patterns:
 class Sink:
     type: Literal["kafka"]
     topic: str
-    format: Literal["json", "avro", "ves"] = "json"
+    format: Literal["json", "avro", "ves", "ves-measurement"] = "json"
     # ves format: commonEventHeader.reportingEntityName; None means the event's VIM id.
     ves_reporting_entity: str | None = None
     # ves format: the VES domains the feed carries, and the rule that makes a VM failure.
@@ -95,6 +97,11 @@ class Sink:
             return f"ves:{self.ves_failure_statuses}:{self.ves_reporting_entity or ''}"
         return self.format
 
+    @property
+    def is_measurement(self) -> bool:
+        """Whether the feed carries measurement events (per VM and per VIM), not events."""
+        return self.format == MEASUREMENT_FORMAT
+
 
 @dataclass(frozen=True)
 class Subscription:
@@ -106,6 +113,8 @@ class Subscription:
     states: Patterns = field(default_factory=Patterns)
     tenants: Patterns = field(default_factory=Patterns)
     hosts: Patterns = field(default_factory=Patterns)
+    # ves-measurement feeds: the Ceilometer meters carried.
+    meters: Patterns = field(default_factory=Patterns)
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         return (
@@ -344,4 +353,5 @@ def _build(item: Mapping[str, Any]) -> Subscription:
         states=Patterns.compile(match.get("states"), case_insensitive=True),
         tenants=Patterns.compile(match.get("tenants")),
         hosts=Patterns.compile(match.get("hosts")),
+        meters=Patterns.compile(match.get("meters")),
     )

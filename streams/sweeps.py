@@ -7,16 +7,23 @@ in between: a sweep of 100,000 VMs in one go held the worker for about half a se
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from schemas.state import source_partition
 from streams import metrics, pipeline
 from streams.batch_decisions import BatchDecisions
+from streams.fleet import count_statuses, fleet_figures
+from streams.metering import interval_start
 
 if TYPE_CHECKING:
     from streams.runner import BatchRunner
+
+LOG = logging.getLogger(__name__)
+# Fleet intervals a worker emits at most in one go, catching up.
+FLEET_CATCH_UP = 2
 
 # State records looked at per hold of the write lock by a sweep: about 10 ms of the event loop.
 SWEEP_SLICE = 2_000
@@ -27,6 +34,14 @@ class TableSweeps:
 
     def __init__(self, runner: BatchRunner) -> None:
         self._runner = runner
+        # The start of the last interval whose fleet event was written (None: none yet).
+        self.fleet_through: int | None = None
+        self._started_at = time.time()
+        # The raw partitions' ends when the worker took them (per consumer generation), and the
+        # generation whose records up to those ends are handled.
+        self._ends: dict[Any, int] = {}
+        self._ends_generation: int | None = None
+        self._caught_up_generation: int | None = None
 
     async def remove_expired_deletes(self, active_partitions: set[int], now: float, retention: float) -> int:
         """Tombstone deleted VMs whose retention passed, on the partitions this worker owns."""
@@ -74,6 +89,95 @@ class TableSweeps:
                 job.states[key] = (partition, outcome.new_state)
 
         return await self._sweep(decide)
+
+    async def close_measurements(self, assigned: set[Any], now: float) -> int:
+        """Emit the measurement intervals now due of the VMs on the raw partitions this worker
+        owns (`assigned`, topic-partitions), then the fleet figures of each interval closed since
+        the last call; how many VMs had intervals closed. Each VM goes through the same ordered
+        writes as a batch: its measurement events, then its state without the intervals.
+
+        Not before the worker has handled what its partitions held when it took them: a worker
+        starting (or taking partitions over) after an interval's grace period would otherwise
+        close it before reading the samples still waiting for it, and drop them as late."""
+        if not await self._caught_up(assigned):
+            return 0
+        active_partitions = {tp.partition for tp in assigned}
+        pending = self._runner.pending_states
+        processor = self._runner.processor
+
+        def decide(keys: Sequence[bytes], job: BatchDecisions) -> None:
+            for key in keys:
+                value = pending.get(key, self._runner.state.get(key))
+                if value is None:
+                    continue
+                partition = source_partition(value)
+                if partition is not None and partition not in active_partitions:
+                    continue
+                outcome = processor.close_measurements(key, value, now)
+                if outcome is None or outcome.new_state is None:
+                    continue
+                job.outputs.extend(outcome.outputs)
+                job.outcomes.append(outcome)
+                pending[key] = outcome.new_state
+                job.states[key] = (partition, outcome.new_state)
+
+        started = time.monotonic()
+        # Without a measurement feed no sample is kept: no VM has an interval to close.
+        closed = await self._sweep(decide) if processor.measuring() else 0
+        await self._emit_fleet(active_partitions, now)
+        metrics.MEASUREMENT_SECONDS.observe(time.monotonic() - started)
+        return closed
+
+    async def _caught_up(self, assigned: set[Any]) -> bool:
+        """Whether every raw record of `assigned` written before this assignment was handled."""
+        runner = self._runner
+        generation = runner.current_generation()
+        if self._caught_up_generation == generation or not assigned:
+            return self._caught_up_generation == generation
+        if self._ends_generation != generation:
+            try:
+                self._ends = await runner.reader.log_ends(assigned)
+            except Exception as exc:
+                LOG.warning("cannot read the raw partitions' ends; intervals close later: %r", exc)
+                return False
+            self._ends_generation = generation
+        ledger = runner.ledger
+        if ledger.unknown(assigned) or any(ledger.expected(tp) < self._ends.get(tp, 0) for tp in assigned):
+            return False
+        self._caught_up_generation = generation
+        return True
+
+    async def _emit_fleet(self, active_partitions: set[int], now: float) -> None:
+        """The fleet event of every interval closed since the last call, from the one in progress
+        when this worker started: it counted none of the events of those before."""
+        processor = self._runner.processor
+        interval, grace = processor.measurement_interval, processor.measurement_grace
+        last_due = interval_start(now - grace, interval) - interval
+        if self.fleet_through is None:
+            self.fleet_through = interval_start(self._started_at, interval) - interval
+        # After a pause (the event loop held, the clock stepped), the last few intervals only:
+        # the ones before hold no event this worker counted.
+        self.fleet_through = max(self.fleet_through, last_due - FLEET_CATCH_UP * interval)
+        for start in range(self.fleet_through + interval, last_due + 1, interval):
+            async with self._runner.write_lock:
+                states = {**self._runner.state, **self._runner.pending_states}
+                statuses = count_statuses(
+                    value
+                    for value in states.values()
+                    if value is not None and source_partition(value) in active_partitions
+                )
+                figures = fleet_figures(
+                    start, interval, statuses, processor.fleet_flow.take(start), active_partitions
+                )
+                job = BatchDecisions(started=time.monotonic())
+                job.outputs.extend(processor.fleet_outputs(figures))
+                task = self._runner.send(job) if job.outputs else None
+            metrics.set_fleet(figures)
+            if task is not None:
+                await asyncio.wait([task])
+                task.result()
+                metrics.MEASUREMENTS.labels("vim").inc(len(job.outputs))
+            self.fleet_through = start
 
     async def _sweep(self, decide: Callable[[Sequence[bytes], BatchDecisions], None]) -> int:
         """Goes over the state table SWEEP_SLICE keys at a time, each slice decided under the

@@ -132,6 +132,12 @@ class WorkerTimers:
         if raised:
             LOG.info("raised %d stuck-action alarms", raised)
 
+    async def close_measurements(self) -> None:
+        # Not while recovering: an interval's samples may still be on their way back.
+        if in_recovery(self._app):
+            return
+        await self._runner.sweeps.close_measurements(self.assigned_raw(), time.time())
+
 
 def register_timers(app: Any, timers: WorkerTimers) -> None:
     settings = timers.settings
@@ -141,3 +147,4 @@ def register_timers(app: Any, timers: WorkerTimers) -> None:
     app.timer(interval=1.0)(timers.observe_health)
     app.timer(interval=max(1.0, min(60.0, settings.tombstone_seconds / 4)))(timers.expire_deleted)
     app.timer(interval=settings.stuck_check_seconds)(timers.raise_stuck_actions)
+    app.timer(interval=settings.measurement_check_seconds)(timers.close_measurements)

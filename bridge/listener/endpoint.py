@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +24,7 @@ from bridge.listener.window import BatchWindow
 from bridge.raw_writer import KafkaBatchWriter
 from bridge.retry import Backoff
 from bridge.settings import ListenerSettings
-from schemas.raw import DeadLetter, RawRecord, build_raw_record
+from schemas.raw import DeadLetter, RawRecord, build_raw_record, split_samples
 
 LOG = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class NotificationEndpoint:
         self._set_window = set_window if self.window.adaptive else None
         self._applied_window = settings.batch_timeout
         BATCH_WINDOW.set(settings.batch_timeout)
+        self._takes_samples = bool(settings.sample_topics)
 
     def _write_holding_the_batch(self, records: list[RawRecord | DeadLetter]) -> Any:
         """Write until Kafka has every record, holding the batch unacked in between.
@@ -124,11 +125,13 @@ class NotificationEndpoint:
                 self._applied_window = window
                 BATCH_WINDOW.set(window)
         received_at = datetime.now(UTC)
+        # A sample message about several VMs becomes one record per VM (keyed by it).
+        to_write = _split_sample_messages(messages) if self._takes_samples else messages
         records = [
             build_raw_record(
                 m, priority, self._settings.vim_id, received_at, self._settings.max_message_bytes
             )
-            for priority, m in messages
+            for priority, m in to_write
         ]
         outcome = self._write_holding_the_batch(records)
         BATCH_SECONDS.observe(time.monotonic() - started)
@@ -140,6 +143,22 @@ class NotificationEndpoint:
                 DEAD_LETTERED.labels(record.reason).inc()
                 LOG.warning("dead-lettered a notification: %s", record.reason)
         return self._handled
+
+
+def _split_sample_messages(
+    messages: Sequence[tuple[str, dict[str, Any]]],
+) -> Sequence[tuple[str, Mapping[str, Any]]]:
+    """A Ceilometer sample message about several instances (a polling batch) as one per
+    instance, so that each raw record is keyed by its VM (schemas.raw.split_samples)."""
+    if not any(priority == "sample" for priority, _ in messages):
+        return messages
+    split: list[tuple[str, Mapping[str, Any]]] = []
+    for priority, message in messages:
+        if priority == "sample":
+            split.extend((priority, share) for share in split_samples(message))
+        else:
+            split.append((priority, message))
+    return split
 
 
 def ordered_batch_listener(

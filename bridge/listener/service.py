@@ -81,6 +81,10 @@ class Listener:
             )
         self._targets = [
             oslo_messaging.Target(topic=topic, exchange=settings.exchange) for topic in settings.topics
+        ] + [
+            # Ceilometer's samples into the same pool queue: one consumer, one order, one ack rule.
+            oslo_messaging.Target(topic=topic, exchange=settings.sample_exchange)
+            for topic in settings.sample_topics
         ]
         self.server = self._new_server()
         user = parsed.hosts[0].username if parsed.hosts else None
@@ -197,6 +201,12 @@ def _log_start(settings: ListenerSettings) -> None:
         settings.kafka_bootstrap_servers,
         settings.raw_topic,
     )
+    if settings.sample_topics:
+        LOG.info(
+            "also taking Ceilometer samples: exchange=%s topics=%s",
+            settings.sample_exchange,
+            ",".join(settings.sample_topics),
+        )
 
 
 def check_declarations(url: Any, settings: ListenerSettings) -> None:
@@ -215,6 +225,8 @@ def check_declarations(url: Any, settings: ListenerSettings) -> None:
             with kombu_connection(host, virtual_host, 5, settings) as connection:
                 connection.connect()
                 declare(connection, virtual_host, settings.exchange, settings.durable_queues, settings.pool)
+                if settings.sample_topics:
+                    declare(connection, virtual_host, settings.sample_exchange, settings.durable_queues)
             return
         except DurabilityMismatch:
             raise

@@ -122,6 +122,61 @@ class SimulatedCloud:
             metadata={"vnf": f"vnf-{index % 7}"},
         )
 
+    def polled_samples(self, vm: SimulatedVm, poll: int, at: datetime) -> Notification:
+        """One poll of the VM by Ceilometer's compute pollsters, as the polling agent hands it to
+        the notification agent (event_type telemetry.polling, payload {"samples": [...]}; the
+        sample fields of ceilometer.publisher.utils.meter_message_from_counter): CPU time, memory
+        in use, the root disk's and the NIC's counters, growing from poll to poll."""
+        name, flavor_id, ram, vcpus, _disk = vm.flavor
+        metadata = {
+            "display_name": vm.display_name,
+            "instance_id": vm.uuid,
+            "instance_type": name,
+            "host": vm.host,
+            "flavor": {"id": flavor_id, "name": name, "vcpus": vcpus, "ram": ram},
+            "vcpus": vcpus,
+            "memory_mb": ram,
+        }
+        # Each VM as busy from poll to poll, so that its counters only grow.
+        busy = 0.05 + int(vm.uuid[:4], 16) % 85 / 100
+        growth = poll + 1
+        # CPU time since the VM started (a minute before its first poll): `busy` of its vCPUs.
+        up_seconds = 60.0 + (at - vm.created_at).total_seconds()
+        vda, tap0 = f"{vm.uuid}-vda", f"{vm.uuid}-tap0"
+        disk, nic = {"disk_name": "vda"}, {"vnic_name": "tap0"}
+        meters: tuple[tuple[str, str, str, str, int, dict[str, str]], ...] = (
+            ("cpu", "cumulative", "ns", vm.uuid, int(busy * vcpus * 1e9 * up_seconds), {}),
+            ("memory.usage", "gauge", "MiB", vm.uuid, int(ram * busy), {}),
+            ("disk.device.read.bytes", "cumulative", "B", vda, 4_000_000 * growth, disk),
+            ("disk.device.write.bytes", "cumulative", "B", vda, 1_000_000 * growth, disk),
+            ("network.incoming.bytes", "cumulative", "B", tap0, 900_000 * growth, nic),
+            ("network.outgoing.bytes", "cumulative", "B", tap0, 300_000 * growth, nic),
+        )
+        samples = [
+            {
+                "source": "openstack",
+                "counter_name": meter,
+                "counter_type": kind,
+                "counter_unit": unit,
+                "counter_volume": volume,
+                "user_id": vm.user_id,
+                "user_name": None,
+                "project_id": vm.tenant_id,
+                "project_name": None,
+                "resource_id": resource_id,
+                # Polled samples carry naive UTC times.
+                "timestamp": at.astimezone(UTC).replace(tzinfo=None).isoformat(),
+                "resource_metadata": {**metadata, **extra},
+                "message_id": self._uuid(),
+                "monotonic_time": None,
+                "message_signature": "",
+            }
+            for meter, kind, unit, resource_id, volume, extra in meters
+        ]
+        return Notification(
+            "ceilometer.polling", "telemetry.polling", "SAMPLE", {"samples": samples}, vm.uuid
+        )
+
     def tick(self) -> datetime:
         self.clock += timedelta(milliseconds=self._random.randint(5, 50))
         return self.clock

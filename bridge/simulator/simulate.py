@@ -11,7 +11,7 @@ import contextlib
 import logging
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bridge.durability import DurabilityMismatch, declare, describe_mismatch, oslo_override
@@ -27,6 +27,8 @@ DEFAULT_VIMS = (
     "demo-owner_region-two=rabbit://guest:guest@127.0.0.1:5672/region-two",
 )
 TOPIC_FOR_FORMAT = {"legacy": "notifications", "versioned": "versioned_notifications"}
+# Ceilometer's control exchange, where its polling agents send their samples.
+SAMPLE_EXCHANGE = "ceilometer"
 
 
 def plan(
@@ -54,6 +56,26 @@ def plan(
                 ordered.append(notes[position])
         position += 1
     return ordered
+
+
+def sample_polls(
+    vms: int, seed: int, fmt: str, polls: int, every: float, start: datetime
+) -> list[list[Notification]]:
+    """`polls` polls, `every` seconds apart from `start`, of the VMs that a `plan` with the same
+    seed and format leaves alive (the same VMs: the lifecycles are made again to get them)."""
+    cloud = SimulatedCloud(seed=seed, start=start)
+    alive = []
+    for index in range(vms):
+        vm = cloud.new_vm(index)
+        vm_format = fmt if fmt != "mixed" else ("legacy" if index % 2 else "versioned")
+        for _ in cloud.varied_lifecycle(vm, index, vm_format, False):
+            pass
+        if vm.vm_state != "deleted":
+            alive.append(vm)
+    return [
+        [cloud.polled_samples(vm, poll, start + timedelta(seconds=poll * every)) for vm in alive]
+        for poll in range(polls)
+    ]
 
 
 class RabbitUnreachable(Exception):
@@ -114,6 +136,45 @@ class CloudPublisher:
             for fmt, topic in TOPIC_FOR_FORMAT.items()
         }
         self._failures = _SendFailures()
+        self._conf = conf
+        self._transport_url = transport_url
+        self._sample_transport: Any = None
+        self._sample_notifier: Any = None
+
+    def _samples_notifier(self) -> Any:
+        """The polling agents' notifier: Ceilometer's control exchange, topic notifications."""
+        import oslo_messaging
+        from oslo_config import cfg
+
+        if self._sample_notifier is None:
+            conf = cfg.ConfigOpts()
+            conf([], project="eventfed-simulate", default_config_files=[], default_config_dirs=[])
+            # The exchange is the transport's default, taken when it is made: made apart, then
+            # the default put back for Nova's transports.
+            oslo_messaging.set_transport_defaults(control_exchange=SAMPLE_EXCHANGE)
+            try:
+                self._sample_transport = oslo_messaging.get_notification_transport(
+                    conf, url=self._transport_url
+                )
+            finally:
+                oslo_messaging.set_transport_defaults(control_exchange="nova")
+            if self._rabbit is not None:
+                apply_to_oslo(conf, self._rabbit)
+            with contextlib.suppress(cfg.NoSuchOptError, cfg.NoSuchGroupError):
+                oslo_override(conf, self.durable)
+            self._sample_notifier = oslo_messaging.Notifier(
+                self._sample_transport, driver="messagingv2", topics=["notifications"], retry=0
+            ).prepare(publisher_id="ceilometer.polling")
+        return self._sample_notifier
+
+    def publish_samples(self, note: Notification) -> None:
+        """Publish one poll's samples as Ceilometer's polling agent does (priority SAMPLE)."""
+        self._failures.last = None
+        self._samples_notifier().sample({}, note.event_type, note.payload)
+        if self._failures.last is not None:
+            raise RabbitUnreachable(
+                f"cloud {self.vim_id}: could not publish samples: {_explain(self._failures.last)}"
+            )
 
     def _check_reachable(self, url: Any, timeout: float) -> None:
         """Connect once, so that a wrong address, password or virtual host stops the run at once;
@@ -157,6 +218,8 @@ class CloudPublisher:
 
     def close(self) -> None:
         self._transport.cleanup()
+        if self._sample_transport is not None:
+            self._sample_transport.cleanup()
 
 
 def _explain(error: str) -> str:
@@ -209,6 +272,8 @@ def run(args: argparse.Namespace) -> int:
                 )
             )
         sent, elapsed = _publish(schedule, args.rate, args.no_progress)
+        if args.samples:
+            sent += _publish_samples(schedule, vims, args)
     except RabbitUnreachable as exc:
         LOG.error("eventfed simulate: %s", exc)
         return 1
@@ -221,6 +286,36 @@ def run(args: argparse.Namespace) -> int:
         f"({sent / max(elapsed, 1e-9):.0f}/s)"
     )
     return 0
+
+
+def _publish_samples(
+    schedule: list[tuple[str, CloudPublisher, list[Notification]]],
+    vims: list[tuple[str, str]],
+    args: argparse.Namespace,
+) -> int:
+    """Each cloud's Ceilometer samples of its live VMs, one poll every `--sample-every` seconds."""
+    started = datetime.now(UTC)
+    polls = [
+        sample_polls(args.vms, args.seed + index, args.format, args.samples, args.sample_every, started)
+        for index in range(len(vims))
+    ]
+    sent = 0
+    for poll in range(args.samples):
+        if poll:
+            time.sleep(
+                max(
+                    0.0,
+                    (
+                        started + timedelta(seconds=poll * args.sample_every) - datetime.now(UTC)
+                    ).total_seconds(),
+                )
+            )
+        for (_, publisher, _), cloud_polls in zip(schedule, polls, strict=True):
+            with publisher:
+                for note in cloud_polls[poll]:
+                    publisher.publish_samples(note)
+                    sent += 1
+    return sent
 
 
 def _publish(

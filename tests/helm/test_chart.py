@@ -1029,6 +1029,7 @@ PER_VIM_KEYS: dict[type[CommonSettings], set[str]] = {
     ListenerSettings: {
         "vim_id", "transport_url", "exchange", "topics", "pool", "durable_queues",
         "rabbit_ssl", "rabbit_ssl_ca_file", "rabbit_ssl_cert_file", "rabbit_ssl_key_file",
+        "sample_topics", "sample_exchange",
     },
     PollerSettings: {
         "vim_id", "nova_auth", "nova_endpoint", "nova_token", "os_auth_url", "os_username", "os_password",

@@ -104,3 +104,41 @@ def test_curl_commands_are_single_lines_that_run_as_pasted(monkeypatch):
         adapter.match(path, method=method)  # raises when no route serves it
         if "-d" in words:
             assert isinstance(json.loads(words[words.index("-d") + 1]), dict)
+
+
+@pytest.mark.parametrize("width", [80, 140])
+def test_measurement_feed_tables_fit(width):
+    from streams import ves_measurement
+
+    header = {"startEpochMicrosec": 1_796_637_300_000_000, "lastEpochMicrosec": 1_796_637_310_000_000}
+    events = [
+        {
+            "commonEventHeader": {
+                **header,
+                "eventName": ves_measurement.VM_EVENT_NAME,
+                "sourceName": "vnf-0001",
+            },
+            "measurementFields": {
+                "cpuUsageArray": [{"cpuIdentifier": "all", "percentUsage": 42.25}],
+                "memoryUsageArray": [{"vmIdentifier": "x", "memoryUsed": 524288, "memoryFree": 0}],
+            },
+        },
+        {
+            "commonEventHeader": {**header, "eventName": ves_measurement.FLEET_EVENT_NAME, "sourceId": VIM},
+            "measurementFields": {
+                "additionalMeasurements": [
+                    {"name": "vmsByStatus", "hashMap": {"ACTIVE": "18", "DELETED": "6"}},
+                    {"name": "eventsByKind", "hashMap": {"CREATE": "24", "DELETE": "6"}},
+                    {"name": "notificationLagSeconds", "hashMap": {"p50": "0.004", "p99": "0.02"}},
+                ]
+            },
+        },
+    ]
+    vm_table, fleet_table = demo_report.measurement_tables(
+        "vm-measurements-ves", "unauthenticated.VES_MEASUREMENT_OUTPUT", events
+    )
+    vms, fleet = _render(width, vm_table), _render(width, fleet_table)
+    assert "vnf-0001" in vms and "42.2" in vms and "512" in vms
+    assert VIM in fleet and "ACTIVE: 18" in fleet and "0.004/0.02" in fleet
+    for text in (vms, fleet):
+        assert max(len(line) for line in text.splitlines()) <= width

@@ -603,7 +603,11 @@ GOOD_VES_FEED = """subscriptions:
             "reporting_entity",
         ),
         (("eventfed-east", '""'), "subs.yaml:8: subscriptions/0/sink/ves/reporting_entity_name", "non-empty"),
-        (("format: ves", "format: json"), "subs.yaml:6: subscriptions/0/sink/format", "'ves' was expected"),
+        (
+            ("format: ves", "format: json"),
+            "subs.yaml:6: subscriptions/0/sink/format",
+            "is not one of ['ves', 'ves-measurement']",
+        ),
         (("format: ves", "format: vess"), "subs.yaml:6: subscriptions/0/sink/format", "'vess' is not one of"),
     ],
 )
