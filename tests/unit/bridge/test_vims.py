@@ -286,3 +286,16 @@ def test_readiness_is_ready_while_any_vim_works_and_names_the_others():
     assert readiness_of({"b_1": (False, "down")}, "consuming")[0] is False
     many = {f"v_{i:03d}": (False, "down") for i in range(25)}
     assert readiness_of(many, "polling")[1].endswith("; and 5 more")
+
+
+def test_the_example_file_builds_listener_and_poller_settings(tmp_path):
+    from bridge.settings import files_elsewhere
+
+    example = Path(__file__).resolve().parents[3] / "config" / "vims.example.yaml"
+    entries = read_vims_file(example, read_secret=lambda path: f"rabbit://u:p@h:5672/{path.parent.name}")
+    with files_elsewhere():
+        listeners = listener_settings(listener_process(tmp_path), entries)
+        pollers = poller_settings(PollerSettings(vims_file=example), entries)
+    assert sorted(listeners) == ["CloudOwner_RegionOne", "CloudOwner_RegionThree", "CloudOwner_RegionTwo"]
+    assert sorted(pollers) == ["CloudOwner_EdgeSite7", "CloudOwner_RegionThree"]
+    assert listeners["CloudOwner_RegionTwo"].rabbit_ssl
