@@ -7,8 +7,10 @@ of a hundred VIMs in one process can be told apart without each message naming i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Iterator
 
 _VIM_OF_THREAD: dict[int, str] = {}
 
@@ -20,6 +22,21 @@ def bind_vim(vim: str) -> None:
 
 def unbind_vim() -> None:
     _VIM_OF_THREAD.pop(threading.get_ident(), None)
+
+
+@contextlib.contextmanager
+def vim_bound(vim: str) -> Iterator[None]:
+    """The calling thread works for `vim` inside the block; its binding before is restored."""
+    ident = threading.get_ident()
+    before = _VIM_OF_THREAD.get(ident)
+    _VIM_OF_THREAD[ident] = vim
+    try:
+        yield
+    finally:
+        if before is None:
+            _VIM_OF_THREAD.pop(ident, None)
+        else:
+            _VIM_OF_THREAD[ident] = before
 
 
 class VimFilter(logging.Filter):

@@ -22,6 +22,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from bridge.listener import oslo_internals
 from bridge.listener.window import BatchWindow
+from bridge.log_context import vim_bound
 from bridge.raw_writer import KafkaBatchWriter
 from bridge.retry import Backoff
 from bridge.settings import VimListenerSettings
@@ -134,6 +135,11 @@ class NotificationEndpoint:
 
     def handle(self, messages: Sequence[tuple[str, dict[str, Any]]]) -> Any:
         """messages: (priority, oslo message dict) pairs in the order RabbitMQ delivered them."""
+        # What is logged meanwhile is about this VIM (a process may serve several).
+        with vim_bound(self._vim):
+            return self._handle(messages)
+
+    def _handle(self, messages: Sequence[tuple[str, dict[str, Any]]]) -> Any:
         started = time.monotonic()
         self._received.inc(len(messages))
         self._batch_size.observe(len(messages))

@@ -88,7 +88,9 @@ class VimRun:
             if self._stopping.is_set():
                 return
             try:
-                self.listener.connect()
+                if self.listener.connect():
+                    # oslo's polling thread logs its reconnections: they are about this VIM.
+                    oslo_internals.in_polling_thread(self.listener.server, lambda: bind_vim(self.vim))
             except DurabilityMismatch as exc:
                 self.fatal = str(exc)
                 LOG.error("vim %s stopped: %s", self.vim, exc)
