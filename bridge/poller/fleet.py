@@ -62,7 +62,7 @@ class PollRun:
                 KafkaCheckpoints(settings, lane),
             )
             backoff = Backoff(settings.retry_backoff_initial, settings.retry_backoff_max)
-            LOG.info("polling vim %s every %.0f s", self.vim, settings.poll_interval)
+            LOG.info("polling vim %s every %g s", self.vim, settings.poll_interval)
             if poll_until_stopped(settings, poller, self.state, self._stop, backoff) == EXIT_AUTH:
                 self.state.reason = f"stopped: {self.state.reason}"
         except Exception as exc:
