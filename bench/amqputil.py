@@ -214,3 +214,30 @@ def drain(
         "per_second": done / seconds if done else 0.0,
         "cpu_us_per_message": cpu / done * 1e6 if done else float("nan"),
     }
+
+
+def create_vhosts(names: list[str]) -> None:
+    """Many virtual hosts, guest allowed on each, in one rabbitmqctl call (definitions import)."""
+    import json
+    import tempfile
+
+    definitions = {
+        "vhosts": [{"name": name} for name in names],
+        "permissions": [
+            {"user": "guest", "vhost": name, "configure": ".*", "write": ".*", "read": ".*"} for name in names
+        ],
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
+        json.dump(definitions, file)
+    # rabbitmqctl may run as the broker's own user, which must read it.
+    Path(file.name).chmod(0o644)
+    try:
+        rabbitmqctl("import_definitions", file.name)
+    finally:
+        Path(file.name).unlink(missing_ok=True)
+
+
+def delete_vhosts(names: list[str]) -> None:
+    """Many virtual hosts deleted in one rabbitmqctl call."""
+    listed = ", ".join(f'<<"{name}">>' for name in names)
+    rabbitmqctl("eval", f'lists:foreach(fun(V) -> rabbit_vhost:delete(V, <<"bench">>) end, [{listed}]).')

@@ -646,6 +646,102 @@ def _metering(metering: Results) -> list[str]:
     ]
 
 
+def _vims(vims: Results) -> list[str]:
+    """The `vims` section: one listener process serving many VIMs."""
+    if "steps" not in vims:
+        return [
+            "## VIMs: one listener process, many VIMs",
+            "",
+            f"Not measured: {vims.get('error', 'section not run')}",
+            "",
+        ]
+    rows = [
+        [
+            _n(step["vims"]),
+            _n(step["rss_mib"], 1),
+            _n(step["threads"]),
+            _n(step["connections"]),
+            _n(step["idle_cores"], 4),
+            _n(step["idle_cores_per_vim"], 5),
+            _n(step["achieved_rate"]),
+            _n(step["steady"]["per_vim_p99_median_ms"], 1),
+            _n(step["steady"]["per_vim_p99_max_ms"], 1),
+            _n(step["baseline_p99_ms"], 1),
+            _ratio(step["per_vim_p99_vs_single"]),
+        ]
+        for step in vims["steps"]
+    ]
+    single = vims.get("single_vim_idle", {})
+    isolation = vims.get("isolation", {})
+    targets = vims.get("targets", {})
+    rate, seconds = _n(vims["rate_per_vim"]), _n(vims["steady_seconds"])
+    single_idle = (
+        f"{_n(single.get('rss_mib'), 1)} MiB, {_n(single.get('threads'))} threads, "
+        f"{_n(single.get('idle_cores'), 4)} cores"
+    )
+    lines = [
+        "## VIMs: one listener process, many VIMs",
+        "",
+        "One `eventfed listen` with a VIMs file, grown by editing the file (no restart) to each size; "
+        "a RabbitMQ virtual host and a real oslo Notifier per VIM. Idle: every VIM connected, nothing "
+        f"published, CPU over the idle window. Steady: {rate}/s per VIM for {seconds} s; e2e is the "
+        "Notifier's publish to the record read back from the raw topic. The baseline is a single-VIM "
+        "listener (the environment's settings) at the same total rate. A single-VIM listener idles at "
+        f"{single_idle}.",
+        "",
+        *_table(
+            [
+                "VIMs",
+                "RSS MiB",
+                "threads",
+                "TCP conns",
+                "idle cores",
+                "idle cores / VIM",
+                "sent/s",
+                "per-VIM p99 ms (median)",
+                "per-VIM p99 ms (worst)",
+                "one-VIM listener p99 ms",
+                "ratio",
+            ],
+            rows,
+        ),
+        f"- RSS per added VIM: {_n(vims.get('rss_mib_per_vim'), 2)} MiB; threads per added VIM: "
+        f"{_n(vims.get('threads_per_vim'), 2)}.",
+        f"- Targets at {_n(vims.get('largest'))} VIMs: RSS <= {_n(targets.get('rss_mib'))} MiB "
+        f"{_met(targets.get('rss_met'))}; idle < {targets.get('idle_cores_per_vim')} cores per VIM "
+        f"{_met(targets.get('idle_met'))}; per-VIM p99 within 20% of one VIM's "
+        f"{_met(targets.get('p99_within_20pct_met'))}.",
+    ]
+    if targets.get("p99_within_20pct_met") is False:
+        lines += [
+            "- Why the latency target is missed at the largest sizes: a VIM at 10/s never fills a batch, "
+            "so each notification is a batch of its own (its poll, dispatch, Kafka write and confirmation, "
+            "ack), about 1,000 batches/s spread over one polling and one dispatching thread per VIM, where "
+            "a single VIM at the same total rate widens its window and writes a few large batches. A "
+            "cProfile of the "
+            "100-VIM process (`python -m bench.profiled`, every thread) shows the time going to waiting, "
+            "not computing: trivial C calls take milliseconds each (a socket `settimeout` 3.7 ms, `urandom` "
+            "10 ms), the mark of 200 threads queueing for the GIL; the process used under a core while the "
+            "publishers, on the same two cores, fell behind their schedule (the sent/s column). Up to 10 "
+            "VIMs a process the per-VIM p99 stays near 20 ms; beyond, replicas each serving a share of "
+            "the VIMs keep it there.",
+        ]
+    if isolation:
+        calm, blocked, flooded = isolation["undisturbed"], isolation["one_blocked"], isolation["one_flooding"]
+        readiness = str(blocked.get("readiness", ""))[:160]
+        lines += [
+            f"- Isolation among {_n(isolation['vims'])} VIMs, the others at {rate}/s: p99 "
+            f"{_n(calm['p99_ms'], 1)} ms undisturbed; {_n(blocked['p99_ms'], 1)} ms "
+            f"({_ratio(isolation['blocked_p99_vs_undisturbed'])}x) with one VIM's permissions revoked "
+            f'and its connection closed (readiness: "{readiness}"); {_n(flooded["p99_ms"], 1)} ms '
+            f"({_ratio(isolation['flooding_p99_vs_undisturbed'])}x) with one VIM flooding "
+            f"({_n(flooded.get('flood_sent'))} notifications in {seconds}+1 s from a process of its own).",
+            f"- Missing from the raw topic: {_n(vims.get('missing'))} (every notification sent to a "
+            "working VIM, the flood's included).",
+        ]
+    return [*lines, ""]
+
+
 def _memory(r: Results) -> list[str]:
     rows = [[role, _n(mib)] for role, mib in (r.get("memory_peak_rss_mib") or {}).items()]
     api = r.get("api") or {}
@@ -868,6 +964,7 @@ def write(results: Results, output: Path, raw: Results | None = None, charts: bo
         *_api(r.get("api") or {}),
         *_poll(r.get("poll") or {}),
         *_metering(r.get("metering") or {}),
+        *_vims(r.get("vims") or {}),
         *_memory(r),
         *_accounting(r),
     ]

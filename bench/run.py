@@ -1,6 +1,6 @@
 """`make bench`: eventfed measured against the real Kafka and RabbitMQ on this machine.
 
-    .venv/bin/python -m bench.run [--quick] [--sections ingest,stream,e2e,low-rate,api,poll,metering] [--keep]
+    .venv/bin/python -m bench.run [--quick] [--sections ingest,stream,e2e,low-rate,api,poll,metering,vims] [--keep]
 
 Sections run one after the other (the machine has two cores); each starts the processes it
 needs with its own topics, queue and consumer groups, and stops them by PID when it ends or
@@ -34,7 +34,7 @@ from bench.procs import RssSampler
 
 LOG = logging.getLogger("bench")
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("ingest", "stream", "e2e", "low-rate", "api", "poll", "metering")
+SECTIONS = ("ingest", "stream", "e2e", "low-rate", "api", "poll", "metering", "vims")
 
 
 def _section(name: str) -> Callable[[Context], dict[str, Any]]:
@@ -62,6 +62,10 @@ def _section(name: str) -> Callable[[Context], dict[str, Any]]:
         from bench import metering
 
         return metering.run
+    if name == "vims":
+        from bench import vims
+
+        return vims.run
     from bench import api
 
     return api.run

@@ -177,6 +177,23 @@ def confirmed_producer_config(
     return producer_config(settings, client_suffix, **REPORT_ONLY_ERRORS, **overrides)
 
 
+def shared_producer_config(
+    settings: CommonSettings, client_suffix: str, delivery_timeout: float, queue_bytes: int
+) -> dict[str, Any]:
+    """One producer shared by many writers (bridge.shared_producer): each waits on its own
+    records' delivery reports, so every record is reported. `queue_bytes` bounds what the process
+    holds unacknowledged; the writers' shares of it add up to half, so that none of them meets a
+    full queue because of another."""
+    return producer_config(
+        settings,
+        client_suffix,
+        **{
+            "message.timeout.ms": int(delivery_timeout * 1000),
+            "queue.buffering.max.kbytes": max(1, 2 * queue_bytes // 1024),
+        },
+    )
+
+
 def consumer_config(
     settings: CommonSettings, client_suffix: str, group_id: str | None, **overrides: Any
 ) -> dict[str, Any]:

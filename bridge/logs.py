@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from pythonjsonlogger.json import JsonFormatter
 
+from bridge.log_context import VimFilter
+
 if TYPE_CHECKING:
     from bridge.settings import CommonSettings
 
@@ -150,6 +152,8 @@ class PlainFormatter(logging.Formatter):
 
 def _handler(log_format: str, component: str) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
+    # A process serving several VIMs names the VIM of each line (a JSON field, else in the text).
+    handler.addFilter(VimFilter(append_to_message=log_format != "json"))
     if log_format == PLAIN:
         handler.setFormatter(PlainFormatter())
     elif log_format == "text":

@@ -313,7 +313,14 @@ class SimulateSettings(RabbitSettings):
 
 
 # Shared by the listener and the poller, which write the raw topic the same way.
-_VIM_ID_DESCRIPTION = "the VIM (cloud) served, as ONAP names it (cloud-owner_region)"
+_VIM_ID_DESCRIPTION = (
+    "the VIM (cloud) served, as ONAP names it (cloud-owner_region); required without VIMS_FILE"
+)
+_VIMS_FILE_DESCRIPTION = (
+    "a YAML file of the VIMs this process serves, one entry each (bridge.vims); reloaded when it "
+    "changes. Unset: the one VIM of VIM_ID and its settings"
+)
+_VIMS_RELOAD_DESCRIPTION = "how often the VIMs file (and the secret files it names) is checked for changes"
 _MAX_MESSAGE_BYTES_DESCRIPTION = "largest raw record; bigger notifications are dead-lettered"
 _PACK_MAX_DESCRIPTION = "notifications packed in one raw record (same partition, JSON Lines); 1 = one each"
 _RAW_DELIVERY_TIMEOUT_DESCRIPTION = (
@@ -321,15 +328,44 @@ _RAW_DELIVERY_TIMEOUT_DESCRIPTION = (
 )
 
 
-class ListenerSettings(RabbitSettings):
-    """`eventfed listen`: one process per VIM, RabbitMQ (oslo.messaging) to the raw Kafka topic."""
+def _one_vim_or_file(settings: Any, required: tuple[str, ...]) -> list[str]:
+    """A process serves the VIMs of VIMS_FILE, or the one its environment names in full."""
+    if settings.vims_file is not None:
+        if _FILES_HERE.get() and not settings.vims_file.is_file():
+            return [f"{ENV_PREFIX}VIMS_FILE: no such file {settings.vims_file}"]
+        return []
+    return [
+        f"{ENV_PREFIX}{name.upper()} is required (or {ENV_PREFIX}VIMS_FILE, a file of VIMs)"
+        for name in required
+        if getattr(settings, name) is None
+    ]
 
-    transport_url: SecretStr = Field(
+
+class ListenerSettings(RabbitSettings):
+    """`eventfed listen`: RabbitMQ (oslo.messaging) to the raw Kafka topic, for the one VIM the
+    environment names (VIM_ID, TRANSPORT_URL) or for every VIM of VIMS_FILE (bridge.vims)."""
+
+    transport_url: SecretStr | None = Field(
+        default=None,
         description=(
-            "the cloud's RabbitMQ, as oslo.messaging's transport URL (rabbit://user:pass@host:port/vhost)"
-        )
+            "the cloud's RabbitMQ, as oslo.messaging's transport URL (rabbit://user:pass@host:port/vhost); "
+            "required without VIMS_FILE"
+        ),
     )
-    vim_id: str = Field(pattern=VIM_ID_PATTERN, max_length=200, description=_VIM_ID_DESCRIPTION)
+    vim_id: str | None = Field(
+        default=None, pattern=VIM_ID_PATTERN, max_length=200, description=_VIM_ID_DESCRIPTION
+    )
+    vims_file: Path | None = Field(default=None, description=_VIMS_FILE_DESCRIPTION)
+    vims_reload_seconds: float = Field(default=10.0, gt=0, le=3600, description=_VIMS_RELOAD_DESCRIPTION)
+    # A VIM that floods, or a Kafka that stalls, must not take the memory the other VIMs need.
+    vims_inflight_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024 * 1024,
+        description=(
+            "with VIMS_FILE: bytes written to Kafka and not yet acknowledged, across the process's VIMs; "
+            "each VIM may hold an equal share"
+        ),
+    )
     exchange: str = Field(
         default="nova", min_length=1, description="the exchange Nova publishes notifications on"
     )
@@ -430,6 +466,32 @@ class ListenerSettings(RabbitSettings):
 
     _split_topics = field_validator("topics", mode="before")(_split_csv)
     _split_sample_topics = field_validator("sample_topics", mode="before")(_split_csv)
+
+    def problems(self) -> list[str]:
+        problems = super().problems()
+        problems.extend(_one_vim_or_file(self, ("transport_url", "vim_id")))
+        return problems
+
+
+class VimListenerSettings(ListenerSettings):
+    """One VIM's listener: the process's settings with that VIM's own (bridge.vims), or the
+    environment's single VIM."""
+
+    transport_url: SecretStr = Field(description="the VIM's RabbitMQ, as oslo.messaging's transport URL")
+    vim_id: str = Field(pattern=VIM_ID_PATTERN, max_length=200, description=_VIM_ID_DESCRIPTION)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Built from the process's settings and the VIM's entry, already read: never again from
+        # the environment or the settings file.
+        return (init_settings,)
 
 
 class StreamSettings(CommonSettings):
@@ -603,13 +665,18 @@ class ApiSettings(CommonSettings):
 
 
 class PollerSettings(CommonSettings):
-    """`eventfed poll`: one process per VIM, Nova's servers API to the raw Kafka topic.
+    """`eventfed poll`: Nova's servers API to the raw Kafka topic, for the one VIM the environment
+    names or for the VIMs of VIMS_FILE in poll mode (bridge.vims).
 
     Auth is a Keystone v3 password session (`os_auth_url` and the `os_*` names) or, for a Nova
     served without Keystone, a fixed `nova_endpoint` and `nova_token`.
     """
 
-    vim_id: str = Field(pattern=VIM_ID_PATTERN, max_length=200, description=_VIM_ID_DESCRIPTION)
+    vim_id: str | None = Field(
+        default=None, pattern=VIM_ID_PATTERN, max_length=200, description=_VIM_ID_DESCRIPTION
+    )
+    vims_file: Path | None = Field(default=None, description=_VIMS_FILE_DESCRIPTION)
+    vims_reload_seconds: float = Field(default=10.0, gt=0, le=3600, description=_VIMS_RELOAD_DESCRIPTION)
     nova_auth: Literal["keystone", "token"] = Field(
         default="keystone",
         description="keystone: a Keystone v3 password session (OS_*); token: NOVA_ENDPOINT with NOVA_TOKEN",
@@ -688,6 +755,10 @@ class PollerSettings(CommonSettings):
 
     def problems(self) -> list[str]:
         problems = super().problems()
+        problems.extend(_one_vim_or_file(self, ("vim_id",)))
+        if self.vims_file is not None:
+            # Each VIM's Nova is its entry's (bridge.vims); the environment's is not used.
+            return problems
         if self.nova_auth == "token":
             if not self.nova_endpoint or self.nova_token is None:
                 problems.append(
@@ -705,6 +776,26 @@ class PollerSettings(CommonSettings):
         if self.os_cacert is not None and _FILES_HERE.get() and not self.os_cacert.is_file():
             problems.append(f"{ENV_PREFIX}OS_CACERT: no such file {self.os_cacert}")
         return problems
+
+
+class VimPollerSettings(PollerSettings):
+    """One VIM's poller: the process's settings with that VIM's own (bridge.vims), or the
+    environment's single VIM."""
+
+    vim_id: str = Field(pattern=VIM_ID_PATTERN, max_length=200, description=_VIM_ID_DESCRIPTION)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Built from the process's settings and the VIM's entry, already read: never again from
+        # the environment or the settings file.
+        return (init_settings,)
 
 
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)

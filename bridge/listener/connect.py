@@ -27,8 +27,8 @@ LOG = logging.getLogger(__name__)
 
 CONNECT_FAILURES = Counter(
     "eventfed_listener_rabbit_connect_failures_total",
-    "Attempts to log in to RabbitMQ and declare the pool queue that failed, by kind of problem",
-    ["kind"],
+    "Attempts to log in to RabbitMQ and declare the pool queue that failed, by VIM and kind of problem",
+    ["vim", "kind"],
 )
 
 # The kinds of problem, a bounded label set.
@@ -94,8 +94,10 @@ class Connector:
         classify_error: Callable[[BaseException], ConnectProblem],
         backoff: Backoff,
         stop: threading.Event,
+        vim: str = "",
     ) -> None:
         self._attempt = attempt
+        self._vim = vim
         self._classify = classify_error
         self._backoff = backoff
         self._stop = stop
@@ -118,7 +120,7 @@ class Connector:
                 self.problem = None
                 self._backoff.reset()
                 return True
-            CONNECT_FAILURES.labels(problem.kind).inc()
+            CONNECT_FAILURES.labels(self._vim, problem.kind).inc()
             delay = self._backoff.next_delay()
             if self.problem is None or self.problem.kind != problem.kind:
                 LOG.error(

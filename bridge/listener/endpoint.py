@@ -10,6 +10,7 @@ to the dead-letter topic and is acked, so a poison message neither blocks nor lo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -21,34 +22,48 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from bridge.listener import oslo_internals
 from bridge.listener.window import BatchWindow
+from bridge.log_context import vim_bound
 from bridge.raw_writer import KafkaBatchWriter
 from bridge.retry import Backoff
-from bridge.settings import ListenerSettings
+from bridge.settings import VimListenerSettings
 from schemas.raw import DeadLetter, RawRecord, build_raw_record, split_samples
 
 LOG = logging.getLogger(__name__)
 
-RECEIVED = Counter("eventfed_listener_notifications_received_total", "Notifications received from RabbitMQ")
+RECEIVED = Counter(
+    "eventfed_listener_notifications_received_total", "Notifications received from RabbitMQ", ["vim"]
+)
 WRITTEN = Counter(
-    "eventfed_listener_records_written_total", "Notifications Kafka acknowledged on the raw topic"
+    "eventfed_listener_records_written_total", "Notifications Kafka acknowledged on the raw topic", ["vim"]
 )
 REQUEUED = Counter(
-    "eventfed_listener_requeued_total", "Notifications requeued to RabbitMQ (shutdown, long outage)"
+    "eventfed_listener_requeued_total", "Notifications requeued to RabbitMQ (shutdown, long outage)", ["vim"]
 )
-RETRIES = Counter("eventfed_listener_write_retries_total", "Batch writes retried after Kafka refused records")
+RETRIES = Counter(
+    "eventfed_listener_write_retries_total", "Batch writes retried after Kafka refused records", ["vim"]
+)
 DEAD_LETTERED = Counter(
-    "eventfed_listener_dead_lettered_total", "Notifications written to the dead-letter topic", ["reason"]
+    "eventfed_listener_dead_lettered_total",
+    "Notifications written to the dead-letter topic",
+    ["vim", "reason"],
 )
 DELIVERY_FAILURES = Counter(
-    "eventfed_listener_delivery_failures_total", "Kafka delivery reports with an error"
+    "eventfed_listener_delivery_failures_total", "Kafka delivery reports with an error", ["vim"]
 )
 BATCH_SIZE = Histogram(
-    "eventfed_listener_batch_size", "Notifications per batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 5000)
+    "eventfed_listener_batch_size",
+    "Notifications per batch",
+    ["vim"],
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 5000),
 )
-BATCH_SECONDS = Histogram("eventfed_listener_batch_duration_seconds", "Time to write and confirm one batch")
+BATCH_SECONDS = Histogram(
+    "eventfed_listener_batch_duration_seconds", "Time to write and confirm one batch", ["vim"]
+)
 BATCH_WINDOW = Gauge(
-    "eventfed_listener_batch_window_seconds", "How long the listener now waits to fill a batch"
+    "eventfed_listener_batch_window_seconds", "How long the listener now waits to fill a batch", ["vim"]
 )
+# The metrics labelled by VIM alone; forget_vim drops a VIM's series when it is no longer served.
+_BY_VIM = (RECEIVED, WRITTEN, REQUEUED, RETRIES, DELIVERY_FAILURES, BATCH_SIZE, BATCH_SECONDS, BATCH_WINDOW)
 
 PRIORITIES = ("audit", "debug", "info", "warn", "error", "critical", "sample")
 
@@ -58,7 +73,7 @@ class NotificationEndpoint:
 
     def __init__(
         self,
-        settings: ListenerSettings,
+        settings: VimListenerSettings,
         writer: KafkaBatchWriter,
         stop: threading.Event,
         set_window: Callable[[float], object] | None = None,
@@ -77,8 +92,15 @@ class NotificationEndpoint:
         )
         self._set_window = set_window if self.window.adaptive else None
         self._applied_window = settings.batch_timeout
-        BATCH_WINDOW.set(settings.batch_timeout)
         self._takes_samples = bool(settings.sample_topics)
+        vim = settings.vim_id
+        self._vim = vim
+        self._received, self._written = RECEIVED.labels(vim), WRITTEN.labels(vim)
+        self._requeued, self._retries = REQUEUED.labels(vim), RETRIES.labels(vim)
+        self._delivery_failures = DELIVERY_FAILURES.labels(vim)
+        self._batch_size, self._batch_seconds = BATCH_SIZE.labels(vim), BATCH_SECONDS.labels(vim)
+        self._batch_window = BATCH_WINDOW.labels(vim)
+        self._batch_window.set(settings.batch_timeout)
 
     def _write_holding_the_batch(self, records: list[RawRecord | DeadLetter]) -> Any:
         """Write until Kafka has every record, holding the batch unacked in between.
@@ -92,18 +114,18 @@ class NotificationEndpoint:
         pending = records
         while True:
             result = self._writer.write(pending)
-            WRITTEN.inc(result.written)
+            self._written.inc(result.written)
             if not result.failed:
                 self._backoff.reset()
                 return self._handled
-            DELIVERY_FAILURES.inc(len(result.failed))
+            self._delivery_failures.inc(len(result.failed))
             pending = result.failed
             if self._stop.is_set() or time.monotonic() - held_since > self._settings.hold_max_seconds:
                 LOG.warning("requeueing %d notifications to RabbitMQ: %s", len(records), result.first_error)
                 return self._requeue
             delay = self._backoff.next_delay()
             self._stop.wait(delay)
-            RETRIES.inc()
+            self._retries.inc()
             LOG.warning(
                 "kafka refused %d of %d records (%s); holding the batch, retry after %.1fs",
                 len(result.failed),
@@ -114,16 +136,21 @@ class NotificationEndpoint:
 
     def handle(self, messages: Sequence[tuple[str, dict[str, Any]]]) -> Any:
         """messages: (priority, oslo message dict) pairs in the order RabbitMQ delivered them."""
+        # What is logged meanwhile is about this VIM (a process may serve several).
+        with vim_bound(self._vim):
+            return self._handle(messages)
+
+    def _handle(self, messages: Sequence[tuple[str, dict[str, Any]]]) -> Any:
         started = time.monotonic()
-        RECEIVED.inc(len(messages))
-        BATCH_SIZE.observe(len(messages))
+        self._received.inc(len(messages))
+        self._batch_size.observe(len(messages))
         if self._set_window is not None:
             window = self.window.observe(len(messages), self._applied_window, started)
             # Applied from oslo's next poll on; a change under a millisecond is not worth a write.
             if abs(window - self._applied_window) >= 0.001:
                 self._set_window(window)
                 self._applied_window = window
-                BATCH_WINDOW.set(window)
+                self._batch_window.set(window)
         received_at = datetime.now(UTC)
         # A sample message about several VMs becomes one record per VM (keyed by it).
         to_write = _split_sample_messages(messages) if self._takes_samples else messages
@@ -134,13 +161,13 @@ class NotificationEndpoint:
             for priority, m in to_write
         ]
         outcome = self._write_holding_the_batch(records)
-        BATCH_SECONDS.observe(time.monotonic() - started)
+        self._batch_seconds.observe(time.monotonic() - started)
         if outcome is self._requeue:
-            REQUEUED.inc(len(messages))
+            self._requeued.inc(len(messages))
             return outcome
         for record in records:
             if isinstance(record, DeadLetter):
-                DEAD_LETTERED.labels(record.reason).inc()
+                DEAD_LETTERED.labels(self._vim, record.reason).inc()
                 LOG.warning("dead-lettered a notification: %s", record.reason)
         return self._handled
 
@@ -159,6 +186,27 @@ def _split_sample_messages(
         else:
             split.append((priority, message))
     return split
+
+
+def forget_vim(vim: str) -> None:
+    """Drop the series of a VIM this process no longer serves: the labels stay bounded by the
+    VIMs file."""
+    for metric in _BY_VIM:
+        with contextlib.suppress(KeyError):
+            metric.remove(vim)
+    for labels in [labels for labels in _dead_letter_labels() if labels[0] == vim]:
+        with contextlib.suppress(KeyError):
+            DEAD_LETTERED.remove(*labels)
+
+
+def _dead_letter_labels() -> list[tuple[str, ...]]:
+    """The (vim, reason) pairs DEAD_LETTERED has series for, from its public samples."""
+    return [
+        (sample.labels["vim"], sample.labels["reason"])
+        for family in DEAD_LETTERED.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    ]
 
 
 def ordered_batch_listener(

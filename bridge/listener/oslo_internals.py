@@ -289,3 +289,21 @@ def lingering_poll(
         return first + poll(batch_size=batch_size - 1, batch_timeout=window)
 
     return lingering
+
+
+def in_polling_thread(server: Any, call: Callable[[], object]) -> bool:
+    """Runs `call` once in a started server's polling thread, at its next poll (to bind what that
+    thread logs to its VIM); False before it has a listener."""
+    adapter = getattr(server, "listener", None)
+    driver_listener = getattr(adapter, "_poll_style_listener", None)
+    if driver_listener is None:
+        return False
+    poll = driver_listener.poll
+
+    def first_poll(*args: Any, **kwargs: Any) -> Any:
+        driver_listener.poll = poll
+        call()
+        return poll(*args, **kwargs)
+
+    driver_listener.poll = first_poll
+    return True

@@ -32,8 +32,9 @@ from bridge.listener.endpoint import NotificationEndpoint, ordered_batch_listene
 from bridge.rabbit_tls import apply_to_oslo, handshake, kombu_connection
 from bridge.raw_writer import KafkaBatchWriter
 from bridge.retry import Backoff
-from bridge.settings import ListenerSettings, redact_url
+from bridge.settings import ListenerSettings, VimListenerSettings, redact_url
 from bridge.topic_admin import core_topics, ensure_topics
+from bridge.vims import single_vim
 
 LOG = logging.getLogger(__name__)
 # How long one wait for a batch's first notification lasts before the polling thread sends the
@@ -43,15 +44,24 @@ IDLE_WAIT_SECONDS = 0.2
 
 
 class Listener:
-    """The oslo batch listener, the Kafka producer and their readiness, for one VIM."""
+    """The oslo batch listener, the Kafka producer and their readiness, for one VIM.
 
-    def __init__(self, settings: ListenerSettings) -> None:
+    `producer`: the VIM's lane of a producer shared by several VIMs (bridge.shared_producer);
+    None: a producer of its own. `idle_wait`: see IDLE_WAIT_SECONDS."""
+
+    def __init__(
+        self,
+        settings: VimListenerSettings,
+        producer: Any | None = None,
+        idle_wait: float = IDLE_WAIT_SECONDS,
+    ) -> None:
         import oslo_messaging
         from oslo_config import cfg
 
         self.settings = settings
         self.stop_event = threading.Event()
-        self.producer = Producer(
+        self._idle_wait = idle_wait
+        self.producer = producer or Producer(
             confirmed_producer_config(settings, f"listen-{settings.vim_id}", settings.delivery_timeout)
         )
         writer = KafkaBatchWriter.from_settings(self.producer, settings)
@@ -93,6 +103,7 @@ class Listener:
             lambda exc: classify(exc, user or "guest", parsed.virtual_host or "/"),
             Backoff(settings.retry_backoff_initial, settings.retry_backoff_max),
             self.stop_event,
+            vim=settings.vim_id,
         )
         # One batch at a time: concurrent batches would reorder a VM's notifications.
         self._conf.set_override("executor_thread_pool_size", 1)
@@ -140,7 +151,7 @@ class Listener:
         # Without the internals (warned about at start-up), oslo's own polling: the same
         # batches, a poll every window while idle.
         if not self._missing_internals:
-            oslo_internals.linger(self.server, IDLE_WAIT_SECONDS)
+            oslo_internals.linger(self.server, self._idle_wait)
         self._consuming = True
 
     def stop(self) -> None:
@@ -178,7 +189,7 @@ class Listener:
         return True, "connected"
 
 
-def oslo_config(settings: ListenerSettings) -> Any:
+def oslo_config(settings: VimListenerSettings) -> Any:
     """oslo's configuration for this listener, read from nothing but the settings."""
     import oslo_messaging
     from oslo_config import cfg
@@ -189,7 +200,7 @@ def oslo_config(settings: ListenerSettings) -> Any:
     return conf
 
 
-def _log_start(settings: ListenerSettings) -> None:
+def _log_start(settings: VimListenerSettings) -> None:
     LOG.info(
         "listening for vim %s on %s exchange=%s topics=%s pool=%s durable=%s -> kafka %s topic %s",
         settings.vim_id,
@@ -209,7 +220,7 @@ def _log_start(settings: ListenerSettings) -> None:
         )
 
 
-def check_declarations(url: Any, settings: ListenerSettings) -> None:
+def check_declarations(url: Any, settings: VimListenerSettings) -> None:
     """Log in and declare the exchange and the pool queue with the configured durability, before
     oslo does, on the first host that lets us.
 
@@ -257,7 +268,7 @@ class ListenerDeployable:
     name = "listener"
     handles_signals = False
 
-    def __init__(self, settings: ListenerSettings) -> None:
+    def __init__(self, settings: VimListenerSettings) -> None:
         missing = oslo_internals.missing_dispatcher_internals()
         if missing:
             LOG.error(
@@ -272,7 +283,7 @@ class ListenerDeployable:
 
     def start(self) -> None:
         self.readiness.stage = "checking the raw and dead-letter topics"
-        _check_topics(self.settings)
+        check_topics(self.settings)
         self.readiness.stage = "connecting to RabbitMQ"
         self.listener = Listener(self.settings)
         self.readiness.check = self.listener.readiness
@@ -321,11 +332,20 @@ class ListenerDeployable:
         listener.stop()
 
 
+def build(settings: ListenerSettings) -> ListenerDeployable | Any:
+    """The VIMs of the VIMs file (bridge.listener.fleet), or the environment's one VIM."""
+    if settings.vims_file is not None:
+        from bridge.listener.fleet import ListenerFleetDeployable
+
+        return ListenerFleetDeployable(settings)
+    return ListenerDeployable(single_vim(settings, VimListenerSettings))
+
+
 def run(args: argparse.Namespace) -> int:
-    return run_deployable("listen", ListenerSettings, ListenerDeployable)
+    return run_deployable("listen", ListenerSettings, build)
 
 
-def _check_topics(settings: ListenerSettings) -> None:
+def check_topics(settings: ListenerSettings) -> None:
     wanted = (settings.raw_topic, settings.dlq_topic)
     try:
         ensure_topics(settings, [spec for spec in core_topics(settings) if spec.name in wanted])

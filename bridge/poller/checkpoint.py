@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, TopicPartition
 from bridge.kafka_config import consumer_config
 from bridge.kafka_delivery import ProduceRequest, produce_and_confirm
 from bridge.poller.snapshot import parse_api_time
-from bridge.settings import PollerSettings
+from bridge.settings import PollerSettings, VimPollerSettings
 from bridge.topic_admin import TopicSpec
 
 LOG = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def decode(value: bytes | None) -> datetime | None:
 
 
 class KafkaCheckpoints:
-    def __init__(self, settings: PollerSettings, producer: Any) -> None:
+    def __init__(self, settings: VimPollerSettings, producer: Any) -> None:
         self._settings = settings
         self._producer = producer
         self._topic = settings.poll_checkpoint_topic

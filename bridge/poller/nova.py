@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from bridge.poller.snapshot import api_time
-from bridge.settings import PollerSettings
+from bridge.settings import VimPollerSettings
 
 LOG = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class Listing:
     pages: list[int] = field(default_factory=list)
 
 
-def build_client(settings: PollerSettings) -> Any:
+def build_client(settings: VimPollerSettings) -> Any:
     """A novaclient Client on a keystoneauth1 session: Keystone v3 password, or a fixed endpoint
     and token for a Nova served without Keystone (noauth2)."""
     from keystoneauth1 import session as ks_session

@@ -34,28 +34,38 @@ from bridge.poller.nova import Listing, NovaAuthError, NovaServers, NovaUnavaila
 from bridge.poller.snapshot import changes_since, message_id, next_high_water, parse_api_time, polled_record
 from bridge.raw_writer import KafkaBatchWriter
 from bridge.retry import Backoff
-from bridge.settings import PollerSettings
+from bridge.settings import PollerSettings, VimPollerSettings
 from bridge.topic_admin import core_topics, ensure_topics
+from bridge.vims import single_vim
 from schemas.raw import DeadLetter, RawRecord
 
 LOG = logging.getLogger(__name__)
 
 EXIT_AUTH = 3
 
-CYCLES = Counter("eventfed_poll_cycles_total", "Polling cycles by outcome", ["outcome"])
-API_CALLS = Counter("eventfed_poll_api_calls_total", "Requests to Nova's servers API")
-SERVERS_READ = Counter("eventfed_poll_servers_read_total", "Server snapshots read from Nova's API")
-WRITTEN = Counter("eventfed_poll_records_written_total", "Snapshots Kafka acknowledged on the raw topic")
-UNCHANGED = Counter(
-    "eventfed_poll_unchanged_total", "Snapshots read again unchanged (overlap window) and not written"
+CYCLES = Counter("eventfed_poll_cycles_total", "Polling cycles by outcome", ["vim", "outcome"])
+API_CALLS = Counter("eventfed_poll_api_calls_total", "Requests to Nova's servers API", ["vim"])
+SERVERS_READ = Counter("eventfed_poll_servers_read_total", "Server snapshots read from Nova's API", ["vim"])
+WRITTEN = Counter(
+    "eventfed_poll_records_written_total", "Snapshots Kafka acknowledged on the raw topic", ["vim"]
 )
-DEAD_LETTERED = Counter("eventfed_poll_dead_lettered_total", "Snapshots written to the dead-letter topic")
+UNCHANGED = Counter(
+    "eventfed_poll_unchanged_total",
+    "Snapshots read again unchanged (overlap window) and not written",
+    ["vim"],
+)
+DEAD_LETTERED = Counter(
+    "eventfed_poll_dead_lettered_total", "Snapshots written to the dead-letter topic", ["vim"]
+)
 CYCLE_SECONDS = Histogram(
     "eventfed_poll_cycle_duration_seconds",
     "Time of one successful cycle",
+    ["vim"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )
-HIGH_WATER = Gauge("eventfed_poll_high_water_timestamp_seconds", "The high-water mark, on Nova's clock")
+HIGH_WATER = Gauge(
+    "eventfed_poll_high_water_timestamp_seconds", "The high-water mark, on Nova's clock", ["vim"]
+)
 
 
 class ServerPages(Protocol):
@@ -93,7 +103,7 @@ class Poller:
 
     def __init__(
         self,
-        settings: PollerSettings,
+        settings: VimPollerSettings,
         nova: ServerPages,
         writer: Writer,
         checkpoints: Checkpoints,
@@ -175,9 +185,10 @@ class Poller:
                 polled_record(self._settings.vim_id, server, received_at, self._settings.max_message_bytes)
             )
             pending[server_id] = (snapshot_id, updated)
-        SERVERS_READ.inc(len(page.servers))
-        API_CALLS.inc()
-        UNCHANGED.inc(unchanged)
+        vim = self._settings.vim_id
+        SERVERS_READ.labels(vim).inc(len(page.servers))
+        API_CALLS.labels(vim).inc()
+        UNCHANGED.labels(vim).inc(unchanged)
         if not records:
             return 0, unchanged, newest
         result = self._writer.write(records)
@@ -185,8 +196,8 @@ class Poller:
             raise KafkaRefused(
                 f"Kafka refused {len(result.failed)} of {len(records)} records: {result.first_error}"
             )
-        WRITTEN.inc(result.written)
-        DEAD_LETTERED.inc(result.dead_lettered)
+        WRITTEN.labels(vim).inc(result.written)
+        DEAD_LETTERED.labels(vim).inc(result.dead_lettered)
         self._sent.update(pending)
         return result.written + result.dead_lettered, unchanged, newest
 
@@ -212,7 +223,7 @@ class PollState:
 
 
 def poll_until_stopped(
-    settings: PollerSettings,
+    settings: VimPollerSettings,
     poller: Poller,
     state: PollState,
     stop: threading.Event,
@@ -225,14 +236,14 @@ def poll_until_stopped(
         try:
             result = poller.cycle()
         except NovaAuthError as exc:
-            CYCLES.labels("auth_failed").inc()
+            CYCLES.labels(settings.vim_id, "auth_failed").inc()
             state.ready, state.reason = False, str(exc)
             LOG.error(
                 "vim %s: %s; check EVENTFED_NOVA_TOKEN or EVENTFED_OS_* (stopping)", settings.vim_id, exc
             )
             return EXIT_AUTH
         except (NovaUnavailable, KafkaRefused, CheckpointError) as exc:
-            CYCLES.labels("failed").inc()
+            CYCLES.labels(settings.vim_id, "failed").inc()
             delay = backoff.next_delay()
             state.ready, state.reason = False, str(exc)
             LOG.warning(
@@ -245,10 +256,10 @@ def poll_until_stopped(
             stop.wait(delay)
             continue
         backoff.reset()
-        CYCLES.labels("ok").inc()
-        CYCLE_SECONDS.observe(result.seconds)
+        CYCLES.labels(settings.vim_id, "ok").inc()
+        CYCLE_SECONDS.labels(settings.vim_id).observe(result.seconds)
         if result.high_water is not None:
-            HIGH_WATER.set(result.high_water.timestamp())
+            HIGH_WATER.labels(settings.vim_id).set(result.high_water.timestamp())
         state.ready, state.reason = True, "last cycle succeeded"
         LOG.info(
             "vim %s: %s cycle since %s: %d calls, %d servers, %d written, %d unchanged, %.3f s",
@@ -272,7 +283,7 @@ class PollerDeployable:
     name = "poller"
     handles_signals = False
 
-    def __init__(self, settings: PollerSettings) -> None:
+    def __init__(self, settings: VimPollerSettings) -> None:
         self.settings = settings
         self.readiness = PollState()
         self.stop = threading.Event()
@@ -281,7 +292,7 @@ class PollerDeployable:
         )
 
     def start(self) -> None:
-        _check_topics(self.settings)
+        check_topics(self.settings)
 
     def work(self) -> int:
         """Cycles until stopped; EXIT_AUTH when Nova or Keystone refuse the credentials."""
@@ -308,11 +319,20 @@ class PollerDeployable:
         self.producer.flush(self.settings.delivery_timeout)
 
 
+def build(settings: PollerSettings) -> PollerDeployable | Any:
+    """The VIMs of the VIMs file in poll mode (bridge.poller.fleet), or the environment's one VIM."""
+    if settings.vims_file is not None:
+        from bridge.poller.fleet import PollerFleetDeployable
+
+        return PollerFleetDeployable(settings)
+    return PollerDeployable(single_vim(settings, VimPollerSettings))
+
+
 def run(args: argparse.Namespace) -> int:
-    return run_deployable("poll", PollerSettings, PollerDeployable)
+    return run_deployable("poll", PollerSettings, build)
 
 
-def _check_topics(settings: PollerSettings) -> None:
+def check_topics(settings: PollerSettings) -> None:
     wanted = (settings.raw_topic, settings.dlq_topic)
     try:
         ensure_topics(

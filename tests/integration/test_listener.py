@@ -173,7 +173,9 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_the_rest_flows(
         assert headers["eventfed.reason"] == b"oversize"
         assert b"exceeds the limit of 20000" in headers["eventfed.error"]
         assert dead[0].key().decode() == vm
-        assert 'eventfed_listener_dead_lettered_total{reason="oversize"} 1.0' in run.metrics()
+        assert (
+            f'eventfed_listener_dead_lettered_total{{reason="oversize",vim="{VIM_ID}"}} 1.0' in run.metrics()
+        )
         # Nothing is left behind in RabbitMQ: the poison message was acked, not requeued.
         assert queue_depths()[run.pool] == (0, 0)
     finally:

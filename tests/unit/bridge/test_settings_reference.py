@@ -78,7 +78,8 @@ def test_the_command_prints_the_table(capsys):
     assert main(["settings", "--markdown"]) == 0
     out = capsys.readouterr().out
     assert out == settings_reference.markdown()
-    assert "`EVENTFED_TRANSPORT_URL` | listen | secret | required |" in out
+    assert "`EVENTFED_TRANSPORT_URL` | listen | secret | - |" in out
+    assert "`EVENTFED_VIMS_FILE` | listen, poll | path | - |" in out
     assert "| `EVENTFED_LOG_FORMAT` | all | json \\| text |" in out
 
 
@@ -86,5 +87,5 @@ def test_the_command_prints_plain_text_for_a_terminal(capsys):
     assert main(["settings"]) == 0
     out = capsys.readouterr().out
     assert "\\|" not in out and "`" not in out.split("\n")[0]
-    assert "EVENTFED_TRANSPORT_URL (listen; secret; required)\n    the cloud's RabbitMQ" in out
+    assert "EVENTFED_TRANSPORT_URL (listen; secret; default -)\n    the cloud's RabbitMQ" in out
     assert "EVENTFED_LOG_FORMAT (all; json | text; default json)" in out

@@ -1,0 +1,295 @@
+"""`eventfed listen` for the VIMs of a VIMs file (bridge.vims): one Listener per VIM, one process.
+
+Each VIM keeps what makes the single-VIM listener safe: its own oslo transport and connection to
+its own RabbitMQ, its own connection attempts and backoff (bridge.listener.connect), one batch at
+a time in arrival order, acked only once Kafka has every record of it (bridge.listener.endpoint).
+What the VIMs share is the Kafka producer, through a lane each (bridge.shared_producer): a VIM's
+batch waits only for its own delivery reports, and holds at most its share of the process's
+in-flight bytes. So a VIM whose RabbitMQ is down, refuses the login, is slow or floods holds up
+only its own threads and its own share.
+
+The file is read again every VIMS_RELOAD_SECONDS. A VIM added starts; a VIM removed stops after
+its batch in hand is written and acked; a VIM whose entry changed is stopped the same way before
+its new listener starts (two consumers of one pool queue would split a VM's notifications between
+them, out of order); the others are not touched. A file that cannot be used is rejected whole.
+
+`/readyz` is ready while any VIM consumes (and Kafka answers), and names the VIMs that do not,
+with why.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+
+from confluent_kafka import Producer
+
+from bridge.deployable import CannotStart
+from bridge.durability import DurabilityMismatch
+from bridge.gc_thresholds import settle_after_start_up
+from bridge.kafka_config import explain_tls_failure, last_transport_error, shared_producer_config
+from bridge.listener import oslo_internals
+from bridge.listener.endpoint import forget_vim
+from bridge.listener.service import Listener, StartupReadiness, check_topics
+from bridge.log_context import bind_vim, unbind_vim
+from bridge.rabbit_tls import handshake
+from bridge.settings import ListenerSettings, VimListenerSettings
+from bridge.shared_producer import SharedProducer
+from bridge.vims import VimsFileError, VimsSource, diff, listener_settings, readiness_of
+
+LOG = logging.getLogger(__name__)
+
+# The wait for a batch's first notification, per VIM (bridge.listener.service.IDLE_WAIT_SECONDS):
+# each idle VIM's polling thread wakes once per wait, so a process of many VIMs waits longer. It
+# bounds how long an idle VIM keeps a handled batch unacked and how long its stop takes, not the
+# latency of a notification, which ends the wait at once.
+FLEET_IDLE_WAIT_SECONDS = 1.0
+# How often a consuming VIM's RabbitMQ is checked for /readyz, off the probe's path.
+REACHABILITY_SECONDS = 15.0
+# oslo's transport defaults (the control exchange) are process-wide, read as a transport is made.
+_BUILD_LOCK = threading.Lock()
+
+
+class VimRun:
+    """One VIM's listener in the process: built, connected and stopped in threads of its own."""
+
+    def __init__(self, settings: VimListenerSettings, shared: SharedProducer, idle_wait: float) -> None:
+        self.settings = settings
+        self.vim = settings.vim_id
+        self._shared = shared
+        self._idle_wait = idle_wait
+        self.listener: Listener | None = None
+        self.fatal = ""
+        self.unreachable: str | None = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, after: threading.Thread | None = None) -> None:
+        """Build and connect, in a thread of its own; `after`: a stop to wait for first."""
+        self._thread = threading.Thread(target=self._run, args=(after,), name=f"vim-{self.vim}", daemon=True)
+        self._thread.start()
+
+    def _run(self, after: threading.Thread | None) -> None:
+        bind_vim(self.vim)
+        try:
+            if after is not None:
+                after.join()
+            if self._stopping.is_set():
+                return
+            try:
+                with _BUILD_LOCK:
+                    self.listener = Listener(self.settings, self._shared.lane(self.vim), self._idle_wait)
+            except Exception as exc:
+                self.fatal = f"cannot start: {exc}"
+                LOG.error("vim %s: %s", self.vim, self.fatal)
+                return
+            if self._stopping.is_set():
+                return
+            try:
+                if self.listener.connect():
+                    # oslo's polling thread logs its reconnections: they are about this VIM.
+                    oslo_internals.in_polling_thread(self.listener.server, lambda: bind_vim(self.vim))
+            except DurabilityMismatch as exc:
+                self.fatal = str(exc)
+                LOG.error("vim %s stopped: %s", self.vim, exc)
+        finally:
+            unbind_vim()
+
+    def stop(self, forget: bool) -> threading.Thread:
+        """Stop after the batch in hand (written to Kafka, then acked); the thread doing it.
+        `forget`: the VIM is no longer served, its metric series go too."""
+        self._stopping.set()
+        stopper = threading.Thread(
+            target=self._stop, args=(forget,), name=f"vim-stop-{self.vim}", daemon=True
+        )
+        stopper.start()
+        return stopper
+
+    def _stop(self, forget: bool) -> None:
+        bind_vim(self.vim)
+        try:
+            # A connection attempt ends at its next wait once the listener's stop is set.
+            while self._thread is not None and self._thread.is_alive():
+                if self.listener is not None:
+                    self.listener.stop_event.set()
+                self._thread.join(0.2)
+            listener = self.listener
+            if listener is not None:
+                if listener.consuming:
+                    listener.stop()
+                else:
+                    listener.stop_event.set()
+                    listener.transport.cleanup()
+            self._shared.close_lane(self.vim)
+            if forget:
+                forget_vim(self.vim)
+            LOG.info("stopped listening for vim %s", self.vim)
+        except Exception:
+            LOG.exception("stopping vim %s failed", self.vim)
+        finally:
+            unbind_vim()
+
+    def state(self) -> tuple[bool, str]:
+        """(consuming, why not)."""
+        if self.fatal:
+            return False, self.fatal
+        listener = self.listener
+        if listener is None:
+            return False, "starting"
+        if not listener.consuming:
+            problem = listener.connector.problem
+            return False, problem.reason if problem is not None else "connecting to RabbitMQ"
+        if self.unreachable:
+            return False, f"rabbitmq unreachable: {self.unreachable}"
+        return True, ""
+
+    def check_reachable(self) -> None:
+        listener = self.listener
+        if listener is not None and listener.consuming:
+            self.unreachable = handshake(self.settings, listener.rabbit_hosts)
+
+
+class ListenerFleet:
+    """The running VIMs, changed to match a new set by starting, stopping and restarting VIMs."""
+
+    def __init__(self, shared: SharedProducer, idle_wait: float = FLEET_IDLE_WAIT_SECONDS) -> None:
+        self._shared = shared
+        self._idle_wait = idle_wait
+        self.runs: dict[str, VimRun] = {}
+        self._lock = threading.Lock()
+
+    def apply(self, wanted: Mapping[str, VimListenerSettings]) -> None:
+        with self._lock:
+            change = diff({vim: run.settings for vim, run in self.runs.items()}, wanted)
+            for vim in change.removed:
+                self.runs.pop(vim).stop(forget=True)
+            for vim in change.changed:
+                stopped = self.runs[vim].stop(forget=False)
+                self.runs[vim] = self._run(wanted[vim], after=stopped)
+            for vim in change.added:
+                self.runs[vim] = self._run(wanted[vim])
+
+    def _run(self, settings: VimListenerSettings, after: threading.Thread | None = None) -> VimRun:
+        run = VimRun(settings, self._shared, self._idle_wait)
+        run.start(after)
+        return run
+
+    def stop_all(self) -> None:
+        """Every VIM stops after its batch in hand, all at once."""
+        with self._lock:
+            stoppers = [run.stop(forget=False) for run in self.runs.values()]
+            self.runs = {}
+        for stopper in stoppers:
+            stopper.join()
+
+    def check_reachable(self) -> None:
+        for run in list(self.runs.values()):
+            run.check_reachable()
+
+    def states(self) -> dict[str, tuple[bool, str]]:
+        return {vim: run.state() for vim, run in list(self.runs.items())}
+
+
+class ListenerFleetDeployable:
+    """`eventfed listen` with a VIMs file, in the deployable skeleton (bridge.deployable)."""
+
+    name = "listener"
+    handles_signals = False
+
+    def __init__(self, settings: ListenerSettings) -> None:
+        missing = oslo_internals.missing_dispatcher_internals()
+        if missing:
+            LOG.error(
+                "cannot start: this oslo.messaging lacks what eventfed relies on: %s", ", ".join(missing)
+            )
+            raise CannotStart(2)
+        assert settings.vims_file is not None
+        self.settings = settings
+        try:
+            self.source = VimsSource(settings.vims_file, lambda entries: listener_settings(settings, entries))
+        except VimsFileError as exc:
+            LOG.error("cannot start: %s", exc)
+            raise CannotStart(2) from None
+        self.readiness = StartupReadiness()
+        self.stop_requested = threading.Event()
+        self.shared: SharedProducer | None = None
+        self.fleet: ListenerFleet | None = None
+        self._kafka_checked_at = 0.0
+        self._kafka_ok: tuple[bool, str] = (False, "not checked yet")
+
+    def start(self) -> None:
+        self.readiness.stage = "checking the raw and dead-letter topics"
+        check_topics(self.settings)
+        settings = self.settings
+        producer = Producer(
+            shared_producer_config(
+                settings, "listen", settings.delivery_timeout, settings.vims_inflight_bytes
+            )
+        )
+        self.shared = SharedProducer(producer, settings.vims_inflight_bytes // 2).start()
+        self.fleet = ListenerFleet(self.shared)
+        LOG.info(
+            "listening for %d VIMs of %s -> kafka %s topic %s",
+            len(self.source.current),
+            settings.vims_file,
+            settings.kafka_bootstrap_servers,
+            settings.raw_topic,
+        )
+        self.fleet.apply(self.source.current)
+        self.readiness.check = self._readiness
+
+    def _readiness(self) -> tuple[bool, str]:
+        assert self.fleet is not None
+        kafka_ok, kafka_reason = self._kafka()
+        ready, reason = readiness_of(self.fleet.states(), "consuming")
+        if not kafka_ok:
+            return False, f"{kafka_reason}; {reason}"
+        return ready, reason
+
+    def _kafka(self) -> tuple[bool, str]:
+        assert self.shared is not None
+        now = time.monotonic()
+        if now - self._kafka_checked_at > 5:
+            self._kafka_checked_at = now
+            try:
+                self.shared.producer.list_topics(self.settings.raw_topic, timeout=3)
+                self._kafka_ok = (True, "")
+            except Exception as exc:
+                refused = explain_tls_failure(last_transport_error(), self.settings)
+                self._kafka_ok = (False, f"kafka unreachable: {refused or exc}")
+        return self._kafka_ok
+
+    def work(self) -> int:
+        """Serve the VIMs until SIGTERM or SIGINT, reloading the VIMs file."""
+        assert self.fleet is not None
+        settle_after_start_up()
+        watch = threading.Thread(target=self._watch, name="vims-watch", daemon=True)
+        watch.start()
+        while not self.stop_requested.wait(self.settings.vims_reload_seconds):
+            wanted = self.source.read_if_changed()
+            if wanted is not None:
+                self.source.apply(wanted)
+                self.fleet.apply(wanted)
+        return 0
+
+    def _watch(self) -> None:
+        assert self.fleet is not None
+        while not self.stop_requested.wait(REACHABILITY_SECONDS):
+            self.fleet.check_reachable()
+
+    def request_stop(self, signum: int) -> None:
+        LOG.info("signal %d: stopping every VIM after its batch in hand", signum)
+        self.stop_requested.set()
+
+    def drain(self) -> None:
+        if self.fleet is not None:
+            self.fleet.stop_all()
+        if self.shared is not None:
+            left = self.shared.stop(self.settings.delivery_timeout)
+            if left:
+                LOG.warning(
+                    "%d records left unconfirmed by Kafka at exit (their notifications stay in RabbitMQ)",
+                    left,
+                )
