@@ -1,6 +1,8 @@
 """`make bench`: eventfed measured against the real Kafka and RabbitMQ on this machine.
 
-    .venv/bin/python -m bench.run [--quick] [--sections ingest,stream,e2e,low-rate,api,poll,metering,vims] [--keep]
+    .venv/bin/python -m bench.run [--quick] [--sections SECTION,...] [--keep]
+
+SECTION: ingest, stream, e2e, low-rate, api, poll, metering, vims (all by default).
 
 Sections run one after the other (the machine has two cores); each starts the processes it
 needs with its own topics, queue and consumer groups, and stops them by PID when it ends or
