@@ -321,6 +321,11 @@ _VIMS_FILE_DESCRIPTION = (
     "changes. Unset: the one VIM of VIM_ID and its settings"
 )
 _VIMS_RELOAD_DESCRIPTION = "how often the VIMs file (and the secret files it names) is checked for changes"
+# A VIM that floods, or a Kafka that stalls, must not take the memory the other VIMs need.
+_VIMS_INFLIGHT_DESCRIPTION = (
+    "with VIMS_FILE: bytes written to Kafka and not yet acknowledged, across the process's VIMs; "
+    "each VIM may hold an equal share"
+)
 _MAX_MESSAGE_BYTES_DESCRIPTION = "largest raw record; bigger notifications are dead-lettered"
 _PACK_MAX_DESCRIPTION = "notifications packed in one raw record (same partition, JSON Lines); 1 = one each"
 _RAW_DELIVERY_TIMEOUT_DESCRIPTION = (
@@ -357,14 +362,8 @@ class ListenerSettings(RabbitSettings):
     )
     vims_file: Path | None = Field(default=None, description=_VIMS_FILE_DESCRIPTION)
     vims_reload_seconds: float = Field(default=10.0, gt=0, le=3600, description=_VIMS_RELOAD_DESCRIPTION)
-    # A VIM that floods, or a Kafka that stalls, must not take the memory the other VIMs need.
     vims_inflight_bytes: int = Field(
-        default=64 * 1024 * 1024,
-        ge=1024 * 1024,
-        description=(
-            "with VIMS_FILE: bytes written to Kafka and not yet acknowledged, across the process's VIMs; "
-            "each VIM may hold an equal share"
-        ),
+        default=64 * 1024 * 1024, ge=1024 * 1024, description=_VIMS_INFLIGHT_DESCRIPTION
     )
     exchange: str = Field(
         default="nova", min_length=1, description="the exchange Nova publishes notifications on"
@@ -677,6 +676,9 @@ class PollerSettings(CommonSettings):
     )
     vims_file: Path | None = Field(default=None, description=_VIMS_FILE_DESCRIPTION)
     vims_reload_seconds: float = Field(default=10.0, gt=0, le=3600, description=_VIMS_RELOAD_DESCRIPTION)
+    vims_inflight_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024 * 1024, description=_VIMS_INFLIGHT_DESCRIPTION
+    )
     nova_auth: Literal["keystone", "token"] = Field(
         default="keystone",
         description="keystone: a Keystone v3 password session (OS_*); token: NOVA_ENDPOINT with NOVA_TOKEN",

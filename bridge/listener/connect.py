@@ -13,6 +13,7 @@ virtual host still missing) is a new one. `/readyz` says the current reason at e
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -37,6 +38,16 @@ LOGIN_REFUSED = "login_refused"
 VHOST = "virtual_host"
 PERMISSION = "permission"
 OTHER = "other"
+
+
+_KINDS = (UNREACHABLE, LOGIN_REFUSED, VHOST, PERMISSION, OTHER)
+
+
+def forget_vim(vim: str) -> None:
+    """Drop the connect-failure series of a VIM this process no longer serves."""
+    for kind in _KINDS:
+        with contextlib.suppress(KeyError):
+            CONNECT_FAILURES.remove(vim, kind)
 
 
 @dataclass(frozen=True)

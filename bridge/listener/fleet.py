@@ -14,7 +14,9 @@ its new listener starts (two consumers of one pool queue would split a VM's noti
 them, out of order); the others are not touched. A file that cannot be used is rejected whole.
 
 `/readyz` is ready while any VIM consumes (and Kafka answers), and names the VIMs that do not,
-with why.
+with why: those still connecting, and those whose connection was lost after they started
+consuming (oslo reconnects those by itself, silently; their live connection state is read at
+every probe, and one thread for the whole process finds out why with a login of its own).
 """
 
 from __future__ import annotations
@@ -30,11 +32,9 @@ from bridge.deployable import CannotStart
 from bridge.durability import DurabilityMismatch
 from bridge.gc_thresholds import settle_after_start_up
 from bridge.kafka_config import explain_tls_failure, last_transport_error, shared_producer_config
-from bridge.listener import oslo_internals
-from bridge.listener.endpoint import forget_vim
+from bridge.listener import connect, endpoint, oslo_internals
 from bridge.listener.service import Listener, StartupReadiness, check_topics
-from bridge.log_context import bind_vim, unbind_vim
-from bridge.rabbit_tls import handshake
+from bridge.log_context import bind_vim, unbind_vim, vim_bound
 from bridge.settings import ListenerSettings, VimListenerSettings
 from bridge.shared_producer import SharedProducer
 from bridge.vims import VimsFileError, VimsSource, diff, listener_settings, readiness_of
@@ -46,8 +46,10 @@ LOG = logging.getLogger(__name__)
 # bounds how long an idle VIM keeps a handled batch unacked and how long its stop takes, not the
 # latency of a notification, which ends the wait at once.
 FLEET_IDLE_WAIT_SECONDS = 1.0
-# How often a consuming VIM's RabbitMQ is checked for /readyz, off the probe's path.
-REACHABILITY_SECONDS = 15.0
+# How often the process looks at its VIMs' connections (attribute reads, no I/O: about 1 us a VIM).
+CONNECTION_CHECK_SECONDS = 2.0
+# How often a VIM whose connection is lost logs in again to say why, off the probe's path.
+WHY_LOST_SECONDS = 15.0
 # oslo's transport defaults (the control exchange) are process-wide, read as a transport is made.
 _BUILD_LOCK = threading.Lock()
 
@@ -62,7 +64,9 @@ class VimRun:
         self._idle_wait = idle_wait
         self.listener: Listener | None = None
         self.fatal = ""
-        self.unreachable: str | None = None
+        # Why the connection is lost, once found out (None: not lost, or not found out yet).
+        self.lost: str | None = None
+        self._lost_checked_at = 0.0
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -110,8 +114,12 @@ class VimRun:
     def _stop(self, forget: bool) -> None:
         bind_vim(self.vim)
         try:
-            # A connection attempt ends at its next wait once the listener's stop is set.
-            while self._thread is not None and self._thread.is_alive():
+            # A connection attempt ends at its next wait once the listener's stop is set. A thread
+            # whose Python code has ended can stay "alive" while the interpreter tears its state
+            # down (seen after refused connection attempts): off `enumerate()` it is done with us.
+            while (
+                self._thread is not None and self._thread.is_alive() and self._thread in threading.enumerate()
+            ):
                 if self.listener is not None:
                     self.listener.stop_event.set()
                 self._thread.join(0.2)
@@ -124,7 +132,8 @@ class VimRun:
                     listener.transport.cleanup()
             self._shared.close_lane(self.vim)
             if forget:
-                forget_vim(self.vim)
+                endpoint.forget_vim(self.vim)
+                connect.forget_vim(self.vim)
             LOG.info("stopped listening for vim %s", self.vim)
         except Exception:
             LOG.exception("stopping vim %s failed", self.vim)
@@ -141,14 +150,29 @@ class VimRun:
         if not listener.consuming:
             problem = listener.connector.problem
             return False, problem.reason if problem is not None else "connecting to RabbitMQ"
-        if self.unreachable:
-            return False, f"rabbitmq unreachable: {self.unreachable}"
+        if listener.connection_lost():
+            return False, self.lost or "connection to RabbitMQ lost: reconnecting"
         return True, ""
 
-    def check_reachable(self) -> None:
+    def check_connection(self, now: float) -> None:
+        """Notes a lost connection with why (a login of our own, every WHY_LOST_SECONDS while it
+        lasts), and its return."""
         listener = self.listener
-        if listener is not None and listener.consuming:
-            self.unreachable = handshake(self.settings, listener.rabbit_hosts)
+        if listener is None or not listener.consuming or self._stopping.is_set():
+            return
+        with vim_bound(self.vim):
+            if not listener.connection_lost():
+                if self.lost is not None:
+                    LOG.info("vim %s: connection to RabbitMQ back, consuming again", self.vim)
+                    self.lost = None
+                return
+            if self.lost is not None and now - self._lost_checked_at < WHY_LOST_SECONDS:
+                return
+            self._lost_checked_at = now
+            lost = f"connection to RabbitMQ lost: {listener.why_lost()}"
+            if lost != self.lost:
+                LOG.error("vim %s: %s; oslo reconnects meanwhile, not consuming", self.vim, lost)
+            self.lost = lost
 
 
 class ListenerFleet:
@@ -184,9 +208,10 @@ class ListenerFleet:
         for stopper in stoppers:
             stopper.join()
 
-    def check_reachable(self) -> None:
+    def check_connections(self) -> None:
+        now = time.monotonic()
         for run in list(self.runs.values()):
-            run.check_reachable()
+            run.check_connection(now)
 
     def states(self) -> dict[str, tuple[bool, str]]:
         return {vim: run.state() for vim, run in list(self.runs.items())}
@@ -276,8 +301,8 @@ class ListenerFleetDeployable:
 
     def _watch(self) -> None:
         assert self.fleet is not None
-        while not self.stop_requested.wait(REACHABILITY_SECONDS):
-            self.fleet.check_reachable()
+        while not self.stop_requested.wait(CONNECTION_CHECK_SECONDS):
+            self.fleet.check_connections()
 
     def request_stop(self, signum: int) -> None:
         LOG.info("signal %d: stopping every VIM after its batch in hand", signum)

@@ -1,6 +1,6 @@
 """The one place eventfed touches oslo.messaging's undocumented attributes.
 
-Three things oslo has no public way to do:
+Four things oslo has no public way to do:
 - Change a running server's `batch_timeout`: the listener's batch window adapts to the load
   (bridge.listener.window). The server keeps its poll-style listener adapter in `listener` once
   started, and the adapter reads `self.batch_timeout` afresh on every poll, so setting the
@@ -20,6 +20,8 @@ Three things oslo has no public way to do:
   received before it (a pooled listener reads every priority from one queue, in order).
   `ordered_batch_dispatcher` subclasses it, reading each message with the dispatcher's own
   private `_extract_user_message` so that the context and payload are deserialised as oslo does.
+- Tell whether a consuming server's connection is open now (`connection_open`): oslo reconnects a
+  lost one by itself without a word to its caller, so a listener's readiness reads it.
 Checked against oslo.messaging 18.3.1 (kombu 5, py-amqp 5 for the connection's socket);
 `missing_internals()`, `missing_arrival_internals()` and `missing_dispatcher_internals()` say
 whether the installed versions still work this way, and a unit test fails when an upgrade moves
@@ -289,6 +291,27 @@ def lingering_poll(
         return first + poll(batch_size=batch_size - 1, batch_timeout=window)
 
     return lingering
+
+
+def connection_open(server: Any) -> bool | None:
+    """Whether a started server's connection to RabbitMQ is open at this moment (kombu's public
+    `connected`, reached through oslo's listener and connection objects); None when it cannot tell
+    (not started yet, another transport, or the arrival internals are missing).
+
+    oslo reconnects a lost connection by itself, in its polling thread, for ever and without
+    telling its caller: a virtual host deleted or permissions revoked under a consuming listener
+    show only as this being False (and oslo's log lines) until it is back. Attribute reads only,
+    no I/O: cheap enough to call for every VIM at every readiness probe."""
+    adapter = getattr(server, "listener", None)
+    driver_listener = getattr(adapter, "_poll_style_listener", None)
+    try:
+        kombu_connection = driver_listener.conn.connection.connection  # type: ignore[union-attr]
+    except AttributeError:
+        return None
+    if kombu_connection is None or not hasattr(type(kombu_connection), "connected"):
+        return None
+    # py-amqp's own `connected` is None rather than False once its transport is gone.
+    return bool(kombu_connection.connected)
 
 
 def in_polling_thread(server: Any, call: Callable[[], object]) -> bool:

@@ -27,7 +27,7 @@ from bridge.kafka_config import (
     last_transport_error,
 )
 from bridge.listener import oslo_internals
-from bridge.listener.connect import UNREACHABLE, Connector, ConnectProblem, classify
+from bridge.listener.connect import CONNECT_FAILURES, UNREACHABLE, Connector, ConnectProblem, classify
 from bridge.listener.endpoint import NotificationEndpoint, ordered_batch_listener
 from bridge.rabbit_tls import apply_to_oslo, handshake, kombu_connection
 from bridge.raw_writer import KafkaBatchWriter
@@ -98,9 +98,10 @@ class Listener:
         ]
         self.server = self._new_server()
         user = parsed.hosts[0].username if parsed.hosts else None
+        self._classify = lambda exc: classify(exc, user or "guest", parsed.virtual_host or "/")
         self.connector = Connector(
             self._connect_once,
-            lambda exc: classify(exc, user or "guest", parsed.virtual_host or "/"),
+            self._classify,
             Backoff(settings.retry_backoff_initial, settings.retry_backoff_max),
             self.stop_event,
             vim=settings.vim_id,
@@ -166,6 +167,27 @@ class Listener:
     def consuming(self) -> bool:
         return self._consuming
 
+    def connection_lost(self) -> bool:
+        """Consuming, but the connection to RabbitMQ is down now: oslo is reconnecting by itself
+        (a virtual host deleted, permissions revoked, the broker closed or restarted it)."""
+        return self._consuming and oslo_internals.connection_open(self.server) is False
+
+    def why_lost(self) -> str:
+        """Why RabbitMQ does not take this listener's connection, in one line, from a login of
+        our own (oslo's reconnections say it only in its log). A refused login counts in
+        eventfed_listener_rabbit_connect_failures_total as the connector's attempts do."""
+        unreachable = handshake(self.settings, self.rabbit_hosts)
+        if unreachable is not None:
+            CONNECT_FAILURES.labels(self.settings.vim_id, UNREACHABLE).inc()
+            return f"rabbitmq unreachable: {unreachable}"
+        try:
+            check_login(self._parsed_url, self.settings)
+        except Exception as exc:
+            problem = self._classify(exc)
+            CONNECT_FAILURES.labels(self.settings.vim_id, problem.kind).inc()
+            return problem.reason
+        return "RabbitMQ takes the login again: oslo is reconnecting"
+
     def readiness(self) -> tuple[bool, str]:
         if self.stop_event.is_set():
             return False, "not consuming"
@@ -183,6 +205,8 @@ class Listener:
                 self._kafka_ok = (False, f"kafka unreachable: {refused or exc}")
         if not self._kafka_ok[0]:
             return self._kafka_ok
+        if self.connection_lost():
+            return False, f"connection to RabbitMQ lost: {self.why_lost()}"
         unreachable = handshake(self.settings, self.rabbit_hosts)
         if unreachable is not None:
             return False, f"rabbitmq unreachable: {unreachable}"
@@ -241,6 +265,22 @@ def check_declarations(url: Any, settings: VimListenerSettings) -> None:
             return
         except DurabilityMismatch:
             raise
+        except Exception as exc:
+            last_error = exc
+    if last_error is not None:
+        raise last_error
+
+
+def check_login(url: Any, settings: VimListenerSettings) -> None:
+    """Log in to the virtual host on the first host that lets us; raises the last host's error."""
+    if url.transport not in ("rabbit", "amqp"):
+        return
+    last_error: Exception | None = None
+    for host in url.hosts:
+        try:
+            with kombu_connection(host, url.virtual_host or "/", 5, settings) as connection:
+                connection.connect()
+            return
         except Exception as exc:
             last_error = exc
     if last_error is not None:

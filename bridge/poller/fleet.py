@@ -20,7 +20,14 @@ from bridge.kafka_config import shared_producer_config
 from bridge.log_context import bind_vim, unbind_vim
 from bridge.poller.checkpoint import KafkaCheckpoints
 from bridge.poller.nova import NovaServers, build_client
-from bridge.poller.service import EXIT_AUTH, Poller, PollState, check_topics, poll_until_stopped
+from bridge.poller.service import (
+    EXIT_AUTH,
+    Poller,
+    PollState,
+    check_topics,
+    forget_vim,
+    poll_until_stopped,
+)
 from bridge.raw_writer import KafkaBatchWriter
 from bridge.retry import Backoff
 from bridge.settings import PollerSettings, VimPollerSettings
@@ -28,9 +35,6 @@ from bridge.shared_producer import SharedProducer
 from bridge.vims import VimsFileError, VimsSource, diff, poller_settings, readiness_of
 
 LOG = logging.getLogger(__name__)
-
-# The process's budget of bytes written to Kafka and not yet acknowledged, shared by its VIMs.
-_INFLIGHT_BYTES = 64 * 1024 * 1024
 
 
 class PollRun:
@@ -41,6 +45,7 @@ class PollRun:
         self.vim = settings.vim_id
         self._shared = shared
         self.state = PollState()
+        self._forget = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"poll-{self.vim}", daemon=True)
 
@@ -69,11 +74,18 @@ class PollRun:
             self.state.ready, self.state.reason = False, f"cannot poll: {exc}"
             LOG.exception("vim %s: polling stopped", self.vim)
         finally:
+            if self._forget:
+                forget_vim(self.vim)
             unbind_vim()
 
-    def stop(self) -> threading.Thread:
-        """Stop after the page in hand; the thread to join for it."""
+    def stop(self, forget: bool = False) -> threading.Thread:
+        """Stop after the page in hand; the thread to join for it. `forget`: the VIM is no longer
+        served, its metric series go once its last page is written (the labels stay bounded by
+        the VIMs file)."""
+        self._forget = forget
         self._stop.set()
+        if forget and not self._thread.is_alive():
+            forget_vim(self.vim)
         return self._thread
 
 
@@ -93,9 +105,10 @@ class PollerFleetDeployable:
             raise CannotStart(2) from None
         self.stop_requested = threading.Event()
         self.runs: dict[str, PollRun] = {}
+        inflight = settings.vims_inflight_bytes
         self.shared = SharedProducer(
-            Producer(shared_producer_config(settings, "poll", settings.delivery_timeout, _INFLIGHT_BYTES)),
-            _INFLIGHT_BYTES // 2,
+            Producer(shared_producer_config(settings, "poll", settings.delivery_timeout, inflight)),
+            inflight // 2,
         )
 
     def readiness(self) -> tuple[bool, str]:
@@ -110,7 +123,7 @@ class PollerFleetDeployable:
     def apply(self, wanted: Mapping[str, VimPollerSettings]) -> None:
         change = diff({vim: run.settings for vim, run in self.runs.items()}, wanted)
         for vim in change.removed:
-            self.runs.pop(vim).stop()
+            self.runs.pop(vim).stop(forget=True)
         for vim in change.changed + change.added:
             previous = self.runs.get(vim)
             run = self.runs[vim] = PollRun(wanted[vim], self.shared)

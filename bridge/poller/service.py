@@ -16,6 +16,7 @@ stop the process with one error line and exit status 3: no retry cures them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import threading
 import time
@@ -66,6 +67,20 @@ CYCLE_SECONDS = Histogram(
 HIGH_WATER = Gauge(
     "eventfed_poll_high_water_timestamp_seconds", "The high-water mark, on Nova's clock", ["vim"]
 )
+
+# The metrics labelled by VIM alone; forget_vim drops a VIM's series when it is no longer served.
+_BY_VIM = (API_CALLS, SERVERS_READ, WRITTEN, UNCHANGED, DEAD_LETTERED, CYCLE_SECONDS, HIGH_WATER)
+CYCLE_OUTCOMES = ("ok", "failed", "auth_failed")
+
+
+def forget_vim(vim: str) -> None:
+    """Drop the series of a VIM this process no longer polls."""
+    for metric in _BY_VIM:
+        with contextlib.suppress(KeyError):
+            metric.remove(vim)
+    for outcome in CYCLE_OUTCOMES:
+        with contextlib.suppress(KeyError):
+            CYCLES.remove(vim, outcome)
 
 
 class ServerPages(Protocol):

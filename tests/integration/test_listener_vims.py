@@ -155,6 +155,13 @@ class VimsRun:
         except urllib.error.HTTPError as exc:
             return json.loads(exc.read())
 
+    def readyz_status(self) -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/readyz", timeout=5) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
             return r.read().decode()
@@ -220,7 +227,17 @@ def test_a_deleted_virtual_host_stops_only_its_vim(vims_factory):
         sender.start()
     run.send("b", 0, 50)
     time.sleep(1.0)
+    assert run.readyz() == {"ready": True, "reason": "consuming: all 3 VIMs"}
     ctl("delete_vhost", run.vhosts["b"])
+    # b had been consuming: readiness names it once its connection is gone, and says why; the
+    # process stays ready for the two others.
+    b, vhost_b = run.vim_id("b"), run.vhosts["b"]
+    named_b = (
+        f"consuming: 2 of 3 VIMs; not consuming: {b}: connection to RabbitMQ lost: "
+        f"RabbitMQ has no virtual host '{vhost_b}'"
+    )
+    wait_until(lambda: run.readyz()["reason"].startswith(named_b), 15, "b named in /readyz")
+    assert run.readyz_status()[0] == 200
     for sender in senders:
         sender.join(60)
     stop.set()
@@ -231,13 +248,24 @@ def test_a_deleted_virtual_host_stops_only_its_vim(vims_factory):
     assert by_vim["a"] == list(range(600))
     assert by_vim["c"] == list(range(600))
     assert by_vim["b"] == list(range(50))
-    assert run.readyz()["ready"] is True
+    status, readiness = run.readyz_status()
+    assert status == 200 and readiness["reason"].startswith(named_b)
     assert run.proc is not None and run.proc.alive()
-    # And they keep flowing after it.
+    assert (
+        f'eventfed_listener_rabbit_connect_failures_total{{kind="virtual_host",vim="{b}"}}' in run.metrics()
+    )
+    # The virtual host restored: oslo's reconnection declares b's queue again, the name goes.
+    run.add_vhost("b")
+    wait_until(lambda: run.readyz() == {"ready": True, "reason": "consuming: all 3 VIMs"}, 30, "b back")
+    run.notifiers.pop("b").close()
+    run.wait_queue("b")
+    # And all three flow after it.
     run.send("a", 600, 20)
+    run.send("b", 50, 20)
     run.send("c", 600, 20)
-    by_vim = run.raw_by_vim(620 + 620 + 50)
+    by_vim = run.raw_by_vim(620 + 620 + 70)
     assert by_vim["a"] == list(range(620)) and by_vim["c"] == list(range(620))
+    assert by_vim["b"] == list(range(70))
 
 
 def test_vims_added_and_removed_by_editing_the_file(vims_factory):
