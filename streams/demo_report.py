@@ -177,9 +177,10 @@ def measurement_tables(name: str, topic: str, events: list[dict[str, Any]]) -> l
         f"measurements, {len(fleet)} fleet measurements"
     )
     vms = _table(title)
-    for column in ("sourceName", "interval (UTC)"):
+    # Two clouds may both have a vnf-0008: the VIM tells them apart.
+    for column in ("vim", "sourceName"):
         _identifier(vms, column)
-    for column in ("cpu %", "memory used MiB", "disk read B/s", "net in bytes"):
+    for column in ("cpu %", "mem MiB", "disk rd B/s", "net in B"):
         vms.add_column(column, justify="right", no_wrap=True)
     for event in vm_events[-8:]:
         header, fields = event["commonEventHeader"], event["measurementFields"]
@@ -188,19 +189,20 @@ def measurement_tables(name: str, topic: str, events: list[dict[str, Any]]) -> l
         disk = (fields.get("diskUsageArray") or [{}])[0].get("diskOctetsReadAvg")
         nic = (fields.get("nicPerformanceArray") or [{}])[0].get("receivedOctetsDelta")
         vms.add_row(
+            str(header.get("reportingEntityName", "-")),
             str(header["sourceName"]),
-            _interval(header),
             "-" if cpu is None else f"{cpu:.1f}",
             "-" if memory is None else f"{memory / 1024:.0f}",
             "-" if disk is None else f"{disk:.0f}",
             "-" if nic is None else f"{nic:.0f}",
         )
-    fleet_table = _table("the fleet, per VIM: VMs by status at the last interval; events of every interval")
+    fleet_table = _table(
+        "the fleet, per VIM: VMs by status at its last interval; events summed over every interval"
+    )
     _identifier(fleet_table, "vim")
-    _identifier(fleet_table, "interval (UTC)")
-    _text(fleet_table, "VMs by status")
-    _text(fleet_table, "events by kind")
-    _identifier(fleet_table, "lag p50/p99 s")
+    _identifier(fleet_table, "figure")
+    # Items joined by ", " and written KIND=COUNT: a narrow terminal wraps between items, never inside one.
+    fleet_table.add_column("value", overflow="fold")
     last: dict[str, dict[str, Any]] = {}
     kinds: dict[str, Counter[str]] = {}
     lags: dict[str, dict[str, str]] = {}
@@ -213,13 +215,19 @@ def measurement_tables(name: str, topic: str, events: list[dict[str, Any]]) -> l
     for vim, event in sorted(last.items()):
         named = {m["name"]: m["hashMap"] for m in event["measurementFields"]["additionalMeasurements"]}
         lag = lags[vim]
+        by_kind = kinds[vim]
+        fleet_table.add_row(vim, "interval (UTC)", _interval(event["commonEventHeader"]))
         fleet_table.add_row(
-            vim,
-            _interval(event["commonEventHeader"]),
-            ", ".join(f"{k}: {v}" for k, v in sorted(named["vmsByStatus"].items())),
-            ", ".join(f"{k}: {v}" for k, v in sorted(kinds[vim].items())) or "-",
-            f"{lag.get('p50', '-')}/{lag.get('p99', '-')}",
+            "", "VMs by status", ", ".join(f"{k}={v}" for k, v in sorted(named["vmsByStatus"].items())) or "-"
         )
+        fleet_table.add_row(
+            "",
+            "events",
+            f"{sum(by_kind.values())}: " + ", ".join(f"{k}={v}" for k, v in sorted(by_kind.items()))
+            if by_kind
+            else "0",
+        )
+        fleet_table.add_row("", "lag p50/p99 s", f"{lag.get('p50', '-')}/{lag.get('p99', '-')}")
     return [vms, fleet_table]
 
 

@@ -139,6 +139,12 @@ def test_measurement_feed_tables_fit(width):
     )
     vms, fleet = _render(width, vm_table), _render(width, fleet_table)
     assert "vnf-0001" in vms and "42.2" in vms and "512" in vms
-    assert VIM in fleet and "ACTIVE: 18" in fleet and "0.004/0.02" in fleet
+    assert (
+        VIM in fleet and "ACTIVE=18" in fleet and "30: CREATE=24, DELETE=6" in fleet and "0.004/0.02" in fleet
+    )
+    # Every item whole on one line, however narrow the terminal.
+    lines = fleet.splitlines()
+    for item in ("CREATE=24", "DELETE=6", "ACTIVE=18", "DELETED=6"):
+        assert any(item in line for line in lines), item
     for text in (vms, fleet):
         assert max(len(line) for line in text.splitlines()) <= width
