@@ -60,7 +60,7 @@ SUBSCRIPTION_RELOADS = Counter(
 STATE_SIZE = Gauge("eventfed_stream_state_vms", "VMs in this worker's state table")
 SAMPLES = Counter(
     "eventfed_stream_samples_total",
-    "Ceilometer samples by what became of them (counted, duplicate, late, after_delete, unknown_vm, "
+    "Ceilometer samples by what became of them (counted, duplicate, late, after_delete, "
     "other_instance, invalid)",
     ["outcome"],
 )

@@ -213,7 +213,7 @@ class Processor:
         if isinstance(read, Outcome):
             return read
         if isinstance(read, dict):
-            return self._meter(key, value, read, source, current_state)
+            return self._meter(key, value, read, source, current_state, now)
         event, timestamp_texts = read
         vm_key = state_key(event["vim_id"], event["instance_id"])
         try:
@@ -375,10 +375,17 @@ class Processor:
         raw: dict[str, Any],
         source: Source,
         current_state: Callable[[bytes], Mapping[str, Any] | None],
+        now: float,
     ) -> Outcome:
         """A record of Ceilometer samples (of one VM, as the listener splits them) counted into
-        the VM's open intervals. A VM eventfed has no state for gets no figures (its first event
-        or poll makes it known); samples taken after the VM's delete are not counted."""
+        the VM's open intervals; samples taken after the VM's delete are not counted.
+
+        A VM eventfed has no state for is made known by its samples, as by its first event: a
+        record with the VM's ids, its tenant and host as the samples say, and the metering
+        bookkeeping, but no vm_state or status (none was seen). Its first event or poll fills
+        those in. Samples whose interval is already over (grace included) do not make a record:
+        they are late either way, and a replay of old samples must not bring back a VM whose
+        deleted state was removed."""
         if not self.measuring():
             return Outcome(IGNORED, "samples")
         vim_id = raw.get("vim_id")
@@ -405,8 +412,11 @@ class Processor:
         vm_key = state_key(vim_id, instance_id)
         state = current_state(vm_key)
         if state is None:
-            counts[metering.UNKNOWN_VM] = len(mine)
-            return Outcome(METERED, metering.UNKNOWN_VM, counts=counts)
+            current = [s for s in mine if not self._interval_over(s.at, now)]
+            counts[metering.LATE] = len(mine) - len(current)
+            if not current:
+                return Outcome(METERED, "", counts=counts)
+            state, mine = _known_from_samples(vim_id, instance_id, current, source), current
         deleted_at = None
         if state.get("state") == DELETED_STATE:
             try:
@@ -420,7 +430,12 @@ class Processor:
         if added.metering is None:
             return Outcome(METERED, "", counts=counts)
         new_state = {**state, META: {**meta, metering.METERING: added.metering}}
-        return Outcome(METERED, "", state_key=vm_key, new_state=new_state, counts=counts)
+        reason = metering.NEW_VM if current_state(vm_key) is None else ""
+        return Outcome(METERED, reason, state_key=vm_key, new_state=new_state, counts=counts)
+
+    def _interval_over(self, at: float, now: float) -> bool:
+        start = metering.interval_start(at, self.measurement_interval)
+        return start + self.measurement_interval + self.measurement_grace <= now
 
     def measuring(self) -> bool:
         """Whether any measurement feed is in force (else samples are not kept)."""
@@ -520,6 +535,22 @@ class Processor:
             dead = Output(self._topics.dlq, vm_key, codecs.encode_json_dict(state), headers)
             return Outcome(DEAD, reason, outputs=[dead], state_key=vm_key, new_state=new_state)
         return outcome
+
+
+def _known_from_samples(
+    vim_id: str, instance_id: str, samples: Sequence[metering.Sample], source: Source
+) -> dict[str, Any]:
+    """The first record of a VM known from its samples only: no vm_state or status is made up."""
+    record: dict[str, Any] = {"vim_id": vim_id, "instance_id": instance_id}
+    for name, value in (
+        ("tenant_id", next((s.project_id for s in samples if s.project_id), None)),
+        ("host", next((s.host for s in samples if s.host), None)),
+    ):
+        if value is not None:
+            record[name] = value
+    bookkeeping: Bookkeeping = {"source": source.as_dict()}
+    record[META] = bookkeeping
+    return record
 
 
 def _micros(epoch_seconds: float) -> int:
