@@ -15,7 +15,15 @@ from typing import Any
 
 from schemas.dead_letter import STAGE_STUCK, dead_letter_headers
 from schemas.raw import SAMPLE_EVENT_TYPES, Headers, samples_of
-from schemas.state import DELETED_STATE, META, Bookkeeping, ClearedRecord, source_of, state_key
+from schemas.state import (
+    DELETED_STATE,
+    META,
+    Bookkeeping,
+    ClearedRecord,
+    source_of,
+    source_partition,
+    state_key,
+)
 from schemas.vocabulary import FORMAT_LEGACY, FORMAT_POLL, FORMAT_VERSIONED, twin_action
 from streams import codecs, metering, stuck, ves, ves_measurement
 from streams.fleet import FleetFlow
@@ -198,7 +206,8 @@ class Processor:
         self._stuck_after = dict(stuck_after or {})
         self.measurement_interval = measurement_interval
         self.measurement_grace = measurement_grace
-        # The event flow of the open fleet intervals (streams.fleet): this worker's, in memory.
+        # The event flow of the open fleet intervals per raw partition (streams.fleet); the
+        # runner loads and writes it with the state table.
         self.fleet_flow = FleetFlow(measurement_interval)
 
     def process(
@@ -348,10 +357,11 @@ class Processor:
         outcome = self._publisher.publish(
             event, event_json, APPLIED, vm_key, new_state, step, stuck_clears=clears, occurred_micros=occurred
         )
-        self._count_flow(event, step, now)
+        if self.measuring():
+            self._count_flow(event, step, source.partition, now)
         return outcome
 
-    def _count_flow(self, event: Mapping[str, Any], step: ves.Step, now: float) -> None:
+    def _count_flow(self, event: Mapping[str, Any], step: ves.Step, partition: int, now: float) -> None:
         """The applied event in the fleet figures of the interval in progress."""
         received, occurred = event.get("received_at"), event.get("occurred_at")
         lag = (
@@ -360,6 +370,7 @@ class Processor:
             else None
         )
         self.fleet_flow.event(
+            partition,
             str(event["vim_id"]),
             str(event.get("status")),
             lag,
@@ -520,7 +531,9 @@ class Processor:
         written = ves.step_from_meta(meta)
         sequence = max((written.sequence + 1) if written else 0, _after_stuck_raises(pending))
         fired = due[0].raised(sequence, str(state.get("display_name") or state.get("instance_id")))
-        self.fleet_flow.stuck(str(state.get("vim_id")), now)
+        partition = source_partition(state)
+        if partition is not None and self.measuring():
+            self.fleet_flow.stuck(partition, str(state.get("vim_id")), now)
         pending[fired.kind] = fired
         new_state = {**state, META: {**meta, **stuck.pending_to_meta(pending)}}
         event_json = stuck.stuck_event(state, fired, META, _iso_micros(fired.deadline))

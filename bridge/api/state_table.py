@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 from sortedcontainers import SortedKeyList, SortedList
 
-from schemas.state import parse_state_key
+from schemas.state import is_flow_key, parse_state_key
 
 LOG = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ class ApplyOutcome(enum.Enum):
     UPSERTED = "upserted"
     REMOVED = "removed"
     MALFORMED = "malformed"
+    # A record of the stream worker's own on the topic (schemas.state.is_flow_key), not a VM's.
+    SKIPPED = "skipped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +343,8 @@ class StateTable:
         """Apply one state-topic record: an upsert, or a removal for a tombstone (value None)."""
         parsed_key = parse_state_key(key)
         if parsed_key is None:
+            if is_flow_key(key):
+                return self._count(ApplyResult(ApplyOutcome.SKIPPED))
             return self._malformed("key")
         vim_id, instance_id = parsed_key
         if value is None:

@@ -13,7 +13,15 @@ from bridge.simulator.novasim import SimulatedCloud, raw_record
 from schemas.raw import raw_document, split_samples
 from schemas.state import META
 from streams import pipeline, ves_measurement
-from streams.fleet import FleetFlow, count_statuses, fleet_figures, percentile
+from streams.fleet import (
+    FleetFlow,
+    add_to_book,
+    complete,
+    count_statuses,
+    merged_figures,
+    partition_parts,
+    percentile,
+)
 from streams.subscriptions import SubscriptionError, load_subscriptions
 from tests.unit.streams.test_ves import assert_valid_ves
 
@@ -291,13 +299,19 @@ def test_fleet_event_is_valid_and_counts_what_it_was_told() -> None:
     h = Harness()
     created_vm(h)
     flow = FleetFlow(300)
-    flow.event(VIM, "CREATE", 0.5, False, False, T0 + 1)
-    flow.event(VIM, "POWER_OFF", 1.5, True, False, T0 + 2)
-    flow.event(VIM, "POWER_ON", 2.5, False, True, T0 + 3)
-    flow.stuck(VIM, T0 + 4)
-    flow.event(VIM, "DELETE", 9.0, False, False, T0 + 301)  # the next interval
-    figures = fleet_figures(T0, 300, count_statuses(h.state.values()), flow.take(T0))
-    assert len(figures) == 1
+    flow.event(0, VIM, "CREATE", 0.5, False, False, T0 + 1)
+    flow.event(1, VIM, "POWER_OFF", 1.5, True, False, T0 + 2)
+    flow.event(0, VIM, "POWER_ON", 2.5, False, True, T0 + 3)
+    flow.stuck(1, VIM, T0 + 4)
+    flow.event(0, VIM, "DELETE", 9.0, False, False, T0 + 301)  # the next interval
+    book: dict[str, Any] | None = None
+    for partition, statuses in ((0, count_statuses(h.state.values())), (1, {})):
+        parts, manifest = partition_parts(T0, 300, partition, 2, statuses, flow.take(partition, T0))
+        for record in [*parts, manifest]:
+            book = add_to_book(book, record)
+    assert book is not None and complete(book)
+    figures = merged_figures(book)
+    assert len(figures) == 1 and figures[0].partitions == (0, 1) and figures[0].missing_partitions == ()
     outputs = h.processor.fleet_outputs(figures)
     # Feeds narrowed to tenants or hosts get no VIM-wide figures.
     assert [o.topic for o in outputs] == ["m.all"]
@@ -310,8 +324,9 @@ def test_fleet_event_is_valid_and_counts_what_it_was_told() -> None:
     assert named["eventsByKind"] == {"CREATE": "1", "POWER_OFF": "1", "POWER_ON": "1"}
     assert named["vmFailures"] == {"raised": "1", "cleared": "1"} and named["stuckActions"] == {"raised": "1"}
     assert named["notificationLagSeconds"] == {"p50": "1.5", "p99": "2.5"}
+    assert document["event"]["measurementFields"]["additionalFields"]["partitions"] == "0,1"
     assert document["event"]["commonEventHeader"]["eventId"] == ves_measurement.fleet_event_id(VIM, T0)
-    assert flow.take(T0) == {}
+    assert flow.take(0, T0) == {} and flow.through(0) == T0
 
 
 def test_percentile_is_nearest_rank() -> None:
