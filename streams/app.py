@@ -266,6 +266,9 @@ def wire_fleet_merge(app: Any, settings: StreamSettings, runner: BatchRunner) ->
         "fleet-merge",
         default=None,
         partitions=settings.partitions,
+        # key_type gives the changelog its raw keys (the schema alone would leave them JSON on
+        # recovery, where "0/1700000000" is not a document).
+        key_type=bytes,
         schema=faust.Schema(key_serializer="raw", value_serializer="json"),
     )
 

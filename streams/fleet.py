@@ -38,12 +38,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from schemas.state import DELETED_STATE
-from streams import ves
+from schemas.api_status import status_or_unknown
 from streams.metering import interval_start
 from streams.ves_measurement import FleetFigures
 
-UNKNOWN_STATUS: Final = "UNKNOWN"
 FLOW: Final = "fleet_flow"
 # A lag is kept to this many significant digits, counted per value: the percentiles of a busy
 # interval cost a few hundred numbers, not one per event, in a record written every batch.
@@ -249,9 +247,7 @@ class FleetFlow:
 def status_of(state: Mapping[str, Any]) -> str:
     """A VM's Nova API status from its state record (DELETED for a deleted VM; UNKNOWN for a VM
     known from its samples only)."""
-    if state.get("state") == DELETED_STATE:
-        return ves.DELETED_STATUS
-    return ves.api_status(state.get("state"), state.get("task_state")) or UNKNOWN_STATUS
+    return status_or_unknown(state.get("state"), state.get("task_state"))
 
 
 def count_statuses(states: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:

@@ -49,3 +49,4 @@ def test_the_fleet_merge_reads_the_parts_topic_into_a_changelogged_table(stream_
     assert agent.channel.get_topic_name() == "eventfed.fleet.parts"
     (table,) = [t for t in stream_app.tables.values() if t.name == "fleet-merge"]
     assert table.changelog_topic.get_topic_name().endswith("fleet-merge-changelog")
+    assert table.changelog_topic.key_serializer == "raw"
