@@ -558,7 +558,10 @@ class StreamSettings(CommonSettings):
         default=60.0,
         ge=0,
         le=86_400,
-        description="how long after its end an interval still takes late samples before it is emitted",
+        description=(
+            "how long after its end an interval still takes late samples before it is emitted; the "
+            "fleet event of a VIM waits as long again for the share of a raw partition missing"
+        ),
     )
     measurement_check_seconds: float = Field(
         default=5.0,
