@@ -131,7 +131,12 @@ def test_two_workers_send_one_fleet_event_per_vim_per_interval(tmp_path, unique,
         assert last[VIMS[1]][2]["vmsByStatus"] == {"ACTIVE": "12"}
         for _, _, _, fields in last.values():
             assert fields["partitions"] and "missingPartitions" not in fields
-        # The sample-only VM: known, its tenant and host from the sample, no status made up.
+        # The sample-only VM: its measurement event; known, its tenant and host from the sample,
+        # no status made up.
+        everything = [json.loads(r.value())["event"] for r in run.read(topic, timeout=30, idle=0.5)]
+        (vm_event,) = [e for e in everything if e["commonEventHeader"]["eventName"] == VM_EVENT]
+        assert vm_event["commonEventHeader"]["sourceId"] == stranger
+        assert vm_event["measurementFields"]["additionalFields"]["tenantId"] == "tenant-s"
         state = run.latest_state(timeout=30, idle=1)[f"{VIMS[0]}/{stranger}"]
         assert state is not None and "state" not in state and "status" not in state
         assert (state["tenant_id"], state["host"]) == ("tenant-s", "compute-s")
