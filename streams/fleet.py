@@ -43,9 +43,10 @@ from streams.metering import interval_start
 from streams.ves_measurement import FleetFigures
 
 FLOW: Final = "fleet_flow"
-# A lag is kept to this many significant digits, counted per value: the percentiles of a busy
-# interval cost a few hundred numbers, not one per event, in a record written every batch.
-LAG_DIGITS: Final = 3
+# A lag is kept to this many significant digits (within 5 %), counted per value: the percentiles
+# of a busy interval cost a few hundred numbers, not one per event, in a record written every
+# batch.
+LAG_DIGITS: Final = 2
 
 
 @dataclass(slots=True)
