@@ -110,6 +110,8 @@ class Context:
             EVENTFED_EVENTS_TOPIC=topics["events"],
             EVENTFED_STATE_TOPIC=topics["state"],
             EVENTFED_DLQ_TOPIC=topics["dlq"],
+            # The run's own: a merge must never read another run's shares of the same VIM.
+            EVENTFED_FLEET_PARTS_TOPIC=f"{self.prefix}{name}.fleet-parts",
             EVENTFED_APP_ID=f"{self.prefix}{name}.app",
             EVENTFED_PARTITIONS="8",
             EVENTFED_SUBSCRIPTIONS_FILE=str(subscriptions_file),

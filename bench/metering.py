@@ -154,7 +154,9 @@ def run(ctx: Context) -> dict[str, Any]:
     if events != vms:
         raise AccountingError(f"{vms} VMs closed an interval, {events} measurement events")
     fleet_started = time.process_time()
-    figures = fleet_figures(start, INTERVAL, count_statuses(state.values()), processor.fleet_flow.take(start))
+    # Every record came from raw partition 0: its flow is the VIM's.
+    flows = processor.fleet_flow.take(0, start)
+    figures = fleet_figures(start, INTERVAL, count_statuses(state.values()), flows)
     fleet_outputs = processor.fleet_outputs(figures)
     fleet_cpu = time.process_time() - fleet_started
     state_bytes = sum(len(json.dumps(v)) for v in state.values()) / vms

@@ -172,6 +172,11 @@ class CommonSettings(BaseSettings):
     state_topic: str = _topic(
         "eventfed.vm.state", "the latest state of every VM (compacted), which the API reads"
     )
+    fleet_parts_topic: str = _topic(
+        "eventfed.fleet.parts",
+        "the stream workers' shares of the fleet figures, keyed by VIM, merged into one fleet "
+        "measurement event per VIM per interval",
+    )
 
     # The raw topic and the stream worker's table changelogs must have the same partition count:
     # Faust co-partitions a table with the stream that updates it.
@@ -614,7 +619,10 @@ class StreamSettings(CommonSettings):
         default=60.0,
         ge=0,
         le=86_400,
-        description="how long after its end an interval still takes late samples before it is emitted",
+        description=(
+            "how long after its end an interval still takes late samples before it is emitted; the "
+            "fleet event of a VIM waits as long again for the share of a raw partition missing"
+        ),
     )
     measurement_check_seconds: float = Field(
         default=5.0,

@@ -38,7 +38,8 @@ class TopicSpec:
 
 
 def core_topics(settings: CommonSettings) -> list[TopicSpec]:
-    """The raw log, the canonical events, the compacted state and the dead letters."""
+    """The raw log, the canonical events, the compacted state, the dead letters, and the fleet
+    parts (as many partitions as the raw topic, since the merge is co-partitioned with it)."""
     partitions = settings.partitions
     return [
         # The raw topic is the replayable audit log of everything the clouds said.
@@ -50,6 +51,8 @@ def core_topics(settings: CommonSettings) -> list[TopicSpec]:
             {"cleanup.policy": "compact", "delete.retention.ms": str(DAY_MS), "segment.ms": str(3600 * 1000)},
         ),
         TopicSpec(settings.dlq_topic, 1, {"retention.ms": str(14 * DAY_MS)}),
+        # Read within an interval or two of being written; a day covers a worker down overnight.
+        TopicSpec(settings.fleet_parts_topic, partitions, {"retention.ms": str(DAY_MS)}),
     ]
 
 

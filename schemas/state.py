@@ -10,6 +10,14 @@ value   the event's JSON form (see streams.codecs.event_to_json_dict) plus the w
         cleared (streams.stuck), the Ceilometer samples of its open measurement intervals
         (streams.metering). A fired timer rewrites the record with only "pending" changed;
         None (a tombstone) once a deleted VM's retention has passed
+
+A VM known from Ceilometer's samples only (no event or poll yet) has a record with vim_id,
+instance_id, tenant_id and host as the samples say, and the bookkeeping, but no vm_state
+("state"), status or times: nothing is made up.
+
+Besides the VMs, the topic holds one record per raw partition that is not a VM's: the stream
+worker's event-flow counts of the open fleet intervals (streams.fleet), keyed FLOW_KEY_PREFIX +
+the partition number, on that partition. Readers of VM states skip them (is_flow_key).
 """
 
 from __future__ import annotations
@@ -98,6 +106,20 @@ class Bookkeeping(TypedDict, total=False):
     stuck_cleared: list[ClearedRecord]
     # The VM's open measurement intervals of Ceilometer samples (layout in streams.metering).
     metering: dict[str, Any]
+
+
+# '#' cannot start a VIM id (VIM_ID_PATTERN), so no VM's key looks like this.
+FLOW_KEY_PREFIX = b"#fleet-flow/"
+
+
+def flow_key(partition: int) -> bytes:
+    return FLOW_KEY_PREFIX + str(partition).encode()
+
+
+def is_flow_key(key: bytes | str | None) -> bool:
+    if isinstance(key, str):
+        key = key.encode("utf-8", "replace")
+    return key is not None and key.startswith(FLOW_KEY_PREFIX)
 
 
 def state_key(vim_id: str, instance_id: str) -> bytes:

@@ -23,11 +23,13 @@ from bridge.topic_admin import core_topics, ensure_topics
 from streams import pipeline
 from streams.codecs import CodecError
 from streams.faust_internals import FaustConsumerOffsets, missing_internals
+from streams.fleet_merge import FleetMerger
 from streams.range_reader import KafkaRangeReader
 from streams.registration import Registrar, SchemaIds, avro_topics
 from streams.runner import COMMIT_INTERVAL_SECONDS, BatchRunner, BatchWriter
 from streams.subscription_source import SubscriptionSource
 from streams.subscriptions import Subscription, SubscriptionError
+from streams.sweeps import FleetTopic
 from streams.topics_command import sink_topics
 from streams.worker_timers import WorkerTimers, register_timers, subscription_reloader
 
@@ -224,6 +226,8 @@ def build_app(
         async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout):
             await runner.handle_batch([event.message for event in events])
 
+    merger = wire_fleet_merge(app, settings, runner)
+
     async def wait_for_writes_on_revoke(_app: Any, *_args: Any, **_kwargs: Any) -> None:
         # Called inside the rebalance, before this worker rejoins: the next owner of a partition
         # starts only after this worker's last write and commit for it.
@@ -234,10 +238,50 @@ def build_app(
     register_timers(
         app,
         WorkerTimers(
-            app, settings, runner, health, subscription_reloader(settings, subscriptions, health, registrar)
+            app,
+            settings,
+            runner,
+            health,
+            subscription_reloader(settings, subscriptions, health, registrar),
+            merger,
         ),
     )
     return app, runner
+
+
+def wire_fleet_merge(app: Any, settings: StreamSettings, runner: BatchRunner) -> FleetMerger:
+    """The fleet figures' parts topic, the merge's table (changelogged under the app's name, as
+    Faust's own topics are) and the agent that merges (streams.fleet_merge). The fleet-parts
+    topic has the raw topic's partition count, so Faust assigns both alike."""
+    runner.sweeps.fleet = FleetTopic(settings.fleet_parts_topic, settings.partitions, settings.partitions)
+    parts_topic = app.topic(
+        settings.fleet_parts_topic,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+    import faust
+
+    books = app.Table(
+        "fleet-merge",
+        default=None,
+        partitions=settings.partitions,
+        # key_type gives the changelog its raw keys (the schema alone would leave them JSON on
+        # recovery, where "0/1700000000" is not a document).
+        key_type=bytes,
+        schema=faust.Schema(key_serializer="raw", value_serializer="json"),
+    )
+
+    merger = FleetMerger(
+        books, runner.processor.fleet_outputs, runner.writer.write_all, settings.measurement_grace_seconds
+    )
+
+    @app.agent(parts_topic)
+    async def merge_fleet(stream: Any) -> None:
+        async for event in stream.events():
+            await merger.handle(event.message.partition, event.value, time.time())
+
+    return merger
 
 
 class StreamDeployable:

@@ -48,7 +48,8 @@ DUPLICATE: Final = "duplicate"
 LATE: Final = "late"
 AFTER_DELETE: Final = "after_delete"
 INVALID: Final = "invalid"
-UNKNOWN_VM: Final = "unknown_vm"
+# The outcome's reason when the samples made their VM known (it had no state before).
+NEW_VM: Final = "new_vm"
 OTHER_INSTANCE: Final = "other_instance"
 
 METERING: Final = "metering"

@@ -60,7 +60,7 @@ SUBSCRIPTION_RELOADS = Counter(
 STATE_SIZE = Gauge("eventfed_stream_state_vms", "VMs in this worker's state table")
 SAMPLES = Counter(
     "eventfed_stream_samples_total",
-    "Ceilometer samples by what became of them (counted, duplicate, late, after_delete, unknown_vm, "
+    "Ceilometer samples by what became of them (counted, duplicate, late, after_delete, "
     "other_instance, invalid)",
     ["outcome"],
 )
@@ -70,7 +70,20 @@ MEASUREMENTS = Counter(
 MEASUREMENT_SECONDS = Histogram(
     "eventfed_stream_measurement_sweep_seconds", "Time to close one interval on this worker's VMs"
 )
-# The fleet figures of the last closed interval (labels: the VIM, and the API status or event kind).
+FLEET_PARTS = Counter(
+    "eventfed_stream_fleet_parts_total", "Fleet parts (one raw partition's share of a VIM) written"
+)
+FLEET_MERGED = Counter(
+    "eventfed_stream_fleet_merged_total",
+    "Fleet parts and manifests merged, by what became of them (added, again, late)",
+    ["outcome"],
+)
+FLEET_INCOMPLETE = Counter(
+    "eventfed_stream_fleet_incomplete_total",
+    "Fleet events sent at the merge deadline without every raw partition's share",
+)
+# The fleet figures of the last closed interval, set by the worker that merged the VIM's
+# figures (labels: the VIM, and the API status or event kind).
 FLEET_VMS = Gauge("eventfed_fleet_vms", "VMs by Nova API status", ["vim", "status"])
 FLEET_EVENTS = Gauge(
     "eventfed_fleet_interval_events", "Events in the last interval by kind", ["vim", "status"]

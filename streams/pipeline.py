@@ -15,7 +15,15 @@ from typing import Any
 
 from schemas.dead_letter import STAGE_STUCK, dead_letter_headers
 from schemas.raw import SAMPLE_EVENT_TYPES, Headers, samples_of
-from schemas.state import DELETED_STATE, META, Bookkeeping, ClearedRecord, source_of, state_key
+from schemas.state import (
+    DELETED_STATE,
+    META,
+    Bookkeeping,
+    ClearedRecord,
+    source_of,
+    source_partition,
+    state_key,
+)
 from schemas.vocabulary import FORMAT_LEGACY, FORMAT_POLL, FORMAT_VERSIONED, twin_action
 from streams import codecs, metering, stuck, ves, ves_measurement
 from streams.fleet import FleetFlow
@@ -198,7 +206,8 @@ class Processor:
         self._stuck_after = dict(stuck_after or {})
         self.measurement_interval = measurement_interval
         self.measurement_grace = measurement_grace
-        # The event flow of the open fleet intervals (streams.fleet): this worker's, in memory.
+        # The event flow of the open fleet intervals per raw partition (streams.fleet); the
+        # runner loads and writes it with the state table.
         self.fleet_flow = FleetFlow(measurement_interval)
 
     def process(
@@ -213,7 +222,7 @@ class Processor:
         if isinstance(read, Outcome):
             return read
         if isinstance(read, dict):
-            return self._meter(key, value, read, source, current_state)
+            return self._meter(key, value, read, source, current_state, now)
         event, timestamp_texts = read
         vm_key = state_key(event["vim_id"], event["instance_id"])
         try:
@@ -348,10 +357,11 @@ class Processor:
         outcome = self._publisher.publish(
             event, event_json, APPLIED, vm_key, new_state, step, stuck_clears=clears, occurred_micros=occurred
         )
-        self._count_flow(event, step, now)
+        if self.measuring():
+            self._count_flow(event, step, source.partition, now)
         return outcome
 
-    def _count_flow(self, event: Mapping[str, Any], step: ves.Step, now: float) -> None:
+    def _count_flow(self, event: Mapping[str, Any], step: ves.Step, partition: int, now: float) -> None:
         """The applied event in the fleet figures of the interval in progress."""
         received, occurred = event.get("received_at"), event.get("occurred_at")
         lag = (
@@ -360,6 +370,7 @@ class Processor:
             else None
         )
         self.fleet_flow.event(
+            partition,
             str(event["vim_id"]),
             str(event.get("status")),
             lag,
@@ -375,10 +386,17 @@ class Processor:
         raw: dict[str, Any],
         source: Source,
         current_state: Callable[[bytes], Mapping[str, Any] | None],
+        now: float,
     ) -> Outcome:
         """A record of Ceilometer samples (of one VM, as the listener splits them) counted into
-        the VM's open intervals. A VM eventfed has no state for gets no figures (its first event
-        or poll makes it known); samples taken after the VM's delete are not counted."""
+        the VM's open intervals; samples taken after the VM's delete are not counted.
+
+        A VM eventfed has no state for is made known by its samples, as by its first event: a
+        record with the VM's ids, its tenant and host as the samples say, and the metering
+        bookkeeping, but no vm_state or status (none was seen). Its first event or poll fills
+        those in. Samples whose interval is already over (grace included) do not make a record:
+        they are late either way, and a replay of old samples must not bring back a VM whose
+        deleted state was removed."""
         if not self.measuring():
             return Outcome(IGNORED, "samples")
         vim_id = raw.get("vim_id")
@@ -405,8 +423,11 @@ class Processor:
         vm_key = state_key(vim_id, instance_id)
         state = current_state(vm_key)
         if state is None:
-            counts[metering.UNKNOWN_VM] = len(mine)
-            return Outcome(METERED, metering.UNKNOWN_VM, counts=counts)
+            current = [s for s in mine if not self._interval_over(s.at, now)]
+            counts[metering.LATE] = len(mine) - len(current)
+            if not current:
+                return Outcome(METERED, "", counts=counts)
+            state, mine = _known_from_samples(vim_id, instance_id, current, source), current
         deleted_at = None
         if state.get("state") == DELETED_STATE:
             try:
@@ -420,7 +441,12 @@ class Processor:
         if added.metering is None:
             return Outcome(METERED, "", counts=counts)
         new_state = {**state, META: {**meta, metering.METERING: added.metering}}
-        return Outcome(METERED, "", state_key=vm_key, new_state=new_state, counts=counts)
+        reason = metering.NEW_VM if current_state(vm_key) is None else ""
+        return Outcome(METERED, reason, state_key=vm_key, new_state=new_state, counts=counts)
+
+    def _interval_over(self, at: float, now: float) -> bool:
+        start = metering.interval_start(at, self.measurement_interval)
+        return start + self.measurement_interval + self.measurement_grace <= now
 
     def measuring(self) -> bool:
         """Whether any measurement feed is in force (else samples are not kept)."""
@@ -505,7 +531,9 @@ class Processor:
         written = ves.step_from_meta(meta)
         sequence = max((written.sequence + 1) if written else 0, _after_stuck_raises(pending))
         fired = due[0].raised(sequence, str(state.get("display_name") or state.get("instance_id")))
-        self.fleet_flow.stuck(str(state.get("vim_id")), now)
+        partition = source_partition(state)
+        if partition is not None and self.measuring():
+            self.fleet_flow.stuck(partition, str(state.get("vim_id")), now)
         pending[fired.kind] = fired
         new_state = {**state, META: {**meta, **stuck.pending_to_meta(pending)}}
         event_json = stuck.stuck_event(state, fired, META, _iso_micros(fired.deadline))
@@ -520,6 +548,22 @@ class Processor:
             dead = Output(self._topics.dlq, vm_key, codecs.encode_json_dict(state), headers)
             return Outcome(DEAD, reason, outputs=[dead], state_key=vm_key, new_state=new_state)
         return outcome
+
+
+def _known_from_samples(
+    vim_id: str, instance_id: str, samples: Sequence[metering.Sample], source: Source
+) -> dict[str, Any]:
+    """The first record of a VM known from its samples only: no vm_state or status is made up."""
+    record: dict[str, Any] = {"vim_id": vim_id, "instance_id": instance_id}
+    for name, value in (
+        ("tenant_id", next((s.project_id for s in samples if s.project_id), None)),
+        ("host", next((s.host for s in samples if s.host), None)),
+    ):
+        if value is not None:
+            record[name] = value
+    bookkeeping: Bookkeeping = {"source": source.as_dict()}
+    record[META] = bookkeeping
+    return record
 
 
 def _micros(epoch_seconds: float) -> int:

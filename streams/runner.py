@@ -47,6 +47,7 @@ from confluent_kafka import KafkaException
 from bridge.kafka_delivery import produce_and_confirm
 from bridge.retry import Backoff
 from schemas.raw import documents
+from schemas.state import flow_key
 from streams import codecs, metrics, pipeline
 from streams.batch_decisions import BatchDecisions
 from streams.gaps import GapFiller
@@ -388,6 +389,8 @@ class BatchRunner:
             self.gaps.forget()
             self.uncommitted.clear()
             self.pending_states.clear()
+            # Loaded again from the table, for whichever partitions are this worker's next.
+            self.processor.fleet_flow.forget()
 
     async def confirm_states(self) -> bool:
         """Whether Kafka holds every state staged so far; those it refused (or left unconfirmed)
@@ -457,7 +460,10 @@ class BatchRunner:
             return value
 
         process = self.processor.process
+        flow = self.processor.fleet_flow
         for message in messages:
+            if not flow.loaded(message.partition):
+                self.load_flow(message.partition)
             value = message.value
             for index, document in enumerate(
                 documents(value, message.headers) if value is not None else [None]
@@ -469,8 +475,23 @@ class BatchRunner:
                     pending[outcome.state_key] = outcome.new_state
                     job.states[outcome.state_key] = (message.partition, outcome.new_state)
                 job.outcomes.append(outcome)
+        self.stage_flow(job)
         metrics.PHASE_SECONDS.labels("process").observe(time.monotonic() - started)
         return job
+
+    def load_flow(self, partition: int) -> None:
+        """The raw partition's fleet flow (streams.fleet) as the state table has it, before
+        anything is counted into it."""
+        key = flow_key(partition)
+        self.processor.fleet_flow.load(partition, self.pending_states.get(key, self.state.get(key)))
+
+    def stage_flow(self, job: BatchDecisions) -> None:
+        """The fleet flow records the job's decisions changed, written with its states: an
+        event's count goes to Kafka with the state that applied it, and is replayed with it."""
+        for partition, record in self.processor.fleet_flow.take_changed():
+            key = flow_key(partition)
+            self.pending_states[key] = record
+            job.states[key] = (partition, record)
 
     def send(self, job: BatchDecisions) -> asyncio.Task[None]:
         previous = self._in_flight[-1] if self._in_flight else None

@@ -7,15 +7,17 @@ in between: a sweep of 100,000 VMs in one go held the worker for about half a se
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from schemas.state import source_partition
+from schemas.state import is_flow_key, source_partition
 from streams import metrics, pipeline
 from streams.batch_decisions import BatchDecisions
-from streams.fleet import count_statuses, fleet_figures
+from streams.fleet import count_statuses, partition_parts
 from streams.metering import interval_start
 
 if TYPE_CHECKING:
@@ -24,6 +26,31 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 # Fleet intervals a worker emits at most in one go, catching up.
 FLEET_CATCH_UP = 2
+
+
+@dataclass(frozen=True, slots=True)
+class FleetTopic:
+    """The fleet-parts topic, its partitions, and the raw topic's partitions."""
+
+    topic: str
+    partitions: int
+    raw_partitions: int
+
+
+def _statuses_by_partition(
+    states: Mapping[bytes, Any], partitions: set[int]
+) -> dict[int, dict[str, dict[str, int]]]:
+    grouped: dict[int, list[Mapping[str, Any]]] = {}
+    for value in states.values():
+        partition = source_partition(value) if value is not None else None
+        if partition in partitions:
+            grouped.setdefault(partition, []).append(value)
+    return {partition: count_statuses(values) for partition, values in grouped.items()}
+
+
+def _json(value: Mapping[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
 
 # State records looked at per hold of the write lock by a sweep: about 10 ms of the event loop.
 SWEEP_SLICE = 2_000
@@ -34,8 +61,8 @@ class TableSweeps:
 
     def __init__(self, runner: BatchRunner) -> None:
         self._runner = runner
-        # The start of the last interval whose fleet event was written (None: none yet).
-        self.fleet_through: int | None = None
+        # Where the fleet parts go (None: no fleet figures).
+        self.fleet: FleetTopic | None = None
         self._started_at = time.time()
         # The raw partitions' ends when the worker took them (per consumer generation), and the
         # generation whose records up to those ends are handled.
@@ -80,6 +107,8 @@ class TableSweeps:
                 partition = source_partition(value)
                 if partition is not None and partition not in active_partitions:
                     continue
+                if partition is not None and not self._runner.processor.fleet_flow.loaded(partition):
+                    self._runner.load_flow(partition)
                 outcome = self._runner.processor.expire(key, value, now)
                 if outcome is None or outcome.new_state is None:
                     continue
@@ -87,6 +116,7 @@ class TableSweeps:
                 job.outcomes.append(outcome)
                 pending[key] = outcome.new_state
                 job.states[key] = (partition, outcome.new_state)
+            self._runner.stage_flow(job)
 
         return await self._sweep(decide)
 
@@ -148,36 +178,68 @@ class TableSweeps:
         return True
 
     async def _emit_fleet(self, active_partitions: set[int], now: float) -> None:
-        """The fleet event of every interval closed since the last call, from the one in progress
-        when this worker started: it counted none of the events of those before."""
-        processor = self._runner.processor
+        """Each owned raw partition's parts of every fleet interval closed since it last sent
+        one (streams.fleet, step 2): its parts and manifests, then its flow record with the
+        interval closed, written like a batch (outputs, then states). A crash between the two
+        sends them again, which the merge takes as it took them the first time."""
+        runner, fleet = self._runner, self.fleet
+        processor = runner.processor
+        if fleet is None or not processor.measuring():
+            return
         interval, grace = processor.measurement_interval, processor.measurement_grace
         last_due = interval_start(now - grace, interval) - interval
-        if self.fleet_through is None:
-            self.fleet_through = interval_start(self._started_at, interval) - interval
-        # After a pause (the event loop held, the clock stepped), the last few intervals only:
-        # the ones before hold no event this worker counted.
-        self.fleet_through = max(self.fleet_through, last_due - FLEET_CATCH_UP * interval)
-        for start in range(self.fleet_through + interval, last_due + 1, interval):
-            async with self._runner.write_lock:
-                states = {**self._runner.state, **self._runner.pending_states}
-                statuses = count_statuses(
-                    value
-                    for value in states.values()
-                    if value is not None and source_partition(value) in active_partitions
+        # A partition that never sent a part: from the interval in progress when this worker
+        # started (events before it were counted by no one this worker can ask).
+        never_sent = interval_start(self._started_at, interval) - interval
+        # After a pause (the event loop held, the clock stepped), the last few intervals only.
+        oldest = last_due - FLEET_CATCH_UP * interval
+        flow = processor.fleet_flow
+        generation = runner.current_generation()
+        async with runner.write_lock:
+            if not runner.accepts(generation):
+                return
+            for partition in active_partitions:
+                if not flow.loaded(partition):
+                    runner.load_flow(partition)
+            starts = {
+                partition: range(
+                    max(oldest, (flow.through(partition) or never_sent) + interval), last_due + 1, interval
                 )
-                figures = fleet_figures(
-                    start, interval, statuses, processor.fleet_flow.take(start), active_partitions
-                )
-                job = BatchDecisions(started=time.monotonic())
-                job.outputs.extend(processor.fleet_outputs(figures))
-                task = self._runner.send(job) if job.outputs else None
-            metrics.set_fleet(figures)
-            if task is not None:
-                await asyncio.wait([task])
-                task.result()
-                metrics.MEASUREMENTS.labels("vim").inc(len(job.outputs))
-            self.fleet_through = start
+                for partition in sorted(active_partitions)
+            }
+            if not any(starts.values()):
+                return
+            statuses = _statuses_by_partition({**runner.state, **runner.pending_states}, set(starts))
+            job = BatchDecisions(started=time.monotonic())
+            parts: list[pipeline.Output] = []
+            manifests: list[pipeline.Output] = []
+            for partition, due in starts.items():
+                for start in due:
+                    flows = flow.take(partition, start)
+                    made, manifest = partition_parts(
+                        start, interval, partition, fleet.raw_partitions, statuses.get(partition, {}), flows
+                    )
+                    parts.extend(
+                        pipeline.Output(fleet.topic, part["vim_id"].encode(), _json(part), [])
+                        for part in made
+                    )
+                    # To every partition of the merge: each learns that this raw partition is in.
+                    manifests.extend(
+                        pipeline.Output(fleet.topic, b"manifest", _json(manifest), [], merge_partition)
+                        for merge_partition in range(fleet.partitions)
+                    )
+            # The parts confirmed before the manifests are written, so that a merge that has the
+            # manifest of a raw partition has its parts too.
+            parts_job = BatchDecisions(started=time.monotonic())
+            parts_job.outputs.extend(parts)
+            tasks = [runner.send(parts_job)]
+            job.outputs.extend(manifests)
+            runner.stage_flow(job)
+            tasks.append(runner.send(job))
+        await asyncio.wait(tasks)
+        for task in tasks:
+            task.result()
+        metrics.FLEET_PARTS.inc(len(parts))
 
     async def _sweep(self, decide: Callable[[Sequence[bytes], BatchDecisions], None]) -> int:
         """Goes over the state table SWEEP_SLICE keys at a time, each slice decided under the
@@ -185,7 +247,8 @@ class TableSweeps:
 
         The batches run between the slices: a sweep of 100,000 VMs in one go held the worker for
         about half a second. A VM added meanwhile waits for the next sweep; a rebalance ends this
-        one (the partitions it was given may no longer be this worker's).
+        one (the partitions it was given may no longer be this worker's). The count leaves out
+        the fleet flow records written with the VMs' states.
         """
         generation = self._runner.current_generation()
         keys = list(self._runner.state.keys())
@@ -202,5 +265,5 @@ class TableSweeps:
                 continue
             await asyncio.wait([task])
             task.result()
-            written += len(job.states)
+            written += sum(not is_flow_key(key) for key in job.states)
         return written

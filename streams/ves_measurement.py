@@ -291,14 +291,14 @@ class FleetFigures:
     stuck_actions: int
     lag_p50: float | None
     lag_p99: float | None
-    # The raw-topic partitions whose VMs and events the figures count: a worker counts those it
-    # owns, so with several workers each reports its share of the VIM.
+    # The raw-topic partitions whose VMs and events the figures count, and those whose share had
+    # not come when the figures had to go (see streams.fleet).
     partitions: tuple[int, ...] = ()
+    missing_partitions: tuple[int, ...] = ()
 
 
-def fleet_event_id(vim_id: str, start: int, partitions: tuple[int, ...] = ()) -> str:
-    share = f"/p{min(partitions)}" if partitions else ""
-    return bounded_event_id(vim_id, f"fleet/measurement/{start}{share}")
+def fleet_event_id(vim_id: str, start: int) -> str:
+    return bounded_event_id(vim_id, f"fleet/measurement/{start}")
 
 
 def fleet_measurement(figures: FleetFigures, reporting_entity: str | None = None) -> dict[str, Any]:
@@ -327,6 +327,11 @@ def fleet_measurement(figures: FleetFigures, reporting_entity: str | None = None
             "vimId": figures.vim_id,
             "source": "eventfed",
             **({"partitions": ",".join(map(str, figures.partitions))} if figures.partitions else {}),
+            **(
+                {"missingPartitions": ",".join(map(str, figures.missing_partitions))}
+                if figures.missing_partitions
+                else {}
+            ),
         },
     }
     header = _header(
@@ -335,7 +340,7 @@ def fleet_measurement(figures: FleetFigures, reporting_entity: str | None = None
         figures.vim_id,
         reporting_entity,
         FLEET_EVENT_NAME,
-        fleet_event_id(figures.vim_id, figures.start, figures.partitions),
+        fleet_event_id(figures.vim_id, figures.start),
         (figures.start, figures.length),
     )
     return {"event": {"commonEventHeader": header, "measurementFields": fields}}

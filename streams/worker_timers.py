@@ -1,5 +1,6 @@
 """The stream worker's timers, each a named function: offsets committed, stalled partitions read,
-health observed, deleted VMs expired, stuck actions raised, subscriptions reloaded."""
+health observed, deleted VMs expired, stuck actions raised, measurement intervals closed, the
+fleet merge ticked, subscriptions reloaded."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from bridge.gc_thresholds import WORKER_THRESHOLDS, settle_after_start_up
 from bridge.settings import StreamSettings
 from streams.codecs import RegistrationError
 from streams.faust_internals import in_recovery
+from streams.fleet_merge import TICK_KEY, FleetMerger, tick
 from streams.registration import Registrar, registry_backoff
+from streams.routing import Output
 from streams.runner import COMMIT_INTERVAL_SECONDS, BatchRunner
 from streams.subscription_source import SubscriptionSource
 
@@ -82,8 +85,10 @@ class WorkerTimers:
         runner: BatchRunner,
         health: StreamHealth,
         reload_subscriptions: Callable[[], Awaitable[None]],
+        merger: FleetMerger | None = None,
     ) -> None:
         self._app = app
+        self._merger = merger
         self.settings = settings
         self._runner = runner
         self._health = health
@@ -138,6 +143,19 @@ class WorkerTimers:
             return
         await self._runner.sweeps.close_measurements(self.assigned_raw(), time.time())
 
+    async def tick_fleet_merge(self) -> None:
+        """A tick to each fleet-parts partition this worker merges whose books are due: the merge
+        acts on them when it reads the tick (a Faust table is written by its agent)."""
+        if self._merger is None or in_recovery(self._app):
+            return
+        topic = self.settings.fleet_parts_topic
+        owned = {tp.partition for tp in self._app.assignor.assigned_actives() if tp.topic == topic}
+        now = time.time()
+        due = self._merger.due(owned, now)
+        if due:
+            ticks = [Output(topic, TICK_KEY, tick(now), [], partition) for partition in sorted(due)]
+            await self._runner.writer.write_all(ticks)
+
 
 def register_timers(app: Any, timers: WorkerTimers) -> None:
     settings = timers.settings
@@ -148,3 +166,4 @@ def register_timers(app: Any, timers: WorkerTimers) -> None:
     app.timer(interval=max(1.0, min(60.0, settings.tombstone_seconds / 4)))(timers.expire_deleted)
     app.timer(interval=settings.stuck_check_seconds)(timers.raise_stuck_actions)
     app.timer(interval=settings.measurement_check_seconds)(timers.close_measurements)
+    app.timer(interval=settings.measurement_check_seconds)(timers.tick_fleet_merge)

@@ -47,9 +47,28 @@ class _StateTableCollector(Collector):
             for vm_state, count in sorted(vim.state_counts.items()):
                 by_state.add_metric([vim.vim_id, vm_state], count)
         yield by_state
+        # The fleet figure the API holds: VMs by Nova API status (the stream worker's fleet event
+        # carries the same per interval, with the event flow only the workers see).
+        by_status = GaugeMetricFamily(
+            f"{PREFIX}_fleet_vms",
+            "VMs per VIM and Nova API status (UNKNOWN: known from Ceilometer samples only)",
+            labels=["vim", "status"],
+        )
+        for vim_id, counts in sorted(table.api_status_counts().items()):
+            for status, count in sorted(counts.items()):
+                by_status.add_metric([vim_id, status], count)
+        yield by_status
+        last_event = GaugeMetricFamily(
+            f"{PREFIX}_fleet_last_event_timestamp_seconds",
+            "Time of the latest event of any VM of the VIM in the state table (epoch seconds)",
+            labels=["vim"],
+        )
+        for vim_id, at in sorted(table.last_event_times().items()):
+            last_event.add_metric([vim_id], at)
+        yield last_event
         records = CounterMetricFamily(
             f"{PREFIX}_state_records",
-            "State topic records read, by outcome (upserted, removed, malformed)",
+            "State topic records read, by outcome (upserted, removed, malformed, skipped: not a VM's)",
             labels=["outcome"],
         )
         for outcome, count in sorted(table.outcomes.items()):

@@ -27,7 +27,8 @@ from typing import Any
 import orjson
 from sortedcontainers import SortedKeyList, SortedList
 
-from schemas.state import parse_state_key
+from schemas.api_status import status_or_unknown
+from schemas.state import is_flow_key, parse_state_key
 
 LOG = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class ApplyOutcome(enum.Enum):
     UPSERTED = "upserted"
     REMOVED = "removed"
     MALFORMED = "malformed"
+    # A record of the stream worker's own on the topic (schemas.state.is_flow_key), not a VM's.
+    SKIPPED = "skipped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +95,12 @@ class _VmRow:
     host: str | None
     summary_json: bytes
     record_json: bytes
+    # Nova's API status (schemas.api_status), UNKNOWN without a vm_state: the fleet metrics.
+    api_status: str
 
     def update_from(self, newer: _VmRow) -> None:
         # In place: the row keeps its slot in `_Vim.order`, whose key never changes.
-        self.state, self.status = newer.state, newer.status
+        self.state, self.status, self.api_status = newer.state, newer.status, newer.api_status
         self.tenant_id, self.host = newer.tenant_id, newer.host
         self.summary_json, self.record_json = newer.summary_json, newer.record_json
 
@@ -160,6 +165,7 @@ class _Vim:
     # VMs per (vm_state, status kind): the size of a union of state and kind buckets, which
     # overlap, without walking them.
     pairs: Counter[tuple[str | None, str | None]] = field(default_factory=Counter)
+    api_statuses: Counter[str] = field(default_factory=Counter)
     last_event_at: datetime | None = None
     last_event_text: str | None = None
 
@@ -317,6 +323,7 @@ def _build_row(vim_id: str, instance_id: str, value: bytes | str) -> tuple[_VmRo
         host=_interned(_text(record.get("host"))),
         summary_json=_dumps(summary),
         record_json=record_json,
+        api_status=sys.intern(status_or_unknown(state, _text(record.get("task_state")))),
     )
     return row, record.get("occurred_at")
 
@@ -341,6 +348,8 @@ class StateTable:
         """Apply one state-topic record: an upsert, or a removal for a tombstone (value None)."""
         parsed_key = parse_state_key(key)
         if parsed_key is None:
+            if is_flow_key(key):
+                return self._count(ApplyResult(ApplyOutcome.SKIPPED))
             return self._malformed("key")
         vim_id, instance_id = parsed_key
         if value is None:
@@ -375,6 +384,11 @@ class StateTable:
     ) -> None:
         vim = self._vim(vim_id)
         current = vim.rows.get(instance_id)
+        vim.api_statuses[row.api_status] += 1
+        if current is not None:
+            vim.api_statuses[current.api_status] -= 1
+            if not vim.api_statuses[current.api_status]:
+                del vim.api_statuses[current.api_status]
         if current is None:
             vim.rows[instance_id] = row
             vim.order.add(row)
@@ -398,6 +412,9 @@ class StateTable:
             return
         vim.unindex(row)
         vim.order.remove(row)
+        vim.api_statuses[row.api_status] -= 1
+        if not vim.api_statuses[row.api_status]:
+            del vim.api_statuses[row.api_status]
         self._vm_count -= 1
 
     # --- reading -------------------------------------------------------------------------------
@@ -413,6 +430,20 @@ class StateTable:
     def vm_counts(self) -> dict[str, int]:
         with self._lock:
             return {vim_id: len(vim.rows) for vim_id, vim in self._vims.items()}
+
+    def api_status_counts(self) -> dict[str, dict[str, int]]:
+        """VMs per VIM and Nova API status (UNKNOWN: known from samples only, no vm_state yet)."""
+        with self._lock:
+            return {vim_id: dict(vim.api_statuses) for vim_id, vim in self._vims.items()}
+
+    def last_event_times(self) -> dict[str, float]:
+        """Per VIM with any, the time of its latest event (epoch seconds)."""
+        with self._lock:
+            return {
+                vim_id: vim.last_event_at.timestamp()
+                for vim_id, vim in self._vims.items()
+                if vim.last_event_at is not None
+            }
 
     def vims(self) -> list[VimOverview]:
         with self._lock:

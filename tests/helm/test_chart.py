@@ -511,9 +511,9 @@ def test_standard_labels(manifests: list[Manifest]) -> None:
 
 def test_kinds(default_manifests: list[Manifest], multi_manifests: list[Manifest]) -> None:
     kinds = Counter(doc["kind"] for doc in default_manifests)
-    # No VIMs by default: stream and API only, plus five topics (four own, one subscription).
+    # No VIMs by default: stream and API only, plus six topics (five own, one subscription).
     assert kinds["Deployment"] == 2
-    assert kinds["KafkaTopic"] == 5
+    assert kinds["KafkaTopic"] == 6
     assert kinds["KafkaUser"] == 1
     assert kinds["ServiceMonitor"] == 0
     multi = Counter(doc["kind"] for doc in multi_manifests)
@@ -764,7 +764,7 @@ def test_topics(fixture: str, request: pytest.FixtureRequest) -> None:
     docs: list[Manifest] = request.getfixturevalue(fixture)
     topics = topics_by_name(docs)
     env = configured(docs)
-    own = {env[f"EVENTFED_{role}_TOPIC"] for role in ("RAW", "EVENTS", "STATE", "DLQ")}
+    own = {env[f"EVENTFED_{role}_TOPIC"] for role in ("RAW", "EVENTS", "STATE", "DLQ", "FLEET_PARTS")}
     existing = set(DEFAULT_VALUES["kafka"]["existingTopics"])
     assert set(topics) == own | (subscription_sink_topics(docs) - existing)
     for name, topic in topics.items():
@@ -833,6 +833,7 @@ def test_kafka_user_acls_are_exactly_the_apps(fixture: str, request: pytest.Fixt
         ("topic", "literal", env["EVENTFED_DLQ_TOPIC"]): {"Describe", "Write"},
         ("topic", "literal", env["EVENTFED_EVENTS_TOPIC"]): {"Describe", "Write"},
         ("topic", "literal", env["EVENTFED_STATE_TOPIC"]): {"Create", "Describe", "Read", "Write"},
+        ("topic", "literal", env["EVENTFED_FLEET_PARTS_TOPIC"]): {"Create", "Describe", "Read", "Write"},
         ("topic", "prefix", f"{app_id}-"): {"Create", "Describe", "DescribeConfigs", "Read", "Write"},
         ("group", "literal", app_id): {"Describe", "Read"},
     }

@@ -19,6 +19,7 @@ def _topic_env(unique: str, bootstrap: str, **settings: str) -> dict[str, str]:
         EVENTFED_EVENTS_TOPIC=f"test.events.{unique}",
         EVENTFED_STATE_TOPIC=f"test.state.{unique}",
         EVENTFED_DLQ_TOPIC=f"test.dlq.{unique}",
+        EVENTFED_FLEET_PARTS_TOPIC=f"test.fleet.{unique}",
         EVENTFED_REPLICATION_FACTOR="1",
         **settings,
     )
@@ -51,7 +52,7 @@ def test_topics_prints_kafka_s_partition_counts_and_fails_on_a_disagreement(
 
         # Settings that agree: exit 0, nothing on stderr.
         env["EVENTFED_PARTITIONS"] = "2"
-        for name in ("events", "state"):
+        for name in ("events", "state", "fleet"):
             delete_topics_containing(kafka_bootstrap, f"test.{name}.{unique}")
         agreed = _run(["topics"], env)
         assert agreed.returncode == 0, agreed.stderr.decode()

@@ -27,6 +27,7 @@ class StreamRun:
         self.events_topic = f"test.events.{unique}"
         self.state_topic = f"test.state.{unique}"
         self.dlq_topic = f"test.dlq.{unique}"
+        self.fleet_parts_topic = f"test.fleet.{unique}"
         self.subscriptions_file = tmp_path / "subscriptions.yaml"
         self.subscriptions_file.write_text(subscriptions.replace("{u}", unique))
         self.base_env = clean_env(
@@ -35,6 +36,7 @@ class StreamRun:
             EVENTFED_EVENTS_TOPIC=self.events_topic,
             EVENTFED_STATE_TOPIC=self.state_topic,
             EVENTFED_DLQ_TOPIC=self.dlq_topic,
+            EVENTFED_FLEET_PARTS_TOPIC=self.fleet_parts_topic,
             EVENTFED_APP_ID=f"test-stream-{unique}",
             EVENTFED_PARTITIONS=str(partitions),
             EVENTFED_SUBSCRIPTIONS_FILE=str(self.subscriptions_file),

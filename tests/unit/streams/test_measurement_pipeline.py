@@ -13,7 +13,15 @@ from bridge.simulator.novasim import SimulatedCloud, raw_record
 from schemas.raw import raw_document, split_samples
 from schemas.state import META
 from streams import pipeline, ves_measurement
-from streams.fleet import FleetFlow, count_statuses, fleet_figures, percentile
+from streams.fleet import (
+    FleetFlow,
+    add_to_book,
+    complete,
+    count_statuses,
+    merged_figures,
+    partition_parts,
+    percentile,
+)
 from streams.subscriptions import SubscriptionError, load_subscriptions
 from tests.unit.streams.test_ves import assert_valid_ves
 
@@ -208,11 +216,46 @@ def test_events_keep_the_open_intervals() -> None:
     assert outcome is not None and len(outcome.outputs) == 2
 
 
-def test_unknown_and_deleted_vms() -> None:
+def test_samples_make_an_unknown_vm_known_without_a_status() -> None:
     h = Harness()
-    unknown = h.feed(sample_record(usage_samples("5a5a5a5a-0000-4000-8000-000000000000")))
-    assert unknown.kind == pipeline.METERED and unknown.counts is not None
-    assert unknown.counts["unknown_vm"] == 10 and unknown.new_state is None
+    uuid = "5a5a5a5a-0000-4000-8000-000000000000"
+    key = f"{VIM}/{uuid}".encode()
+    outcome = h.feed(sample_record(usage_samples(uuid)))
+    assert outcome.kind == pipeline.METERED and outcome.reason == "new_vm"
+    assert outcome.counts is not None and outcome.counts["counted"] == 10
+    state = h.state[key]
+    assert {k: v for k, v in state.items() if k != META} == {
+        "vim_id": VIM, "instance_id": uuid, "tenant_id": "tenant-1", "host": "compute-1"
+    }  # fmt: skip
+    assert state[META]["source"] == {"topic": "raw", "partition": 0, "offset": 1, "index": 0}
+    assert str(T0 // 300 * 300) in state[META]["metering"]["open"]
+    # Counted under "UNKNOWN" in the fleet figures: no status is made up.
+    assert count_statuses(h.state.values()) == {VIM: {"UNKNOWN": 1}}
+    # Its interval closes like any VM's: the figures are there, with the tenant and host.
+    closed = h.close(key, T0 + 400)
+    assert closed is not None and len(closed.outputs) == 2
+    for output in closed.outputs:
+        assert_valid_ves(json.loads(output.value))
+    # Its first event makes it a VM like any other, keeping what its samples opened.
+    h.feed(sample_record([one_sample(uuid, "cpu", "cumulative", "ns", 80e9, T0 + 310, "c3")]))
+    cloud = SimulatedCloud(seed=5)
+    vm = cloud.new_vm(0)
+    vm.uuid = uuid
+    applied = h.feed(raw_record(cloud.action(vm, "power_off", "end", "legacy"), VIM, cloud.tick()))
+    assert applied.kind == pipeline.APPLIED
+    assert applied.new_state is not None and applied.new_state["state"] == "stopped"
+    assert str(T0 // 300 * 300 + 300) in applied.new_state[META]["metering"]["open"]
+
+
+def test_samples_of_an_interval_over_make_no_vm_known() -> None:
+    h = Harness()
+    outcome = h.feed(sample_record(usage_samples("6b6b6b6b-0000-4000-8000-000000000000")), now=T0 + 400)
+    assert outcome.kind == pipeline.METERED and outcome.new_state is None
+    assert outcome.counts is not None and outcome.counts["late"] == 10 and h.state == {}
+
+
+def test_samples_after_a_delete_are_dropped() -> None:
+    h = Harness()
     vm, cloud = created_vm(h)
     h.feed(raw_record(cloud.action(vm, "delete", "end", "legacy"), VIM, cloud.tick()))
     deleted_at = h.state[f"{VIM}/{vm.uuid}".encode()]["occurred_at"]
@@ -256,13 +299,19 @@ def test_fleet_event_is_valid_and_counts_what_it_was_told() -> None:
     h = Harness()
     created_vm(h)
     flow = FleetFlow(300)
-    flow.event(VIM, "CREATE", 0.5, False, False, T0 + 1)
-    flow.event(VIM, "POWER_OFF", 1.5, True, False, T0 + 2)
-    flow.event(VIM, "POWER_ON", 2.5, False, True, T0 + 3)
-    flow.stuck(VIM, T0 + 4)
-    flow.event(VIM, "DELETE", 9.0, False, False, T0 + 301)  # the next interval
-    figures = fleet_figures(T0, 300, count_statuses(h.state.values()), flow.take(T0))
-    assert len(figures) == 1
+    flow.event(0, VIM, "CREATE", 0.5, False, False, T0 + 1)
+    flow.event(1, VIM, "POWER_OFF", 1.5, True, False, T0 + 2)
+    flow.event(0, VIM, "POWER_ON", 2.5, False, True, T0 + 3)
+    flow.stuck(1, VIM, T0 + 4)
+    flow.event(0, VIM, "DELETE", 9.0, False, False, T0 + 301)  # the next interval
+    book: dict[str, Any] | None = None
+    for partition, statuses in ((0, count_statuses(h.state.values())), (1, {})):
+        parts, manifest = partition_parts(T0, 300, partition, 2, statuses, flow.take(partition, T0))
+        for record in [*parts, manifest]:
+            book = add_to_book(book, record)
+    assert book is not None and complete(book)
+    figures = merged_figures(book)
+    assert len(figures) == 1 and figures[0].partitions == (0, 1) and figures[0].missing_partitions == ()
     outputs = h.processor.fleet_outputs(figures)
     # Feeds narrowed to tenants or hosts get no VIM-wide figures.
     assert [o.topic for o in outputs] == ["m.all"]
@@ -275,8 +324,9 @@ def test_fleet_event_is_valid_and_counts_what_it_was_told() -> None:
     assert named["eventsByKind"] == {"CREATE": "1", "POWER_OFF": "1", "POWER_ON": "1"}
     assert named["vmFailures"] == {"raised": "1", "cleared": "1"} and named["stuckActions"] == {"raised": "1"}
     assert named["notificationLagSeconds"] == {"p50": "1.5", "p99": "2.5"}
+    assert document["event"]["measurementFields"]["additionalFields"]["partitions"] == "0,1"
     assert document["event"]["commonEventHeader"]["eventId"] == ves_measurement.fleet_event_id(VIM, T0)
-    assert flow.take(T0) == {}
+    assert flow.take(0, T0) == {} and flow.through(0) == T0
 
 
 def test_percentile_is_nearest_rank() -> None:

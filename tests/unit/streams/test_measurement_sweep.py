@@ -90,6 +90,7 @@ def test_an_interval_is_emitted_once_events_before_the_state() -> None:
         assert await runner.sweeps.close_measurements({PARTITION}, closing - 1) == 0  # grace
         assert await runner.sweeps.close_measurements({PARTITION}, closing) == 1
         assert await runner.sweeps.close_measurements({PARTITION}, closing + 30) == 0
+        assert await runner.confirm_states()
 
     asyncio.run(scenario())
     assert writes(journal, MEASUREMENTS) == 1

@@ -32,13 +32,21 @@ def test_the_state_topic_is_acked_like_a_faust_changelog_not_like_a_stream(strea
     """Faust's check for stalled streams counts every acked topic it is assigned; the state topic
     is only read to recover the table, so counted it would log an error per partition every few
     seconds once the worker is five minutes old and has written states."""
-    (table,) = stream_app.tables.values()
+    (table,) = [t for t in stream_app.tables.values() if t.name == "vm-state"]
     assert table.changelog_topic.get_topic_name() == "unit.state"
     assert table.changelog_topic.acks is False
 
 
 def test_the_raw_topic_is_not_acked_by_faust(stream_app):
-    """The runner commits the raw topic's offsets itself (streams.runner)."""
-    (agent,) = stream_app.agents.values()
-    assert agent.channel.get_topic_name() == "unit.raw"
+    """The runner commits the raw topic's offsets itself (streams.runner); the fleet merge's agent
+    (streams.fleet_merge) is acked as Faust does, its table written from it."""
+    (agent,) = [a for a in stream_app.agents.values() if a.channel.get_topic_name() == "unit.raw"]
     assert agent.channel.acks is False
+
+
+def test_the_fleet_merge_reads_the_parts_topic_into_a_changelogged_table(stream_app):
+    (agent,) = [a for a in stream_app.agents.values() if a.channel.get_topic_name() != "unit.raw"]
+    assert agent.channel.get_topic_name() == "eventfed.fleet.parts"
+    (table,) = [t for t in stream_app.tables.values() if t.name == "fleet-merge"]
+    assert table.changelog_topic.get_topic_name().endswith("fleet-merge-changelog")
+    assert table.changelog_topic.key_serializer == "raw"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from schemas.state import META, flow_key
 from tests.unit.bridge.api.api_records import VIM_A, VIM_B
 
 VMS_TEMPLATE = "/api/eventfed/v1/<cloud_owner>/<cloud_region_id>/vms/<instance_id>"
@@ -57,3 +60,34 @@ def test_table_figures(client: FlaskClient) -> None:
     assert found[("eventfed_api_state_caught_up", ())] == 1
     assert found[("eventfed_api_kafka_reachable", ())] == 1
     assert ("eventfed_api_state_catch_up_seconds", ()) in found
+
+
+def test_fleet_vms_by_api_status_follow_the_table(client: FlaskClient) -> None:
+    """VMs by Nova API status (vm_state with task_state), a VM known from its samples only under
+    UNKNOWN, the worker's own flow records skipped, a tombstone taking its VM away."""
+    table = client.application.extensions["eventfed"].read_model.table
+
+    def by_status() -> dict[str, float]:
+        return {
+            dict(labels)["status"]: value
+            for (name, labels), value in samples(client).items()
+            if name == "eventfed_api_fleet_vms" and dict(labels)["vim"] == VIM_B
+        }
+
+    before = by_status()
+    assert sum(before.values()) == 2
+    record = {"vim_id": VIM_B, "instance_id": "vm-s", "tenant_id": "t", META: {"metering": {}}}
+    table.apply(f"{VIM_B}/vm-s".encode(), json.dumps(record).encode())
+    table.apply(flow_key(3), json.dumps({"fleet_flow": {"open": {}, "through": None}}).encode())
+    rebooting = {"vim_id": VIM_B, "instance_id": "vm-r", "state": "active", "task_state": "rebooting"}
+    table.apply(f"{VIM_B}/vm-r".encode(), json.dumps(rebooting).encode())
+    after = by_status()
+    assert after.get("UNKNOWN") == 1 and after.get("REBOOT") == 1 and sum(after.values()) == 4
+    # Rebooted: the same VM moves from REBOOT to ACTIVE; then it is removed.
+    table.apply(f"{VIM_B}/vm-r".encode(), json.dumps({**rebooting, "task_state": None}).encode())
+    assert "REBOOT" not in by_status() and sum(by_status().values()) == 4
+    table.apply(f"{VIM_B}/vm-r".encode(), None)
+    assert sum(by_status().values()) == 3
+    found = samples(client)
+    assert found[("eventfed_api_state_records_total", (("outcome", "skipped"),))] == 1
+    assert ("eventfed_api_fleet_last_event_timestamp_seconds", (("vim", VIM_A),)) in found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -221,6 +222,27 @@ def test_check_vim_status_sees_updates(settings: ApiSettings) -> None:
     assert ids(client.post(CHECK_A, json={"states": ["POWER_OFF"]}).json) == ["vm-1"]  # type: ignore[arg-type]
     model.table.apply(f"{VIM_A}/vm-1".encode(), None)
     assert ids(client.post(CHECK_A, json={"states": ["POWER_OFF"]}).json) == []  # type: ignore[arg-type]
+
+
+def test_a_vm_known_from_its_samples_only_is_listed_without_a_state(settings: ApiSettings) -> None:
+    """No vm_state is made up for it: listed with state null, counted under "unknown" in /vims,
+    matched by no state in check_vim_status until its first event or poll."""
+    model = InMemoryReadModel()
+    client = create_app(settings, model).test_client()
+    put(model.table, VIM_A, "vm-1", state="active", status="POWER_ON")
+    record = {"vim_id": VIM_A, "instance_id": "vm-s", "tenant_id": "t-1", "host": "h-1", "eventfed": {}}
+    model.table.apply(f"{VIM_A}/vm-s".encode(), json.dumps(record).encode())
+    body = client.get(VMS_A).json
+    assert body is not None and ids(body) == ["vm-1", "vm-s"]
+    (listed,) = [vm for vm in body["vms"] if vm["instance_id"] == "vm-s"]
+    assert listed["state"] is None and listed["status"] is None and listed["tenant_id"] == "t-1"
+    (vim,) = client.get(f"{V1}/vims").json["vims"]  # type: ignore[index]
+    assert vim["vm_count"] == 2 and vim["states"] == {"active": 1, "unknown": 1}
+    every = sorted(model.table.vims()[0].state_counts)
+    assert every == ["active", "unknown"]
+    answer = client.post(CHECK_A, json={"states": ["active", "stopped", "POWER_ON"]}).json
+    assert ids(answer) == ["vm-1"]  # type: ignore[arg-type]
+    assert client.get(f"{VMS_A}?tenant_id=t-1").json["total"] == 1  # type: ignore[index]
 
 
 def test_openapi_document_is_served(client: FlaskClient) -> None:
