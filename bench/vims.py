@@ -3,7 +3,10 @@
 Each VIM is a RabbitMQ virtual host of its own with a real oslo.messaging Notifier publishing as
 Nova does. The process starts with one VIM and grows by editing its VIMs file (the reload adds
 VIMs without a restart). At each size: idle RSS, threads, TCP connections and CPU, then a steady
-10/s per VIM with each VIM's e2e latency (publish -> raw topic, read back by this process). A
+10/s per VIM with each VIM's e2e latency (publish -> raw topic) and the cores the listener, the
+publishers and the whole machine used. The publishers are processes of their own, each a share of
+the VIMs' Notifiers stamping its own send times, and the raw topic is read back (read times
+stamped) in another (bench/vims_workers.py), so neither queues behind the other for one GIL. A
 single-VIM listener at the same total rate is the baseline. With 10 VIMs: one VIM's permissions
 revoked (its connection closed, its logins refused), then one VIM flooding from a process of its
 own while the others keep 10/s; the others' p99 is compared with the same VIMs undisturbed.
@@ -16,26 +19,26 @@ import json
 import logging
 import subprocess
 import sys
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import psutil
-from confluent_kafka import Consumer, TopicPartition
 
 from bench import amqputil
 from bench.context import AccountingError, Context
 from bench.kafkautil import create_topics
-from bench.procs import Fleet, clean_env, cpu_seconds, free_port, wait_http
+from bench.procs import CpuMeter, Fleet, clean_env, cpu_seconds, free_port, wait_http
+from bench.vims_workers import TOPIC, Publishers, RawReader
 
 LOG = logging.getLogger(__name__)
 
 RATE_PER_VIM = 10
 STEADY_SECONDS = 12.0
 IDLE_SECONDS = 15.0
-TOPIC = "notifications"
+# Publisher processes, each a share of the VIMs: together they keep 1,000/s on two shared cores.
+PUBLISHER_PROCESSES = 4
 POOL = "eventfed-bench"
 
 
@@ -44,87 +47,6 @@ def _p(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-class RawReader(threading.Thread):
-    """Reads the raw topic from its end: each notification's latency, by VIM, and its id."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        super().__init__(name="raw-reader", daemon=True)
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"{topic}-reader",
-                "enable.auto.commit": False,
-                # A record is timed when it is read: the fetch must not wait for company.
-                "fetch.wait.max.ms": 5,
-            }
-        )
-        metadata = self.consumer.list_topics(topic, timeout=10)
-        self.consumer.assign(
-            [TopicPartition(topic, p, -1) for p in metadata.topics[topic].partitions]  # from the end
-        )
-        self.latencies: dict[str, list[float]] = defaultdict(list)
-        self.seen: dict[str, set[int]] = defaultdict(set)
-        self._stopping = threading.Event()
-
-    def run(self) -> None:
-        from schemas.raw import unpack
-
-        while not self._stopping.is_set():
-            message = self.consumer.poll(0.2)
-            if message is not None and message.error() is None:
-                now = time.time()
-                for single in unpack(message.key(), message.value() or b"", message.headers()):
-                    payload = json.loads(single.value)["payload"]
-                    vim = payload["vim"]
-                    self.seen[vim].add(payload["seq"])
-                    self.latencies[vim].append(now - payload["sent"])
-
-    def take(self) -> dict[str, list[float]]:
-        taken, self.latencies = self.latencies, defaultdict(list)
-        return taken
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self.join(10)
-        self.consumer.close()
-
-
-class Publishers:
-    """A Notifier per VIM, made in this thread; a paced send spread over every VIM."""
-
-    def __init__(self) -> None:
-        self.notifiers: dict[str, Any] = {}
-        self.sent: dict[str, int] = defaultdict(int)
-
-    def add(self, vim: str, vhost: str) -> None:
-        from tests.support.rabbit import NovaNotifier
-
-        self.notifiers[vim] = NovaNotifier(amqputil.transport_url(vhost), TOPIC)
-
-    def steady(self, vims: list[str], rate_per_vim: float, seconds: float) -> float:
-        """Each VIM at `rate_per_vim`, their sends interleaved; the achieved total rate."""
-        interval = 1.0 / (rate_per_vim * len(vims))
-        started = time.monotonic()
-        count = 0
-        while time.monotonic() - started < seconds:
-            vim = vims[count % len(vims)]
-            seq = self.sent[vim]
-            self.notifiers[vim].send(
-                "compute.instance.update",
-                {"instance_id": f"vm-{vim}-{seq % 10}", "vim": vim, "seq": seq, "sent": time.time()},
-            )
-            self.sent[vim] += 1
-            count += 1
-            delay = started + count * interval - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        return count / (time.monotonic() - started)
-
-    def close(self) -> None:
-        for notifier in self.notifiers.values():
-            notifier.close()
 
 
 def _process_figures(pid: int) -> dict[str, float]:
@@ -140,6 +62,31 @@ def _idle_cores(pid: int, seconds: float) -> float:
     before = cpu_seconds(pid)
     time.sleep(seconds)
     return (cpu_seconds(pid) - before) / seconds
+
+
+def _steady(
+    publishers: Publishers,
+    vims: list[str],
+    rate_per_vim: float,
+    seconds: float,
+    pids: dict[str, int],
+) -> dict[str, float]:
+    """`rate_per_vim` on each of `vims`; the rate asked and reached, and the cores each process
+    (the listener, the reader, the publishers together and the busiest one, the whole machine)
+    used meanwhile."""
+    publisher_pids = {f"publisher {i}": pid for i, pid in enumerate(publishers.pids)}
+    meter = CpuMeter({**pids, **publisher_pids}).start()
+    achieved = publishers.steady(vims, rate_per_vim, seconds)
+    cores = meter.stop()
+    own = [cores[name] for name in publisher_pids]
+    return {
+        "asked_rate": rate_per_vim * len(vims),
+        "achieved_rate": achieved,
+        **{f"{name}_cores": cores[name] for name in pids},
+        "publisher_cores": sum(own),
+        "publisher_cores_max": max(own),
+        "machine_cores": cores["machine (all processes)"],
+    }
 
 
 def _latency(latencies: dict[str, list[float]], vims: list[str]) -> dict[str, float]:
@@ -242,15 +189,15 @@ def run(ctx: Context) -> dict[str, Any]:
     single_topic = f"{ctx.prefix}vims.single.raw"
     create_topics(ctx.bootstrap, [raw_topic, single_topic], 8)
     amqputil.create_vhosts(list(vhosts.values()))
-    publishers = Publishers()
+    publishers = Publishers(PUBLISHER_PROCESSES, ctx.log_dir)
     results: dict[str, Any] = {
         "sizes": list(sizes),
         "rate_per_vim": RATE_PER_VIM,
         "steady_seconds": steady_seconds,
+        "publisher_processes": PUBLISHER_PROCESSES,
     }
     try:
-        for vim in vims:
-            publishers.add(vim, vhosts[vim])
+        publishers.add(vhosts)
         with Fleet(ctx.log_dir, ctx.sampler) as fleet:
             # The baseline: a single-VIM listener at each total rate the VIMs file process gets.
             single = fleet.start(
@@ -274,15 +221,20 @@ def run(ctx: Context) -> dict[str, Any]:
                 **_process_figures(single.pid),
                 "idle_cores": _idle_cores(single.pid, idle_seconds),
             }
-            reader = RawReader(ctx.bootstrap, single_topic)
-            reader.start()
+            reader = RawReader(ctx.bootstrap, single_topic, ctx.log_dir)
             baseline: dict[int, dict[str, float]] = {}
             for size in sizes:
                 total = RATE_PER_VIM * size
                 # One VIM at the total rate: the same notifications, one queue.
-                achieved = publishers.steady([vims[0]], total, steady_seconds)
+                run = _steady(
+                    publishers,
+                    [vims[0]],
+                    total,
+                    steady_seconds,
+                    {"listener": single.pid, "reader": reader.pid},
+                )
                 time.sleep(1)
-                baseline[size] = {**_latency(reader.take(), [vims[0]]), "achieved_rate": achieved}
+                baseline[size] = {**_latency(reader.take(), [vims[0]]), **run}
             reader.stop()
             fleet.stop(single)
             results["single_vim_baseline"] = {str(size): figures for size, figures in baseline.items()}
@@ -291,8 +243,8 @@ def run(ctx: Context) -> dict[str, Any]:
             pid = listener.proc.pid
             time.sleep(2)
             results["no_vims"] = _process_figures(pid)
-            reader = RawReader(ctx.bootstrap, raw_topic)
-            reader.start()
+            reader = RawReader(ctx.bootstrap, raw_topic, ctx.log_dir)
+            measured = {"listener": pid, "reader": reader.pid}
             steps: list[dict[str, Any]] = []
             for size in sizes:
                 served = vims[:size]
@@ -303,7 +255,8 @@ def run(ctx: Context) -> dict[str, Any]:
                 step["idle_cores"] = _idle_cores(pid, idle_seconds)
                 step["idle_cores_per_vim"] = step["idle_cores"] / size
                 reader.take()
-                step["achieved_rate"] = publishers.steady(served, RATE_PER_VIM, steady_seconds)
+                step.update(_steady(publishers, served, RATE_PER_VIM, steady_seconds, measured))
+                step["threads_steady"] = _process_figures(pid)["threads"]
                 time.sleep(1.5)
                 step["steady"] = _latency(reader.take(), served)
                 step["baseline_p99_ms"] = baseline[size]["p99_ms"]
@@ -311,13 +264,19 @@ def run(ctx: Context) -> dict[str, Any]:
                     step["steady"]["per_vim_p99_median_ms"] / baseline[size]["p99_ms"]
                 )
                 LOG.info(
-                    "vims %d: rss %.1f MiB, %d threads, idle %.4f cores, p99 %.1f ms (single VIM %.1f ms)",
+                    "vims %d: rss %.1f MiB, %d threads, idle %.4f cores, p99 %.1f ms (single VIM %.1f ms), "
+                    "%.0f/s of %.0f/s, listener %.2f cores, publishers %.2f, machine %.2f",
                     size,
                     step["rss_mib"],
                     step["threads"],
                     step["idle_cores"],
                     step["steady"]["p99_ms"],
                     baseline[size]["p99_ms"],
+                    step["achieved_rate"],
+                    step["asked_rate"],
+                    step["listener_cores"],
+                    step["publisher_cores"],
+                    step["machine_cores"],
                 )
                 steps.append(step)
             results["steps"] = steps
@@ -355,7 +314,7 @@ def run(ctx: Context) -> dict[str, Any]:
             flooder = _flooder(
                 vhosts[flooding_vim],
                 flooding_vim,
-                publishers.sent[flooding_vim],
+                publishers.sent()[flooding_vim],
                 steady_seconds + 1,
                 ctx.log_dir,
             )
@@ -376,8 +335,9 @@ def run(ctx: Context) -> dict[str, Any]:
             # Nothing lost: every notification sent to a working VIM is on the raw topic.
             time.sleep(3)
             reader.stop()
-            expected = {vim: publishers.sent[vim] for vim in vims if vim != blocked_vim}
-            expected[flooding_vim] = publishers.sent[flooding_vim] + flood_sent
+            sent = publishers.sent()
+            expected = {vim: sent.get(vim, 0) for vim in vims if vim != blocked_vim}
+            expected[flooding_vim] = sent.get(flooding_vim, 0) + flood_sent
             got: dict[str, set[int]] = defaultdict(set)
             for record in read_notifications(ctx.bootstrap, raw_topic, sum(expected.values()), timeout=120):
                 payload = json.loads(record.value())["payload"]
