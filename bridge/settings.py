@@ -495,6 +495,19 @@ class StreamSettings(CommonSettings):
     # Faust's take closes a batch at batch_size or after batch_timeout: the timeout is the
     # latency a quiet cloud's events pay.
     batch_timeout: float = Field(default=0.01, gt=0, le=60, description="seconds a batch waits to fill")
+    # At a quiet cloud's rates each fetch would otherwise return the one record that just came, and
+    # every fetch costs the worker and the broker about as much as the record itself. The broker
+    # holds a fetch until this wait ends (or plenty arrived), so a few records come per fetch and
+    # per batch; a record waits at most this long. Bursts are fetched as before: the data is there.
+    fetch_wait_ms: int = Field(
+        default=20,
+        ge=0,
+        le=500,
+        description=(
+            "milliseconds the broker holds the worker's fetch so records come a few at a time when the "
+            "cloud is quiet (added latency at most this); 0: a fetch returns as soon as one record is there"
+        ),
+    )
     # A refused output is retried by the worker, not lost.
     delivery_timeout: float = Field(
         default=30.0,

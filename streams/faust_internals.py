@@ -27,6 +27,7 @@ CHECKED_VERSIONS = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aio
 
 
 def _checks() -> dict[str, Callable[[], bool]]:
+    from aiokafka import AIOKafkaConsumer
     from faust.tables.recovery import Recovery
     from faust.transport.consumer import ThreadDelegateConsumer
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -43,6 +44,15 @@ def _checks() -> dict[str, Callable[[], bool]]:
         # Faust's livelock check reads when each partition was last committed.
         "AIOKafkaConsumerThread.tp_last_committed_at": lambda: has_source(
             AIOKafkaConsumerThread, "self.tp_last_committed_at = "
+        ),
+        # Faust builds its aiokafka consumer here, with a fetch wait of its own choosing.
+        "AIOKafkaConsumerThread._create_worker_consumer": lambda: has_source(
+            AIOKafkaConsumerThread._create_consumer, "self._create_worker_consumer("
+        ),
+        # aiokafka's consumer hands these to its fetcher when it starts.
+        "AIOKafkaConsumer._fetch_min_bytes/_fetch_max_wait_ms": lambda: (
+            has_source(AIOKafkaConsumer.start, "fetch_min_bytes=self._fetch_min_bytes")
+            and has_source(AIOKafkaConsumer.start, "fetch_max_wait_ms=self._fetch_max_wait_ms")
         ),
         # Whether the table is still being recovered from its changelog (readiness).
         "Recovery.in_recovery": lambda: hasattr(Recovery, "in_recovery"),
@@ -139,6 +149,31 @@ class FaustConsumerOffsets:
         """The next offset the consumer will fetch, per assigned partition."""
         result: dict[Any, int] = await self._call(_positions, partitions)
         return result
+
+
+# Enough that a burst's fetch never waits for it (the records are there already, or a few
+# milliseconds of a busy cloud's fill it), far more than a quiet cloud's records of one wait.
+FETCH_MIN_BYTES = 64 * 1024
+
+
+def fetch_waiting_for_company(app: Any, wait_ms: int) -> None:
+    """Make the worker's consumer fetch with a broker-side wait: the broker answers once
+    FETCH_MIN_BYTES are there or `wait_ms` passed, so a quiet cloud's records come a few per fetch
+    instead of one. Faust has no setting for it (it fixes fetch_max_wait_ms and leaves
+    fetch_min_bytes at 1); the consumer is built when Faust's consumer thread starts, so the values
+    are set as it is built, before its fetcher starts. 0 leaves Faust's own (one record is enough)."""
+    if wait_ms <= 0:
+        return
+    thread = app.consumer._thread
+    build = thread._create_worker_consumer
+
+    def build_waiting(transport: Any) -> Any:
+        consumer = build(transport)
+        consumer._fetch_min_bytes = FETCH_MIN_BYTES
+        consumer._fetch_max_wait_ms = wait_ms
+        return consumer
+
+    thread._create_worker_consumer = build_waiting
 
 
 def in_recovery(app: Any) -> bool:

@@ -39,3 +39,49 @@ def test_no_other_module_touches_them():
         check=False,
     ).stdout.split()
     assert found == ["streams/faust_internals.py"], sys.executable
+
+
+def _worker_app(tmp_path, monkeypatch, **settings):
+    import asyncio
+
+    from bridge.settings import StreamSettings, load
+    from streams.app import StreamHealth, build_app
+    from streams.subscription_source import SubscriptionSource
+
+    for name, value in {
+        "EVENTFED_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        "EVENTFED_DATA_DIR": str(tmp_path),
+        **settings,
+    }.items():
+        monkeypatch.setenv(name, value)
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    app, runner = build_app(load(StreamSettings), SubscriptionSource(None), StreamHealth())
+    runner.reader.close()
+
+    async def build():
+        # What Faust's consumer thread builds when it starts (not started here).
+        return app.consumer._thread._create_worker_consumer(app.transport)
+
+    loop = asyncio.get_event_loop()
+    try:
+        return loop.run_until_complete(build())
+    finally:
+        loop.close()
+
+
+def test_the_worker_consumer_waits_at_the_broker_for_company(tmp_path, monkeypatch):
+    """A quiet cloud's records come a few per fetch: the broker holds the fetch for
+    EVENTFED_FETCH_WAIT_MS unless FETCH_MIN_BYTES came first (Faust's own would return one)."""
+    from bridge.settings import StreamSettings
+
+    consumer = _worker_app(tmp_path, monkeypatch)
+    assert consumer._fetch_max_wait_ms == StreamSettings.model_fields["fetch_wait_ms"].default == 20
+    assert consumer._fetch_min_bytes == faust_internals.FETCH_MIN_BYTES > 1
+
+    consumer = _worker_app(tmp_path, monkeypatch, EVENTFED_FETCH_WAIT_MS="35")
+    assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == (faust_internals.FETCH_MIN_BYTES, 35)
+
+
+def test_no_fetch_wait_leaves_fausts_consumer_as_faust_builds_it(tmp_path, monkeypatch):
+    consumer = _worker_app(tmp_path, monkeypatch, EVENTFED_FETCH_WAIT_MS="0")
+    assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == (1, 1500)
