@@ -495,17 +495,18 @@ class StreamSettings(CommonSettings):
     # Faust's take closes a batch at batch_size or after batch_timeout: the timeout is the
     # latency a quiet cloud's events pay.
     batch_timeout: float = Field(default=0.01, gt=0, le=60, description="seconds a batch waits to fill")
-    # At a quiet cloud's rates each fetch would otherwise return the one record that just came, and
-    # every fetch costs the worker and the broker about as much as the record itself. The broker
-    # holds a fetch until this wait ends (or plenty arrived), so a few records come per fetch and
-    # per batch; a record waits at most this long. Bursts are fetched as before: the data is there.
+    # At a quiet cloud's rates each fetch would otherwise bring the one record that just came,
+    # and every fetch costs the worker and the broker about as much as the record itself. After a
+    # fetch that brought records the worker waits this long before the next, so the records that
+    # came meanwhile arrive together: at most this much later, the first after a quiet spell at
+    # once. An idle worker's fetch waits at the broker as before, and a burst pays it once.
     fetch_wait_ms: int = Field(
         default=20,
         ge=0,
         le=500,
         description=(
-            "milliseconds the broker holds the worker's fetch so records come a few at a time when the "
-            "cloud is quiet (added latency at most this); 0: a fetch returns as soon as one record is there"
+            "milliseconds the worker waits after a fetch that brought records before it fetches again, so "
+            "a quiet cloud's records come a few per fetch (added latency at most this); 0: no wait"
         ),
     )
     # A refused output is retried by the worker, not lost.

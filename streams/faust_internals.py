@@ -28,6 +28,7 @@ CHECKED_VERSIONS = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aio
 
 def _checks() -> dict[str, Callable[[], bool]]:
     from aiokafka import AIOKafkaConsumer
+    from aiokafka.consumer.fetcher import Fetcher
     from faust.tables.recovery import Recovery
     from faust.transport.consumer import ThreadDelegateConsumer
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -49,10 +50,16 @@ def _checks() -> dict[str, Callable[[], bool]]:
         "AIOKafkaConsumerThread._create_worker_consumer": lambda: has_source(
             AIOKafkaConsumerThread._create_consumer, "self._create_worker_consumer("
         ),
-        # aiokafka's consumer hands these to its fetcher when it starts.
-        "AIOKafkaConsumer._fetch_min_bytes/_fetch_max_wait_ms": lambda: (
-            has_source(AIOKafkaConsumer.start, "fetch_min_bytes=self._fetch_min_bytes")
-            and has_source(AIOKafkaConsumer.start, "fetch_max_wait_ms=self._fetch_max_wait_ms")
+        # aiokafka's consumer builds its fetcher in start(); the fetcher sends a broker's next
+        # fetch only once the one in flight is done, and wakes its readers from _fetch_waiters.
+        "AIOKafkaConsumer._fetcher": lambda: has_source(AIOKafkaConsumer.start, "self._fetcher = Fetcher("),
+        "Fetcher._proc_fetch_request/_in_flight": lambda: (
+            has_source(Fetcher._fetch_requests_routine, "self._proc_fetch_request(")
+            and has_source(Fetcher._get_actions_per_node, "elif node_id in self._in_flight:")
+        ),
+        "Fetcher._fetch_waiters/_notify": lambda: (
+            has_source(Fetcher._create_fetch_waiter, "self._fetch_waiters.add(")
+            and callable(getattr(Fetcher, "_notify", None))
         ),
         # Whether the table is still being recovered from its changelog (readiness).
         "Recovery.in_recovery": lambda: hasattr(Recovery, "in_recovery"),
@@ -151,29 +158,52 @@ class FaustConsumerOffsets:
         return result
 
 
-# Enough that a burst's fetch never waits for it (the records are there already, or a few
-# milliseconds of a busy cloud's fill it), far more than a quiet cloud's records of one wait.
-FETCH_MIN_BYTES = 64 * 1024
-
-
 def fetch_waiting_for_company(app: Any, wait_ms: int) -> None:
-    """Make the worker's consumer fetch with a broker-side wait: the broker answers once
-    FETCH_MIN_BYTES are there or `wait_ms` passed, so a quiet cloud's records come a few per fetch
-    instead of one. Faust has no setting for it (it fixes fetch_max_wait_ms and leaves
-    fetch_min_bytes at 1); the consumer is built when Faust's consumer thread starts, so the values
-    are set as it is built, before its fetcher starts. 0 leaves Faust's own (one record is enough)."""
+    """Make the worker's consumer wait `wait_ms` after a fetch that brought records before it
+    fetches from that broker again, so a quiet cloud's records come a few per fetch instead of one
+    each, while the first record after a quiet spell is fetched at once and an idle worker's fetch
+    still waits at the broker (Faust's 1.5 s). Faust and aiokafka have no setting for it (a
+    broker-side wait, fetch_min_bytes with fetch_max_wait_ms, would fetch every `wait_ms` even
+    when idle): the consumer is built when Faust's consumer thread starts, so its fetcher is
+    paced as it starts. 0 leaves Faust's consumer as it is."""
     if wait_ms <= 0:
         return
     thread = app.consumer._thread
     build = thread._create_worker_consumer
 
-    def build_waiting(transport: Any) -> Any:
+    def build_paced(transport: Any) -> Any:
         consumer = build(transport)
-        consumer._fetch_min_bytes = FETCH_MIN_BYTES
-        consumer._fetch_max_wait_ms = wait_ms
+        start = consumer.start
+
+        async def start_paced() -> None:
+            await start()
+            _pace_fetches(consumer._fetcher, wait_ms / 1000)
+
+        consumer.start = start_paced
         return consumer
 
-    thread._create_worker_consumer = build_waiting
+    thread._create_worker_consumer = build_paced
+
+
+def _pace_fetches(fetcher: Any, pause: float) -> None:
+    """The fetcher sends a broker's next fetch only when its last one is done: a fetch that
+    brought records hands them over at once, then stays in flight for `pause`."""
+    fetch = fetcher._proc_fetch_request
+
+    async def fetch_then_pause(assignment: Any, node_id: Any, request: Any) -> bool:
+        brought_records: bool = await fetch(assignment, node_id, request)
+        if brought_records:
+            # What the fetcher does when the fetch is done, done now: its readers wake.
+            for waiter in list(fetcher._fetch_waiters):
+                fetcher._notify(waiter)
+            try:
+                await asyncio.sleep(pause)
+            except asyncio.CancelledError:
+                # Unassigned or closing: as aiokafka's own fetch does, end without raising.
+                return brought_records
+        return brought_records
+
+    fetcher._proc_fetch_request = fetch_then_pause
 
 
 def in_recovery(app: Any) -> bool:
