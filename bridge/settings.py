@@ -382,6 +382,20 @@ class ListenerSettings(RabbitSettings):
         gt=0,
         description="notifications/s at which the batch window reaches BATCH_TIMEOUT_MAX",
     )
+    # At a quiet cloud's rates a batch holds one notification and pays a batch's fixed costs
+    # alone (a confirmed Kafka write and an ack here, a fetch and a batch in the stream worker).
+    # Where the next notification is due within this wait, a batch waits for about two more:
+    # at 100/s 20 ms, at 300/s 7 ms; below 1/wait per second nothing is due in time and the window
+    # stays BATCH_TIMEOUT. bench/results/ab.md holds the measurements behind the default.
+    batch_company_wait: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description=(
+            "seconds a batch may wait for company at rates where more notifications are due within "
+            "it (added latency at most this); 0: the window is BATCH_TIMEOUT up to a fifth of BATCH_BUSY_RATE"
+        ),
+    )
     # Kafka's default max.message.bytes is about 1 MiB: a bigger record would be refused.
     max_message_bytes: int = Field(default=1_000_000, ge=1024, description=_MAX_MESSAGE_BYTES_DESCRIPTION)
     # The stream stage's cost is largely per record, so notifications travel packed.
