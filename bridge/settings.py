@@ -386,14 +386,17 @@ class ListenerSettings(RabbitSettings):
     # alone (a confirmed Kafka write and an ack here, a fetch and a batch in the stream worker).
     # Where the next notification is due within this wait, a batch waits for about two more:
     # at 100/s 20 ms, at 300/s 7 ms; below 1/wait per second nothing is due in time and the window
-    # stays BATCH_TIMEOUT. bench/results/ab.md holds the measurements behind the default.
+    # stays BATCH_TIMEOUT. Off by default: with the stream worker's fetch wait, 20 ms here took the
+    # p99 at 100/s past 50 ms for about a tenth of the listener's CPU (bench/results/ab.md); a
+    # deployment with latency to spare sets it.
     batch_company_wait: float = Field(
-        default=0.02,
+        default=0.0,
         ge=0,
         le=1,
         description=(
             "seconds a batch may wait for company at rates where more notifications are due within "
-            "it (added latency at most this); 0: the window is BATCH_TIMEOUT up to a fifth of BATCH_BUSY_RATE"
+            "it (added latency at most this; 0.02 saves about a tenth of the listener's CPU at 100/s); "
+            "0: the window is BATCH_TIMEOUT up to a fifth of BATCH_BUSY_RATE"
         ),
     )
     # Kafka's default max.message.bytes is about 1 MiB: a bigger record would be refused.
