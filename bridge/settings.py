@@ -422,6 +422,23 @@ class ListenerSettings(RabbitSettings):
         gt=0,
         description="notifications/s at which the batch window reaches BATCH_TIMEOUT_MAX",
     )
+    # At a quiet cloud's rates a batch holds one notification and pays a batch's fixed costs
+    # alone (a confirmed Kafka write and an ack here, a fetch and a batch in the stream worker).
+    # Where the next notification is due within this wait, a batch waits for about two more:
+    # at 100/s 20 ms, at 300/s 7 ms; below 1/wait per second nothing is due in time and the window
+    # stays BATCH_TIMEOUT. Off by default: with the stream worker's fetch wait, 20 ms here took the
+    # p99 at 100/s past 50 ms for about a tenth of the listener's CPU (bench/results/ab.md); a
+    # deployment with latency to spare sets it.
+    batch_company_wait: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description=(
+            "seconds a batch may wait for company at rates where more notifications are due within "
+            "it (added latency at most this; 0.02 saves about a tenth of the listener's CPU at 100/s); "
+            "0: the window is BATCH_TIMEOUT up to a fifth of BATCH_BUSY_RATE"
+        ),
+    )
     # Kafka's default max.message.bytes is about 1 MiB: a bigger record would be refused.
     max_message_bytes: int = Field(default=1_000_000, ge=1024, description=_MAX_MESSAGE_BYTES_DESCRIPTION)
     # The stream stage's cost is largely per record, so notifications travel packed.
@@ -580,6 +597,20 @@ class StreamSettings(CommonSettings):
     # Faust's take closes a batch at batch_size or after batch_timeout: the timeout is the
     # latency a quiet cloud's events pay.
     batch_timeout: float = Field(default=0.01, gt=0, le=60, description="seconds a batch waits to fill")
+    # At a quiet cloud's rates each fetch would otherwise bring the one record that just came,
+    # and every fetch costs the worker and the broker about as much as the record itself. After a
+    # fetch that brought records the worker waits this long before the next, so the records that
+    # came meanwhile arrive together: at most this much later, the first after a quiet spell at
+    # once. An idle worker's fetch waits at the broker as before, and a burst pays it once.
+    fetch_wait_ms: int = Field(
+        default=20,
+        ge=0,
+        le=500,
+        description=(
+            "milliseconds the worker waits after a fetch that brought records before it fetches again, so "
+            "a quiet cloud's records come a few per fetch (added latency at most this); 0: no wait"
+        ),
+    )
     # A refused output is retried by the worker, not lost.
     delivery_timeout: float = Field(
         default=30.0,

@@ -22,7 +22,7 @@ from bridge.settings import StreamSettings
 from bridge.topic_admin import core_topics, ensure_topics
 from streams import pipeline
 from streams.codecs import CodecError
-from streams.faust_internals import FaustConsumerOffsets, missing_internals
+from streams.faust_internals import FaustConsumerOffsets, fetch_waiting_for_company, missing_internals
 from streams.fleet_merge import FleetMerger
 from streams.range_reader import KafkaRangeReader
 from streams.registration import Registrar, SchemaIds, avro_topics
@@ -207,6 +207,7 @@ def build_app(
     registrar: Registrar | None = None,
 ) -> tuple[Any, BatchRunner]:
     app = faust_app(settings)
+    fetch_waiting_for_company(app, settings.fetch_wait_ms)
     # acks=False: Faust neither tracks nor commits these offsets; the BatchRunner does.
     raw_topic = app.topic(
         settings.raw_topic,

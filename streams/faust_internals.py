@@ -27,6 +27,8 @@ CHECKED_VERSIONS = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aio
 
 
 def _checks() -> dict[str, Callable[[], bool]]:
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.consumer.fetcher import Fetcher
     from faust.tables.recovery import Recovery
     from faust.transport.consumer import ThreadDelegateConsumer
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -43,6 +45,21 @@ def _checks() -> dict[str, Callable[[], bool]]:
         # Faust's livelock check reads when each partition was last committed.
         "AIOKafkaConsumerThread.tp_last_committed_at": lambda: has_source(
             AIOKafkaConsumerThread, "self.tp_last_committed_at = "
+        ),
+        # Faust builds its aiokafka consumer here, with a fetch wait of its own choosing.
+        "AIOKafkaConsumerThread._create_worker_consumer": lambda: has_source(
+            AIOKafkaConsumerThread._create_consumer, "self._create_worker_consumer("
+        ),
+        # aiokafka's consumer builds its fetcher in start(); the fetcher sends a broker's next
+        # fetch only once the one in flight is done, and wakes its readers from _fetch_waiters.
+        "AIOKafkaConsumer._fetcher": lambda: has_source(AIOKafkaConsumer.start, "self._fetcher = Fetcher("),
+        "Fetcher._proc_fetch_request/_in_flight": lambda: (
+            has_source(Fetcher._fetch_requests_routine, "self._proc_fetch_request(")
+            and has_source(Fetcher._get_actions_per_node, "elif node_id in self._in_flight:")
+        ),
+        "Fetcher._fetch_waiters/_notify": lambda: (
+            has_source(Fetcher._create_fetch_waiter, "self._fetch_waiters.add(")
+            and callable(getattr(Fetcher, "_notify", None))
         ),
         # Whether the table is still being recovered from its changelog (readiness).
         "Recovery.in_recovery": lambda: hasattr(Recovery, "in_recovery"),
@@ -139,6 +156,54 @@ class FaustConsumerOffsets:
         """The next offset the consumer will fetch, per assigned partition."""
         result: dict[Any, int] = await self._call(_positions, partitions)
         return result
+
+
+def fetch_waiting_for_company(app: Any, wait_ms: int) -> None:
+    """Make the worker's consumer wait `wait_ms` after a fetch that brought records before it
+    fetches from that broker again, so a quiet cloud's records come a few per fetch instead of one
+    each, while the first record after a quiet spell is fetched at once and an idle worker's fetch
+    still waits at the broker (Faust's 1.5 s). Faust and aiokafka have no setting for it (a
+    broker-side wait, fetch_min_bytes with fetch_max_wait_ms, would fetch every `wait_ms` even
+    when idle): the consumer is built when Faust's consumer thread starts, so its fetcher is
+    paced as it starts. 0 leaves Faust's consumer as it is."""
+    if wait_ms <= 0:
+        return
+    thread = app.consumer._thread
+    build = thread._create_worker_consumer
+
+    def build_paced(transport: Any) -> Any:
+        consumer = build(transport)
+        start = consumer.start
+
+        async def start_paced() -> None:
+            await start()
+            _pace_fetches(consumer._fetcher, wait_ms / 1000)
+
+        consumer.start = start_paced
+        return consumer
+
+    thread._create_worker_consumer = build_paced
+
+
+def _pace_fetches(fetcher: Any, pause: float) -> None:
+    """The fetcher sends a broker's next fetch only when its last one is done: a fetch that
+    brought records hands them over at once, then stays in flight for `pause`."""
+    fetch = fetcher._proc_fetch_request
+
+    async def fetch_then_pause(assignment: Any, node_id: Any, request: Any) -> bool:
+        brought_records: bool = await fetch(assignment, node_id, request)
+        if brought_records:
+            # What the fetcher does when the fetch is done, done now: its readers wake.
+            for waiter in list(fetcher._fetch_waiters):
+                fetcher._notify(waiter)
+            try:
+                await asyncio.sleep(pause)
+            except asyncio.CancelledError:
+                # Unassigned or closing: as aiokafka's own fetch does, end without raising.
+                return brought_records
+        return brought_records
+
+    fetcher._proc_fetch_request = fetch_then_pause
 
 
 def in_recovery(app: Any) -> bool:

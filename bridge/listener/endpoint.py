@@ -88,7 +88,10 @@ class NotificationEndpoint:
         self._backoff = Backoff(settings.retry_backoff_initial, settings.retry_backoff_max)
         self._stop = stop
         self.window = BatchWindow(
-            settings.batch_timeout, settings.batch_timeout_max, settings.batch_busy_rate
+            settings.batch_timeout,
+            settings.batch_timeout_max,
+            settings.batch_busy_rate,
+            company_wait=settings.batch_company_wait,
         )
         self._set_window = set_window if self.window.adaptive else None
         self._applied_window = settings.batch_timeout

@@ -115,7 +115,11 @@ class Listener:
 
     def _window_setter(self) -> Callable[[float], object] | None:
         """How the endpoint widens oslo's batch window under load; None keeps it fixed."""
-        if self.settings.batch_timeout_max <= self.settings.batch_timeout or self._missing_internals:
+        fixed = (
+            max(self.settings.batch_timeout_max, self.settings.batch_company_wait)
+            <= self.settings.batch_timeout
+        )
+        if fixed or self._missing_internals:
             return None
         return lambda seconds: oslo_internals.set_batch_timeout(self.server, seconds)
 

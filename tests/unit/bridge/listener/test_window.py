@@ -391,3 +391,37 @@ def test_a_lingering_server_hands_over_a_first_notification_and_its_company_toge
     # cannot see fake://'s socket, lets oslo poll).
     assert [p for p in polls if p[0] == 9 and 0.45 < p[1] <= 0.5] == [p for p in polls if p[0] == 9]
     assert len([p for p in polls if p[0] == 9]) == 1
+
+
+def _steady(window: BatchWindow, rate: float, seconds: float = 3.0) -> float:
+    """Notifications `1/rate` apart; each batch holds those arriving within its window."""
+    now, current = 0.0, window.current
+    while now < seconds:
+        received = 1 + int(current * rate)
+        now += received / rate
+        current = window.observe(received, current, now)
+    return current
+
+
+def test_where_company_is_due_a_quiet_cloud_batch_waits_for_about_two_more():
+    window = BatchWindow(0.002, 0.05, busy_rate=2000, company_wait=0.02)
+    assert _steady(window, 100) == pytest.approx(0.02, rel=0.05)
+    assert _steady(BatchWindow(0.002, 0.05, busy_rate=2000, company_wait=0.02), 300) == pytest.approx(
+        2 / 300, rel=0.05
+    )
+
+
+def test_a_cloud_too_quiet_for_company_in_time_keeps_the_shortest_window():
+    assert _steady(BatchWindow(0.002, 0.05, busy_rate=2000, company_wait=0.02), 10) == 0.002
+    assert _steady(BatchWindow(0.002, 0.05, busy_rate=2000, company_wait=0.02), 40) == 0.002
+
+
+def test_the_company_wait_never_shortens_a_busy_clouds_window():
+    window = BatchWindow(0.002, 0.05, busy_rate=2000, company_wait=0.02)
+    assert window.for_rate(1999) > window.for_rate(1000) > 0.02 >= window.for_rate(500)
+    assert window.for_rate(5000) == 0.05
+
+
+def test_a_company_wait_alone_makes_the_window_adaptive():
+    assert BatchWindow(0.002, 0.002, busy_rate=2000, company_wait=0.02).adaptive
+    assert not BatchWindow(0.002, 0.002, busy_rate=2000).adaptive
