@@ -190,7 +190,7 @@ def measurement_tables(name: str, topic: str, events: list[dict[str, Any]]) -> l
         nic = (fields.get("nicPerformanceArray") or [{}])[0].get("receivedOctetsDelta")
         vms.add_row(
             str(header.get("reportingEntityName", "-")),
-            str(header["sourceName"]),
+            short_name(str(header["sourceName"])),
             "-" if cpu is None else f"{cpu:.1f}",
             "-" if memory is None else f"{memory / 1024:.0f}",
             "-" if disk is None else f"{disk:.0f}",
@@ -229,6 +229,11 @@ def measurement_tables(name: str, topic: str, events: list[dict[str, Any]]) -> l
         )
         fleet_table.add_row("", "lag p50/p99 s", f"{lag.get('p50', '-')}/{lag.get('p99', '-')}")
     return [vms, fleet_table]
+
+
+def short_name(name: str) -> str:
+    """A VM known only from its samples is named by its uuid: its first 8 characters tell it apart."""
+    return f"{name[:8]}..." if len(name) > 12 else name
 
 
 def _interval(header: Mapping[str, Any]) -> str:

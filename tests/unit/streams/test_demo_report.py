@@ -139,6 +139,7 @@ def test_measurement_feed_tables_fit(width):
     )
     vms, fleet = _render(width, vm_table), _render(width, fleet_table)
     assert "vnf-0001" in vms and "42.2" in vms and "512" in vms
+    assert demo_report.short_name("7cfd3fcc-8142-4736-afbb-f85fcec56a1b") == "7cfd3fcc..."
     assert (
         VIM in fleet and "ACTIVE=18" in fleet and "30: CREATE=24, DELETE=6" in fleet and "0.004/0.02" in fleet
     )
