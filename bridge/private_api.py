@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 
@@ -17,8 +18,14 @@ def has_source(owner: Callable[..., Any] | None, text: str) -> bool:
     if owner is None:
         return False
     try:
+        if inspect.isclass(owner):
+            # inspect.getsource finds a class by parsing its module with ast, which CPython 3.11.7
+            # can fail with a SystemError ("AST constructor recursion depth mismatch"); the
+            # module's text holds the class's.
+            path = inspect.getsourcefile(owner)
+            return path is not None and text in Path(path).read_text(encoding="utf-8")
         return text in inspect.getsource(owner)
-    except (OSError, TypeError):
+    except (OSError, TypeError, UnicodeDecodeError):
         return False
 
 
