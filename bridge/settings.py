@@ -594,9 +594,12 @@ class StreamSettings(CommonSettings):
         le=64,
         description="batches decided while earlier ones are still being written",
     )
-    # Faust's take closes a batch at batch_size or after batch_timeout: the timeout is the
-    # latency a quiet cloud's events pay.
-    batch_timeout: float = Field(default=0.01, gt=0, le=60, description="seconds a batch waits to fill")
+    # A batch opens with its first record and closes batch_timeout later or at batch_size
+    # (streams.batching): the timeout is the latency a quiet cloud's events pay, and nothing
+    # waits on a timer while nothing comes.
+    batch_timeout: float = Field(
+        default=0.01, gt=0, le=60, description="seconds a batch waits for company after its first record"
+    )
     # At a quiet cloud's rates each fetch would otherwise bring the one record that just came,
     # and every fetch costs the worker and the broker about as much as the record itself. After a
     # fetch that brought records the worker waits this long before the next, so the records that

@@ -21,6 +21,7 @@ from bridge.retry import Backoff
 from bridge.settings import StreamSettings
 from bridge.topic_admin import core_topics, ensure_topics
 from streams import pipeline
+from streams.batching import company_batches
 from streams.codecs import CodecError
 from streams.faust_internals import FaustConsumerOffsets, fetch_waiting_for_company, missing_internals
 from streams.fleet_merge import FleetMerger
@@ -224,7 +225,9 @@ def build_app(
 
     @app.agent(raw_topic)
     async def process_raw(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout):
+        # Not Faust's take_events, which wakes on a fixed beat even when nothing comes
+        # (streams.batching).
+        async for events in company_batches(stream.events(), settings.batch_size, settings.batch_timeout):
             await runner.handle_batch([event.message for event in events])
 
     merger = wire_fleet_merge(app, settings, runner)
