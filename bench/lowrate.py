@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import amqputil, ceilometer_peer
+from bench import amqputil, ceilometer_peer, floors
 from bench.context import Context, cpu_from_samples
 from bench.e2e import Pipeline
 from bench.kafka_requests_internals import per_second, read
@@ -254,6 +254,8 @@ def run(ctx: Context) -> dict[str, Any]:
                 used = run["cores"].get("kafka broker")
                 if used is not None and idle_broker is not None and run["sent"]:
                     run["broker_us_above_idle"] = (used - idle_broker) * run["seconds"] / run["sent"] * 1e6
+            # The frameworks' own cost at 100/s, on the same notifications (bench.floors).
+            result["floors"] = floors.measure(ctx, pipeline, 100, seconds, 20)
             result["drain"] = drain(
                 pipeline, DRAIN_NOTIFICATIONS_QUICK if ctx.quick else DRAIN_NOTIFICATIONS, 9
             )
@@ -297,6 +299,15 @@ def compare(result: dict[str, Any]) -> dict[str, Any]:
     if ceilometer_100:
         comparison["ceilometer_us_at_100"] = ceilometer_100
         comparison["share_of_ceilometer_at_100"] = eventfed_100 / ceilometer_100
+    floor = (result.get("floors") or {}).get("cpu_us_per_notification") or {}
+    if len(floor) == len(floors.KINDS):
+        # What the frameworks cost alone (bench.floors) against what the targets allow eventfed.
+        comparison["framework_floor_us_at_100"] = floor["oslo"] + floor["faust"]
+        comparison["framework_floor_driven_us_at_100"] = floor["oslo-driven"] + floor["faust-driven"]
+        comparison["eventfed_own_us_at_100"] = eventfed_100 - comparison["framework_floor_driven_us_at_100"]
+        comparison["allowed_us_by_ratio_to_drain"] = TARGET_RATIO_TO_DRAIN * eventfed_drain
+        if ceilometer_100:
+            comparison["allowed_us_by_share_of_ceilometer"] = TARGET_SHARE_OF_CEILOMETER * ceilometer_100
     comparison["meets_ratio_to_drain"] = comparison["ratio_100_to_drain"] <= TARGET_RATIO_TO_DRAIN
     comparison["meets_p99_at_100"] = (comparison["p99_ms_at_100"] or 1e9) <= TARGET_P99_MS_AT_100
     if "share_of_ceilometer_at_100" in comparison:

@@ -24,6 +24,14 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [*lines, *("| " + " | ".join(row) + " |" for row in rows), ""]
 
 
+def rate_cpu(low: Results, rate: int, process: str) -> Any:
+    """A process's CPU µs per notification at a steady rate; None when not measured."""
+    for run in low.get("rates") or []:
+        if run["rate"] == rate:
+            return run["cpu_us_per_notification"].get(process)
+    return None
+
+
 def section(low: Results) -> list[str]:
     if not low.get("rates"):
         return ["## Low rates", "", f"Not measured: {low.get('error', 'section not run')}", ""]
@@ -128,6 +136,45 @@ def section(low: Results) -> list[str]:
             "same notifications, in the same run (eventfed's RSS: listener + worker):",
             "",
             *_table(["", "CPU µs per notification", "peak RSS MiB"], peer_rows),
+        ]
+    floor = (low.get("floors") or {}).get("cpu_us_per_notification") or {}
+    if floor and "framework_floor_us_at_100" in comparison:
+        lines += [
+            "The frameworks' floor (`bench/floors.py`): bare consumers beside eventfed's, in the same "
+            "100/s window, on the same notifications, doing nothing with them. oslo.messaging's batch "
+            "listener and a Faust agent as each comes, and as eventfed drives them (batches that "
+            "begin with their first notification, socket waits, paced fetches):",
+            "",
+            *_table(
+                ["at 100/s, CPU µs per notification", "as it comes", "as eventfed drives it", "eventfed"],
+                [
+                    [
+                        "oslo.messaging batch listener",
+                        _n(floor.get("oslo")),
+                        _n(floor.get("oslo-driven")),
+                        f"listener {_n(rate_cpu(low, 100, 'listener'))}",
+                    ],
+                    [
+                        "Faust agent on the raw topic",
+                        _n(floor.get("faust")),
+                        _n(floor.get("faust-driven")),
+                        f"worker {_n(rate_cpu(low, 100, 'stream'))}",
+                    ],
+                    [
+                        "both",
+                        _n(comparison["framework_floor_us_at_100"]),
+                        _n(comparison["framework_floor_driven_us_at_100"]),
+                        f"{_n(comparison['eventfed_us_at_100'])} (its own work: "
+                        f"{_n(comparison['eventfed_own_us_at_100'])})",
+                    ],
+                    [
+                        "what the targets allow listener + worker",
+                        f"3 x drain: {_n(comparison['allowed_us_by_ratio_to_drain'])}",
+                        "½ Ceilometer: " + _n(comparison.get("allowed_us_by_share_of_ceilometer")),
+                        "",
+                    ],
+                ],
+            ),
         ]
     if comparison:
         share = comparison.get("share_of_ceilometer_at_100")

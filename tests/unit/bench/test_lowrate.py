@@ -65,3 +65,24 @@ def test_the_targets_are_ratios_within_one_run():
     assert not missed["meets_p99_at_100"]
     # Without the peer (its venv missing) the comparison says nothing about it.
     assert "meets_share_of_ceilometer" not in compare(_result(900.0, 300.0, None, 40.0))
+
+
+def test_the_frameworks_floor_is_set_against_what_the_targets_allow():
+    result = _result(2000.0, 300.0, 1400.0, 40.0)
+    result["floors"] = {
+        "cpu_us_per_notification": {
+            "oslo": 1300.0,
+            "oslo-driven": 700.0,
+            "faust": 1100.0,
+            "faust-driven": 800.0,
+        }
+    }
+    figures = compare(result)
+    assert figures["framework_floor_us_at_100"] == pytest.approx(2400.0)
+    assert figures["framework_floor_driven_us_at_100"] == pytest.approx(1500.0)
+    assert figures["eventfed_own_us_at_100"] == pytest.approx(500.0)
+    assert figures["allowed_us_by_ratio_to_drain"] == pytest.approx(900.0)
+    assert figures["allowed_us_by_share_of_ceilometer"] == pytest.approx(700.0)
+    # A floor run that lost a consumer says nothing about the floor.
+    del result["floors"]["cpu_us_per_notification"]["faust"]
+    assert "framework_floor_us_at_100" not in compare(result)
