@@ -608,7 +608,7 @@ class StreamSettings(CommonSettings):
     # came meanwhile arrive together: at most this much later, the first after a quiet spell at
     # once. An idle worker's fetch waits at the broker as before, and a burst pays it once.
     fetch_wait_ms: int = Field(
-        default=20,
+        default=30,
         ge=0,
         le=500,
         description=(
