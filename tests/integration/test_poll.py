@@ -20,7 +20,7 @@ import pytest
 from streams import codecs
 from tests.integration.api.test_api_kafka import V1, ApiProcess
 from tests.support.processes import Proc, clean_env, free_port, wait_http
-from tests.support.real_nova import NovaClient, RabbitVhost, RealNova, rabbitmqctl
+from tests.support.real_nova import NovaClient, RabbitVhost, RealNova, VimListener
 from tests.support.stream import StreamRun
 from tests.support.tcp_gate import TcpGate
 
@@ -215,28 +215,16 @@ def test_poll_beside_a_listener_repairs_missed_notifications_and_delivers_each_c
 
         run.start()
         api.start()
-        metrics_port = free_port()
-        pool = f"eventfed-poll-{unique}"
-        listener = Proc(
-            ["listen"],
-            clean_env(
-                EVENTFED_TRANSPORT_URL=vhost.url,
-                EVENTFED_VIM_ID=VIM,
-                EVENTFED_POOL=pool,
-                EVENTFED_TOPICS="versioned_notifications",
-                EVENTFED_RAW_TOPIC=run.raw_topic,
-                EVENTFED_DLQ_TOPIC=run.dlq_topic,
-                EVENTFED_KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
-                EVENTFED_METRICS_PORT=str(metrics_port),
-                EVENTFED_PARTITIONS="4",
-            ),
+        listener = VimListener(
             tmp_path / "listener.log",
+            vhost,
+            VIM,
+            f"eventfed-poll-{unique}",
+            run,
+            EVENTFED_TOPICS="versioned_notifications",
         )
-        procs.append(listener)
-        wait_http(f"http://127.0.0.1:{metrics_port}/readyz", 60, listener)
-        wait_until(
-            lambda: pool in rabbitmqctl("list_queues", "-p", vhost.name, "-q", "name").split(), 60, "queue"
-        )
+        procs.append(listener.proc)
+        listener.wait_listening()
 
         seen = client.create_server("seen")["id"]
         # The listener alone: the missed VM is unknown to the state table.
