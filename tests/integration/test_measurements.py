@@ -30,12 +30,12 @@ from typing import Any
 import pytest
 
 from streams.metering import epoch_seconds, interval_start
-from tests.integration.api.test_api_kafka import wait_until
 from tests.support.kafka import headers_of, read_topic
 from tests.support.processes import Proc
 from tests.support.real_ceilometer import SampleCapture, publish_samples, running_agent
 from tests.support.real_nova import RabbitVhost, RealNova, VimListener
 from tests.support.stream import StreamRun
+from tests.support.waiting import wait_until
 from tests.unit.streams.test_ves import assert_valid_ves
 
 pytestmark = [pytest.mark.integration, pytest.mark.real_nova]

@@ -19,11 +19,12 @@ from typing import Any
 
 import pytest
 
-from tests.integration.api.test_api_kafka import V1, ApiProcess, wait_until
+from tests.integration.api.test_api_kafka import V1, ApiProcess
 from tests.support.holmes import HolmesShapedConsumer, check_closed_loop, expected_from_statuses
 from tests.support.kafka import headers_of, read_topic
 from tests.support.real_nova import ALL_ACTIONS, RabbitVhost, RealNova, VimListener, run_lifecycle
 from tests.support.stream import StreamRun
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.real_nova]
 
