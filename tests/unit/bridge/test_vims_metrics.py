@@ -17,14 +17,7 @@ from bridge.shared_producer import SharedProducer
 from bridge.vims import parse_vims, poller_settings
 from tests.unit.bridge.test_shared_producer import HeldProducer
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("EVENTFED_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_eventfed_env")
 
 
 def samples_of(vim: str, prefix: str) -> list[str]:
