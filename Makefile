@@ -23,22 +23,21 @@ $(INSTALLED): pyproject.toml constraints.txt
 
 install: $(INSTALLED)
 
-$(NOVA_INSTALLED): tests/real_nova/requirements.txt
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Nova 34 needs Python 3.11+"'
-	$(PYTHON) -m venv $(NOVA_VENV)
-	$(NOVA_VENV)/bin/pip install -q --upgrade 'pip==26.3'
-	$(NOVA_VENV)/bin/pip install -q -r tests/real_nova/requirements.txt
-	touch $(NOVA_INSTALLED)
+# A venv of its own for a real OpenStack service: $(1) the venv, $(2) its requirements file, $(3)
+# the service, as the Python version check names it.
+define service_venv
+$(1)/.installed: $(2)
+	@$$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "$(3) needs Python 3.11+"'
+	$$(PYTHON) -m venv $(1)
+	$(1)/bin/pip install -q --upgrade 'pip==26.3'
+	$(1)/bin/pip install -q -r $(2)
+	touch $(1)/.installed
+endef
 
+$(eval $(call service_venv,$(NOVA_VENV),tests/real_nova/requirements.txt,Nova 34))
 nova-env: $(NOVA_INSTALLED)
 
-$(CEILOMETER_INSTALLED): tests/real_ceilometer/requirements.txt
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Ceilometer 27 needs Python 3.11+"'
-	$(PYTHON) -m venv $(CEILOMETER_VENV)
-	$(CEILOMETER_VENV)/bin/pip install -q --upgrade 'pip==26.3'
-	$(CEILOMETER_VENV)/bin/pip install -q -r tests/real_ceilometer/requirements.txt
-	touch $(CEILOMETER_INSTALLED)
-
+$(eval $(call service_venv,$(CEILOMETER_VENV),tests/real_ceilometer/requirements.txt,Ceilometer 27))
 ceilometer-env: $(CEILOMETER_INSTALLED)
 
 up: install

@@ -23,6 +23,7 @@ import psutil
 from tests.support.processes import EVENTFED as EVENTFED
 from tests.support.processes import clean_env as clean_env
 from tests.support.processes import free_port as free_port
+from tests.support.processes import wait_http as wait_http
 
 LOG = logging.getLogger(__name__)
 
@@ -55,25 +56,8 @@ class Proc:
                 raise
         return int(self.popen.returncode)
 
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-
-def wait_http(url: str, timeout: float, proc: Proc | None = None) -> None:
-    """Wait for a 200 from `url`; fail early if `proc` exits."""
-    deadline = time.monotonic() + timeout
-    last_error = ""
-    while time.monotonic() < deadline:
-        if proc is not None and not proc.alive():
-            raise RuntimeError(f"process exited early ({proc.log_path}):\n{proc.log_tail()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except Exception as exc:
-            last_error = str(exc)
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} not ready in {timeout}s: {last_error}")
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
 
 def cpu_seconds(pid: int | None = None) -> float:

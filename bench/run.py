@@ -13,6 +13,7 @@ with a loud message when a notification went missing or a section failed.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import math
@@ -40,37 +41,11 @@ SECTIONS = ("ingest", "stream", "e2e", "low-rate", "api", "poll", "metering", "v
 
 
 def _section(name: str) -> Callable[[Context], dict[str, Any]]:
-    if name == "ingest":
-        from bench import ingest
-
-        return ingest.run
-    if name == "stream":
-        from bench import stream
-
-        return stream.run
-    if name == "e2e":
-        from bench import e2e
-
-        return e2e.run
-    if name == "low-rate":
-        from bench import lowrate
-
-        return lowrate.run
-    if name == "poll":
-        from bench import poll
-
-        return poll.run
-    if name == "metering":
-        from bench import metering
-
-        return metering.run
-    if name == "vims":
-        from bench import vims
-
-        return vims.run
-    from bench import api
-
-    return api.run
+    # The section's module (its name without hyphens), imported only when the section runs: it
+    # may need what the others do not.
+    module = importlib.import_module(f"bench.{name.replace('-', '')}")
+    run: Callable[[Context], dict[str, Any]] = module.run
+    return run
 
 
 def _check_brokers(bootstrap: str) -> None:

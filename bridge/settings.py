@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal, Self, TypeVar
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError, PydanticUndefined
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -317,25 +317,85 @@ class SimulateSettings(RabbitSettings):
     """`eventfed simulate`: the clouds and their RabbitMQ come from --vim; TLS from settings."""
 
 
-# Shared by the listener and the poller, which write the raw topic the same way.
-_VIM_ID_DESCRIPTION = (
-    "the VIM (cloud) served, as ONAP names it (cloud-owner_region); required without VIMS_FILE"
-)
-_VIMS_FILE_DESCRIPTION = (
-    "a YAML file of the VIMs this process serves, one entry each (bridge.vims); reloaded when it "
-    "changes. Unset: the one VIM of VIM_ID and its settings"
-)
-_VIMS_RELOAD_DESCRIPTION = "how often the VIMs file (and the secret files it names) is checked for changes"
-# A VIM that floods, or a Kafka that stalls, must not take the memory the other VIMs need.
-_VIMS_INFLIGHT_DESCRIPTION = (
-    "with VIMS_FILE: bytes written to Kafka and not yet acknowledged, across the process's VIMs; "
-    "each VIM may hold an equal share"
-)
-_MAX_MESSAGE_BYTES_DESCRIPTION = "largest raw record; bigger notifications are dead-lettered"
-_PACK_MAX_DESCRIPTION = "notifications packed in one raw record (same partition, JSON Lines); 1 = one each"
-_RAW_DELIVERY_TIMEOUT_DESCRIPTION = (
-    "seconds librdkafka tries to deliver a raw record before it counts as failed"
-)
+# The settings the listener and the poller share, as they serve VIMs and write the raw topic
+# the same way. Each is defined once so that both commands read it alike and the settings
+# reference shows it as one setting of both.
+
+
+def _vim_id(*, required: bool = False) -> Any:
+    return Field(
+        PydanticUndefined if required else None,
+        pattern=VIM_ID_PATTERN,
+        max_length=200,
+        description=(
+            "the VIM (cloud) served, as ONAP names it (cloud-owner_region); required without VIMS_FILE"
+        ),
+    )
+
+
+def _vims_file() -> Any:
+    return Field(
+        default=None,
+        description=(
+            "a YAML file of the VIMs this process serves, one entry each (bridge.vims); reloaded when it "
+            "changes. Unset: the one VIM of VIM_ID and its settings"
+        ),
+    )
+
+
+def _vims_reload_seconds() -> Any:
+    return Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="how often the VIMs file (and the secret files it names) is checked for changes",
+    )
+
+
+def _vims_inflight_bytes() -> Any:
+    # A VIM that floods, or a Kafka that stalls, must not take the memory the other VIMs need.
+    return Field(
+        default=64 * 1024 * 1024,
+        ge=1024 * 1024,
+        description=(
+            "with VIMS_FILE: bytes written to Kafka and not yet acknowledged, across the process's VIMs; "
+            "each VIM may hold an equal share"
+        ),
+    )
+
+
+def _max_message_bytes() -> Any:
+    # Kafka's default max.message.bytes is about 1 MiB: a bigger record would be refused.
+    return Field(
+        default=1_000_000, ge=1024, description="largest raw record; bigger notifications are dead-lettered"
+    )
+
+
+def _pack_max() -> Any:
+    # The stream stage's cost is largely per record, so notifications travel packed.
+    return Field(
+        default=500,
+        ge=1,
+        le=100_000,
+        description="notifications packed in one raw record (same partition, JSON Lines); 1 = one each",
+    )
+
+
+def _retry_backoff_initial(description: str) -> Any:
+    return Field(default=0.5, gt=0, le=60, description=description)
+
+
+def _retry_backoff_max(description: str) -> Any:
+    return Field(default=30.0, gt=0, le=3600, description=description)
+
+
+def _raw_delivery_timeout() -> Any:
+    return Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="seconds librdkafka tries to deliver a raw record before it counts as failed",
+    )
 
 
 def _one_vim_or_file(settings: Any, required: tuple[str, ...]) -> list[str]:
@@ -362,14 +422,10 @@ class ListenerSettings(RabbitSettings):
             "required without VIMS_FILE"
         ),
     )
-    vim_id: str | None = Field(
-        default=None, pattern=VIM_ID_PATTERN, max_length=200, description=_VIM_ID_DESCRIPTION
-    )
-    vims_file: Path | None = Field(default=None, description=_VIMS_FILE_DESCRIPTION)
-    vims_reload_seconds: float = Field(default=10.0, gt=0, le=3600, description=_VIMS_RELOAD_DESCRIPTION)
-    vims_inflight_bytes: int = Field(
-        default=64 * 1024 * 1024, ge=1024 * 1024, description=_VIMS_INFLIGHT_DESCRIPTION
-    )
+    vim_id: str | None = _vim_id()
+    vims_file: Path | None = _vims_file()
+    vims_reload_seconds: float = _vims_reload_seconds()
+    vims_inflight_bytes: int = _vims_inflight_bytes()
     exchange: str = Field(
         default="nova", min_length=1, description="the exchange Nova publishes notifications on"
     )
@@ -439,27 +495,15 @@ class ListenerSettings(RabbitSettings):
             "0: the window is BATCH_TIMEOUT up to a fifth of BATCH_BUSY_RATE"
         ),
     )
-    # Kafka's default max.message.bytes is about 1 MiB: a bigger record would be refused.
-    max_message_bytes: int = Field(default=1_000_000, ge=1024, description=_MAX_MESSAGE_BYTES_DESCRIPTION)
-    # The stream stage's cost is largely per record, so notifications travel packed.
-    pack_max: int = Field(default=500, ge=1, le=100_000, description=_PACK_MAX_DESCRIPTION)
-    retry_backoff_initial: float = Field(
-        default=0.5,
-        gt=0,
-        le=60,
-        description=(
-            "first wait, in seconds, before writing to Kafka or connecting to RabbitMQ again after a failure"
-        ),
+    max_message_bytes: int = _max_message_bytes()
+    pack_max: int = _pack_max()
+    retry_backoff_initial: float = _retry_backoff_initial(
+        "first wait, in seconds, before writing to Kafka or connecting to RabbitMQ again after a failure"
     )
-    retry_backoff_max: float = Field(
-        default=30.0,
-        gt=0,
-        le=3600,
-        description="longest wait, in seconds, between attempts to write to Kafka or to connect to RabbitMQ",
+    retry_backoff_max: float = _retry_backoff_max(
+        "longest wait, in seconds, between attempts to write to Kafka or to connect to RabbitMQ"
     )
-    delivery_timeout: float = Field(
-        default=30.0, gt=0, le=3600, description=_RAW_DELIVERY_TIMEOUT_DESCRIPTION
-    )
+    delivery_timeout: float = _raw_delivery_timeout()
     hold_max_seconds: float = Field(
         default=900.0,
         gt=0,
@@ -494,12 +538,10 @@ class ListenerSettings(RabbitSettings):
         return problems
 
 
-class VimListenerSettings(ListenerSettings):
-    """One VIM's listener: the process's settings with that VIM's own (bridge.vims), or the
-    environment's single VIM."""
+class _OneVimSettings(CommonSettings):
+    """Base of one VIM's settings (bridge.vims), whatever the command: the VIM is required."""
 
-    transport_url: SecretStr = Field(description="the VIM's RabbitMQ, as oslo.messaging's transport URL")
-    vim_id: str = Field(pattern=VIM_ID_PATTERN, max_length=200, description=_VIM_ID_DESCRIPTION)
+    vim_id: str = _vim_id(required=True)
 
     @classmethod
     def settings_customise_sources(
@@ -513,6 +555,13 @@ class VimListenerSettings(ListenerSettings):
         # Built from the process's settings and the VIM's entry, already read: never again from
         # the environment or the settings file.
         return (init_settings,)
+
+
+class VimListenerSettings(_OneVimSettings, ListenerSettings):
+    """One VIM's listener: the process's settings with that VIM's own (bridge.vims), or the
+    environment's single VIM."""
+
+    transport_url: SecretStr = Field(description="the VIM's RabbitMQ, as oslo.messaging's transport URL")
 
 
 class StreamSettings(CommonSettings):
@@ -715,14 +764,10 @@ class PollerSettings(CommonSettings):
     served without Keystone, a fixed `nova_endpoint` and `nova_token`.
     """
 
-    vim_id: str | None = Field(
-        default=None, pattern=VIM_ID_PATTERN, max_length=200, description=_VIM_ID_DESCRIPTION
-    )
-    vims_file: Path | None = Field(default=None, description=_VIMS_FILE_DESCRIPTION)
-    vims_reload_seconds: float = Field(default=10.0, gt=0, le=3600, description=_VIMS_RELOAD_DESCRIPTION)
-    vims_inflight_bytes: int = Field(
-        default=64 * 1024 * 1024, ge=1024 * 1024, description=_VIMS_INFLIGHT_DESCRIPTION
-    )
+    vim_id: str | None = _vim_id()
+    vims_file: Path | None = _vims_file()
+    vims_reload_seconds: float = _vims_reload_seconds()
+    vims_inflight_bytes: int = _vims_inflight_bytes()
     nova_auth: Literal["keystone", "token"] = Field(
         default="keystone",
         description="keystone: a Keystone v3 password session (OS_*); token: NOVA_ENDPOINT with NOVA_TOKEN",
@@ -780,24 +825,14 @@ class PollerSettings(CommonSettings):
     poll_request_timeout: float = Field(
         default=30.0, gt=0, le=600, description="seconds one API request may take"
     )
-    max_message_bytes: int = Field(default=1_000_000, ge=1024, description=_MAX_MESSAGE_BYTES_DESCRIPTION)
+    max_message_bytes: int = _max_message_bytes()
     # Snapshots are packed into raw records as the listener packs notifications.
-    pack_max: int = Field(default=500, ge=1, le=100_000, description=_PACK_MAX_DESCRIPTION)
-    retry_backoff_initial: float = Field(
-        default=0.5,
-        gt=0,
-        le=60,
-        description="first wait, in seconds, before writing to Kafka again after a failure",
+    pack_max: int = _pack_max()
+    retry_backoff_initial: float = _retry_backoff_initial(
+        "first wait, in seconds, before writing to Kafka again after a failure"
     )
-    retry_backoff_max: float = Field(
-        default=30.0,
-        gt=0,
-        le=3600,
-        description="longest wait, in seconds, between write attempts",
-    )
-    delivery_timeout: float = Field(
-        default=30.0, gt=0, le=3600, description=_RAW_DELIVERY_TIMEOUT_DESCRIPTION
-    )
+    retry_backoff_max: float = _retry_backoff_max("longest wait, in seconds, between write attempts")
+    delivery_timeout: float = _raw_delivery_timeout()
 
     def problems(self) -> list[str]:
         problems = super().problems()
@@ -824,24 +859,9 @@ class PollerSettings(CommonSettings):
         return problems
 
 
-class VimPollerSettings(PollerSettings):
+class VimPollerSettings(_OneVimSettings, PollerSettings):
     """One VIM's poller: the process's settings with that VIM's own (bridge.vims), or the
     environment's single VIM."""
-
-    vim_id: str = Field(pattern=VIM_ID_PATTERN, max_length=200, description=_VIM_ID_DESCRIPTION)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Built from the process's settings and the VIM's entry, already read: never again from
-        # the environment or the settings file.
-        return (init_settings,)
 
 
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)

@@ -349,21 +349,9 @@ def merged_figures(book: Mapping[str, Any]) -> list[FleetFigures]:
             for status, count in (part.get("vms_by_status") or {}).items():
                 statuses[status] = statuses.get(status, 0) + count
             flow.merge(Flow.from_dict(part.get("flow")))
+        counted = tuple(sorted(int(p) for p in parts))
         figures.append(
-            FleetFigures(
-                vim_id=vim_id,
-                start=int(book["start"]),
-                length=int(book["length"]),
-                vms_by_status=statuses,
-                events_by_kind=dict(flow.events_by_kind),
-                failures_raised=flow.raised,
-                failures_cleared=flow.cleared,
-                stuck_actions=flow.stuck,
-                lag_p50=lag_percentile(flow.lags, 0.50),
-                lag_p99=lag_percentile(flow.lags, 0.99),
-                partitions=tuple(sorted(int(p) for p in parts)),
-                missing_partitions=missing,
-            )
+            _figures(vim_id, int(book["start"]), int(book["length"]), statuses, flow, counted, missing)
         )
     return figures
 
@@ -381,19 +369,31 @@ def fleet_figures(
     figures = []
     for vim_id in sorted(set(statuses) | set(flows)):
         flow = flows.get(vim_id) or Flow()
-        figures.append(
-            FleetFigures(
-                vim_id=vim_id,
-                start=start,
-                length=length,
-                vms_by_status=dict(statuses.get(vim_id) or {}),
-                events_by_kind=dict(flow.events_by_kind),
-                failures_raised=flow.raised,
-                failures_cleared=flow.cleared,
-                stuck_actions=flow.stuck,
-                lag_p50=lag_percentile(flow.lags, 0.50),
-                lag_p99=lag_percentile(flow.lags, 0.99),
-                partitions=counted,
-            )
-        )
+        figures.append(_figures(vim_id, start, length, dict(statuses.get(vim_id) or {}), flow, counted))
     return figures
+
+
+def _figures(
+    vim_id: str,
+    start: int,
+    length: int,
+    statuses: Mapping[str, int],
+    flow: Flow,
+    partitions: tuple[int, ...],
+    missing: tuple[int, ...] = (),
+) -> FleetFigures:
+    """A VIM's figures of one interval: its VMs by status, and its events as `flow` counted them."""
+    return FleetFigures(
+        vim_id=vim_id,
+        start=start,
+        length=length,
+        vms_by_status=statuses,
+        events_by_kind=dict(flow.events_by_kind),
+        failures_raised=flow.raised,
+        failures_cleared=flow.cleared,
+        stuck_actions=flow.stuck,
+        lag_p50=lag_percentile(flow.lags, 0.50),
+        lag_p99=lag_percentile(flow.lags, 0.99),
+        partitions=partitions,
+        missing_partitions=missing,
+    )

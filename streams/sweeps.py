@@ -97,28 +97,14 @@ class TableSweeps:
         Each is decided against the state the VM will have once the batches in flight are
         written, and goes through the same ordered writes as a batch: its outputs, then its state.
         """
-        pending = self._runner.pending_states
+        processor = self._runner.processor
 
-        def decide(keys: Sequence[bytes], job: BatchDecisions) -> None:
-            for key in keys:
-                value = pending.get(key, self._runner.state.get(key))
-                if value is None:
-                    continue
-                partition = source_partition(value)
-                if partition is not None and partition not in active_partitions:
-                    continue
-                if partition is not None and not self._runner.processor.fleet_flow.loaded(partition):
-                    self._runner.load_flow(partition)
-                outcome = self._runner.processor.expire(key, value, now)
-                if outcome is None or outcome.new_state is None:
-                    continue
-                job.outputs.extend(outcome.outputs)
-                job.outcomes.append(outcome)
-                pending[key] = outcome.new_state
-                job.states[key] = (partition, outcome.new_state)
-            self._runner.stage_flow(job)
+        def expire(key: bytes, value: Mapping[str, Any], partition: int | None) -> pipeline.Outcome | None:
+            if partition is not None and not processor.fleet_flow.loaded(partition):
+                self._runner.load_flow(partition)
+            return processor.expire(key, value, now)
 
-        return await self._sweep(decide)
+        return await self._sweep(self._each_owned_vm(active_partitions, expire, stage_flow=True))
 
     async def close_measurements(self, assigned: set[Any], now: float) -> int:
         """Emit the measurement intervals now due of the VMs on the raw partitions this worker
@@ -132,8 +118,30 @@ class TableSweeps:
         if not await self._caught_up(assigned):
             return 0
         active_partitions = {tp.partition for tp in assigned}
-        pending = self._runner.pending_states
         processor = self._runner.processor
+
+        def close(key: bytes, value: Mapping[str, Any], partition: int | None) -> pipeline.Outcome | None:
+            return processor.close_measurements(key, value, now)
+
+        started = time.monotonic()
+        # Without a measurement feed no sample is kept: no VM has an interval to close.
+        decide = self._each_owned_vm(active_partitions, close, stage_flow=False)
+        closed = await self._sweep(decide) if processor.measuring() else 0
+        await self._emit_fleet(active_partitions, now)
+        metrics.MEASUREMENT_SECONDS.observe(time.monotonic() - started)
+        return closed
+
+    def _each_owned_vm(
+        self,
+        active_partitions: set[int],
+        outcome_of: Callable[[bytes, Mapping[str, Any], int | None], pipeline.Outcome | None],
+        stage_flow: bool,
+    ) -> Callable[[Sequence[bytes], BatchDecisions], None]:
+        """A sweep's decision (see _sweep) for each VM on the partitions this worker owns:
+        `outcome_of(key, state, raw partition)`, given the state the VM will have once the batches
+        in flight are written; an outcome with a new state is written with its outputs.
+        `stage_flow`: the outcomes count in the fleet flow, whose records are written with them."""
+        pending = self._runner.pending_states
 
         def decide(keys: Sequence[bytes], job: BatchDecisions) -> None:
             for key in keys:
@@ -143,20 +151,17 @@ class TableSweeps:
                 partition = source_partition(value)
                 if partition is not None and partition not in active_partitions:
                     continue
-                outcome = processor.close_measurements(key, value, now)
+                outcome = outcome_of(key, value, partition)
                 if outcome is None or outcome.new_state is None:
                     continue
                 job.outputs.extend(outcome.outputs)
                 job.outcomes.append(outcome)
                 pending[key] = outcome.new_state
                 job.states[key] = (partition, outcome.new_state)
+            if stage_flow:
+                self._runner.stage_flow(job)
 
-        started = time.monotonic()
-        # Without a measurement feed no sample is kept: no VM has an interval to close.
-        closed = await self._sweep(decide) if processor.measuring() else 0
-        await self._emit_fleet(active_partitions, now)
-        metrics.MEASUREMENT_SECONDS.observe(time.monotonic() - started)
-        return closed
+        return decide
 
     async def _caught_up(self, assigned: set[Any]) -> bool:
         """Whether every raw record of `assigned` written before this assignment was handled."""

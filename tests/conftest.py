@@ -31,6 +31,14 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 @pytest.fixture
+def no_eventfed_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No EVENTFED_* variable of the environment the tests run in reaches the settings they build."""
+    for name in list(os.environ):
+        if name.startswith("EVENTFED_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
 def unique() -> str:
     """A short unique suffix so runs never see each other's topics, queues or groups."""
     return uuid.uuid4().hex[:10]

@@ -8,10 +8,11 @@ batch waits only for its own delivery reports, and holds at most its share of th
 in-flight bytes. So a VIM whose RabbitMQ is down, refuses the login, is slow or floods holds up
 only its own threads and its own share.
 
-The file is read again every VIMS_RELOAD_SECONDS. A VIM added starts; a VIM removed stops after
-its batch in hand is written and acked; a VIM whose entry changed is stopped the same way before
-its new listener starts (two consumers of one pool queue would split a VM's notifications between
-them, out of order); the others are not touched. A file that cannot be used is rejected whole.
+The file is read again every VIMS_RELOAD_SECONDS (bridge.vim_fleet). A VIM added starts; a VIM
+removed stops after its batch in hand is written and acked; a VIM whose entry changed is stopped
+the same way before its new listener starts (two consumers of one pool queue would split a VM's
+notifications between them, out of order); the others are not touched. A file that cannot be
+used is rejected whole.
 
 `/readyz` is ready while any VIM consumes (and Kafka answers), and names the VIMs that do not,
 with why: those still connecting, and those whose connection was lost after they started
@@ -24,7 +25,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
 
 from confluent_kafka import Producer
 
@@ -37,7 +37,8 @@ from bridge.listener.service import Listener, StartupReadiness, check_topics
 from bridge.log_context import bind_vim, unbind_vim, vim_bound
 from bridge.settings import ListenerSettings, VimListenerSettings
 from bridge.shared_producer import SharedProducer
-from bridge.vims import VimsFileError, VimsSource, diff, listener_settings, readiness_of
+from bridge.vim_fleet import VimFleet, VimFleetDeployable
+from bridge.vims import listener_settings, readiness_of
 
 LOG = logging.getLogger(__name__)
 
@@ -175,53 +176,23 @@ class VimRun:
             self.lost = lost
 
 
-class ListenerFleet:
-    """The running VIMs, changed to match a new set by starting, stopping and restarting VIMs."""
+class ListenerFleet(VimFleet[VimListenerSettings, VimRun]):
+    """The running VIMs' listeners, on one shared producer."""
 
     def __init__(self, shared: SharedProducer, idle_wait: float = FLEET_IDLE_WAIT_SECONDS) -> None:
-        self._shared = shared
-        self._idle_wait = idle_wait
-        self.runs: dict[str, VimRun] = {}
-        self._lock = threading.Lock()
-
-    def apply(self, wanted: Mapping[str, VimListenerSettings]) -> None:
-        with self._lock:
-            change = diff({vim: run.settings for vim, run in self.runs.items()}, wanted)
-            for vim in change.removed:
-                self.runs.pop(vim).stop(forget=True)
-            for vim in change.changed:
-                stopped = self.runs[vim].stop(forget=False)
-                self.runs[vim] = self._run(wanted[vim], after=stopped)
-            for vim in change.added:
-                self.runs[vim] = self._run(wanted[vim])
-
-    def _run(self, settings: VimListenerSettings, after: threading.Thread | None = None) -> VimRun:
-        run = VimRun(settings, self._shared, self._idle_wait)
-        run.start(after)
-        return run
-
-    def stop_all(self) -> None:
-        """Every VIM stops after its batch in hand, all at once."""
-        with self._lock:
-            stoppers = [run.stop(forget=False) for run in self.runs.values()]
-            self.runs = {}
-        for stopper in stoppers:
-            stopper.join()
+        super().__init__(lambda settings: VimRun(settings, shared, idle_wait))
 
     def check_connections(self) -> None:
         now = time.monotonic()
         for run in list(self.runs.values()):
             run.check_connection(now)
 
-    def states(self) -> dict[str, tuple[bool, str]]:
-        return {vim: run.state() for vim, run in list(self.runs.items())}
 
-
-class ListenerFleetDeployable:
+class ListenerFleetDeployable(VimFleetDeployable[ListenerSettings, VimListenerSettings]):
     """`eventfed listen` with a VIMs file, in the deployable skeleton (bridge.deployable)."""
 
     name = "listener"
-    handles_signals = False
+    work_in_hand = "batch"
 
     def __init__(self, settings: ListenerSettings) -> None:
         missing = oslo_internals.missing_dispatcher_internals()
@@ -230,15 +201,8 @@ class ListenerFleetDeployable:
                 "cannot start: this oslo.messaging lacks what eventfed relies on: %s", ", ".join(missing)
             )
             raise CannotStart(2)
-        assert settings.vims_file is not None
-        self.settings = settings
-        try:
-            self.source = VimsSource(settings.vims_file, lambda entries: listener_settings(settings, entries))
-        except VimsFileError as exc:
-            LOG.error("cannot start: %s", exc)
-            raise CannotStart(2) from None
+        super().__init__(settings, lambda entries: listener_settings(settings, entries))
         self.readiness = StartupReadiness()
-        self.stop_requested = threading.Event()
         self.shared: SharedProducer | None = None
         self.fleet: ListenerFleet | None = None
         self._kafka_checked_at = 0.0
@@ -292,21 +256,12 @@ class ListenerFleetDeployable:
         settle_after_start_up()
         watch = threading.Thread(target=self._watch, name="vims-watch", daemon=True)
         watch.start()
-        while not self.stop_requested.wait(self.settings.vims_reload_seconds):
-            wanted = self.source.read_if_changed()
-            if wanted is not None:
-                self.source.apply(wanted)
-                self.fleet.apply(wanted)
-        return 0
+        return self.reload_until_stopped(self.fleet)
 
     def _watch(self) -> None:
         assert self.fleet is not None
         while not self.stop_requested.wait(CONNECTION_CHECK_SECONDS):
             self.fleet.check_connections()
-
-    def request_stop(self, signum: int) -> None:
-        LOG.info("signal %d: stopping every VIM after its batch in hand", signum)
-        self.stop_requested.set()
 
     def drain(self) -> None:
         if self.fleet is not None:

@@ -4,18 +4,17 @@ Each VIM polls in a thread of its own, with its own Nova client, its own checkpo
 checkpoint topic is keyed by vim_id) and its own backoff, so a slow or failing Nova API delays
 only its own cycles. The VIMs share the Kafka producer, each through a lane that waits only for
 its own delivery reports (bridge.shared_producer). Credentials Nova or Keystone refuse stop that
-VIM alone (the single-VIM process exits instead); the file is reloaded as the listener's is.
+VIM alone (the single-VIM process exits instead); the file is reloaded as the listener's is
+(bridge.vim_fleet).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
 
 from confluent_kafka import Producer
 
-from bridge.deployable import CannotStart
 from bridge.kafka_config import shared_producer_config
 from bridge.log_context import bind_vim, unbind_vim
 from bridge.poller.checkpoint import KafkaCheckpoints
@@ -32,7 +31,8 @@ from bridge.raw_writer import KafkaBatchWriter
 from bridge.retry import Backoff
 from bridge.settings import PollerSettings, VimPollerSettings
 from bridge.shared_producer import SharedProducer
-from bridge.vims import VimsFileError, VimsSource, diff, poller_settings, readiness_of
+from bridge.vim_fleet import VimFleet, VimFleetDeployable
+from bridge.vims import poller_settings, readiness_of
 
 LOG = logging.getLogger(__name__)
 
@@ -89,61 +89,35 @@ class PollRun:
         return self._thread
 
 
-class PollerFleetDeployable:
+class PollerFleetDeployable(VimFleetDeployable[PollerSettings, VimPollerSettings]):
     """`eventfed poll` with a VIMs file, in the deployable skeleton (bridge.deployable)."""
 
     name = "poller"
-    handles_signals = False
+    work_in_hand = "page"
 
     def __init__(self, settings: PollerSettings) -> None:
-        assert settings.vims_file is not None
-        self.settings = settings
-        try:
-            self.source = VimsSource(settings.vims_file, lambda entries: poller_settings(settings, entries))
-        except VimsFileError as exc:
-            LOG.error("cannot start: %s", exc)
-            raise CannotStart(2) from None
-        self.stop_requested = threading.Event()
-        self.runs: dict[str, PollRun] = {}
+        super().__init__(settings, lambda entries: poller_settings(settings, entries))
         inflight = settings.vims_inflight_bytes
         self.shared = SharedProducer(
             Producer(shared_producer_config(settings, "poll", settings.delivery_timeout, inflight)),
             inflight // 2,
         )
+        self.fleet: VimFleet[VimPollerSettings, PollRun] = VimFleet(
+            lambda vim_settings: PollRun(vim_settings, self.shared)
+        )
 
     def readiness(self) -> tuple[bool, str]:
-        return readiness_of({vim: run.state() for vim, run in list(self.runs.items())}, "polling")
+        return readiness_of(self.fleet.states(), "polling")
 
     def start(self) -> None:
         check_topics(self.settings)
         self.shared.start()
         LOG.info("polling %d VIMs of %s", len(self.source.current), self.settings.vims_file)
-        self.apply(self.source.current)
-
-    def apply(self, wanted: Mapping[str, VimPollerSettings]) -> None:
-        change = diff({vim: run.settings for vim, run in self.runs.items()}, wanted)
-        for vim in change.removed:
-            self.runs.pop(vim).stop(forget=True)
-        for vim in change.changed + change.added:
-            previous = self.runs.get(vim)
-            run = self.runs[vim] = PollRun(wanted[vim], self.shared)
-            run.start(after=previous.stop() if previous is not None else None)
+        self.fleet.apply(self.source.current)
 
     def work(self) -> int:
-        while not self.stop_requested.wait(self.settings.vims_reload_seconds):
-            wanted = self.source.read_if_changed()
-            if wanted is not None:
-                self.source.apply(wanted)
-                self.apply(wanted)
-        return 0
-
-    def request_stop(self, signum: int) -> None:
-        LOG.info("signal %d: stopping every VIM after its page in hand", signum)
-        self.stop_requested.set()
+        return self.reload_until_stopped(self.fleet)
 
     def drain(self) -> None:
-        threads = [run.stop() for run in self.runs.values()]
-        for thread in threads:
-            if thread.is_alive():
-                thread.join()
+        self.fleet.stop_all()
         self.shared.stop(self.settings.delivery_timeout)

@@ -288,19 +288,7 @@ def test_a_missing_namespace_is_refused(cluster: Cluster) -> None:
     server = cluster.server
     namespace = "eventfed-missing-namespace"
     # helm's server-side dry run does not notice; the strict create and the real install do.
-    docs = server_dry_run(server, namespace)
-    manifest = "\n---\n".join(json.dumps(doc) for doc in docs)
-    strict = server.run(
-        "kubectl",
-        "create",
-        "--dry-run=server",
-        "--validate=strict",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        stdin=manifest,
-    )
+    strict = strict_create_result(server, namespace, server_dry_run(server, namespace))
     assert strict.returncode != 0 and f'namespaces "{namespace}" not found' in strict.stderr, strict.stderr
     real = server.helm("install", RELEASE, str(CHART), "-n", namespace)
     assert real.returncode != 0 and f'namespaces "{namespace}" not found' in real.stderr, real.stderr

@@ -17,8 +17,8 @@ import pytest
 from bridge.simulator.novasim import SimulatedCloud, raw_record
 from schemas.raw import raw_document
 from streams.metering import interval_start
-from tests.integration.api.test_api_kafka import wait_until
 from tests.support.stream import StreamRun
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

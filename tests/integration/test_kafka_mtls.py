@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import urllib.error
 from collections import Counter
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from tests.support.kafka import read_notifications, read_topic
 from tests.support.processes import EVENTFED, ROOT, Proc, clean_env, free_port, wait_http
 from tests.support.rabbit import NovaNotifier, wait_for_queue
 from tests.support.tls import Pki, make_pki
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -74,17 +74,6 @@ def _get_json(url: str) -> dict:
 
     with urllib.request.urlopen(url, timeout=5) as response:
         return json.loads(response.read())
-
-
-def _wait_for(check, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"{what} within {timeout}s; last: {last}")
 
 
 def test_listen_stream_and_api_carry_notifications_over_mutual_tls(mtls_kafka, tmp_path, unique, rabbit_url):
@@ -156,7 +145,7 @@ def test_listen_stream_and_api_carry_notifications_over_mutual_tls(mtls_kafka, t
             vim = vims.get(VIM_ID)
             return vim if vim and vim["vm_count"] == 4 and sum(vim["states"].values()) == 4 else None
 
-        vim = _wait_for(vim_states, 90, "the API shows the 4 VMs' final states")
+        vim = wait_until(vim_states, 90, "the API shows the 4 VMs' final states")
         assert Counter(vim["states"]) == Counter({"stopped": 1, "paused": 1, "soft-delete": 1, "deleted": 1})
         for proc in procs:
             assert proc.alive()
@@ -219,7 +208,7 @@ def test_a_client_without_a_certificate_is_refused_with_one_clear_line(
                 return reason if "refused this client's TLS certificate" in reason else None
             raise AssertionError("ready without a client certificate")
 
-        _wait_for(refused_reason, 60, "/readyz says the broker refused the certificate")
+        wait_until(refused_reason, 60, "/readyz says the broker refused the certificate")
         assert listener.alive()
         log = listener.log()
         assert (

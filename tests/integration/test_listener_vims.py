@@ -17,6 +17,7 @@ import pytest
 from tests.support.kafka import delete_topics_containing, read_notifications
 from tests.support.processes import ROOT, Proc, clean_env, free_port, wait_http
 from tests.support.rabbit import NovaNotifier
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -47,15 +48,6 @@ def queue_depth(vhost: str, queue: str) -> tuple[int, int] | None:
         if len(parts) == 3 and parts[0] == queue:
             return int(parts[1]), int(parts[2])
     return None
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"{what} within {timeout}s")
 
 
 class VimsRun:

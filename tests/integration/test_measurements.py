@@ -19,7 +19,6 @@ its exchange) and what the events topic says:
 from __future__ import annotations
 
 import json
-import signal
 import time
 import urllib.request
 import uuid
@@ -31,13 +30,12 @@ from typing import Any
 import pytest
 
 from streams.metering import epoch_seconds, interval_start
-from tests.integration.api.test_api_kafka import wait_until
-from tests.integration.test_real_nova import wait_for_queue_in
 from tests.support.kafka import headers_of, read_topic
-from tests.support.processes import Proc, clean_env, free_port, wait_http
+from tests.support.processes import Proc
 from tests.support.real_ceilometer import SampleCapture, publish_samples, running_agent
-from tests.support.real_nova import RabbitVhost, RealNova
+from tests.support.real_nova import RabbitVhost, RealNova, VimListener
 from tests.support.stream import StreamRun
+from tests.support.waiting import wait_until
 from tests.unit.streams.test_ves import assert_valid_ves
 
 pytestmark = [pytest.mark.integration, pytest.mark.real_nova]
@@ -125,37 +123,25 @@ def test_vm_and_fleet_measurements_from_real_nova_and_ceilometer(
         first = run.start("w1", **timing)
         with RabbitVhost(vhost_name) as vhost:
             capture = SampleCapture(f"amqp://guest:guest@127.0.0.1:5672/{vhost_name}", f"capture-{unique}")
-            metrics_port = free_port()
-            pool = f"eventfed-pm-{unique}"
-            listener = Proc(
-                ["listen"],
-                clean_env(
-                    EVENTFED_TRANSPORT_URL=vhost.url,
-                    EVENTFED_VIM_ID=vim_id,
-                    EVENTFED_POOL=pool,
-                    EVENTFED_SAMPLE_TOPICS="metering,notifications",
-                    EVENTFED_RAW_TOPIC=run.raw_topic,
-                    EVENTFED_DLQ_TOPIC=run.dlq_topic,
-                    EVENTFED_KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
-                    EVENTFED_METRICS_PORT=str(metrics_port),
-                    EVENTFED_PARTITIONS="4",
-                ),
+            listener = VimListener(
                 tmp_path / "listener.log",
+                vhost,
+                vim_id,
+                f"eventfed-pm-{unique}",
+                run,
+                EVENTFED_SAMPLE_TOPICS="metering,notifications",
             )
             nova = RealNova(tmp_path / "nova.log", vhost.url, "unversioned")
             try:
                 with running_agent(tmp_path, vhost.url) as (ceilometer_conf, agent):
-                    wait_http(f"http://127.0.0.1:{metrics_port}/readyz", 60, listener)
-                    wait_for_queue_in(vhost_name, pool)
+                    listener.wait_listening()
                     nova.start()
                     check_everything(
                         run, first, nova, ceilometer_conf, capture, vim_id, all_topic, cpu_topic, timing
                     )
                     assert agent.popen is not None and agent.popen.poll() is None, agent.log()[-3000:]
             finally:
-                listener.popen.send_signal(signal.SIGTERM)
-                assert nova.stop() == 0, nova.log()[-3000:]
-                assert listener.popen.wait(60) == 0, listener.log()[-3000:]
+                listener.stop_beside(nova)
                 capture.close()
     finally:
         run.stop_all()

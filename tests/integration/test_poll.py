@@ -20,9 +20,10 @@ import pytest
 from streams import codecs
 from tests.integration.api.test_api_kafka import V1, ApiProcess
 from tests.support.processes import Proc, clean_env, free_port, wait_http
-from tests.support.real_nova import NovaClient, RabbitVhost, RealNova, rabbitmqctl
+from tests.support.real_nova import NovaClient, RabbitVhost, RealNova, VimListener
 from tests.support.stream import StreamRun
 from tests.support.tcp_gate import TcpGate
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -73,17 +74,6 @@ def readiness(url: str) -> tuple[int, dict[str, Any]]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
-
-
-def wait_until(check, timeout: float = 120, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not met in {timeout}s (last: {last!r})")
 
 
 def api_states(api: ApiProcess) -> dict[str, tuple[str, str]]:
@@ -148,7 +138,7 @@ def test_poll_real_nova_lifecycles_outage_and_bad_token(tmp_path, unique, kafka_
             deleted: ("deleted", "DELETE"),
             kept: ("active", "UPDATE"),
         }
-        wait_until(lambda: api_states(api) == want, what="the state table to show the lifecycles")
+        wait_until(lambda: api_states(api) == want, 120, "the state table to show the lifecycles")
 
         # Nova's API unreachable: not ready, while servers keep changing behind it.
         gate.close()
@@ -162,7 +152,7 @@ def test_poll_real_nova_lifecycles_outage_and_bad_token(tmp_path, unique, kafka_
         wait_until(lambda: readiness(poll.readyz)[0] == 200, 60, "readiness back")  # type: ignore[attr-defined]
         want[kept] = ("paused", "PAUSE")
         want[stopped] = ("active", "UPDATE")
-        wait_until(lambda: api_states(api) == want, what="the changes made during the outage")
+        wait_until(lambda: api_states(api) == want, 120, "the changes made during the outage")
         assert "retrying in" in poll.log()
 
         # The canonical events: polled, with the server's updated time, each change once.
@@ -215,32 +205,20 @@ def test_poll_beside_a_listener_repairs_missed_notifications_and_delivers_each_c
 
         run.start()
         api.start()
-        metrics_port = free_port()
-        pool = f"eventfed-poll-{unique}"
-        listener = Proc(
-            ["listen"],
-            clean_env(
-                EVENTFED_TRANSPORT_URL=vhost.url,
-                EVENTFED_VIM_ID=VIM,
-                EVENTFED_POOL=pool,
-                EVENTFED_TOPICS="versioned_notifications",
-                EVENTFED_RAW_TOPIC=run.raw_topic,
-                EVENTFED_DLQ_TOPIC=run.dlq_topic,
-                EVENTFED_KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
-                EVENTFED_METRICS_PORT=str(metrics_port),
-                EVENTFED_PARTITIONS="4",
-            ),
+        listener = VimListener(
             tmp_path / "listener.log",
+            vhost,
+            VIM,
+            f"eventfed-poll-{unique}",
+            run,
+            EVENTFED_TOPICS="versioned_notifications",
         )
-        procs.append(listener)
-        wait_http(f"http://127.0.0.1:{metrics_port}/readyz", 60, listener)
-        wait_until(
-            lambda: pool in rabbitmqctl("list_queues", "-p", vhost.name, "-q", "name").split(), 60, "queue"
-        )
+        procs.append(listener.proc)
+        listener.wait_listening()
 
         seen = client.create_server("seen")["id"]
         # The listener alone: the missed VM is unknown to the state table.
-        wait_until(lambda: api_states(api).get(seen) == ("active", "CREATE"), what="the listener's create")
+        wait_until(lambda: api_states(api).get(seen) == ("active", "CREATE"), 120, "the listener's create")
         assert missed not in api_states(api)
 
         poll = poller(tmp_path, run, nova.api_url, token="any")
@@ -250,7 +228,7 @@ def test_poll_beside_a_listener_repairs_missed_notifications_and_delivers_each_c
         client.action(seen, {"os-stop": None}, "SHUTOFF")
         client.delete(seen)
         want = {missed: ("paused", "PAUSE"), seen: ("deleted", "DELETE")}
-        wait_until(lambda: api_states(api) == want, what="the repaired state")
+        wait_until(lambda: api_states(api) == want, 120, "the repaired state")
         time.sleep(4)  # more cycles read the same changes again (overlap window)
         closed = [json.loads(m.value()) for m in run.read(f"test.poll.closed.{unique}", idle=3)]
         delivered = Counter((e["instance_id"], e["status"]) for e in closed if e["phase"] == "end")

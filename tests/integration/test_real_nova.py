@@ -13,19 +13,18 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.api.test_api_kafka import V1, ApiProcess, wait_until
+from tests.integration.api.test_api_kafka import V1, ApiProcess
 from tests.support.holmes import HolmesShapedConsumer, check_closed_loop, expected_from_statuses
 from tests.support.kafka import headers_of, read_topic
-from tests.support.processes import Proc, clean_env, free_port, wait_http
-from tests.support.real_nova import ALL_ACTIONS, RabbitVhost, RealNova, run_lifecycle
+from tests.support.real_nova import ALL_ACTIONS, RabbitVhost, RealNova, VimListener, run_lifecycle
 from tests.support.stream import StreamRun
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.real_nova]
 
@@ -140,33 +139,15 @@ class Pipeline:
         """Real Nova on a vhost of its own, and a listener for it; yields (vim_id, nova)."""
         vim_id = f"realnova_{name}"
         with RabbitVhost(f"eventfed-realnova-{name}-{self.unique}") as vhost:
-            metrics_port = free_port()
             pool = f"eventfed-realnova-{self.unique}"
-            listener = Proc(
-                ["listen"],
-                clean_env(
-                    EVENTFED_TRANSPORT_URL=vhost.url,
-                    EVENTFED_VIM_ID=vim_id,
-                    EVENTFED_POOL=pool,
-                    EVENTFED_RAW_TOPIC=self.run.raw_topic,
-                    EVENTFED_DLQ_TOPIC=self.run.dlq_topic,
-                    EVENTFED_KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
-                    EVENTFED_METRICS_PORT=str(metrics_port),
-                    EVENTFED_PARTITIONS="4",
-                ),
-                self.tmp / f"listener-{name}.log",
-            )
+            listener = VimListener(self.tmp / f"listener-{name}.log", vhost, vim_id, pool, self.run)
             nova = RealNova(self.tmp / f"nova-{name}.log", vhost.url, notification_format, state_change)
             try:
-                wait_http(f"http://127.0.0.1:{metrics_port}/readyz", 60, listener)
-                wait_for_queue_in(vhost.name, pool)
+                listener.wait_listening()
                 nova.start()
                 yield vim_id, nova
             finally:
-                # Both stop at once: each takes seconds to close its connections.
-                listener.popen.send_signal(signal.SIGTERM)
-                assert nova.stop() == 0, nova.log()[-3000:]
-                assert listener.popen.wait(60) == 0, listener.log()[-3000:]
+                listener.stop_beside(nova)
 
     def events(
         self, topic: str, vim_id: str, expected: int, idle: float = 3
@@ -200,18 +181,6 @@ class Pipeline:
         if status != 200:
             return set()
         return {vm["instance_id"] for vm in body["vms"]}
-
-
-def wait_for_queue_in(vhost: str, queue: str) -> None:
-    # The listener's queue is in the test's own vhost, not the default one.
-    wait_until(lambda: queue in _queues(vhost), 60, f"queue {queue} in vhost {vhost}")
-
-
-def _queues(vhost: str) -> set[str]:
-    from tests.support.real_nova import rabbitmqctl
-
-    out = rabbitmqctl("list_queues", "-p", vhost, "-q", "--no-table-headers", "name")
-    return {line.strip() for line in out.splitlines() if line.strip()}
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Protocol
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTFED = str(Path(sys.executable).with_name("eventfed"))
@@ -64,12 +65,23 @@ class Proc:
         return self.log_path.read_text(errors="replace")
 
 
-def wait_http(url: str, timeout: float = 60.0, proc: Proc | None = None) -> None:
+class Running(Protocol):
+    """A started process with its output in a log file (this module's Proc, bench.procs')."""
+
+    log_path: Path
+
+    def alive(self) -> bool: ...
+
+    def log(self) -> str: ...
+
+
+def wait_http(url: str, timeout: float = 60.0, proc: Running | None = None) -> None:
+    """Wait for a 200 from `url`; fail early if `proc` exits."""
     deadline = time.monotonic() + timeout
     last_error = ""
     while time.monotonic() < deadline:
         if proc is not None and not proc.alive():
-            raise AssertionError(f"process exited early:\n{proc.log()[-3000:]}")
+            raise AssertionError(f"process exited early ({proc.log_path}):\n{proc.log()[-3000:]}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:

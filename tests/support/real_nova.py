@@ -26,7 +26,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, Proc, clean_env, free_port, wait_http
+from tests.support.stream import StreamRun
 
 NOVA_PYTHON = os.environ.get("EVENTFED_TEST_NOVA_PYTHON", str(ROOT / ".venv-nova" / "bin" / "python"))
 SERVER = ROOT / "tests" / "real_nova" / "server.py"
@@ -62,6 +63,55 @@ class RabbitVhost:
             capture_output=True,
             check=False,
         )
+
+
+class VimListener:
+    """`eventfed listen` for one VIM on a test's vhost, into a stream run's raw and dead-letter
+    topics; `settings` are more of its environment (EVENTFED_* names)."""
+
+    def __init__(
+        self, log_path: Path, vhost: RabbitVhost, vim_id: str, pool: str, run: StreamRun, **settings: str
+    ) -> None:
+        self.vhost = vhost
+        self.pool = pool
+        metrics_port = free_port()
+        self.readyz = f"http://127.0.0.1:{metrics_port}/readyz"
+        self.proc = Proc(
+            ["listen"],
+            clean_env(
+                EVENTFED_TRANSPORT_URL=vhost.url,
+                EVENTFED_VIM_ID=vim_id,
+                EVENTFED_POOL=pool,
+                EVENTFED_RAW_TOPIC=run.raw_topic,
+                EVENTFED_DLQ_TOPIC=run.dlq_topic,
+                EVENTFED_KAFKA_BOOTSTRAP_SERVERS=run.bootstrap,
+                EVENTFED_METRICS_PORT=str(metrics_port),
+                EVENTFED_PARTITIONS=run.base_env["EVENTFED_PARTITIONS"],
+                **settings,
+            ),
+            log_path,
+        )
+
+    def wait_listening(self, timeout: float = 60) -> None:
+        """Ready, and its pool queue is on the vhost: what Nova publishes from now on reaches it."""
+        wait_http(self.readyz, timeout, self.proc)
+        deadline = time.monotonic() + timeout
+        while self.pool not in queues_in(self.vhost.name):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no queue {self.pool} in vhost {self.vhost.name} within {timeout} s")
+            time.sleep(0.2)
+
+    def stop_beside(self, nova: RealNova) -> None:
+        """Stop the listener and Nova at once (each takes seconds to close its connections); both
+        must exit cleanly."""
+        self.proc.popen.send_signal(signal.SIGTERM)
+        assert nova.stop() == 0, nova.log()[-3000:]
+        assert self.proc.popen.wait(60) == 0, self.proc.log()[-3000:]
+
+
+def queues_in(vhost: str) -> set[str]:
+    out = rabbitmqctl("list_queues", "-p", vhost, "-q", "--no-table-headers", "name")
+    return {line.strip() for line in out.splitlines() if line.strip()}
 
 
 class NovaError(AssertionError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from confluent_kafka import Producer
 from bridge.kafka_config import producer_config
 from bridge.settings import ApiSettings
 from tests.support.processes import Proc, clean_env, free_port, wait_http
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -143,14 +143,6 @@ class ApiProcess:
             marker = page["next_marker"]
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, message: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s: {message}")
-        time.sleep(0.2)
-
-
 @pytest.fixture
 def state_topic(kafka_topic_factory: Callable[..., str], unique: str) -> str:
     return kafka_topic_factory(f"test.state.{unique}", partitions=4, config={"cleanup.policy": "compact"})
@@ -249,7 +241,7 @@ def test_serves_the_topic_follows_it_and_rebuilds_after_restart(
         ids = {vm["instance_id"] for vm in api.all_vms(VIM_1, limit=100)}
         return "vm-new" in ids and "vm-000" not in ids
 
-    wait_until(followed, message="the new VM and the tombstone reach the API")
+    wait_until(followed, what="the new VM and the tombstone reach the API")
     before_restart = {vim_id: api.all_vms(vim_id, limit=100) for vim_id in (VIM_1, VIM_2)}
     vims_before = api.get(f"{V1}/vims")
     assert api.stop() == 0
@@ -275,7 +267,7 @@ def test_not_ready_until_the_topic_exists(
         status, body, _ = api.request("GET", "/readyz")
         return status == 503 and "does not exist" in (body["reason"] or "")
 
-    wait_until(says_missing, message="/readyz names the missing topic")
+    wait_until(says_missing, what="/readyz names the missing topic")
     status, _body, headers = api.request("GET", f"{V1}/vims")
     assert status == 503 and headers.get("Retry-After") == "5"
     kafka_topic_factory(topic, partitions=2, config={"cleanup.policy": "compact"})
@@ -298,7 +290,7 @@ def test_not_ready_when_kafka_is_unreachable(
         status, body, _ = api.request("GET", "/readyz")
         return status == 503 and "Kafka is not reachable" in (body["reason"] or "")
 
-    wait_until(unreachable, message="/readyz says Kafka is not reachable")
+    wait_until(unreachable, what="/readyz says Kafka is not reachable")
     assert api.stop() == 0
 
 

@@ -15,12 +15,7 @@ from tests.support.processes import free_port
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("EVENTFED_"):
-            monkeypatch.delenv(name)
+def clean_env(no_eventfed_env, monkeypatch):
     # Fail fast where a command would reach Kafka: nothing listens on this port.
     monkeypatch.setenv("EVENTFED_KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
     yield

@@ -23,12 +23,7 @@ RFC3339_UTC_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("EVENTFED_"):
-            monkeypatch.delenv(name)
+def clean_env(no_eventfed_env):
     yield
     logging.getLogger().handlers.clear()
 

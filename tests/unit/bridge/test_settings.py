@@ -5,14 +5,7 @@ import pytest
 from bridge.cli import main
 from bridge.settings import ApiSettings, ListenerSettings, SettingsError, StreamSettings, load, redact_url
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("EVENTFED_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_eventfed_env")
 
 
 def test_listener_reads_environment(monkeypatch):

@@ -9,25 +9,12 @@ from typing import Any
 
 from bridge.kafka_delivery import ProduceRequest, produce_and_confirm
 from bridge.shared_producer import SharedProducer
+from tests.support.fake_message import FakeMessage
 
 
 class FakeError:
     def __str__(self) -> str:
         return "refused"
-
-
-class FakeMessage:
-    def __init__(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        self._topic, self._key, self._value = topic, key, value
-
-    def topic(self) -> str:
-        return self._topic
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
 
 
 class HeldProducer:

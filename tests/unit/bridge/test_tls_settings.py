@@ -20,14 +20,7 @@ from bridge.settings import (
 )
 from tests.support.tls import KEY_PASSWORD, Pki, make_pki
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("EVENTFED_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_eventfed_env")
 
 
 @pytest.fixture(scope="module")

@@ -25,14 +25,7 @@ from bridge.vims import (
     single_vim,
 )
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("EVENTFED_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_eventfed_env")
 
 
 def no_secrets(path: Path) -> str:

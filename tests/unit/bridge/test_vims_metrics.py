@@ -17,14 +17,7 @@ from bridge.shared_producer import SharedProducer
 from bridge.vims import parse_vims, poller_settings
 from tests.unit.bridge.test_shared_producer import HeldProducer
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("EVENTFED_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_eventfed_env")
 
 
 def samples_of(vim: str, prefix: str) -> list[str]:
@@ -86,7 +79,7 @@ def test_a_removed_poller_vim_s_series_go_with_it(tmp_path: Path, monkeypatch):
 
     monkeypatch.setattr(poller_fleet, "build_client", no_nova)
     deployable = poller_fleet.PollerFleetDeployable(process)
-    deployable.apply(wanted)
+    deployable.fleet.apply(wanted)
     # What a VIM's cycles leave behind, one series of each kind.
     CYCLES.labels(vim, "ok").inc()
     CYCLES.labels(vim, "failed").inc()
@@ -95,9 +88,9 @@ def test_a_removed_poller_vim_s_series_go_with_it(tmp_path: Path, monkeypatch):
     CYCLE_SECONDS.labels(vim).observe(0.1)
     HIGH_WATER.labels(vim).set(1.0)
     assert samples_of(vim, "eventfed_poll_")
-    deployable.apply({})
+    deployable.fleet.apply({})
     assert wait_for(lambda: not samples_of(vim, "eventfed_poll_"))
-    assert deployable.runs == {}
+    assert deployable.fleet.runs == {}
 
 
 def test_the_poller_s_inflight_budget_is_its_setting(tmp_path: Path):
