@@ -149,11 +149,9 @@ def faust_main(driven: bool) -> int:
     from faust.worker import Worker
 
     from bridge.settings import StreamSettings, load
-    from schemas.raw import carried
     from streams.app import faust_app
     from streams.batching import company_batches
     from streams.faust_internals import fetch_waiting_for_company
-    from streams.pacing import FetchPause
 
     settings = load(StreamSettings)
     app = faust_app(settings)
@@ -161,13 +159,12 @@ def faust_main(driven: bool) -> int:
     app.conf.consumer_auto_offset_reset = "latest"
     raw = app.topic(settings.raw_topic, key_serializer="raw", value_serializer="raw", acks=False)
     if driven:
-        pause = FetchPause(settings.fetch_wait_ms / 1000, settings.fetch_wait_busy_rate)
-        fetch_waiting_for_company(app, pause)
+        fetch_waiting_for_company(app, settings.fetch_wait_ms)
 
         @app.agent(raw)
         async def do_nothing(stream: Any) -> None:
-            async for batch in company_batches(stream.events(), settings.batch_size, settings.batch_timeout):
-                pause.handled(sum(carried(event.message.headers) for event in batch))
+            async for _batch in company_batches(stream.events(), settings.batch_size, settings.batch_timeout):
+                pass
 
     else:
 

@@ -657,8 +657,7 @@ class StreamSettings(CommonSettings):
     # came meanwhile arrive together: at most this much later, the first after a quiet spell at
     # once. An idle worker's fetch waits at the broker as before, and a burst pays it once.
     # 30 ms against 20: at 100/s a quarter less worker CPU for about 6 ms more at p50, within the
-    # 50 ms p99 budget now that a batch waits 2 ms, not 10 (bench/results/ab.md). The wait
-    # shrinks as the rate grows (streams.pacing): a busy cloud's fetches are full without it.
+    # 50 ms p99 budget now that a batch waits 2 ms, not 10 (bench/results/ab.md).
     fetch_wait_ms: int = Field(
         default=30,
         ge=0,
@@ -666,14 +665,6 @@ class StreamSettings(CommonSettings):
         description=(
             "milliseconds the worker waits after a fetch that brought records before it fetches again, so "
             "a quiet cloud's records come a few per fetch (added latency at most this); 0: no wait"
-        ),
-    )
-    fetch_wait_busy_rate: float = Field(
-        default=1000.0,
-        gt=0,
-        description=(
-            "notifications/s at which the fetch wait has shrunk to nothing (FETCH_WAIT_MS when "
-            "quiet, linearly less as the rate grows)"
         ),
     )
     # A refused output is retried by the worker, not lost.

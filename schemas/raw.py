@@ -367,20 +367,6 @@ def is_packed(headers: Any) -> bool:
     return any(name == HEADER_COUNT for name, _value in pairs)
 
 
-def carried(headers: Any) -> int:
-    """How many notifications a raw record carries, from its headers alone (1 unless packed)."""
-    if not headers:
-        return 1
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    for name, value in pairs:
-        if name == HEADER_COUNT:
-            try:
-                return max(1, int(value))
-            except (TypeError, ValueError):
-                return 1
-    return 1
-
-
 def documents(value: bytes, headers: Any) -> list[bytes]:
     """The notification documents a raw record carries, as JSON bytes, in order."""
     if not is_packed(headers):

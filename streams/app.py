@@ -20,13 +20,11 @@ from bridge.logs import setup_logging
 from bridge.retry import Backoff
 from bridge.settings import StreamSettings
 from bridge.topic_admin import core_topics, ensure_topics
-from schemas.raw import carried
 from streams import pipeline
 from streams.batching import company_batches
 from streams.codecs import CodecError
 from streams.faust_internals import FaustConsumerOffsets, fetch_waiting_for_company, missing_internals
 from streams.fleet_merge import FleetMerger
-from streams.pacing import FetchPause
 from streams.range_reader import KafkaRangeReader
 from streams.registration import Registrar, SchemaIds, avro_topics
 from streams.runner import COMMIT_INTERVAL_SECONDS, BatchRunner, BatchWriter
@@ -210,9 +208,7 @@ def build_app(
     registrar: Registrar | None = None,
 ) -> tuple[Any, BatchRunner]:
     app = faust_app(settings)
-    fetch_pause = FetchPause(settings.fetch_wait_ms / 1000, settings.fetch_wait_busy_rate)
-    if settings.fetch_wait_ms > 0:
-        fetch_waiting_for_company(app, fetch_pause)
+    fetch_waiting_for_company(app, settings.fetch_wait_ms)
     # acks=False: Faust neither tracks nor commits these offsets; the BatchRunner does.
     raw_topic = app.topic(
         settings.raw_topic,
@@ -232,9 +228,7 @@ def build_app(
         # Not Faust's take_events, which wakes on a fixed beat even when nothing comes
         # (streams.batching).
         async for events in company_batches(stream.events(), settings.batch_size, settings.batch_timeout):
-            messages = [event.message for event in events]
-            fetch_pause.handled(sum(carried(m.headers) for m in messages))
-            await runner.handle_batch(messages)
+            await runner.handle_batch([event.message for event in events])
 
     merger = wire_fleet_merge(app, settings, runner)
 

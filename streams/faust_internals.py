@@ -158,15 +158,16 @@ class FaustConsumerOffsets:
         return result
 
 
-def fetch_waiting_for_company(app: Any, pause: Callable[[], float]) -> None:
-    """Make the worker's consumer wait `pause()` seconds after a fetch that brought records before
-    it fetches from that broker again, so a quiet cloud's records come a few per fetch instead of
-    one each, while the first record after a quiet spell is fetched at once and an idle worker's
-    fetch still waits at the broker (Faust's 1.5 s). `pause` is read after each such fetch (it
-    shrinks as the rate grows: streams.pacing). Faust and aiokafka have no setting for it (a
-    broker-side wait, fetch_min_bytes with fetch_max_wait_ms, would fetch on that beat even when
-    idle): the consumer is built when Faust's consumer thread starts, so its fetcher is paced as
-    it starts."""
+def fetch_waiting_for_company(app: Any, wait_ms: int) -> None:
+    """Make the worker's consumer wait `wait_ms` after a fetch that brought records before it
+    fetches from that broker again, so a quiet cloud's records come a few per fetch instead of one
+    each, while the first record after a quiet spell is fetched at once and an idle worker's fetch
+    still waits at the broker (Faust's 1.5 s). Faust and aiokafka have no setting for it (a
+    broker-side wait, fetch_min_bytes with fetch_max_wait_ms, would fetch every `wait_ms` even
+    when idle): the consumer is built when Faust's consumer thread starts, so its fetcher is
+    paced as it starts. 0 leaves Faust's consumer as it is."""
+    if wait_ms <= 0:
+        return
     thread = app.consumer._thread
     build = thread._create_worker_consumer
 
@@ -176,7 +177,7 @@ def fetch_waiting_for_company(app: Any, pause: Callable[[], float]) -> None:
 
         async def start_paced() -> None:
             await start()
-            _pace_fetches(consumer._fetcher, pause)
+            _pace_fetches(consumer._fetcher, wait_ms / 1000)
 
         consumer.start = start_paced
         return consumer
@@ -184,9 +185,9 @@ def fetch_waiting_for_company(app: Any, pause: Callable[[], float]) -> None:
     thread._create_worker_consumer = build_paced
 
 
-def _pace_fetches(fetcher: Any, pause: Callable[[], float]) -> None:
+def _pace_fetches(fetcher: Any, pause: float) -> None:
     """The fetcher sends a broker's next fetch only when its last one is done: a fetch that
-    brought records hands them over at once, then stays in flight for `pause()` seconds."""
+    brought records hands them over at once, then stays in flight for `pause`."""
     fetch = fetcher._proc_fetch_request
 
     async def fetch_then_pause(assignment: Any, node_id: Any, request: Any) -> bool:
@@ -195,13 +196,11 @@ def _pace_fetches(fetcher: Any, pause: Callable[[], float]) -> None:
             # What the fetcher does when the fetch is done, done now: its readers wake.
             for waiter in list(fetcher._fetch_waiters):
                 fetcher._notify(waiter)
-            seconds = pause()
-            if seconds > 0:
-                try:
-                    await asyncio.sleep(seconds)
-                except asyncio.CancelledError:
-                    # Unassigned or closing: as aiokafka's own fetch does, end without raising.
-                    return brought_records
+            try:
+                await asyncio.sleep(pause)
+            except asyncio.CancelledError:
+                # Unassigned or closing: as aiokafka's own fetch does, end without raising.
+                return brought_records
         return brought_records
 
     fetcher._proc_fetch_request = fetch_then_pause

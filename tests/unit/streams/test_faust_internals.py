@@ -99,7 +99,7 @@ class _Fetcher:
 
 def _paced(brings_records, pause):
     fetcher = _Fetcher(brings_records)
-    faust_internals._pace_fetches(fetcher, lambda: pause)
+    faust_internals._pace_fetches(fetcher, pause)
     return fetcher
 
 
@@ -116,17 +116,6 @@ def test_a_fetch_that_brought_records_wakes_the_readers_at_once_then_stays_in_fl
         return time.monotonic() - started
 
     assert 0.05 < asyncio.run(scenario()) < 0.5
-
-
-def test_a_fetch_paused_for_nothing_hands_over_and_returns_at_once():
-    async def scenario():
-        fetcher = _paced(True, 0.0)
-        reader = asyncio.get_running_loop().create_future()
-        fetcher._fetch_waiters.add(reader)
-        brought = await asyncio.wait_for(fetcher._proc_fetch_request(None, 1, None), 0.05)
-        return brought, reader.done()
-
-    assert asyncio.run(scenario()) == (True, True)
 
 
 def test_a_fetch_that_brought_nothing_is_not_held():
